@@ -1,0 +1,152 @@
+"""The backend-neutral types every client speaks: requests, chunks, streams, health.
+
+A backend client knows its wire format and transport and nothing about Locust, so it can be
+used and tested alone. It turns a :class:`GenerationRequest` into a :class:`ResponseStream`
+that yields :class:`Chunk` objects, each stamped with ``time.perf_counter()`` at the moment
+its bytes were read from the socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Protocol, Self
+
+__all__ = [
+    "Api",
+    "BackendClient",
+    "Chunk",
+    "Completion",
+    "GenerationRequest",
+    "HealthStatus",
+    "ResponseStream",
+    "Usage",
+]
+
+Api = Literal["chat", "completions"]
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    """One generation to send, independent of the wire format.
+
+    ``messages`` is used by chat APIs, ``prompt`` by completion APIs; a client given the
+    other one converts (a prompt becomes one user message). ``extra_body`` is merged into
+    the payload last, so it can set or override any field the server understands.
+    """
+
+    api: Api = "chat"
+    model: str = ""
+    prompt: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    ignore_eos: bool = False
+    stream: bool = True
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def prompt_text(self) -> str:
+        """The prompt as plain text, for estimating input tokens when the server says nothing."""
+        if self.prompt is not None:
+            return self.prompt
+        parts = [m.get("content") for m in self.messages or ()]
+        return "\n".join(p for p in parts if isinstance(p, str))
+
+
+@dataclass(slots=True, frozen=True)
+class Usage:
+    """Token counts the server reported."""
+
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+@dataclass(slots=True)
+class Chunk:
+    """One parsed stream event.
+
+    ``t`` is the ``perf_counter()`` reading taken right after the read that completed this
+    event. ``has_output`` is true when the event carries generated output (text, reasoning,
+    tool-call deltas or token ids): only those count for TTFT and ITL. ``n_tokens`` is set
+    when the server says how many tokens the event carries.
+    """
+
+    t: float
+    text: str = ""
+    has_output: bool = False
+    n_tokens: int | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+@dataclass(slots=True)
+class Completion:
+    """A whole generation, for callers that do not care about the stream."""
+
+    text: str
+    usage: Usage | None
+    finish_reason: str | None
+    t_send: float
+    t_first_output: float | None
+    t_done: float
+    chunks: int
+
+
+@dataclass(slots=True)
+class HealthStatus:
+    """What a health check found; ``error`` says why when ``healthy`` is false."""
+
+    healthy: bool
+    endpoint: str
+    models: list[str] = field(default_factory=list)
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class ResponseStream(Protocol):
+    """An in-flight request. Creating one does no I/O; iterating sends and reads.
+
+    The timing attributes stay readable after the iteration ends, also when it raised, so a
+    failed request is still timed.
+    """
+
+    t_send: float | None
+    """perf_counter() just before the request bytes were written (after connection setup)."""
+    connect_s: float | None
+    """Seconds spent opening a new connection, or None when a pooled one was reused."""
+    t_done: float | None
+    """perf_counter() when the response ended (stream closed or failed)."""
+    status: int | None
+    """HTTP status, once headers arrived."""
+
+    def __iter__(self) -> Iterator[Chunk]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class BackendClient(Protocol):
+    """What every backend offers; see :class:`sagellm_users.backends.openai.OpenAIClient`."""
+
+    backend: str
+
+    def stream(self, request: GenerationRequest) -> ResponseStream: ...
+
+    def generate(self, request: GenerationRequest) -> Completion: ...
+
+    def health_check(self) -> HealthStatus: ...
+
+    def list_models(self) -> list[str]: ...
+
+    def endpoint_path(self, api: Api) -> str: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,448 @@
+"""A small HTTP/1.1 client built for timing streamed responses.
+
+Why not ``requests`` or geventhttpclient: both buffer the body (``iter_content``/``read(n)``
+wait for n bytes and merge SSE events, which destroys inter-token timing) and spend more CPU
+per event. This client reads the socket directly, parses with llhttp (``httptools``), and
+stamps every read with ``perf_counter()`` before any other work, so each event's time is the
+moment its bytes were read. It uses the stdlib ``socket``/``ssl`` modules, which gevent
+patches under Locust: the same code is cooperative in a load test and blocking elsewhere.
+
+Connections are pooled per transport with no cap (one per concurrent request, as the load
+needs) and reused when a response was read to its end. Every transport exception is mapped
+to :mod:`sagellm_users.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from types import TracebackType
+from typing import Self
+from urllib.parse import urlsplit
+
+import httptools
+
+from sagellm_users.errors import (
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    ProtocolError,
+    ReadTimeout,
+    StreamCutError,
+    TotalTimeout,
+)
+
+__all__ = ["HttpExchange", "HttpTransport", "Timeouts", "parse_base_url"]
+
+_RECV_BYTES = 65536
+_USER_AGENT = "sagellm-locust"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``read`` bounds the silence between two reads, ``total`` the whole request."""
+
+    connect: float = 10.0
+    read: float = 300.0
+    total: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect", "read", "total"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name} timeout must be > 0 seconds, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    scheme: str
+    host: str
+    port: int
+    prefix: str
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_base_url(url: str) -> _Origin:
+    """Split a base URL into origin and path prefix, with a clear error for bad input."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"host {url!r} is not an http(s) URL: give scheme and host, "
+            "e.g. http://127.0.0.1:8000"
+        )
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise ConfigError(f"host {url!r} has an invalid port: {exc}") from None
+    return _Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+class _Sink:
+    """Receives llhttp's callbacks for one response."""
+
+    __slots__ = ("complete", "headers", "headers_done", "pieces", "reason")
+
+    def __init__(self) -> None:
+        self.reason = b""
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.pieces: list[bytes] = []
+        self.complete = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class HttpTransport:
+    """A pool of keep-alive connections to one origin."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeouts: Timeouts | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.origin = parse_base_url(base_url)
+        self.timeouts = timeouts or Timeouts()
+        self._idle: list[socket.socket] = []
+        self._closed = False
+        self._ssl: ssl.SSLContext | None = None
+        if self.origin.scheme == "https":
+            if verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            elif isinstance(verify, str):
+                context = ssl.create_default_context(cafile=verify)
+            else:
+                context = ssl.create_default_context()
+            self._ssl = context
+        fixed = {"Host": self.origin.host_header, "User-Agent": _USER_AGENT}
+        fixed.update(headers or {})
+        self._header_block = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+
+    def __repr__(self) -> str:  # never shows headers: they may hold an API key
+        o = self.origin
+        return f"HttpTransport({o.scheme}://{o.host_header}{o.prefix}, idle={len(self._idle)})"
+
+    def url(self, path: str) -> str:
+        o = self.origin
+        return f"{o.scheme}://{o.host_header}{self.full_path(path)}"
+
+    def full_path(self, path: str) -> str:
+        """The request path under the base URL's prefix; ``/v1`` is not repeated."""
+        prefix = self.origin.prefix
+        if prefix.endswith("/v1") and path.startswith("/v1/"):
+            prefix = prefix[:-3]
+        return prefix + path
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpExchange:
+        """Prepare a request; no I/O happens until :meth:`HttpExchange.send`."""
+        if self._closed:
+            raise ConnectError("transport is closed")
+        request_line = f"{method} {self.full_path(path)} HTTP/1.1\r\n".encode("latin-1")
+        head = [request_line, self._header_block]
+        if headers:
+            head.append("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"))
+        if body is not None:
+            head.append(b"Content-Length: %d\r\n" % len(body))
+        head.append(b"\r\n")
+        if body:
+            head.append(body)
+        return HttpExchange(self, b"".join(head))
+
+    def _acquire(self) -> tuple[socket.socket, float | None]:
+        """A pooled connection (connect time None) or a new one (with its setup seconds)."""
+        if self._idle:
+            return self._idle.pop(), None
+        return self._acquire_new()
+
+    def _acquire_new(self) -> tuple[socket.socket, float]:
+        started = perf_counter()
+        sock = self._connect()
+        return sock, perf_counter() - started
+
+    def _connect(self) -> socket.socket:
+        o = self.origin
+        try:
+            sock = socket.create_connection((o.host, o.port), timeout=self.timeouts.connect)
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"connecting to {o.host_header} took longer than {self.timeouts.connect:g} s"
+            ) from None
+        except socket.gaierror as exc:
+            raise ConnectError(f"cannot resolve host {o.host!r}: {exc.strerror}") from None
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {o.host_header}: {_os_reason(exc)}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=o.host)
+        except TimeoutError:
+            sock.close()
+            raise ConnectTimeout(f"TLS handshake with {o.host_header} timed out") from None
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise ConnectError(f"TLS handshake with {o.host_header} failed: {exc}") from None
+        return sock
+
+    def _release(self, sock: socket.socket) -> None:
+        if self._closed:
+            sock.close()
+        else:
+            self._idle.append(sock)
+
+    def close(self) -> None:
+        """Close idle connections now; busy ones close when their response ends."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for sock in idle:
+            sock.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class HttpExchange:
+    """One request and its response on one connection.
+
+    :meth:`send` writes the request and reads up to the end of the headers;
+    :meth:`iter_body` then yields ``(t_read, body_bytes)`` once per socket read, with chunked
+    transfer coding already removed. The connection goes back to the pool only when the
+    response was read to its end and the server allows keep-alive.
+    """
+
+    __slots__ = (
+        "_body_bytes",
+        "_deadline",
+        "_parser",
+        "_request",
+        "_sink",
+        "_sock",
+        "_t_read",
+        "_transport",
+        "connect_s",
+        "headers",
+        "reason",
+        "status",
+        "t_done",
+        "t_send",
+    )
+
+    def __init__(self, transport: HttpTransport, request: bytes) -> None:
+        self._transport = transport
+        self._request = request
+        self._sock: socket.socket | None = None
+        self._sink = _Sink()
+        self._parser = httptools.HttpResponseParser(self._sink)
+        self._deadline: float | None = None
+        self._t_read = 0.0
+        self._body_bytes = 0
+        self.t_send: float | None = None
+        self.connect_s: float | None = None
+        self.t_done: float | None = None
+        self.status: int | None = None
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+
+    def send(self) -> None:
+        """Write the request and read the status line and headers."""
+        transport = self._transport
+        sock, self.connect_s = transport._acquire()
+        reused = self.connect_s is None
+        self._sock = sock
+        try:
+            self._write_and_read_headers(sock)
+        except _StaleConnection:
+            # A pooled connection the server had already closed: standard practice is one
+            # retry on a fresh connection, since nothing reached the server.
+            sock.close()
+            if not reused:
+                raise ConnectError("the server closed the connection before answering") from None
+            self._sink = _Sink()
+            self._parser = httptools.HttpResponseParser(self._sink)
+            sock, self.connect_s = transport._acquire_new()
+            self._sock = sock
+            try:
+                self._write_and_read_headers(sock)
+            except _StaleConnection:
+                self._abort()
+                raise ConnectError("the server closed the connection before answering") from None
+        sink = self._sink
+        self.status = self._parser.get_status_code()
+        self.reason = sink.reason.decode("latin-1")
+        self.headers = sink.headers
+
+    def _write_and_read_headers(self, sock: socket.socket) -> None:
+        timeouts = self._transport.timeouts
+        self.t_send = perf_counter()
+        if timeouts.total is not None:
+            self._deadline = self.t_send + timeouts.total
+        try:
+            sock.settimeout(timeouts.read)
+            sock.sendall(self._request)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _StaleConnection from None
+        except TimeoutError:
+            self._abort()
+            raise ReadTimeout("writing the request timed out") from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectError(f"sending the request failed: {_os_reason(exc)}") from None
+        first = True
+        while not self._sink.headers_done:
+            data = self._recv(stale_on_reset=first)
+            if not data:
+                if first:
+                    raise _StaleConnection
+                self._abort()
+                raise StreamCutError("connection closed in the middle of the response headers")
+            first = False
+            self._feed(data)
+
+    def _recv(self, stale_on_reset: bool = False) -> bytes:
+        """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
+        sock = self._sock
+        assert sock is not None
+        deadline = self._deadline
+        read_timeout = self._transport.timeouts.read
+        if deadline is not None:
+            remaining = deadline - perf_counter()
+            if remaining <= 0:
+                self._abort()
+                raise TotalTimeout(self._total_message())
+            sock.settimeout(min(read_timeout, remaining))
+        try:
+            data = sock.recv(_RECV_BYTES)
+        except TimeoutError:
+            self._abort()
+            if deadline is not None and perf_counter() >= deadline - 1e-3:
+                raise TotalTimeout(self._total_message()) from None
+            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
+        except ConnectionResetError:
+            if stale_on_reset:
+                raise _StaleConnection from None
+            self._abort()
+            raise StreamCutError(
+                f"connection reset by the server after {self._body_bytes} body bytes"
+            ) from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectError(f"reading the response failed: {_os_reason(exc)}") from None
+        self._t_read = perf_counter()
+        return data
+
+    def _total_message(self) -> str:
+        return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._abort()
+            raise ProtocolError(f"invalid HTTP response: {exc}") from None
+
+    def iter_body(self) -> Iterator[tuple[float, bytes]]:
+        """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
+        sink = self._sink
+        pieces = sink.pieces
+        while True:
+            if pieces:
+                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces.clear()
+                self._body_bytes += len(data)
+                yield self._t_read, data
+            if sink.complete:
+                self._finish()
+                return
+            data = self._recv()
+            if not data:
+                if self._close_delimited():
+                    self._finish()
+                    return
+                self._abort()
+                raise StreamCutError(
+                    f"connection closed after {self._body_bytes} body bytes, "
+                    "before the response ended"
+                )
+            self._feed(data)
+
+    def read_body(self) -> bytes:
+        """The whole body (for small, non-streamed answers)."""
+        return b"".join(data for _, data in self.iter_body())
+
+    def _close_delimited(self) -> bool:
+        headers = self._sink.headers
+        return "content-length" not in headers and "chunked" not in headers.get(
+            "transfer-encoding", ""
+        )
+
+    def _finish(self) -> None:
+        self.t_done = self._t_read or perf_counter()
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._sink.complete and self._parser.should_keep_alive():
+            self._transport._release(sock)
+        else:
+            sock.close()
+
+    def _abort(self) -> None:
+        if self.t_done is None:
+            self.t_done = perf_counter()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
+
+    def close(self) -> None:
+        """End the exchange; an unfinished response closes its connection."""
+        if self._sock is not None:
+            if self._sink.complete:
+                self._finish()
+            else:
+                self._abort()
+
+
+class _StaleConnection(Exception):
+    """Internal: the connection died before the server answered (retry once if pooled)."""
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
+

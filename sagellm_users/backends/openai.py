@@ -1,0 +1,374 @@
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/completions``, streamed or not.
+
+Works against vLLM, LMDeploy, sageLLM's gateway, SGLang, TGI's OpenAI routes and OpenAI
+itself. Streaming requests always ask for ``stream_options.include_usage`` so output tokens
+are counted by the server, not guessed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from time import perf_counter
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+
+from sagellm_users.backends.base import (
+    Api,
+    Chunk,
+    Completion,
+    GenerationRequest,
+    HealthStatus,
+    Usage,
+)
+from sagellm_users.backends.http import HttpExchange, HttpTransport, Timeouts
+from sagellm_users.errors import (
+    HTTPStatusError,
+    LLMError,
+    MalformedEventError,
+    MissingDoneError,
+    ServerErrorEvent,
+    StreamCutError,
+    excerpt,
+)
+from sagellm_users.sse import SSEDecoder
+
+__all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "parse_event"]
+
+_PATHS: dict[Api, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_DONE = b"[DONE]"
+_JSON = {"Content-Type": "application/json"}
+_STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+
+
+def build_payload(request: GenerationRequest) -> dict[str, Any]:
+    """The JSON body for ``request``; ``extra_body`` is applied last and wins."""
+    payload: dict[str, Any] = {"model": request.model}
+    if request.api == "chat":
+        messages = request.messages
+        if messages is None:
+            messages = [{"role": "user", "content": request.prompt or ""}]
+        payload["messages"] = messages
+    else:
+        payload["prompt"] = request.prompt if request.prompt is not None else request.prompt_text()
+    if request.max_tokens is not None:
+        payload["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.ignore_eos:
+        payload["ignore_eos"] = True
+    payload["stream"] = request.stream
+    if request.stream:
+        payload["stream_options"] = {"include_usage": True}
+    payload.update(request.extra_body)
+    return payload
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+    return Usage(
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def _raise_error_object(obj: dict[str, Any]) -> None:
+    """vLLM streams ``{"error": {...}}``; older servers ``{"object": "error", ...}``."""
+    error = obj.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        raise ServerErrorEvent(
+            str(error.get("message", error)),
+            error.get("type"),
+            code if isinstance(code, int) else None,
+        )
+    if error is not None:
+        raise ServerErrorEvent(str(error))
+    if obj.get("object") == "error":
+        code = obj.get("code")
+        raise ServerErrorEvent(
+            str(obj.get("message", "")), obj.get("type"), code if isinstance(code, int) else None
+        )
+
+
+def parse_event(data: bytes, t: float) -> Chunk:
+    """One SSE event's JSON (chat or completions) as a :class:`Chunk` stamped ``t``."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedEventError(f"stream event is not JSON: {excerpt(data)!r}") from None
+    if not isinstance(obj, dict):
+        raise MalformedEventError(f"stream event is not a JSON object: {excerpt(data)!r}")
+    if "error" in obj or obj.get("object") == "error":
+        _raise_error_object(obj)
+    chunk = Chunk(t)
+    usage = obj.get("usage")
+    if usage:
+        chunk.usage = _usage(usage)
+    choices = obj.get("choices")
+    if not choices:
+        return chunk
+    if not isinstance(choices, list):
+        raise MalformedEventError(f"'choices' is not a list: {excerpt(data)!r}")
+    texts: list[str] = []
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise MalformedEventError(f"a choice is not an object: {excerpt(data)!r}")
+        _read_choice(choice, chunk, texts)
+    if texts:
+        chunk.text = texts[0] if len(texts) == 1 else "".join(texts)
+        chunk.has_output = True
+    return chunk
+
+
+def _read_choice(choice: dict[str, Any], chunk: Chunk, texts: list[str]) -> None:
+    """Collect one streamed choice's text; non-text output (reasoning, tools) still counts."""
+    delta = choice.get("delta")
+    if isinstance(delta, dict):
+        content = delta.get("content")
+        if content:
+            texts.append(content)
+        elif delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls"):
+            chunk.has_output = True
+    else:
+        text = choice.get("text")
+        if text:
+            texts.append(text)
+    if choice.get("token_ids"):
+        chunk.has_output = True
+    reason = choice.get("finish_reason")
+    if reason:
+        chunk.finish_reason = reason
+
+
+def _parse_body(data: bytes, t: float) -> Chunk:
+    """A non-streamed answer: the whole text arrives at once, as one chunk."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedEventError(f"response body is not JSON: {excerpt(data)!r}") from None
+    if not isinstance(obj, dict):
+        raise MalformedEventError(f"response body is not a JSON object: {excerpt(data)!r}")
+    _raise_error_object(obj)
+    chunk = Chunk(t, usage=_usage(obj.get("usage")))
+    texts: list[str] = []
+    for choice in obj.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            content = message.get("content")
+            if content:
+                texts.append(content)
+            elif message.get("reasoning_content") or message.get("tool_calls"):
+                chunk.has_output = True
+        elif isinstance(choice, dict) and choice.get("text"):
+            texts.append(choice["text"])
+        if isinstance(choice, dict) and choice.get("finish_reason"):
+            chunk.finish_reason = choice["finish_reason"]
+    chunk.text = "".join(texts)
+    chunk.has_output = chunk.has_output or bool(texts)
+    return chunk
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare for LLM servers, and not worth guessing the clock
+
+
+class OpenAIStream:
+    """One request in flight; see :class:`sagellm_users.backends.base.ResponseStream`."""
+
+    __slots__ = ("_exchange", "_payload", "_stream", "connect_s", "status", "t_done", "t_send")
+
+    def __init__(self, exchange: HttpExchange, stream: bool) -> None:
+        self._exchange = exchange
+        self._stream = stream
+        self.t_send: float | None = None
+        self.connect_s: float | None = None
+        self.t_done: float | None = None
+        self.status: int | None = None
+
+    def __iter__(self) -> Iterator[Chunk]:
+        exchange = self._exchange
+        try:
+            try:
+                exchange.send()
+            finally:
+                self.t_send, self.connect_s = exchange.t_send, exchange.connect_s
+            self.status = exchange.status
+            if exchange.status is None or not 200 <= exchange.status < 300:
+                body = _read_error_body(exchange)
+                raise HTTPStatusError(
+                    exchange.status or 0, exchange.reason, body, _retry_after(exchange.headers)
+                )
+            if self._stream:
+                yield from self._iter_events(exchange)
+            else:
+                body = exchange.read_body()
+                yield _parse_body(body, exchange.t_done or perf_counter())
+        finally:
+            exchange.close()
+            self.t_done = exchange.t_done or perf_counter()
+
+    @staticmethod
+    def _iter_events(exchange: HttpExchange) -> Iterator[Chunk]:
+        decoder = SSEDecoder()
+        feed = decoder.feed
+        done = False
+        for t, data in exchange.iter_body():
+            for event in feed(data):
+                if done:
+                    continue  # nothing after [DONE] matters; keep reading to reuse the socket
+                if event == _DONE:
+                    done = True
+                    continue
+                yield parse_event(event, t)
+        if not done:
+            if decoder.pending:
+                raise StreamCutError(
+                    f"stream ended inside an event: {excerpt(decoder.pending)!r}"
+                )
+            raise MissingDoneError("stream ended without 'data: [DONE]'")
+
+    def close(self) -> None:
+        self._exchange.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _read_error_body(exchange: HttpExchange) -> bytes:
+    try:
+        return exchange.read_body()
+    except LLMError:
+        return b""
+
+
+class OpenAIClient:
+    """A client for one OpenAI-compatible server.
+
+    ``api_key`` falls back to ``OPENAI_API_KEY``; it is sent as a Bearer token and never
+    appears in ``repr``, errors or logs. ``headers`` are added to every request.
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeouts: Timeouts | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        all_headers = dict(headers or {})
+        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if key:
+            all_headers.setdefault("Authorization", f"Bearer {key}")
+        self.transport = HttpTransport(
+            base_url, timeouts=timeouts, headers=all_headers, verify=verify
+        )
+        self.base_url = base_url
+
+    def __repr__(self) -> str:
+        return f"OpenAIClient({self.base_url!r})"
+
+    def endpoint_path(self, api: Api) -> str:
+        return _PATHS[api]
+
+    def stream(self, request: GenerationRequest) -> OpenAIStream:
+        """Prepare ``request``; iterating the result sends it and yields its chunks."""
+        body = orjson.dumps(build_payload(request))
+        headers = _STREAM_HEADERS if request.stream else _JSON
+        exchange = self.transport.exchange("POST", _PATHS[request.api], body, headers)
+        return OpenAIStream(exchange, request.stream)
+
+    def generate(self, request: GenerationRequest) -> Completion:
+        """Run ``request`` to the end and return the whole text with its timings."""
+        texts: list[str] = []
+        usage: Usage | None = None
+        finish: str | None = None
+        first: float | None = None
+        chunks = 0
+        with self.stream(request) as stream:
+            for chunk in stream:
+                if chunk.has_output:
+                    chunks += 1
+                    texts.append(chunk.text)
+                    if first is None:
+                        first = chunk.t
+                usage = chunk.usage or usage
+                finish = chunk.finish_reason or finish
+        assert stream.t_send is not None and stream.t_done is not None
+        text = "".join(texts)
+        return Completion(text, usage, finish, stream.t_send, first, stream.t_done, chunks)
+
+    def _get(self, path: str) -> tuple[int, bytes]:
+        exchange = self.transport.exchange("GET", path)
+        try:
+            exchange.send()
+            body = exchange.read_body()
+        finally:
+            exchange.close()
+        return exchange.status or 0, body
+
+    def list_models(self) -> list[str]:
+        """Model ids from ``GET /v1/models``, in the server's order."""
+        status, body = self._get("/v1/models")
+        if status != 200:
+            raise HTTPStatusError(status, "", body)
+        try:
+            data = orjson.loads(body).get("data")
+            return [str(item["id"]) for item in data]
+        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+            raise MalformedEventError(
+                f"/v1/models did not return an OpenAI model list: {excerpt(body)!r}"
+            ) from None
+
+    def health_check(self) -> HealthStatus:
+        """``/health`` when the server has it (vLLM, LMDeploy), then the model list."""
+        endpoint = self.transport.url("/health")
+        started = perf_counter()
+        try:
+            status, body = self._get("/health")
+            if status == 404:  # plain OpenAI-compatible servers have no /health
+                endpoint = self.transport.url("/v1/models")
+            elif status != 200:
+                raise HTTPStatusError(status, "", body)
+            models = self.list_models()
+        except LLMError as exc:
+            return HealthStatus(
+                False, endpoint, latency_ms=(perf_counter() - started) * 1e3, error=str(exc)
+            )
+        return HealthStatus(True, endpoint, models, (perf_counter() - started) * 1e3)
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

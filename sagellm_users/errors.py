@@ -1,0 +1,122 @@
+"""The one error hierarchy of sagellm-locust.
+
+Every failure a request can meet is one of these classes, so reports can group failures by
+class name and a load test never has to catch transport-specific exceptions. Transport errors
+are mapped to these in exactly one place (:mod:`sagellm_users.backends.http`).
+
+::
+
+    LLMError
+    ├── ConnectError            the server could not be reached (refused, DNS, TLS)
+    ├── RequestTimeout
+    │   ├── ConnectTimeout      connection setup took longer than the connect timeout
+    │   ├── ReadTimeout         no byte arrived for longer than the read timeout
+    │   └── TotalTimeout        the whole request took longer than the request timeout
+    ├── HTTPStatusError         a non-2xx answer (status, reason, body excerpt, Retry-After)
+    ├── ProtocolError           the bytes broke HTTP or the stream format
+    │   ├── MalformedEventError an SSE event whose data is not the expected JSON
+    │   ├── StreamCutError      the connection closed before the response was complete
+    │   └── MissingDoneError    the stream ended without ``data: [DONE]``
+    └── ServerErrorEvent        an error object sent inside a 200 stream
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "HTTPStatusError",
+    "LLMError",
+    "MalformedEventError",
+    "MissingDoneError",
+    "ProtocolError",
+    "ReadTimeout",
+    "RequestTimeout",
+    "ServerErrorEvent",
+    "StreamCutError",
+    "TotalTimeout",
+    "excerpt",
+]
+
+_EXCERPT_CHARS = 200
+
+
+def excerpt(data: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
+    """A short, printable excerpt of a body, so error messages stay one readable line."""
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ConfigError(ValueError):
+    """An invalid option or configuration value, found before any load is sent."""
+
+
+class LLMError(Exception):
+    """Base class of every request failure; ``str()`` is a one-line, human-readable reason."""
+
+
+class ConnectError(LLMError):
+    """The server could not be reached: refused, unresolvable, reset during setup, TLS failure."""
+
+
+class RequestTimeout(LLMError):
+    """A timeout; the subclass says which of the three limits was passed."""
+
+
+class ConnectTimeout(RequestTimeout):
+    """Connection setup (DNS, TCP, TLS) took longer than the connect timeout."""
+
+
+class ReadTimeout(RequestTimeout):
+    """No byte arrived for longer than the read timeout."""
+
+
+class TotalTimeout(RequestTimeout):
+    """The whole request took longer than the request timeout."""
+
+
+class HTTPStatusError(LLMError):
+    """A non-2xx response. Keeps the status, reason and a short body excerpt."""
+
+    def __init__(
+        self, status: int, reason: str, body: bytes | str = b"", retry_after: float | None = None
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.body_excerpt = excerpt(body)
+        self.retry_after = retry_after
+        message = f"HTTP {status} {reason}".rstrip()
+        if self.body_excerpt:
+            message += f": {self.body_excerpt}"
+        if retry_after is not None:
+            message += f" (Retry-After {retry_after:g} s)"
+        super().__init__(message)
+
+
+class ProtocolError(LLMError):
+    """The response broke HTTP/1.1 or the streaming format."""
+
+
+class MalformedEventError(ProtocolError):
+    """An SSE event whose data is not the JSON the protocol promises."""
+
+
+class StreamCutError(ProtocolError):
+    """The connection closed before the response was complete."""
+
+
+class MissingDoneError(ProtocolError):
+    """The HTTP response ended cleanly but the stream never sent ``data: [DONE]``."""
+
+
+class ServerErrorEvent(LLMError):
+    """An error object inside a 200 stream (vLLM sends ``data: {"error": {...}}``)."""
+
+    def __init__(self, message: str, error_type: str | None = None, code: int | None = None):
+        self.error_type = error_type
+        self.code = code
+        parts = [p for p in (error_type, str(code) if code is not None else None) if p]
+        prefix = f"[{' '.join(parts)}] " if parts else ""
+        super().__init__(f"error event in stream: {prefix}{excerpt(message)}")

@@ -1,0 +1,168 @@
+"""One :class:`RequestRecord` per request: raw timestamps first, metrics derived from them.
+
+Raw ``perf_counter()`` readings are kept so anyone can recompute every metric; the derived
+values follow the definitions in DESIGN.md exactly:
+
+* TTFT = first output-carrying chunk - t_send
+* ITL  = every gap between consecutive output-carrying chunks (one sample per gap)
+* TBT  = mean of the request's ITL samples
+* E2E  = last output-carrying chunk - t_send (stream close is ``t_done``, kept apart)
+* TPOT = (E2E - TTFT) / (N_out - 1), only when N_out > 1
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["RequestRecord", "Status", "TokenSource"]
+
+Status = Literal["ok", "error", "cancelled"]
+TokenSource = Literal["usage", "tokenizer", "estimate", "none"]
+
+_CHARS_PER_TOKEN = 4.0
+"""Rough English average, used only when neither the server nor a tokenizer gives counts."""
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """Everything measured about one request, in seconds of ``perf_counter()``."""
+
+    request_id: int
+    user: str
+    backend: str
+    api: str
+    name: str
+    model: str
+    stream: bool
+    wall_start: float
+    """``time.time()`` when the request began, to line records up with server logs."""
+    t_start: float
+    """perf_counter() when the user began the request (before any connection setup)."""
+    t_send: float | None = None
+    connect_s: float | None = None
+    t_out: list[float] = field(default_factory=list)
+    """perf_counter() of each output-carrying chunk, in arrival order."""
+    tokens_per_chunk: list[int] | None = None
+    """Tokens carried by each output chunk, when the server says so."""
+    t_done: float | None = None
+    prompt_chars: int = 0
+    usage_prompt_tokens: int | None = None
+    usage_completion_tokens: int | None = None
+    finish_reason: str | None = None
+    status: Status = "ok"
+    http_status: int | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+
+    # -- token counts with their provenance ------------------------------------------------
+    @property
+    def output_tokens(self) -> int:
+        if self.usage_completion_tokens is not None:
+            return self.usage_completion_tokens
+        if self.tokens_per_chunk is not None:
+            return sum(self.tokens_per_chunk)
+        return len(self.t_out)
+
+    @property
+    def output_tokens_source(self) -> TokenSource:
+        if self.usage_completion_tokens is not None:
+            return "usage"
+        return "estimate" if self.t_out else "none"
+
+    @property
+    def input_tokens(self) -> int:
+        if self.usage_prompt_tokens is not None:
+            return self.usage_prompt_tokens
+        return round(self.prompt_chars / _CHARS_PER_TOKEN)
+
+    @property
+    def input_tokens_source(self) -> TokenSource:
+        return "usage" if self.usage_prompt_tokens is not None else "estimate"
+
+    # -- derived metrics (seconds) ----------------------------------------------------------
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def ttft(self) -> float | None:
+        if self.t_send is None or not self.t_out:
+            return None
+        return self.t_out[0] - self.t_send
+
+    @property
+    def e2e(self) -> float | None:
+        if self.t_send is None or not self.t_out:
+            return None
+        return self.t_out[-1] - self.t_send
+
+    @property
+    def itl(self) -> list[float]:
+        t = self.t_out
+        return [t[i] - t[i - 1] for i in range(1, len(t))]
+
+    @property
+    def itl_per_token(self) -> list[float]:
+        """ITL divided by the tokens of the later chunk, when chunks carry k > 1 tokens."""
+        counts, t = self.tokens_per_chunk, self.t_out
+        if counts is None or len(counts) != len(t):
+            return []
+        return [(t[i] - t[i - 1]) / counts[i] for i in range(1, len(t)) if counts[i] > 0]
+
+    @property
+    def tbt(self) -> float | None:
+        t = self.t_out
+        if len(t) < 2:
+            return None
+        return (t[-1] - t[0]) / (len(t) - 1)
+
+    @property
+    def tpot(self) -> float | None:
+        n_out = self.output_tokens
+        if n_out <= 1 or self.t_send is None or len(self.t_out) < 1:
+            return None
+        return (self.t_out[-1] - self.t_out[0]) / (n_out - 1)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds from the start of the request to its end, whatever the outcome."""
+        end = self.t_done if self.t_done is not None else self.t_start
+        return end - (self.t_send if self.t_send is not None else self.t_start)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSONL form: raw times as milliseconds after t_send, plus derived metrics."""
+        base = self.t_send if self.t_send is not None else self.t_start
+
+        def ms(value: float | None) -> float | None:
+            return None if value is None else round(value * 1e3, 4)
+
+        return {
+            "id": self.request_id,
+            "user": self.user,
+            "backend": self.backend,
+            "api": self.api,
+            "name": self.name,
+            "model": self.model,
+            "stream": self.stream,
+            "status": self.status,
+            "wall_start": round(self.wall_start, 6),
+            "t_send": self.t_send,
+            "connect_ms": ms(self.connect_s),
+            "send_delay_ms": ms(None if self.t_send is None else self.t_send - self.t_start),
+            "out_ms": [round((t - base) * 1e3, 4) for t in self.t_out],
+            "tokens_per_chunk": self.tokens_per_chunk,
+            "done_ms": ms(None if self.t_done is None else self.t_done - base),
+            "input_tokens": self.input_tokens,
+            "input_tokens_source": self.input_tokens_source,
+            "output_tokens": self.output_tokens,
+            "output_tokens_source": self.output_tokens_source,
+            "finish_reason": self.finish_reason,
+            "ttft_ms": ms(self.ttft),
+            "tbt_ms": ms(self.tbt),
+            "tpot_ms": ms(self.tpot),
+            "e2e_ms": ms(self.e2e),
+            "http_status": self.http_status,
+            "error_class": self.error_class,
+            "error": self.error_message,
+        }

@@ -1,0 +1,54 @@
+"""Per-request JSONL, one line per finished request, flushed as it is written.
+
+Flushing each line costs one write syscall per request (negligible next to the request
+itself) and means Ctrl-C, SIGTERM or a crash loses nothing already measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+import orjson
+
+from sagellm_users.errors import ConfigError
+from sagellm_users.metrics.record import RequestRecord
+
+__all__ = ["RecordsWriter"]
+
+
+class RecordsWriter:
+    """Appends records to a JSONL file, opened on the first write."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.written = 0
+        self._file: BinaryIO | None = None
+        parent = self.path.parent
+        if not parent.is_dir():
+            raise ConfigError(
+                f"--llm-records {str(path)!r}: directory {str(parent)!r} does not exist; "
+                "create it or choose another path"
+            )
+
+    def open(self) -> None:
+        if self._file is None:
+            try:
+                self._file = self.path.open("wb")
+            except OSError as exc:
+                raise ConfigError(
+                    f"--llm-records {str(self.path)!r} cannot be written: {exc.strerror}"
+                ) from None
+
+    def write(self, record: RequestRecord) -> None:
+        if self._file is None:
+            self.open()
+        assert self._file is not None
+        self._file.write(orjson.dumps(record.to_json()) + b"\n")
+        self._file.flush()
+        self.written += 1
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
