@@ -130,6 +130,51 @@ class RequestRecord:
         end = self.t_done if self.t_done is not None else self.t_start
         return end - (self.t_send if self.t_send is not None else self.t_start)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RequestRecord:
+        """Rebuild a record from :meth:`to_json` output, e.g. one a worker sent the master.
+
+        The worker's perf_counter() means nothing on another machine, so times are rebuilt
+        on the wall clock from ``wall_start`` and the offsets; every difference (TTFT, ITL,
+        E2E) is exactly what the worker measured.
+        """
+
+        def seconds(key: str) -> float:
+            value = data.get(key)
+            return float(value) / 1e3 if value is not None else 0.0
+
+        wall_start = float(data["wall_start"])
+        has_send = data.get("t_send") is not None
+        t_send = wall_start + seconds("send_delay_ms") if has_send else None
+        base = t_send if t_send is not None else wall_start
+        source_in = data.get("input_tokens_source")
+        source_out = data.get("output_tokens_source")
+        done_ms = data.get("done_ms")
+        return cls(
+            request_id=int(data["id"]),
+            user=str(data["user"]),
+            backend=str(data["backend"]),
+            api=str(data["api"]),
+            name=str(data["name"]),
+            model=str(data["model"]),
+            stream=bool(data["stream"]),
+            wall_start=wall_start,
+            t_start=wall_start,
+            t_send=t_send,
+            connect_s=seconds("connect_ms") if data.get("connect_ms") is not None else None,
+            t_out=[base + float(ms) / 1e3 for ms in data.get("out_ms") or ()],
+            tokens_per_chunk=data.get("tokens_per_chunk"),
+            t_done=base + float(done_ms) / 1e3 if done_ms is not None else None,
+            usage_prompt_tokens=data.get("input_tokens") if source_in == "usage" else None,
+            usage_completion_tokens=data.get("output_tokens") if source_out == "usage" else None,
+            prompt_chars=int(data.get("prompt_chars") or 0),
+            finish_reason=data.get("finish_reason"),
+            status=data["status"],
+            http_status=data.get("http_status"),
+            error_class=data.get("error_class"),
+            error_message=data.get("error"),
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The JSONL form: raw times as milliseconds after t_send, plus derived metrics."""
         base = self.t_send if self.t_send is not None else self.t_start
@@ -155,6 +200,7 @@ class RequestRecord:
             "done_ms": ms(None if self.t_done is None else self.t_done - base),
             "input_tokens": self.input_tokens,
             "input_tokens_source": self.input_tokens_source,
+            "prompt_chars": self.prompt_chars,
             "output_tokens": self.output_tokens,
             "output_tokens_source": self.output_tokens_source,
             "finish_reason": self.finish_reason,

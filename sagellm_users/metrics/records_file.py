@@ -7,7 +7,7 @@ itself) and means Ctrl-C, SIGTERM or a crash loses nothing already measured.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -41,10 +41,14 @@ class RecordsWriter:
                 ) from None
 
     def write(self, record: RequestRecord) -> None:
+        self.write_json(record.to_json())
+
+    def write_json(self, line: dict[str, Any]) -> None:
+        """Write a record already in its JSON form (as workers send them to the master)."""
         if self._file is None:
             self.open()
         assert self._file is not None
-        self._file.write(orjson.dumps(record.to_json()) + b"\n")
+        self._file.write(orjson.dumps(line) + b"\n")
         self._file.flush()
         self.written += 1
 

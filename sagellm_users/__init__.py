@@ -1,0 +1,87 @@
+"""sagellm-locust: Locust-based load testing for LLM inference services.
+
+The flat public API. Names that need Locust (users, ``install``) load on first access, so
+``import sagellm_users.backends`` or the mock server never imports Locust and never
+triggers gevent's monkey-patching.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sagellm_users.backends import (
+    Chunk,
+    Completion,
+    GenerationRequest,
+    HealthStatus,
+    OpenAIClient,
+    Timeouts,
+    Usage,
+    create_client,
+)
+from sagellm_users.errors import (
+    ConfigError,
+    ConnectError,
+    ConnectTimeout,
+    HTTPStatusError,
+    LLMError,
+    MalformedEventError,
+    MissingDoneError,
+    ProtocolError,
+    ReadTimeout,
+    RequestTimeout,
+    ServerErrorEvent,
+    StreamCutError,
+    TotalTimeout,
+)
+from sagellm_users.metrics import RequestRecord
+
+if TYPE_CHECKING:
+    from sagellm_users.users import (
+        LLMUser,
+        OpenAIChatUser,
+        OpenAICompletionsUser,
+        install,
+        runtime_of,
+    )
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chunk",
+    "Completion",
+    "ConfigError",
+    "ConnectError",
+    "ConnectTimeout",
+    "GenerationRequest",
+    "HTTPStatusError",
+    "HealthStatus",
+    "LLMError",
+    "LLMUser",
+    "MalformedEventError",
+    "MissingDoneError",
+    "OpenAIChatUser",
+    "OpenAIClient",
+    "OpenAICompletionsUser",
+    "ProtocolError",
+    "ReadTimeout",
+    "RequestRecord",
+    "RequestTimeout",
+    "ServerErrorEvent",
+    "StreamCutError",
+    "Timeouts",
+    "TotalTimeout",
+    "Usage",
+    "create_client",
+    "install",
+    "runtime_of",
+]
+
+_LAZY = {"LLMUser", "OpenAIChatUser", "OpenAICompletionsUser", "install", "runtime_of"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module("sagellm_users.users"), name)
+    raise AttributeError(f"module 'sagellm_users' has no attribute {name!r}")

@@ -1,0 +1,19 @@
+"""Locust User classes and the plugin that wires sagellm-locust into Locust."""
+
+from __future__ import annotations
+
+from sagellm_users.users.base import LLMUser
+from sagellm_users.users.openai import OpenAIChatUser, OpenAICompletionsUser
+from sagellm_users.users.options import LLMOptions
+from sagellm_users.users.plugin import install
+from sagellm_users.users.runtime import LLMRuntime, runtime_of
+
+__all__ = [
+    "LLMOptions",
+    "LLMRuntime",
+    "LLMUser",
+    "OpenAIChatUser",
+    "OpenAICompletionsUser",
+    "install",
+    "runtime_of",
+]

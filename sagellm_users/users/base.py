@@ -1,0 +1,136 @@
+"""``LLMUser``: the Locust user that streams one generation per task and times it.
+
+The user knows Locust, nothing about wire formats: its backend client turns a
+:class:`GenerationRequest` into timed chunks, and the user turns those into one
+:class:`RequestRecord` that the runtime records and reports.
+"""
+
+from __future__ import annotations
+
+import time
+from time import perf_counter
+from typing import ClassVar
+
+from gevent import GreenletExit
+from locust import User, task
+
+from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
+from sagellm_users.errors import ConfigError, LLMError
+from sagellm_users.metrics import RequestRecord
+from sagellm_users.users.runtime import LLMRuntime, runtime_of
+
+__all__ = ["LLMUser"]
+
+
+class LLMUser(User):
+    """Base class of every LLM user: one client, one request at a time, closed loop.
+
+    Subclasses choose ``backend`` and ``api``; override :meth:`build_request` for custom
+    prompts, or write your own ``@task`` that calls :meth:`send`.
+    """
+
+    abstract = True
+    backend: ClassVar[str] = "openai"
+    """Name of the backend client (see :data:`sagellm_users.backends.BACKENDS`)."""
+    api: ClassVar[Api] = "chat"
+    """Which API the default task calls: ``"chat"`` or ``"completions"``."""
+
+    llm: LLMRuntime
+    client: BackendClient
+
+    def on_start(self) -> None:
+        self.llm = runtime_of(self.environment)
+        if not self.host:
+            raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
+        self.client = self.llm.create_client(self.backend, self.host)
+
+    def on_stop(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            client.close()
+
+    @task
+    def generate(self) -> None:
+        """The default task: one request built by :meth:`build_request`."""
+        self.send(self.build_request())
+
+    def build_request(self) -> GenerationRequest:
+        """The next request, from the command-line options."""
+        o = self.llm.options
+        prompt = self.llm.next_prompt()
+        return GenerationRequest(
+            api=self.api,
+            model=o.model,
+            prompt=prompt if self.api == "completions" else None,
+            messages=[{"role": "user", "content": prompt}] if self.api == "chat" else None,
+            max_tokens=o.max_tokens,
+            temperature=o.temperature,
+            ignore_eos=o.ignore_eos,
+            stream=o.stream,
+            extra_body=o.extra_body,
+        )
+
+    def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
+        """Send ``request``, time it, record it and report it; never raises for a failed
+        request (the failure is in the returned record and in Locust's stats)."""
+        record = RequestRecord(
+            request_id=self.llm.next_request_id(),
+            user=type(self).__name__,
+            backend=self.backend,
+            api=request.api,
+            name=name or self.client.endpoint_path(request.api),
+            model=request.model,
+            stream=request.stream,
+            wall_start=time.time(),
+            t_start=perf_counter(),
+            prompt_chars=len(request.prompt_text()),
+        )
+        error: BaseException | None = None
+        stream = None
+        try:
+            if not request.model:
+                request.model = record.model = self.llm.resolve_model(self.client)
+            stream = self.client.stream(request)
+            _consume(stream, record)
+        except (LLMError, ConfigError) as exc:
+            record.status = "error"
+            record.error_class = type(exc).__name__
+            record.error_message = str(exc)
+            error = exc
+        except GreenletExit:
+            record.status = "cancelled"
+            record.error_message = "the user was stopped while the request was in flight"
+            raise
+        except Exception as exc:
+            record.status = "error"
+            record.error_class = type(exc).__name__
+            record.error_message = f"unexpected error in the client: {exc!r}"
+            error = exc
+            raise
+        finally:
+            if stream is not None:
+                stream.close()
+                record.t_send = stream.t_send
+                record.connect_s = stream.connect_s
+                record.t_done = stream.t_done
+                record.http_status = stream.status
+            if record.t_done is None:
+                record.t_done = perf_counter()
+            self.llm.submit(record, error)
+        return record
+
+
+def _consume(stream: ResponseStream, record: RequestRecord) -> None:
+    """The hot loop: stamp output chunks, keep the server's token counts."""
+    t_out = record.t_out
+    for chunk in stream:
+        if chunk.has_output:
+            t_out.append(chunk.t)
+        usage = chunk.usage
+        if usage is not None:
+            if usage.completion_tokens is not None:
+                record.usage_completion_tokens = usage.completion_tokens
+            if usage.prompt_tokens is not None:
+                record.usage_prompt_tokens = usage.prompt_tokens
+        if chunk.finish_reason is not None:
+            record.finish_reason = chunk.finish_reason

@@ -1,0 +1,219 @@
+"""Command-line options, registered on Locust's own parser, and their validation.
+
+Registering on Locust's parser makes every option work on the command line, in
+``locust.conf`` files, as ``LOCUST_*``-free environment variables where noted, and (for the
+ones marked so) in the web UI's start form. :class:`LLMOptions` validates the parsed values
+once, before any load, and turns each problem into one line naming the option and the fix.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from sagellm_users.errors import ConfigError
+
+__all__ = ["DEFAULT_PROMPT", "LLMOptions", "add_arguments"]
+
+DEFAULT_PROMPT = (
+    "Write a short story about a lighthouse keeper who finds a message in a bottle. "
+    "Describe the sea, the weather and what the message says."
+)
+
+
+def add_arguments(parser: Any) -> None:
+    """Add sagellm-locust's options to Locust's argument parser."""
+    add = parser.add_argument
+    add(
+        "--model",
+        default="",
+        help="Model name to request (default: the first model the server lists)",
+    )
+    add(
+        "--max-tokens",
+        type=int,
+        default=128,
+        help="Output tokens to ask for per request (default 128)",
+    )
+    add("--prompt", default=DEFAULT_PROMPT, help="Prompt text sent by every request")
+    add(
+        "--prompt-file",
+        default="",
+        help="Text file with one prompt per line (blank lines skipped); overrides --prompt",
+    )
+    add(
+        "--api-key",
+        default="",
+        is_secret=True,
+        help="Bearer API key (default: $OPENAI_API_KEY); never printed or written",
+    )
+    add("--no-stream", action="store_true", default=False, help="Send non-streaming requests")
+    add("--temperature", type=float, default=None, help="Sampling temperature (default: server's)")
+    add(
+        "--ignore-eos",
+        action="store_true",
+        default=False,
+        help="Ask the server to ignore EOS so every request yields --max-tokens (vLLM, LMDeploy)",
+    )
+    add(
+        "--extra-body",
+        default="",
+        help="JSON object merged into every request body, e.g. '{\"top_k\": 20}'",
+    )
+    add(
+        "--header",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        help="Extra request header 'Name: value' (repeatable)",
+    )
+    add(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        help="Seconds to open a connection (default 10)",
+    )
+    add(
+        "--read-timeout",
+        type=float,
+        default=300.0,
+        help="Seconds of silence before a read fails (default 300)",
+    )
+    add(
+        "--request-timeout",
+        type=float,
+        default=0.0,
+        help="Seconds a whole request may take; 0 means no limit (default 0)",
+    )
+    add(
+        "--llm-records",
+        default="",
+        include_in_web_ui=False,
+        help="Write one JSON line per request to this file (flushed as it goes)",
+    )
+    add(
+        "--mock-args",
+        default="",
+        include_in_web_ui=False,
+        help="Arguments for the embedded mock server started when no --host is given, "
+        "e.g. '--ttft-ms 80 --tbt-ms 15'",
+    )
+
+
+_FLAGS = {
+    "max_tokens": "--max-tokens",
+    "temperature": "--temperature",
+    "connect_timeout": "--connect-timeout",
+    "read_timeout": "--read-timeout",
+    "request_timeout": "--request-timeout",
+    "prompt": "--prompt",
+    "model": "--model",
+}
+
+
+class LLMOptions(BaseModel):
+    """The validated options one Locust environment runs with."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = ""
+    max_tokens: int = Field(128, ge=1)
+    prompts: tuple[str, ...] = Field(min_length=1)
+    api_key: SecretStr | None = None
+    stream: bool = True
+    temperature: float | None = Field(None, ge=0)
+    ignore_eos: bool = False
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(300.0, gt=0)
+    request_timeout: float | None = Field(None, gt=0)
+    llm_records: Path | None = None
+    mock_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> LLMOptions:
+        """Validate Locust's parsed options; raise :class:`ConfigError` with one clear line."""
+        get = getattr
+        prompt_file = str(get(ns, "prompt_file", "") or "")
+        prompts = _read_prompts(prompt_file) if prompt_file else (str(get(ns, "prompt", "")),)
+        temperature = get(ns, "temperature", None)
+        request_timeout = float(get(ns, "request_timeout", 0) or 0)
+        records = str(get(ns, "llm_records", "") or "")
+        try:
+            mock_args = tuple(shlex.split(str(get(ns, "mock_args", "") or "")))
+        except ValueError as exc:
+            raise ConfigError(f"--mock-args: cannot split {exc}") from None
+        values: dict[str, Any] = {
+            "model": str(get(ns, "model", "") or ""),
+            "max_tokens": get(ns, "max_tokens", 128),
+            "prompts": prompts,
+            "api_key": str(get(ns, "api_key", "") or "") or None,
+            "stream": not get(ns, "no_stream", False),
+            "temperature": None if temperature in (None, "") else temperature,
+            "ignore_eos": bool(get(ns, "ignore_eos", False)),
+            "extra_body": _parse_extra_body(str(get(ns, "extra_body", "") or "")),
+            "headers": _parse_headers(get(ns, "header", None) or []),
+            "connect_timeout": get(ns, "connect_timeout", 10.0),
+            "read_timeout": get(ns, "read_timeout", 300.0),
+            "request_timeout": request_timeout if request_timeout else None,
+            "llm_records": Path(records) if records else None,
+            "mock_args": mock_args,
+        }
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_first_problem(exc)) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    field = str(error["loc"][0]) if error["loc"] else "options"
+    flag = _FLAGS.get(field, f"--{field.replace('_', '-')}")
+    if field == "prompts":
+        return "--prompt-file: the file holds no prompt (every line is blank); add prompts"
+    value = error.get("input")
+    return f"{flag}: {error['msg'].lower()}, got {value!r}"
+
+
+def _read_prompts(path: str) -> tuple[str, ...]:
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"--prompt-file: no such file {path!r}; give the path of a text file")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--prompt-file: cannot read {path!r} as UTF-8 text: {exc}") from None
+    prompts = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not prompts:
+        raise ConfigError(f"--prompt-file: {path!r} holds no prompt (every line is blank)")
+    return prompts
+
+
+def _parse_extra_body(text: str) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--extra-body: not valid JSON ({exc}); give an object, e.g. '{{\"top_k\": 20}}'"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"--extra-body: must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _parse_headers(items: list[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        name, sep, value = str(item).partition(":")
+        name = name.strip()
+        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
+            raise ConfigError(f"--header: expected 'Name: value', got {item!r}")
+        headers[name] = value.strip()
+    return headers

@@ -1,0 +1,158 @@
+"""Wires sagellm-locust into Locust through its event hooks; called once per locustfile.
+
+``install(events)`` adds the command-line options and, for each environment Locust creates:
+validates the options before any load (one clear line and exit code 1 on a bad value),
+starts the embedded mock server when no ``--host`` is given (on the master or local
+runner), keeps the per-token rows out of Locust's "Aggregated" row, forwards request
+records from workers to the master, writes the records file, and prints the LLM summary
+when Locust quits.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from locust.runners import MasterRunner, WorkerRunner
+
+from sagellm_users.backends.http import parse_base_url
+from sagellm_users.errors import ConfigError
+from sagellm_users.metrics import RecordsWriter, RequestRecord, render_summary
+from sagellm_users.mock_server import MockServerProcess, MockServerStartError
+from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+    from locust.event import Events
+    from locust.runners import Runner
+    from locust.stats import RequestStats
+
+__all__ = ["install"]
+
+log = logging.getLogger("sagellm_users")
+
+_INSTALLED = "_sagellm_installed"
+_REPORT_KEY = "sagellm_records"
+
+
+def install(events: Events) -> None:
+    """Register sagellm-locust on ``events`` (``locust.events`` in a locustfile). Idempotent."""
+    if getattr(events, _INSTALLED, False):
+        return
+    setattr(events, _INSTALLED, True)
+    events.init_command_line_parser.add_listener(add_arguments)
+    events.init.add_listener(_on_init)
+
+
+def _fail(message: str) -> None:
+    """Stop before any load with one clear line (SystemExit passes Locust's event hooks)."""
+    sys.stderr.write(f"sagellm: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -> None:
+    try:
+        options = LLMOptions.from_namespace(environment.parsed_options)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return
+    runtime = LLMRuntime(environment, options)
+    _keep_token_rows_out_of_aggregated(environment.stats)
+    is_worker = isinstance(runner, WorkerRunner)
+    if environment.host:
+        _check_host(environment.host)
+    elif not is_worker:
+        _start_embedded_mock(environment, options)
+    if is_worker:
+        runtime.forward_records = True
+    elif options.llm_records is not None:
+        try:
+            runtime.records = RecordsWriter(options.llm_records)
+            runtime.records.open()
+        except ConfigError as exc:
+            _fail(str(exc))
+    events = environment.events
+    events.test_start.add_listener(lambda **_kw: _reload_options(environment))
+    events.reset_stats.add_listener(runtime.collector.reset)
+    if is_worker:
+        events.report_to_master.add_listener(
+            lambda client_id, data: _report_to_master(runtime, data)
+        )
+    if isinstance(runner, MasterRunner):
+        events.worker_report.add_listener(lambda client_id, data: _worker_report(runtime, data))
+    events.quitting.add_listener(lambda **_kw: runtime.close())
+    if not is_worker:
+        events.quit.add_listener(lambda **_kw: _print_summary(runtime))
+
+
+def _check_host(host: str) -> None:
+    try:
+        parse_base_url(host)
+    except ConfigError as exc:
+        _fail(f"--host: {exc}")
+
+
+def _start_embedded_mock(environment: Environment, options: LLMOptions) -> None:
+    mock = MockServerProcess(options.mock_args)
+    try:
+        url = mock.start()
+    except MockServerStartError as exc:
+        _fail(f"the embedded mock server did not start ({exc}); check --mock-args")
+        return
+    log.info("No --host given: started the embedded mock LLM server at %s", url)
+    environment.host = url
+    if environment.parsed_options is not None:
+        environment.parsed_options.host = url
+    environment.events.quitting.add_listener(lambda **_kw: mock.stop())
+
+
+def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
+    """TTFT and TBT rows are per-token views of the same requests; counting them in
+    "Aggregated" would triple the request count and mix three different latencies."""
+    original = stats.log_request
+
+    def log_request(method: str, name: str, response_time: int, content_length: int) -> None:
+        if method in METRIC_ROW_TYPES:
+            stats.entries[(name, method)].log(response_time, content_length)
+        else:
+            original(method, name, response_time, content_length)
+
+    stats.log_request = log_request  # type: ignore[method-assign]
+
+
+def _reload_options(environment: Environment) -> None:
+    """The web UI's start form may have changed options: validate them again."""
+    runtime = runtime_of(environment)
+    try:
+        runtime.update_options(LLMOptions.from_namespace(environment.parsed_options))
+    except ConfigError as exc:
+        log.error("sagellm: %s; the test was stopped, fix the option and start again", exc)
+        runner = environment.runner
+        if runner is not None:
+            gevent.spawn(runner.stop)
+
+
+def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
+    records, runtime.pending_for_master = runtime.pending_for_master, []
+    data[_REPORT_KEY] = records
+
+
+def _worker_report(runtime: LLMRuntime, data: dict[str, Any]) -> None:
+    for item in data.get(_REPORT_KEY, ()):
+        record = RequestRecord.from_json(item)
+        runtime.collector.add(record)
+        if runtime.records is not None:
+            runtime.records.write_json(item)
+
+
+def _print_summary(runtime: LLMRuntime) -> None:
+    collector = runtime.collector
+    text = render_summary(collector.by_name, collector.total())
+    if runtime.records is not None:
+        text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,152 @@
+"""Per-environment state of a load test: options, metrics, records file, events.
+
+One :class:`LLMRuntime` is attached to each Locust ``Environment`` by the plugin (never a
+module global), so several environments in one process (tests, library use) stay apart.
+Users hand it each finished :class:`RequestRecord`; it feeds the collector and the records
+file and fires Locust's request events.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+from gevent.lock import Semaphore
+
+from sagellm_users.backends import BackendClient, Timeouts, create_client
+from sagellm_users.errors import ConfigError
+from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.users.options import LLMOptions
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+__all__ = ["METRIC_ROW_TYPES", "LLMRuntime", "runtime_of"]
+
+_ATTRIBUTE = "sagellm_runtime"
+
+E2E_ROW = "E2E"
+TTFT_ROW = "TTFT"
+TBT_ROW = "TBT"
+METRIC_ROW_TYPES = frozenset({TTFT_ROW, TBT_ROW})
+"""Request types of the per-token rows, kept out of Locust's "Aggregated" row."""
+
+
+def runtime_of(environment: Environment) -> LLMRuntime:
+    """The runtime the plugin attached, or a clear error telling how to attach it."""
+    runtime = getattr(environment, _ATTRIBUTE, None)
+    if runtime is None:
+        raise ConfigError(
+            "sagellm-locust is not installed in this locustfile: add "
+            "'from locust import events; from sagellm_users import install; install(events)'"
+        )
+    assert isinstance(runtime, LLMRuntime)
+    return runtime
+
+
+class LLMRuntime:
+    """What every user of one environment shares."""
+
+    def __init__(self, environment: Environment, options: LLMOptions) -> None:
+        self.environment = environment
+        self.options = options
+        self.collector = MetricsCollector()
+        self.records: RecordsWriter | None = None
+        self.forward_records = False
+        """On a worker: records go to the master (see the plugin), not to a local file."""
+        self.pending_for_master: list[dict[str, Any]] = []
+        self._ids = itertools.count(1)
+        self._prompts = itertools.cycle(options.prompts)
+        self._model: str | None = options.model or None
+        self._model_lock = Semaphore()
+        setattr(environment, _ATTRIBUTE, self)
+
+    # -- configuration ----------------------------------------------------------------------
+    def update_options(self, options: LLMOptions) -> None:
+        """New options from the web UI's start form take effect for the next users."""
+        self.options = options
+        self._prompts = itertools.cycle(options.prompts)
+        self._model = options.model or None
+
+    def create_client(self, backend: str, host: str) -> BackendClient:
+        o = self.options
+        return create_client(
+            backend,
+            host,
+            api_key=o.api_key.get_secret_value() if o.api_key else None,
+            headers=o.headers,
+            timeouts=Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout),
+        )
+
+    def next_prompt(self) -> str:
+        return next(self._prompts)
+
+    def next_request_id(self) -> int:
+        return next(self._ids)
+
+    def resolve_model(self, client: BackendClient) -> str:
+        """``--model``, else the first model the server lists (asked once per environment)."""
+        if self._model:
+            return self._model
+        with self._model_lock:
+            if not self._model:
+                models = client.list_models()
+                if not models:
+                    raise ConfigError("the server lists no model: pass --model NAME")
+                self._model = models[0]
+        return self._model
+
+    # -- results ----------------------------------------------------------------------------
+    def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
+        """Record a finished request everywhere it belongs, then show it in Locust's stats."""
+        self.collector.add(record)
+        if self.forward_records:
+            self.pending_for_master.append(record.to_json())
+        elif self.records is not None:
+            self.records.write(record)
+        if record.status == "cancelled":
+            return
+        fire = self.environment.events.request.fire
+        if record.status == "error":
+            fire(
+                request_type=E2E_ROW,
+                name=record.name,
+                response_time=record.elapsed * 1e3,
+                response_length=0,
+                exception=exception,
+                context={},
+            )
+            return
+        e2e = record.e2e
+        fire(
+            request_type=E2E_ROW,
+            name=record.name,
+            response_time=(e2e if e2e is not None else record.elapsed) * 1e3,
+            response_length=record.output_tokens,
+            exception=None,
+            context={},
+        )
+        ttft = record.ttft
+        if ttft is not None:
+            fire(
+                request_type=TTFT_ROW,
+                name=record.name,
+                response_time=ttft * 1e3,
+                response_length=0,
+                exception=None,
+                context={},
+            )
+        tbt = record.tbt
+        if tbt is not None:
+            fire(
+                request_type=TBT_ROW,
+                name=record.name,
+                response_time=tbt * 1e3,
+                response_length=0,
+                exception=None,
+                context={},
+            )
+
+    def close(self) -> None:
+        if self.records is not None:
+            self.records.close()
