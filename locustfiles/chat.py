@@ -5,7 +5,7 @@
 
 Without --host the embedded mock LLM server is started on a free port and stopped at exit.
 Every request shows in Locust's table as three rows: E2E (the request), TTFT and TBT.
-Options: ``locust -f locustfiles/chat.py --help`` (the sagellm options are at the end).
+Every option is listed in README.md ("Options"); Locust prints its own in --help.
 """
 
 from locust import events

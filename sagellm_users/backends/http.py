@@ -75,8 +75,7 @@ def parse_base_url(url: str) -> _Origin:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"host {url!r} is not an http(s) URL: give scheme and host, "
-            "e.g. http://127.0.0.1:8000"
+            f"host {url!r} is not an http(s) URL: give scheme and host, e.g. http://127.0.0.1:8000"
         )
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -445,4 +444,3 @@ class _StaleConnection(Exception):
 
 def _os_reason(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
-

@@ -233,9 +233,7 @@ class OpenAIStream:
                 yield parse_event(event, t)
         if not done:
             if decoder.pending:
-                raise StreamCutError(
-                    f"stream ended inside an event: {excerpt(decoder.pending)!r}"
-                )
+                raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
             raise MissingDoneError("stream ended without 'data: [DONE]'")
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from time import perf_counter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from gevent import GreenletExit
 from locust import User, task
@@ -37,6 +37,18 @@ class LLMUser(User):
 
     llm: LLMRuntime
     client: BackendClient
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass that declares its own ``@task`` replaces the default task.
+
+        Locust adds a subclass's tasks to the inherited ones, which would silently keep
+        sending default requests beside the custom ones.
+        """
+        super().__init_subclass__(**kwargs)
+        own_tasks = any(hasattr(v, "locust_task_weight") for v in vars(cls).values())
+        if own_tasks:
+            default = LLMUser.__dict__["generate"]
+            cls.tasks = [t for t in cls.tasks if t is not default]
 
     def on_start(self) -> None:
         self.llm = runtime_of(self.environment)

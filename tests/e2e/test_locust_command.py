@@ -1,0 +1,127 @@
+"""The real ``locust`` command as a subprocess, as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sagellm_users.mock_server import MockServerProcess
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = str(ROOT / "locustfiles" / "chat.py")
+COMPLETIONS = str(ROOT / "locustfiles" / "completions.py")
+
+
+def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "locust", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def read_records(path: Path) -> list[dict[str, object]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_headless_against_the_embedded_mock(tmp_path: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    result = locust(
+        "-f", CHAT, "--config", "configs/smoke.conf", "--run-time", "4s",
+        "--llm-records", str(records),
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert "started the embedded mock LLM server at http://127.0.0.1:" in output
+    assert "LLM summary: window" in result.stdout
+    for row in ("TTFT (ms)", "TBT (ms)", "ITL (ms)", "TPOT (ms)", "E2E (ms)"):
+        assert row in result.stdout
+    lines = read_records(records)
+    summary_count = int(result.stdout.split("requests ")[1].split()[0])
+    assert len(lines) == summary_count > 0, "one record line per request, none lost"
+    assert f"Records: {len(lines)} lines" in result.stdout
+    assert all(line["status"] in ("ok", "cancelled") for line in lines)
+    assert any(line["status"] == "ok" and line["output_tokens"] == 32 for line in lines)
+
+
+def test_headless_against_a_given_host(tmp_path: Path) -> None:
+    with MockServerProcess(["--ttft-ms", "20", "--tbt-ms", "5", "--model", "given"]) as mock:
+        assert mock.url is not None
+        records = tmp_path / "r.jsonl"
+        result = locust(
+            "-f", COMPLETIONS, "--headless", "-u", "3", "-r", "3", "-t", "3s",
+            "--host", mock.url, "--max-tokens", "8", "--llm-records", str(records),
+        )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "embedded mock" not in output
+    assert "Traceback" not in output
+    assert "/v1/completions" in result.stdout
+    lines = read_records(records)
+    assert lines and all(line["model"] == "given" for line in lines if line["status"] == "ok")
+
+
+def test_distributed_processes_merge_records_on_the_master(tmp_path: Path) -> None:
+    records = tmp_path / "dist.jsonl"
+    result = locust(
+        "-f", CHAT, "--headless", "--processes", "2", "-u", "4", "-r", "4", "-t", "5s",
+        "--max-tokens", "16", "--llm-records", str(records), "--mock-args", "--tbt-ms 5",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert output.count("LLM summary") == 1, "only the master prints the summary"
+    lines = read_records(records)
+    summary_count = int(result.stdout.split("requests ")[1].split()[0])
+    assert len(lines) == summary_count > 0
+    assert len({line["id"] for line in lines}) < len(lines), "ids repeat: two workers sent"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-tokens", "-5"], "--max-tokens"),
+        (["--extra-body", "{not json"], "--extra-body: not valid JSON"),
+        (["--prompt-file", "/nonexistent/prompts.txt"], "--prompt-file: no such file"),
+        (["--host", "localhost:8000"], "--host"),
+    ],
+)
+def test_invalid_options_stop_before_any_load(args: list[str], message: str) -> None:
+    result = locust("-f", CHAT, "--headless", "-u", "1", "-t", "5s", *args, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("sagellm: ")]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+    assert "Ramping to" not in result.stderr, "no load was started"
+
+
+def test_readme_custom_locustfile_runs(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Writing your own locustfile", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    locustfile = tmp_path / "rag.py"
+    locustfile.write_text(code)
+    result = locust(
+        "-f", str(locustfile), "--headless", "-u", "2", "-r", "2", "-t", "2s",
+        "--max-tokens", "4",
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output
+    assert "rag-question" in result.stdout
+    assert "/v1/chat/completions" not in result.stdout, "only the subclass ran"

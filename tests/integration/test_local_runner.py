@@ -1,0 +1,97 @@
+"""In-process Locust runs against the mock server: timings, rows, records, failures."""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sagellm_users import OpenAIChatUser, OpenAICompletionsUser
+from sagellm_users.mock_server import MockServerProcess
+from tests.conftest import MOCK_TBT_MS, MOCK_TTFT_MS
+from tests.locust_harness import LocalRun, stats_row
+
+CHAT = "/v1/chat/completions"
+
+
+def test_chat_users_measure_the_mock_timing(mock_url: str, tmp_path: Path) -> None:
+    records_path = tmp_path / "records.jsonl"
+    run = LocalRun(
+        [OpenAIChatUser],
+        ["--host", mock_url, "--max-tokens", "20", "--llm-records", str(records_path)],
+    )
+    records = run.run_until(requests=24, users=4)
+
+    assert all(r.status in ("ok", "cancelled") for r in records)
+    ok = [r for r in records if r.ok]
+    assert len(ok) >= 24
+    assert all(r.output_tokens == 20 and r.output_tokens_source == "usage" for r in ok)
+    assert all(r.model == "mock-llm" for r in ok), "model comes from /v1/models"
+    ttfts = [r.ttft * 1e3 for r in ok if r.ttft is not None]
+    itls = [gap * 1e3 for r in ok for gap in r.itl]
+    assert statistics.median(ttfts) == pytest.approx(MOCK_TTFT_MS, abs=5)
+    assert statistics.median(itls) == pytest.approx(MOCK_TBT_MS, abs=1.5)
+    # Batched reads would show up as near-zero gaps followed by long ones.
+    assert min(itls) > MOCK_TBT_MS * 0.4, f"a gap of {min(itls):.2f} ms means batched events"
+    assert all(len(r.itl) == 19 for r in ok)
+
+    env = run.environment
+    ttft_row = stats_row(env, "TTFT", CHAT)
+    tbt_row = stats_row(env, "TBT", CHAT)
+    e2e_row = stats_row(env, "E2E", CHAT)
+    assert ttft_row.num_requests == tbt_row.num_requests == e2e_row.num_requests
+    assert ttft_row.median_response_time == pytest.approx(MOCK_TTFT_MS, abs=6)
+    assert tbt_row.avg_response_time == pytest.approx(MOCK_TBT_MS, abs=1.5)
+    expected_e2e = MOCK_TTFT_MS + 19 * MOCK_TBT_MS
+    assert e2e_row.avg_response_time == pytest.approx(expected_e2e, rel=0.15)
+    assert env.stats.total.num_requests == e2e_row.num_requests, "TTFT/TBT stay out of Aggregated"
+
+    lines = records_path.read_bytes().splitlines()
+    assert len(lines) == len(records)
+    first = orjson.loads(lines[0])
+    assert first["output_tokens"] == 20 and len(first["out_ms"]) == 20
+    assert first["ttft_ms"] == pytest.approx(first["out_ms"][0])
+
+
+def test_completions_and_no_stream(mock_url: str) -> None:
+    run = LocalRun(
+        [OpenAICompletionsUser], ["--host", mock_url, "--max-tokens", "5", "--no-stream"]
+    )
+    records = [r for r in run.run_until(requests=4, users=2) if r.ok]
+    assert records and all(r.name == "/v1/completions" for r in records)
+    for record in records:
+        assert not record.stream
+        assert len(record.t_out) == 1, "a non-streamed answer arrives as one piece"
+        assert record.output_tokens == 5
+        assert record.ttft == record.e2e
+        expected = (MOCK_TTFT_MS + 4 * MOCK_TBT_MS) / 1e3
+        assert record.e2e is not None and record.e2e >= expected * 0.9
+
+
+def test_failures_are_classified_and_the_test_goes_on() -> None:
+    with MockServerProcess(["--ttft-ms", "1", "--tbt-ms", "1", "--error-rate-429", "0.5"]) as mock:
+        assert mock.url is not None
+        run = LocalRun([OpenAIChatUser], ["--host", mock.url, "--max-tokens", "4"])
+        records = run.run_until(requests=40, users=2)
+    failed = [r for r in records if r.status == "error"]
+    ok = [r for r in records if r.ok]
+    assert failed and ok, "both outcomes occur at a 50% error rate"
+    assert {r.error_class for r in failed} == {"HTTPStatusError"}
+    assert all(r.http_status == 429 and "429" in (r.error_message or "") for r in failed)
+    row = stats_row(run.environment, "E2E", CHAT)
+    assert row.num_failures == len(failed)
+    total = run.runtime.collector.total()
+    assert total.failures["HTTPStatusError"] == len(failed)
+
+
+def test_unreachable_host_is_a_connect_error(unused_port: int) -> None:
+    run = LocalRun(
+        [OpenAIChatUser],
+        ["--host", f"http://127.0.0.1:{unused_port}", "--model", "m", "--connect-timeout", "2"],
+    )
+    records = [r for r in run.run_until(requests=3, users=1) if r.status != "cancelled"]
+    assert len(records) >= 2
+    assert all(r.status == "error" and r.error_class == "ConnectError" for r in records)
+    assert "refused" in (records[0].error_message or "").lower()

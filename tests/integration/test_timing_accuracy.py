@@ -1,0 +1,74 @@
+"""Client read times against the mock's embedded send times (same host, same clock).
+
+perf_counter() is CLOCK_MONOTONIC on Linux, shared by all processes, so
+``client read time - mock send time`` is the true delay each event spent in the kernel and
+in the client. Batched reads would show up as delays near the token gap and near-zero gaps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import sys
+
+import gevent
+import orjson
+import pytest
+
+from sagellm_users.backends.base import GenerationRequest
+from sagellm_users.backends.http import HttpTransport
+from sagellm_users.backends.openai import build_payload
+from sagellm_users.sse import SSEDecoder
+from tests.conftest import MOCK_TBT_MS
+
+pytestmark = pytest.mark.skipif(
+    sys.platform != "linux", reason="needs a system-wide monotonic clock"
+)
+
+
+def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, float]]:
+    """(client read time, mock send time) for every output event of one request."""
+    request = GenerationRequest(api="chat", model="mock-llm", prompt="hi", max_tokens=tokens)
+    exchange = transport.exchange(
+        "POST", "/v1/chat/completions", orjson.dumps(build_payload(request)), {}
+    )
+    exchange.send()
+    decoder = SSEDecoder()
+    pairs = []
+    for t_read, data in exchange.iter_body():
+        for event in decoder.feed(data):
+            if event == b"[DONE]":
+                continue
+            obj = orjson.loads(event)
+            choices = obj.get("choices")
+            if choices and choices[0]["delta"].get("content"):
+                pairs.append((t_read, float(obj["mock_t_send"])))
+    exchange.close()
+    return pairs
+
+
+def test_event_delay_and_itl_match_the_server(mock_url: str) -> None:
+    streams, tokens = 16, 40
+    transports = [HttpTransport(mock_url) for _ in range(streams)]
+    jobs = [gevent.spawn(_stream_pairs, t, tokens) for t in transports]
+    gevent.joinall(jobs, timeout=30, raise_error=True)
+    results = [job.value for job in jobs]
+    for t in transports:
+        t.close()
+
+    delays = sorted((read - sent) * 1e3 for pairs in results for read, sent in pairs)
+    assert len(delays) == streams * tokens
+    assert min(delays) >= 0, "a read cannot precede its send on one clock"
+    p99 = delays[int(0.99 * (len(delays) - 1))]
+    assert p99 < 5.0, f"event delay p99 {p99:.2f} ms: reads are late or batched"
+
+    gap_errors = []
+    client_gaps = []
+    for pairs in results:
+        for (r0, s0), (r1, s1) in itertools.pairwise(pairs):
+            client_gaps.append((r1 - r0) * 1e3)
+            gap_errors.append(abs((r1 - r0) - (s1 - s0)) * 1e3)
+    assert statistics.median(client_gaps) == pytest.approx(MOCK_TBT_MS, abs=1.0)
+    gap_errors.sort()
+    # A batch of two events would make one gap ~0 against a server gap of ~MOCK_TBT_MS.
+    assert gap_errors[int(0.99 * (len(gap_errors) - 1))] < 4.0, "client gaps differ from sends"

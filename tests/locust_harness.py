@@ -1,0 +1,80 @@
+"""Runs sagellm-locust users inside the test process with Locust's own runners.
+
+A test builds an :class:`Environment` from real command-line arguments (parsed by Locust's
+parser with our options added), runs users until a number of requests have finished (an
+event, not a sleep), and reads the runtime's records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from gevent.event import Event
+from locust import User
+from locust.argument_parser import LocustArgumentParser, setup_parser_arguments
+from locust.env import Environment
+from locust.event import Events
+from locust.runners import LocalRunner
+
+from sagellm_users.metrics import RequestRecord
+from sagellm_users.users import LLMRuntime, install, runtime_of
+from sagellm_users.users.options import add_arguments
+
+
+def parse_args(args: Sequence[str]) -> Any:
+    parser = LocustArgumentParser()
+    setup_parser_arguments(parser)
+    add_arguments(parser)
+    return parser.parse_args(list(args))
+
+
+class LocalRun:
+    """One in-process test run: environment, local runner and a record counter."""
+
+    def __init__(self, user_classes: Sequence[type[User]], args: Sequence[str]) -> None:
+        options = parse_args(args)
+        self.environment = Environment(
+            user_classes=list(user_classes),
+            events=Events(),
+            parsed_options=options,
+            host=options.host,
+        )
+        install(self.environment.events)
+        self.runner: LocalRunner = self.environment.create_local_runner()
+        self.environment.events.init.fire(
+            environment=self.environment, runner=self.runner, web_ui=None
+        )
+        self.records: list[RequestRecord] = []
+        self._target = 0
+        self._reached = Event()
+        original_submit = self.runtime.submit
+
+        def submit(record: RequestRecord, exception: BaseException | None = None) -> None:
+            self.records.append(record)
+            original_submit(record, exception)
+            if len(self.records) >= self._target:
+                self._reached.set()
+
+        self.runtime.submit = submit  # type: ignore[method-assign]
+
+    @property
+    def runtime(self) -> LLMRuntime:
+        return runtime_of(self.environment)
+
+    def run_until(self, requests: int, users: int, timeout: float = 60.0) -> list[RequestRecord]:
+        """Start ``users`` users and stop once ``requests`` requests have finished."""
+        self._target = requests
+        self.runner.start(users, spawn_rate=users)
+        finished = self._reached.wait(timeout)
+        self.runner.quit()
+        self.environment.events.quitting.fire(environment=self.environment)
+        assert finished, f"only {len(self.records)} of {requests} requests within {timeout} s"
+        return self.records
+
+
+def stats_row(environment: Environment, method: str, name: str) -> Any:
+    return environment.stats.entries[(name, method)]
+
+
+__all__ = ["LocalRun", "parse_args", "stats_row"]
