@@ -16,6 +16,7 @@ from locust.argument_parser import LocustArgumentParser, setup_parser_arguments
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import LocalRunner
+from locust.web import WebUI
 
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users import LLMRuntime, install, runtime_of
@@ -32,7 +33,9 @@ def parse_args(args: Sequence[str]) -> Any:
 class LocalRun:
     """One in-process test run: environment, local runner and a record counter."""
 
-    def __init__(self, user_classes: Sequence[type[User]], args: Sequence[str]) -> None:
+    def __init__(
+        self, user_classes: Sequence[type[User]], args: Sequence[str], web_ui: bool = False
+    ) -> None:
         options = parse_args(args)
         self.environment = Environment(
             user_classes=list(user_classes),
@@ -42,8 +45,11 @@ class LocalRun:
         )
         install(self.environment.events)
         self.runner: LocalRunner = self.environment.create_local_runner()
+        self.web_ui: WebUI | None = None
+        if web_ui:
+            self.web_ui = self.environment.create_web_ui("127.0.0.1", 0)
         self.environment.events.init.fire(
-            environment=self.environment, runner=self.runner, web_ui=None
+            environment=self.environment, runner=self.runner, web_ui=self.web_ui
         )
         self.records: list[RequestRecord] = []
         self._target = 0
@@ -62,13 +68,25 @@ class LocalRun:
     def runtime(self) -> LLMRuntime:
         return runtime_of(self.environment)
 
+    def wait_for(self, requests: int, timeout: float = 60.0) -> bool:
+        """Block (cooperatively) until ``requests`` requests have finished."""
+        self._target = requests
+        if len(self.records) >= requests:
+            return True
+        self._reached.clear()
+        return bool(self._reached.wait(timeout))
+
+    def finish(self) -> None:
+        """Stop the users and run the plugin's shutdown (records file, embedded mock)."""
+        self.runner.quit()
+        self.environment.events.quitting.fire(environment=self.environment)
+
     def run_until(self, requests: int, users: int, timeout: float = 60.0) -> list[RequestRecord]:
         """Start ``users`` users and stop once ``requests`` requests have finished."""
         self._target = requests
         self.runner.start(users, spawn_rate=users)
-        finished = self._reached.wait(timeout)
-        self.runner.quit()
-        self.environment.events.quitting.fire(environment=self.environment)
+        finished = self.wait_for(requests, timeout)
+        self.finish()
         assert finished, f"only {len(self.records)} of {requests} requests within {timeout} s"
         return self.records
 

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from gevent import GreenletExit
 from locust import User, task
+from locust.exception import StopUser
 
 from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
 from sagellm_users.errors import ConfigError, LLMError
@@ -52,6 +53,8 @@ class LLMUser(User):
 
     def on_start(self) -> None:
         self.llm = runtime_of(self.environment)
+        if self.llm.options_error is not None:
+            raise StopUser()  # the plugin logged the bad option and stops the test
         if not self.host:
             raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
         self.client = self.llm.create_client(self.backend, self.host)

@@ -130,6 +130,7 @@ def _reload_options(environment: Environment) -> None:
     try:
         runtime.update_options(LLMOptions.from_namespace(environment.parsed_options))
     except ConfigError as exc:
+        runtime.options_error = str(exc)
         log.error("sagellm: %s; the test was stopped, fix the option and start again", exc)
         runner = environment.runner
         if runner is not None:

@@ -59,12 +59,15 @@ class LLMRuntime:
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
         self._model_lock = Semaphore()
+        self.options_error: str | None = None
+        """Set when options changed in the web UI are invalid: users then send nothing."""
         setattr(environment, _ATTRIBUTE, self)
 
     # -- configuration ----------------------------------------------------------------------
     def update_options(self, options: LLMOptions) -> None:
         """New options from the web UI's start form take effect for the next users."""
         self.options = options
+        self.options_error = None
         self._prompts = itertools.cycle(options.prompts)
         self._model = options.model or None
 

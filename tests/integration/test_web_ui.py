@@ -1,0 +1,68 @@
+"""Starting a test from Locust's web UI form: our options arrive as strings and still work."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import gevent.event
+import locust
+import pytest
+
+from sagellm_users import OpenAIChatUser, install
+from tests.conftest import MOCK_TTFT_MS
+from tests.locust_harness import LocalRun
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(autouse=True)
+def _web_ui_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Locust builds the start form from a fresh parser over sys.argv and the global events,
+    as in a real locustfile run: give it the command line and plugin a locustfile would."""
+    monkeypatch.setattr(sys, "argv", ["locust"])
+    install(locust.events)
+
+
+def _start(run: LocalRun, form: dict[str, str]) -> Any:
+    assert run.web_ui is not None
+    client = run.web_ui.app.test_client()
+    response = client.post("/swarm", data={"user_count": "2", "spawn_rate": "2", **form})
+    assert response.status_code == 200 and response.json["success"], response.json
+    return client
+
+
+def test_web_ui_form_options_and_live_rows(mock_url: str) -> None:
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
+    assert run.web_ui is not None
+    form_fields = run.web_ui.template_args["extra_options"]
+    assert {"max_tokens", "model", "api_key", "ignore_eos"} <= set(form_fields)
+    assert form_fields["api_key"]["is_secret"]
+    assert "llm_records" not in form_fields
+    client = _start(
+        run, {"host": mock_url, "max_tokens": "6", "temperature": "0.5", "extra_body": ""}
+    )
+    assert run.wait_for(6, timeout=30)
+    stats = client.get("/stats/requests").json
+    run.finish()
+
+    rows = {(row["method"], row["name"]): row for row in stats["stats"]}
+    assert {("E2E", CHAT), ("TTFT", CHAT), ("TBT", CHAT)} <= set(rows)
+    assert rows[("TTFT", CHAT)]["median_response_time"] == pytest.approx(MOCK_TTFT_MS, abs=8)
+    aggregated = next(row for row in stats["stats"] if row["name"] == "Aggregated")
+    assert aggregated["num_requests"] == rows[("E2E", CHAT)]["num_requests"]
+    assert run.runtime.options.max_tokens == 6
+    assert run.runtime.options.temperature == 0.5
+    assert all(r.output_tokens == 6 for r in run.records if r.ok)
+
+
+def test_web_ui_rejects_a_bad_option_and_stops(mock_url: str, caplog: Any) -> None:
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
+    _start(run, {"host": mock_url, "max_tokens": "0"})
+    stopped = run.environment.events.test_stop
+    done = gevent.event.Event()
+    stopped.add_listener(lambda **_kw: done.set())
+    assert done.wait(10), "the runner stops itself"
+    run.finish()
+    assert run.records == [], "no request is sent with options the form made invalid"
+    assert any("--max-tokens" in message for message in caplog.messages)
