@@ -87,9 +87,11 @@ def parse_base_url(url: str) -> _Origin:
 class _Sink:
     """Receives llhttp's callbacks for one response."""
 
-    __slots__ = ("complete", "headers", "headers_done", "pieces", "reason")
+    __slots__ = ("complete", "headers", "headers_done", "keep_alive", "parser", "pieces", "reason")
 
     def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.keep_alive = False
         self.reason = b""
         self.headers: dict[str, str] = {}
         self.headers_done = False
@@ -104,6 +106,9 @@ class _Sink:
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # llhttp forgets the keep-alive verdict once the message completes: ask now.
+        if self.parser is not None:
+            self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
@@ -268,8 +273,7 @@ class HttpExchange:
         self._transport = transport
         self._request = request
         self._sock: socket.socket | None = None
-        self._sink = _Sink()
-        self._parser = httptools.HttpResponseParser(self._sink)
+        self._sink, self._parser = _new_parser()
         self._deadline: float | None = None
         self._t_read = 0.0
         self._body_bytes = 0
@@ -294,8 +298,7 @@ class HttpExchange:
             sock.close()
             if not reused:
                 raise ConnectError("the server closed the connection before answering") from None
-            self._sink = _Sink()
-            self._parser = httptools.HttpResponseParser(self._sink)
+            self._sink, self._parser = _new_parser()
             sock, self.connect_s = transport._acquire_new()
             self._sock = sock
             try:
@@ -417,7 +420,7 @@ class HttpExchange:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if self._sink.complete and self._parser.should_keep_alive():
+        if self._sink.complete and self._sink.keep_alive:
             self._transport._release(sock)
         else:
             sock.close()
@@ -436,6 +439,13 @@ class HttpExchange:
                 self._finish()
             else:
                 self._abort()
+
+
+def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
+    sink = _Sink()
+    parser = httptools.HttpResponseParser(sink)
+    sink.parser = parser
+    return sink, parser
 
 
 class _StaleConnection(Exception):

@@ -83,7 +83,9 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
             lambda client_id, data: _report_to_master(runtime, data)
         )
     if isinstance(runner, MasterRunner):
-        events.worker_report.add_listener(lambda client_id, data: _worker_report(runtime, data))
+        events.worker_report.add_listener(
+            lambda client_id, data: _worker_report(runtime, client_id, data)
+        )
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
@@ -142,8 +144,9 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     data[_REPORT_KEY] = records
 
 
-def _worker_report(runtime: LLMRuntime, data: dict[str, Any]) -> None:
+def _worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, Any]) -> None:
     for item in data.get(_REPORT_KEY, ()):
+        item["worker"] = client_id  # ids count per worker; this makes (worker, id) unique
         record = RequestRecord.from_json(item)
         runtime.collector.add(record)
         if runtime.records is not None:

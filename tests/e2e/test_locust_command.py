@@ -89,7 +89,9 @@ def test_distributed_processes_merge_records_on_the_master(tmp_path: Path) -> No
     lines = read_records(records)
     summary_count = int(result.stdout.split("requests ")[1].split()[0])
     assert len(lines) == summary_count > 0
-    assert len({line["id"] for line in lines}) < len(lines), "ids repeat: two workers sent"
+    workers = {line["worker"] for line in lines}
+    assert len(workers) == 2, "both worker processes sent records"
+    assert len({(line["worker"], line["id"]) for line in lines}) == len(lines)
 
 
 @pytest.mark.parametrize(
