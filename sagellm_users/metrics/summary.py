@@ -30,7 +30,10 @@ def _label(p: float) -> str:
 
 def _latency_rows(stats: EndpointStats, percentiles: Sequence[float]) -> list[list[str]]:
     rows = []
-    for label, attr in _METRICS:
+    metrics = list(_METRICS)
+    if stats.itl_per_token.count:
+        metrics.insert(3, ("ITL/token", "itl_per_token"))
+    for label, attr in metrics:
         dist: Distribution = getattr(stats, attr)
         row = [f"  {label} (ms)", str(dist.count), _ms(dist.mean)]
         row += [_ms(dist.percentile(p)) for p in percentiles]

@@ -136,16 +136,32 @@ class LLMUser(User):
 
 
 def _consume(stream: ResponseStream, record: RequestRecord) -> None:
-    """The hot loop: stamp output chunks, keep the server's token counts."""
+    """The hot loop: stamp output chunks, keep the server's token counts.
+
+    When the server reports usage on every chunk (vLLM's
+    ``stream_options.continuous_usage_stats``), each output chunk's token count is the
+    growth of ``completion_tokens`` since the previous one; that feeds the per-token ITL.
+    """
     t_out = record.t_out
+    per_chunk: list[int] | None = []
+    counted = 0
     for chunk in stream:
+        usage = chunk.usage
+        completion = usage.completion_tokens if usage is not None else None
         if chunk.has_output:
             t_out.append(chunk.t)
-        usage = chunk.usage
+            if per_chunk is not None:
+                if completion is None:
+                    per_chunk = None
+                else:
+                    per_chunk.append(completion - counted)
+                    counted = completion
         if usage is not None:
-            if usage.completion_tokens is not None:
-                record.usage_completion_tokens = usage.completion_tokens
+            if completion is not None:
+                record.usage_completion_tokens = completion
             if usage.prompt_tokens is not None:
                 record.usage_prompt_tokens = usage.prompt_tokens
         if chunk.finish_reason is not None:
             record.finish_reason = chunk.finish_reason
+    if per_chunk and len(per_chunk) == len(t_out):
+        record.tokens_per_chunk = per_chunk
