@@ -165,7 +165,8 @@ def main() -> int:
         f"({mock_cpu / elapsed:.0%} of a core)"
     )
     print(
-        f"mock / client     {client_cpu / mock_cpu:.2f}x: events one mock core feeds per client core"
+        f"mock / client     {client_cpu / mock_cpu:.2f}x "
+        "(events one mock core feeds per client core)"
     )
     for label, values in (
         ("event delay", samples.delays),

@@ -22,12 +22,23 @@ _DATA_PREFIX = b"data: "
 class SSEDecoder:
     """Turns a byte stream into the data payloads of its complete events."""
 
-    __slots__ = ("_buffer", "_cr_pending", "_started")
+    __slots__ = ("_buffer", "_cr_pending", "_head", "_started")
 
     def __init__(self) -> None:
         self._buffer = b""
         self._cr_pending = False
         self._started = False
+        self._head = b""
+
+    def _skip_bom(self, data: bytes) -> bytes:
+        """Drop a leading BOM, also when it arrives split across the first reads."""
+        head = self._head + data
+        if len(head) < len(_BOM) and _BOM.startswith(head):
+            self._head = head
+            return b""
+        self._started = True
+        self._head = b""
+        return head[len(_BOM) :] if head.startswith(_BOM) else head
 
     @property
     def pending(self) -> bytes:
@@ -37,19 +48,17 @@ class SSEDecoder:
     def feed(self, data: bytes) -> list[bytes]:
         """Add the next piece of the stream; return the data of every event it completes."""
         if not self._started:
-            if not data:
-                return []
-            self._started = True
-            if data.startswith(_BOM):
-                data = data[len(_BOM) :]
+            data = self._skip_bom(data)
+        if not data:
+            return []
         if self._cr_pending:
-            data = b"\r" + data
+            # The previous piece ended with CR, already taken as a line end: an LF that
+            # opens this piece completes that CRLF and is not a second line end.
             self._cr_pending = False
+            if data.startswith(b"\n"):
+                data = data[1:]
         if b"\r" in data:
-            if data.endswith(b"\r"):
-                # A CR at the end may be the first half of CRLF: decide with the next piece.
-                data = data[:-1]
-                self._cr_pending = True
+            self._cr_pending = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + data if self._buffer else data
         events: list[bytes] = []

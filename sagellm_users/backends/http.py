@@ -156,9 +156,11 @@ class HttpTransport:
         return f"{o.scheme}://{o.host_header}{self.full_path(path)}"
 
     def full_path(self, path: str) -> str:
-        """The request path under the base URL's prefix; ``/v1`` is not repeated."""
+        """``path`` (from the server root: ``/v1/...``, ``/health``) under the base URL's
+        prefix. A prefix ending in ``/v1`` names the API root, so ``/v1`` is dropped from it:
+        ``http://h/v1`` + ``/health`` is ``/health``, as vLLM serves it."""
         prefix = self.origin.prefix
-        if prefix.endswith("/v1") and path.startswith("/v1/"):
+        if prefix.endswith("/v1"):
             prefix = prefix[:-3]
         return prefix + path
 
@@ -411,9 +413,8 @@ class HttpExchange:
 
     def _close_delimited(self) -> bool:
         headers = self._sink.headers
-        return "content-length" not in headers and "chunked" not in headers.get(
-            "transfer-encoding", ""
-        )
+        coding = headers.get("transfer-encoding", "").lower()
+        return "content-length" not in headers and "chunked" not in coding
 
     def _finish(self) -> None:
         self.t_done = self._t_read or perf_counter()

@@ -119,10 +119,11 @@ class RequestRecord:
 
     @property
     def tpot(self) -> float | None:
-        """None for non-streamed requests: all tokens arrive at once, so there is no
-        per-token time to measure (0 would read as infinitely fast decoding)."""
+        """None unless output arrived in two or more chunks: when every token comes at once
+        (non-streamed, or one big chunk) no per-token time was observed, and 0 would read
+        as infinitely fast decoding."""
         n_out = self.output_tokens
-        if not self.stream or n_out <= 1 or self.t_send is None or len(self.t_out) < 1:
+        if n_out <= 1 or self.t_send is None or len(self.t_out) < 2:
             return None
         return (self.t_out[-1] - self.t_out[0]) / (n_out - 1)
 

@@ -213,7 +213,12 @@ def _parse_headers(items: list[str]) -> dict[str, str]:
     for item in items:
         name, sep, value = str(item).partition(":")
         name = name.strip()
-        if not sep or not name or any(c in name for c in " \t\r\n") or "\n" in value:
+        if (
+            not sep
+            or not name
+            or any(c in name for c in " \t\r\n")
+            or any(c in value for c in "\r\n")
+        ):
             raise ConfigError(f"--header: expected 'Name: value', got {item!r}")
         headers[name] = value.strip()
     return headers

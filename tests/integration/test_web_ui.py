@@ -25,10 +25,11 @@ def _web_ui_parser(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _start(run: LocalRun, form: dict[str, str]) -> Any:
-    assert run.web_ui is not None
+    assert run.web_ui is not None and run.web_ui.app is not None
     client = run.web_ui.app.test_client()
     response = client.post("/swarm", data={"user_count": "2", "spawn_rate": "2", **form})
-    assert response.status_code == 200 and response.json["success"], response.json
+    answer = response.json
+    assert response.status_code == 200 and answer is not None and answer["success"], answer
     return client
 
 

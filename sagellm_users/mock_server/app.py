@@ -1,0 +1,275 @@
+"""Routes and request handling: what vLLM's OpenAI server would answer, and when.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+``GET /health``. Like vLLM, ``--api-key`` guards every path under ``/v1`` (401
+``{"error":"Unauthorized"}``); unknown paths get FastAPI's 404 ``{"detail":"Not Found"}`` and
+known paths with the wrong method a 405 with an ``allow`` header.
+
+Injected HTTP faults (500, 429) are answered at once without taking a capacity slot; an
+injected stream fault is admitted and fails about halfway (see :mod:`.generation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import orjson
+
+from .capacity import Admission
+from .config import MockServerConfig
+from .connection import HttpConnection, Request
+from .generation import BufferedGeneration, StreamingGeneration
+from .simulation import Fault, Planner
+from .validation import (
+    GenerationRequest,
+    RequestError,
+    parse_chat_request,
+    parse_completion_request,
+    resolve_max_tokens,
+)
+from .wire import (
+    ChatStreamEncoder,
+    CompletionStreamEncoder,
+    chat_body,
+    completion_body,
+    error_body,
+    simple_response,
+    stream_head,
+)
+
+__all__ = ["MockApp"]
+
+_NOT_FOUND = orjson.dumps({"detail": "Not Found"})
+_NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
+_UNAUTHORIZED = orjson.dumps({"error": "Unauthorized"})
+
+Route = Callable[[HttpConnection, Request], None]
+
+
+class MockApp:
+    """Per-process server state and the request router (one per event loop)."""
+
+    def __init__(
+        self,
+        config: MockServerConfig,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.loop = loop
+        self.planner = Planner(config, seed)
+        self.admission = Admission(config.max_concurrency)
+        self.connections: set[HttpConnection] = set()
+        self._model_json = orjson.dumps(config.model)
+        self._per_running_s = config.tbt_per_running_ms / 1000.0
+        self._auth = None if config.api_key is None else b"Bearer " + config.api_key.encode()
+        self._routes: dict[bytes, tuple[bytes, Route]] = {
+            b"/v1/chat/completions": (b"POST", self._chat),
+            b"/v1/completions": (b"POST", self._completions),
+            b"/v1/models": (b"GET", self._models),
+            b"/health": (b"GET", self._health),
+        }
+
+    # Handler protocol ---------------------------------------------------------------------
+
+    def connection_opened(self, conn: HttpConnection) -> None:
+        self.connections.add(conn)
+
+    def connection_closed(self, conn: HttpConnection) -> None:
+        self.connections.discard(conn)
+
+    def handle(self, conn: HttpConnection, request: Request) -> None:
+        path = request.path
+        if (
+            self._auth is not None
+            and path.startswith(b"/v1")
+            and request.method != b"OPTIONS"
+            and not hmac.compare_digest(request.authorization or b"", self._auth)
+        ):
+            self._reply(conn, request, 401, _UNAUTHORIZED)
+            return
+        route = self._routes.get(path)
+        if route is None:
+            self._reply(conn, request, 404, _NOT_FOUND)
+            return
+        method, fn = route
+        if request.method != method:
+            self._reply(conn, request, 405, _NOT_ALLOWED, extra=((b"allow", method),))
+            return
+        fn(conn, request)
+
+    # routes -------------------------------------------------------------------------------
+
+    def _health(self, conn: HttpConnection, request: Request) -> None:
+        self._reply(conn, request, 200, b"", content_type=None)
+
+    def _models(self, conn: HttpConnection, request: Request) -> None:
+        c = self.config
+        now = int(time.time())
+        card = {
+            "id": c.model,
+            "object": "model",
+            "created": now,
+            "owned_by": "sagellm-mock",
+            "root": c.model,
+            "parent": None,
+            "max_model_len": c.max_model_len,
+            "permission": [
+                {
+                    "id": f"modelperm-{os.urandom(16).hex()}",
+                    "object": "model_permission",
+                    "created": now,
+                    "allow_create_engine": False,
+                    "allow_sampling": True,
+                    "allow_logprobs": True,
+                    "allow_search_indices": False,
+                    "allow_view": True,
+                    "allow_fine_tuning": False,
+                    "organization": "*",
+                    "group": None,
+                    "is_blocking": False,
+                }
+            ],
+        }
+        self._reply(conn, request, 200, orjson.dumps({"object": "list", "data": [card]}))
+
+    def _chat(self, conn: HttpConnection, request: Request) -> None:
+        self._generate(conn, request, parse_chat_request)
+
+    def _completions(self, conn: HttpConnection, request: Request) -> None:
+        self._generate(conn, request, parse_completion_request)
+
+    # generation ---------------------------------------------------------------------------
+
+    def _generate(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        parse: Callable[[bytes], GenerationRequest],
+    ) -> None:
+        c = self.config
+        try:
+            req = parse(request.body)
+            if req.model is not None and req.model != c.model:
+                raise RequestError(
+                    f"The model `{req.model}` does not exist.",
+                    status=404,
+                    err_type="NotFoundError",
+                    param="model",
+                )
+            max_tokens = resolve_max_tokens(req, c)
+        except RequestError as exc:
+            body = error_body(exc.message, exc.err_type, exc.status, exc.param)
+            self._reply(conn, request, exc.status, body)
+            return
+        fault = self.planner.draw_fault()
+        if fault is Fault.HTTP_500:
+            body = error_body("Injected internal server error", "InternalServerError", 500)
+            self._reply(conn, request, 500, body)
+            return
+        if fault is Fault.HTTP_429:
+            body = error_body("Too many requests (injected)", "RateLimitError", 429)
+            retry = str(c.retry_after_s).encode()
+            self._reply(conn, request, 429, body, extra=((b"retry-after", retry),))
+            return
+        plan = self.planner.plan(
+            max_tokens=max_tokens,
+            ignore_eos=req.ignore_eos,
+            min_tokens=req.min_tokens,
+            prompt_tokens=req.prompt_tokens,
+            fault=fault,
+        )
+        created = int(time.time())
+        t_request = request.t_received if c.send_timestamps else None
+
+        def done(status: int) -> None:
+            self._log(request, status)
+            conn.response_done()
+
+        gen: StreamingGeneration | BufferedGeneration
+        if req.stream:
+            encoder_cls = ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
+            encoder = encoder_cls(
+                request_hex=plan.request_hex,
+                created=created,
+                model_json=self._model_json,
+                prompt_tokens=req.prompt_tokens,
+                continuous_usage=req.continuous_usage,
+                t_request=t_request,
+            )
+            conn.write(stream_head(request.keep_alive))
+            gen = StreamingGeneration(
+                loop=self.loop,
+                admission=self.admission,
+                plan=plan,
+                write=conn.write,
+                done=done,
+                encoder=encoder,
+                include_usage=req.include_usage,
+                per_running_s=self._per_running_s,
+            )
+        else:
+            build = chat_body if req.kind == "chat" else completion_body
+
+            def render(text: str, n_tokens: int, t_send: float) -> bytes:
+                return build(
+                    request_hex=plan.request_hex,
+                    created=created,
+                    model=c.model,
+                    text=text,
+                    finish_reason=plan.finish_reason,
+                    prompt_tokens=req.prompt_tokens,
+                    completion_tokens=n_tokens,
+                    timestamps=None if t_request is None else (t_request, t_send),
+                )
+
+            gen = BufferedGeneration(
+                loop=self.loop,
+                admission=self.admission,
+                plan=plan,
+                write=conn.write,
+                done=done,
+                render=render,
+                keep_alive=request.keep_alive,
+                per_running_s=self._per_running_s,
+            )
+        conn.active = gen
+        self.admission.submit(gen)
+
+    # helpers ------------------------------------------------------------------------------
+
+    def _reply(
+        self,
+        conn: HttpConnection,
+        request: Request,
+        status: int,
+        body: bytes,
+        *,
+        content_type: bytes | None = b"application/json",
+        extra: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        conn.write(
+            simple_response(
+                status,
+                body,
+                keep_alive=request.keep_alive,
+                content_type=content_type,
+                extra=extra,
+            )
+        )
+        self._log(request, status)
+        conn.response_done()
+
+    def _log(self, request: Request, status: int) -> None:
+        if not self.config.log_requests:
+            return
+        ms = (time.perf_counter() - request.t_received) * 1000.0
+        method = request.method.decode("latin-1")
+        path = request.path.decode("latin-1")
+        sys.stderr.write(f"sagellm-mock-server: {method} {path} {status} {ms:.1f} ms\n")

@@ -1,0 +1,115 @@
+"""Command-line flags of ``python -m sagellm_users.mock_server`` (``sagellm-mock-server``).
+
+Flags map one to one onto :class:`MockServerConfig` fields (``--tbt-ms`` -> ``tbt_ms``), so
+the command line and the programmatic config cannot drift apart; validation stays in the
+config, and its message is reported through ``argparse`` (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import fields
+
+from .config import MockServerConfig, parse_token_range
+
+__all__ = ["build_parser", "parse_config"]
+
+
+def _token_range(text: str) -> tuple[int, int]:
+    try:
+        return parse_token_range(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; defaults come from :class:`MockServerConfig`."""
+    d = MockServerConfig()
+    p = argparse.ArgumentParser(
+        prog="sagellm-mock-server",
+        description=(
+            "OpenAI-compatible mock LLM server speaking vLLM's streaming wire format. "
+            'Prints one JSON line {"event": "ready", "url": ..., "pid": ...} on stdout '
+            "once it listens; logs go to stderr."
+        ),
+    )
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default=d.model, help="served model name (%(default)s)")
+    model.add_argument("--max-model-len", type=int, default=d.max_model_len)
+    model.add_argument(
+        "--default-max-tokens",
+        type=int,
+        default=d.default_max_tokens,
+        help="output length when a request sets no max_tokens (%(default)s)",
+    )
+    model.add_argument(
+        "--natural-output-tokens",
+        type=_token_range,
+        default=None,
+        metavar="MIN[:MAX]",
+        help="where the fake model emits EOS (uniform in range); off by default",
+    )
+    timing = p.add_argument_group("timing (milliseconds)")
+    timing.add_argument("--ttft-ms", type=float, default=d.ttft_ms)
+    timing.add_argument("--ttft-jitter-ms", type=float, default=d.ttft_jitter_ms)
+    timing.add_argument(
+        "--ttft-per-input-token-ms",
+        type=float,
+        default=d.ttft_per_input_token_ms,
+        help="prefill cost added to TTFT per prompt token",
+    )
+    timing.add_argument("--tbt-ms", type=float, default=d.tbt_ms)
+    timing.add_argument("--tbt-jitter-ms", type=float, default=d.tbt_jitter_ms)
+    timing.add_argument(
+        "--tbt-per-running-ms",
+        type=float,
+        default=d.tbt_per_running_ms,
+        help="each token gap grows by this times the number of running sequences",
+    )
+    cap = p.add_argument_group("capacity")
+    cap.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=d.max_concurrency,
+        help="sequences generating at once; excess waits FIFO (0 = unlimited)",
+    )
+    err = p.add_argument_group("error injection (probabilities, seeded)")
+    err.add_argument("--error-rate-500", type=float, default=d.error_rate_500)
+    err.add_argument("--error-rate-429", type=float, default=d.error_rate_429)
+    err.add_argument(
+        "--error-rate-stream",
+        type=float,
+        default=d.error_rate_stream,
+        help="200 streams that fail about halfway with an in-stream error event",
+    )
+    err.add_argument("--retry-after-s", type=int, default=d.retry_after_s)
+    err.add_argument("--seed", type=int, default=d.seed)
+    srv = p.add_argument_group("server")
+    srv.add_argument("--host", default=d.host)
+    srv.add_argument("--port", type=int, default=d.port, help="0 picks a free port")
+    srv.add_argument("--workers", type=int, default=d.workers)
+    srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    srv.add_argument(
+        "--send-timestamps",
+        action="store_true",
+        help="add mock_t_request / mock_t_send (time.perf_counter) to every JSON chunk",
+    )
+    srv.add_argument("--log-requests", action="store_true", help="one stderr line per request")
+    srv.add_argument(
+        "--exit-on-stdin-eof",
+        action="store_true",
+        help="exit when stdin closes (dies with the process that launched it)",
+    )
+    return p
+
+
+def parse_config(argv: Sequence[str] | None = None) -> MockServerConfig:
+    """Parse ``argv`` into a validated config; exits with status 2 on bad input."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    kwargs = {f.name: getattr(ns, f.name) for f in fields(MockServerConfig)}
+    try:
+        return MockServerConfig(**kwargs)
+    except ValueError as exc:
+        parser.error(str(exc))

@@ -1,0 +1,121 @@
+"""The mock server's settings: one frozen object, validated once.
+
+The same object is built by the command line (:mod:`.cli`) and by programs that call
+:func:`~sagellm_users.mock_server.serve` directly, so every rule lives here and a bad value
+is rejected before a socket is bound, with a message that names both the field and the
+command-line flag.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+__all__ = ["MockServerConfig", "parse_token_range"]
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_token_range(text: str) -> tuple[int, int]:
+    """Parse ``MIN[:MAX]`` (for ``--natural-output-tokens``) into an inclusive range.
+
+    A single number means a fixed length. Raises ``ValueError`` with a readable message.
+    """
+    parts = text.split(":")
+    if len(parts) not in (1, 2) or not all(p.strip() for p in parts):
+        raise ValueError(f"expected MIN or MIN:MAX, got {text!r}")
+    try:
+        low = int(parts[0])
+        high = int(parts[-1])
+    except ValueError:
+        raise ValueError(f"expected integers in MIN[:MAX], got {text!r}") from None
+    if low < 1 or high < low:
+        raise ValueError(f"need 1 <= MIN <= MAX, got {text!r}")
+    return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class MockServerConfig:
+    """Everything the mock server simulates, and where it listens.
+
+    Times are in milliseconds. ``natural_output_tokens`` is the inclusive range from which
+    the fake model's end-of-sequence position is drawn (``None``: it never stops early).
+    ``max_concurrency`` 0 means unlimited. Error rates are probabilities in [0, 1] whose sum
+    must not exceed 1. ``port`` 0 picks a free port; ``workers`` > 1 forks that many
+    processes sharing one listening socket.
+    """
+
+    model: str = "mock-llm"
+    max_model_len: int = 4096
+    ttft_ms: float = 50.0
+    ttft_jitter_ms: float = 0.0
+    ttft_per_input_token_ms: float = 0.0
+    tbt_ms: float = 10.0
+    tbt_jitter_ms: float = 0.0
+    tbt_per_running_ms: float = 0.0
+    default_max_tokens: int = 64
+    natural_output_tokens: tuple[int, int] | None = None
+    max_concurrency: int = 0
+    error_rate_500: float = 0.0
+    error_rate_429: float = 0.0
+    error_rate_stream: float = 0.0
+    retry_after_s: int = 1
+    seed: int = 0
+    send_timestamps: bool = False
+    api_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    log_requests: bool = False
+    exit_on_stdin_eof: bool = False
+
+    def __post_init__(self) -> None:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("invalid mock server config: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out: list[str] = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                out.append(f"{f.name} ({_flag(f.name)}) must be a finite number, got {value}")
+
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                out.append(f"{name} ({_flag(name)}) {rule}, got {getattr(self, name)!r}")
+
+        need(bool(self.model.strip()), "model", "must not be empty")
+        need(self.max_model_len >= 1, "max_model_len", "must be >= 1")
+        for name in (
+            "ttft_ms",
+            "ttft_jitter_ms",
+            "ttft_per_input_token_ms",
+            "tbt_ms",
+            "tbt_jitter_ms",
+            "tbt_per_running_ms",
+        ):
+            need(getattr(self, name) >= 0, name, "must be >= 0")
+        need(self.default_max_tokens >= 1, "default_max_tokens", "must be >= 1")
+        nat = self.natural_output_tokens
+        need(nat is None or 1 <= nat[0] <= nat[1], "natural_output_tokens", "needs 1 <= MIN <= MAX")
+        need(self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = unlimited)")
+        rates = ("error_rate_500", "error_rate_429", "error_rate_stream")
+        for name in rates:
+            need(0.0 <= getattr(self, name) <= 1.0, name, "must be within [0, 1]")
+        total = sum(getattr(self, name) for name in rates)
+        if total > 1.0 + 1e-9:
+            out.append(f"the error rates must add up to at most 1, got {total:g}")
+        need(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
+        need(self.api_key is None or bool(self.api_key), "api_key", "must not be empty")
+        need(bool(self.host), "host", "must not be empty")
+        need(0 <= self.port <= 65535, "port", "must be within [0, 65535]")
+        need(self.workers >= 1, "workers", "must be >= 1")
+        return out
+
+    @property
+    def error_rate_total(self) -> float:
+        """Probability that a generation request draws any injected fault."""
+        return self.error_rate_500 + self.error_rate_429 + self.error_rate_stream

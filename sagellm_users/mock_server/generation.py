@@ -1,0 +1,244 @@
+"""Timer-driven generation of one request: the mock's hot path.
+
+A generation is admitted by :class:`~.capacity.Admission`, waits its TTFT, then emits one
+token per timer callback. There is no coroutine per token and no sleep loop: each token is
+one ``loop.call_at`` on an absolute schedule (first token at ``t_admit + ttft``, every next
+deadline is the previous *deadline* plus the gap, never "now" plus the gap), so late
+callbacks do not accumulate drift. With ``--tbt-per-running-ms`` each gap also grows with
+the number of running sequences, read when the gap is scheduled.
+
+Flow control: writes go straight to ``transport.write``. When a client stops reading, asyncio
+buffers what it cannot send; the buffer is bounded by the rest of that one response
+(``max_tokens`` events of a few hundred bytes), so the mock keeps its timing honest instead
+of stalling every stream on one slow reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from time import perf_counter
+from typing import Protocol
+
+from .capacity import Admission
+from .simulation import TOKEN_TEXT, Plan
+from .wire import DONE_AND_END, StreamEncoder, error_body, simple_response
+
+__all__ = ["BufferedGeneration", "Generation", "StreamingGeneration"]
+
+_QUEUED, _RUNNING, _DONE = 0, 1, 2
+
+#: vLLM's message for a generation that fails inside the engine.
+ENGINE_ERROR_MESSAGE = "Internal server error"
+
+#: Builds a non-streaming body from (text, completion_tokens, t_send).
+BodyRenderer = Callable[[str, int, float], bytes]
+
+
+class Generation(Protocol):
+    """What a connection needs from the generation it is serving."""
+
+    def cancel(self) -> None: ...
+
+
+class _Timed:
+    """Admission, scheduling and cancellation shared by both response styles."""
+
+    __slots__ = (
+        "_admission",
+        "_deadline",
+        "_done",
+        "_handle",
+        "_index",
+        "_loop",
+        "_per_running_s",
+        "_plan",
+        "_state",
+        "_write",
+    )
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        admission: Admission,
+        plan: Plan,
+        write: Callable[[bytes], None],
+        done: Callable[[int], None],
+        per_running_s: float = 0.0,
+    ) -> None:
+        self._loop = loop
+        self._admission = admission
+        self._plan = plan
+        self._write = write
+        self._done = done
+        self._per_running_s = per_running_s
+        self._state = _QUEUED
+        self._handle: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._index = 0
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancelled (or finished): admission skips it in its queue."""
+        return self._state == _DONE
+
+    def admit(self) -> None:
+        """Called by :class:`Admission` when a slot is ours: start the TTFT clock."""
+        self._state = _RUNNING
+        self._deadline = self._loop.time() + self._plan.ttft_s
+        self._handle = self._loop.call_at(self._deadline, self._tick)
+
+    def cancel(self) -> None:
+        """The client went away: stop the timer and give the slot back."""
+        if self._state == _DONE:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._state == _RUNNING:
+            self._admission.release()
+        self._state = _DONE
+
+    def _schedule(self, after_index: int) -> None:
+        plan = self._plan
+        gaps = plan.gaps_s
+        gap = plan.tbt_s if gaps is None else gaps[after_index]
+        if self._per_running_s:
+            gap += self._per_running_s * self._admission.running
+        self._deadline += gap
+        self._handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _complete(self, status: int) -> None:
+        self._state = _DONE
+        self._handle = None
+        self._admission.release()
+        self._done(status)
+
+    def _tick(self) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class StreamingGeneration(_Timed):
+    """Writes one SSE event (one HTTP chunk) per token as its deadline passes."""
+
+    __slots__ = ("_enc", "_include_usage")
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        admission: Admission,
+        plan: Plan,
+        write: Callable[[bytes], None],
+        done: Callable[[int], None],
+        encoder: StreamEncoder,
+        include_usage: bool,
+        per_running_s: float = 0.0,
+    ) -> None:
+        super().__init__(
+            loop=loop,
+            admission=admission,
+            plan=plan,
+            write=write,
+            done=done,
+            per_running_s=per_running_s,
+        )
+        self._enc = encoder
+        self._include_usage = include_usage
+
+    def _tick(self) -> None:
+        i = self._index
+        plan = self._plan
+        enc = self._enc
+        if i == plan.error_at:
+            t = perf_counter()
+            self._write(
+                enc.error(ENGINE_ERROR_MESSAGE, "InternalServerError", 500, t) + DONE_AND_END
+            )
+            self._complete(200)
+            return
+        word = plan.words[i]
+        n = i + 1
+        if n == plan.n_tokens:
+            t = perf_counter()
+            data = enc.final_token(word, n, plan.finish_reason, t)
+            if i == 0:
+                data = enc.preamble(t) + data
+            if self._include_usage:
+                data += enc.usage(n, t)
+            self._write(data + DONE_AND_END)
+            self._complete(200)
+            return
+        if i:
+            self._write(enc.token(word, n, perf_counter()))
+        else:
+            t = perf_counter()
+            self._write(enc.preamble(t) + enc.token(word, n, t))
+        self._index = n
+        self._schedule(i)
+
+
+class BufferedGeneration(_Timed):
+    """A non-streaming response: the whole body once the last token's time has come.
+
+    Without ``--tbt-per-running-ms`` the end time is known at admission, so a single timer
+    is used; otherwise it ticks per token like a stream (the gaps depend on the load).
+    """
+
+    __slots__ = ("_keep_alive", "_render", "_target")
+
+    def __init__(
+        self,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        admission: Admission,
+        plan: Plan,
+        write: Callable[[bytes], None],
+        done: Callable[[int], None],
+        render: BodyRenderer,
+        keep_alive: bool,
+        per_running_s: float = 0.0,
+    ) -> None:
+        super().__init__(
+            loop=loop,
+            admission=admission,
+            plan=plan,
+            write=write,
+            done=done,
+            per_running_s=per_running_s,
+        )
+        self._render = render
+        self._keep_alive = keep_alive
+        # Index of the event that ends the response: the error, else the last token.
+        self._target = plan.error_at if plan.error_at >= 0 else plan.n_tokens - 1
+
+    def admit(self) -> None:
+        if self._per_running_s:
+            super().admit()
+            return
+        plan = self._plan
+        gaps = plan.gaps_s
+        target = self._target
+        decode = target * plan.tbt_s if gaps is None else sum(gaps[:target])
+        self._state = _RUNNING
+        self._index = target
+        self._deadline = self._loop.time() + plan.ttft_s + decode
+        self._handle = self._loop.call_at(self._deadline, self._tick)
+
+    def _tick(self) -> None:
+        i = self._index
+        if i < self._target:
+            self._index = i + 1
+            self._schedule(i)
+            return
+        plan = self._plan
+        if i == plan.error_at:
+            body = error_body(ENGINE_ERROR_MESSAGE, "InternalServerError", 500)
+            self._write(simple_response(500, body, keep_alive=self._keep_alive))
+            self._complete(500)
+            return
+        text = "".join([TOKEN_TEXT[w] for w in plan.words])
+        body = self._render(text, plan.n_tokens, perf_counter())
+        self._write(simple_response(200, body, keep_alive=self._keep_alive))
+        self._complete(200)

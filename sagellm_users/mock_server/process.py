@@ -1,0 +1,114 @@
+"""Process plumbing shared by the single-process server and its workers.
+
+Binding, the readiness line, the start-up log line, the optional uvloop, stdin watching and
+the handling of stop signals during shutdown live here so that :mod:`.server` and
+:mod:`.workers` read as the two lifecycles they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable
+from typing import cast
+
+from .config import MockServerConfig
+
+__all__ = [
+    "BACKLOG",
+    "STOP_SIGNALS",
+    "ReadyCallback",
+    "bind_socket",
+    "block_stop_signals",
+    "describe",
+    "new_event_loop",
+    "print_ready",
+    "server_url",
+    "watch_stdin_eof",
+]
+
+BACKLOG = 4096
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+ReadyCallback = Callable[[str], None]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (optional), else the stdlib's."""
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return asyncio.new_event_loop()
+    return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
+
+
+def print_ready(url: str) -> None:
+    """Write the readiness line to stdout and flush it."""
+    line = json.dumps({"event": "ready", "url": url, "pid": os.getpid()})
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket; port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    sock.setblocking(False)
+    return sock
+
+
+def server_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def describe(config: MockServerConfig, url: str) -> str:
+    c = config
+    parts = [
+        f"serving {c.model!r} on {url} (pid {os.getpid()}, workers {c.workers})",
+        f"ttft {c.ttft_ms:g}±{c.ttft_jitter_ms:g} ms +{c.ttft_per_input_token_ms:g} ms/input token",
+        f"tbt {c.tbt_ms:g}±{c.tbt_jitter_ms:g} ms +{c.tbt_per_running_ms:g} ms/running",
+        f"max_concurrency {c.max_concurrency or 'unlimited'}",
+        f"errors 500={c.error_rate_500:g} 429={c.error_rate_429:g} stream={c.error_rate_stream:g}",
+        f"seed {c.seed}",
+    ]
+    return "sagellm-mock-server: " + "; ".join(parts) + "\n"
+
+
+def block_stop_signals() -> None:
+    """From now on SIGINT/SIGTERM stay pending (and die with the process).
+
+    Shutting down restores the default dispositions (the loop removes its handlers, the
+    interpreter resets them while finalising); a second signal in that window, such as a
+    launcher's terminate() right after it closed our stdin, would otherwise kill the
+    process and turn a clean exit into "killed by SIGTERM".
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+def watch_stdin_eof(on_eof: Callable[[], None]) -> None:
+    """Call ``on_eof`` (from a daemon thread) once stdin reaches end of file."""
+
+    def run() -> None:
+        # This thread must never be the one a SIGINT/SIGTERM is delivered to.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            while os.read(0, 65536):
+                pass
+        except OSError:
+            pass
+        on_eof()
+
+    threading.Thread(target=run, name="sagellm-mock-stdin", daemon=True).start()

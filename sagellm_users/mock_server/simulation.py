@@ -1,0 +1,197 @@
+"""The fake model: what it says, how long it takes, and when it fails. Pure logic, no I/O.
+
+Everything random is drawn from seeded generators, so a given ``--seed`` and request order
+always give the same texts, lengths, timings and faults. Faults come from their own
+generator and take exactly one draw per generation request, so the fault sequence does not
+depend on the requests' contents.
+
+Prompt token counting (documented rule, no tokenizer): a completion prompt counts one token
+per whitespace-separated piece (a token-id list counts its length); a chat prompt counts the
+pieces of every message's text content plus 4 per message for the chat template.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .config import MockServerConfig
+
+__all__ = [
+    "TOKEN_JSON",
+    "TOKEN_TEXT",
+    "VOCABULARY",
+    "Fault",
+    "Plan",
+    "Planner",
+    "count_chat_prompt_tokens",
+    "count_completion_prompt_tokens",
+    "output_length",
+]
+
+#: Words the fake model emits, each as one token " word". A few are non-ASCII (2-, 3- and
+#: 4-byte UTF-8) so clients' UTF-8 handling is exercised on every run.
+VOCABULARY: tuple[str, ...] = (
+    "the", "a", "model", "token", "stream", "server", "load", "test", "latency", "batch",
+    "cache", "prefill", "decode", "request", "user", "answer", "is", "of", "and", "to",
+    "in", "fast", "slow", "queue", "GPU", "memory", "kernel", "attention", "layer", "weight",
+    "data", "result", "value", "time", "first", "next", "final", "output", "input", "text",
+    "café", "naïve", "über", "façade", "数据", "模型", "速度", "ñandú", "Ωmega", "🙂",
+)  # fmt: skip
+
+#: Each vocabulary token (" word") pre-encoded as a JSON string literal, ready to splice.
+TOKEN_JSON: tuple[bytes, ...] = tuple(orjson.dumps(" " + w) for w in VOCABULARY)
+
+#: The text of each pre-encoded token, for bodies that are built as a whole.
+TOKEN_TEXT: dict[bytes, str] = {orjson.dumps(" " + w): " " + w for w in VOCABULARY}
+
+CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 4
+
+
+class Fault(enum.Enum):
+    """An injected failure drawn for one generation request."""
+
+    NONE = "none"
+    HTTP_500 = "http_500"
+    HTTP_429 = "http_429"
+    STREAM = "stream"
+
+
+def _text_pieces(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content.split())
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                total += len(part["text"].split())
+        return total
+    return 0
+
+
+def count_chat_prompt_tokens(messages: Sequence[Any]) -> int:
+    """Pieces of each message's text content, plus 4 per message for the template."""
+    total = 0
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        total += _text_pieces(content) + CHAT_TEMPLATE_TOKENS_PER_MESSAGE
+    return total
+
+
+def count_completion_prompt_tokens(prompt: str | Sequence[int]) -> int:
+    """Whitespace-separated pieces of a text prompt, or the length of a token-id list."""
+    if isinstance(prompt, str):
+        return len(prompt.split())
+    return len(prompt)
+
+
+def output_length(
+    max_tokens: int,
+    *,
+    ignore_eos: bool,
+    min_tokens: int,
+    natural: int | None,
+) -> tuple[int, str]:
+    """How many tokens a request generates, and its finish reason.
+
+    ``natural`` is where the fake model would emit EOS. Without ``ignore_eos`` the stream
+    stops at ``max(natural, min_tokens)`` with ``"stop"`` when that fits in ``max_tokens``;
+    otherwise (EOS ignored, no natural length, or the cap comes first) it runs to exactly
+    ``max_tokens`` with ``"length"``, as vLLM reports a sequence cut by its length limit.
+    """
+    if ignore_eos or natural is None:
+        return max_tokens, "length"
+    eos_at = max(natural, min_tokens)
+    if eos_at <= max_tokens:
+        return eos_at, "stop"
+    return max_tokens, "length"
+
+
+@dataclass(slots=True)
+class Plan:
+    """One request's predetermined generation: tokens, finish reason and timing.
+
+    ``gaps_s`` holds the ``n_tokens - 1`` base inter-token gaps when jitter is on, else is
+    ``None`` and every gap is ``tbt_s``. ``error_at`` is the token index at which an
+    injected in-stream error replaces the output (-1: none).
+    """
+
+    request_hex: str
+    n_tokens: int
+    finish_reason: str
+    words: list[bytes]
+    ttft_s: float
+    tbt_s: float
+    gaps_s: list[float] | None
+    error_at: int
+
+    def base_gap(self, index: int) -> float:
+        """Base gap in seconds between token ``index`` and token ``index + 1``."""
+        gaps = self.gaps_s
+        return self.tbt_s if gaps is None else gaps[index]
+
+
+class Planner:
+    """Draws faults and plans from the seeded generators of one server process."""
+
+    def __init__(self, config: MockServerConfig, seed: int | None = None) -> None:
+        self._config = config
+        base = config.seed if seed is None else seed
+        self._rng = random.Random(f"sagellm-mock:{base}:tokens")
+        self._fault_rng = random.Random(f"sagellm-mock:{base}:faults")
+
+    def draw_fault(self) -> Fault:
+        """One draw per generation request, whatever the request says."""
+        c = self._config
+        r = self._fault_rng.random()
+        if r < c.error_rate_500:
+            return Fault.HTTP_500
+        r -= c.error_rate_500
+        if r < c.error_rate_429:
+            return Fault.HTTP_429
+        r -= c.error_rate_429
+        if r < c.error_rate_stream:
+            return Fault.STREAM
+        return Fault.NONE
+
+    def plan(
+        self,
+        *,
+        max_tokens: int,
+        ignore_eos: bool,
+        min_tokens: int,
+        prompt_tokens: int,
+        fault: Fault = Fault.NONE,
+    ) -> Plan:
+        """Decide a request's tokens and timing up front (see :func:`output_length`)."""
+        c = self._config
+        rng = self._rng
+        natural = None
+        if c.natural_output_tokens is not None:
+            natural = rng.randint(*c.natural_output_tokens)
+        n, finish = output_length(
+            max_tokens, ignore_eos=ignore_eos, min_tokens=min_tokens, natural=natural
+        )
+        ttft_ms = c.ttft_ms
+        if c.ttft_jitter_ms > 0:
+            ttft_ms = max(0.0, ttft_ms + rng.uniform(-c.ttft_jitter_ms, c.ttft_jitter_ms))
+        ttft_ms += c.ttft_per_input_token_ms * prompt_tokens
+        gaps: list[float] | None = None
+        if c.tbt_jitter_ms > 0 and n > 1:
+            lo, hi = c.tbt_ms - c.tbt_jitter_ms, c.tbt_ms + c.tbt_jitter_ms
+            gaps = [max(0.0, rng.uniform(lo, hi)) / 1000.0 for _ in range(n - 1)]
+        return Plan(
+            request_hex=f"{rng.getrandbits(128):032x}",
+            n_tokens=n,
+            finish_reason=finish,
+            words=rng.choices(TOKEN_JSON, k=n),
+            ttft_s=ttft_ms / 1000.0,
+            tbt_s=c.tbt_ms / 1000.0,
+            gaps_s=gaps,
+            error_at=n // 2 if fault is Fault.STREAM else -1,
+        )

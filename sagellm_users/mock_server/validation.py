@@ -1,0 +1,214 @@
+"""Turn a request body into a :class:`GenerationRequest`, or a vLLM-style client error.
+
+Only the fields the mock acts on are checked; unknown fields are accepted and ignored, as
+vLLM does (it logs them). The checks and their order follow vLLM: body schema first (400),
+then the model name (404), then the context-length limits (400).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from .config import MockServerConfig
+from .simulation import count_chat_prompt_tokens, count_completion_prompt_tokens
+
+__all__ = [
+    "GenerationRequest",
+    "RequestError",
+    "parse_chat_request",
+    "parse_completion_request",
+    "resolve_max_tokens",
+]
+
+Kind = Literal["chat", "completion"]
+
+
+class RequestError(Exception):
+    """A client error to be sent as vLLM's ``ErrorResponse``."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        err_type: str = "BadRequestError",
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.err_type = err_type
+        self.param = param
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """The parts of a chat or completion request that shape the simulated generation."""
+
+    kind: Kind
+    model: str | None
+    prompt_tokens: int
+    max_tokens: int | None
+    min_tokens: int
+    ignore_eos: bool
+    stream: bool
+    include_usage: bool
+    continuous_usage: bool
+
+
+def _load_object(body: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(f"JSON decode error: {exc}") from None
+    if not isinstance(doc, dict):
+        raise RequestError("Input should be a valid dictionary or object to extract fields from")
+    return doc
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_int(doc: dict[str, Any], name: str) -> int | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise RequestError(f"{name}: Input should be a valid integer", param=name)
+    return int(value)
+
+
+def _bool(doc: dict[str, Any], name: str, default: bool) -> bool:
+    value = doc.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise RequestError(f"{name}: Input should be a valid boolean", param=name)
+    return value
+
+
+def _common(doc: dict[str, Any], kind: Kind, prompt_tokens: int) -> GenerationRequest:
+    model = doc.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RequestError("model: Input should be a valid string", param="model")
+    max_tokens = _optional_int(doc, "max_tokens")
+    if kind == "chat":
+        max_completion = _optional_int(doc, "max_completion_tokens")
+        if max_completion is not None:
+            max_tokens = max_completion
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(f"max_tokens must be at least 1, got {max_tokens}.", param="max_tokens")
+    min_tokens = _optional_int(doc, "min_tokens") or 0
+    if min_tokens < 0:
+        raise RequestError(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
+    if max_tokens is not None and min_tokens > max_tokens:
+        raise RequestError(
+            f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
+        )
+    n = doc.get("n")
+    if n is not None and (not _is_int(n) or n != 1):
+        raise RequestError(f"n must be 1 on this mock server, got {n!r}.", param="n")
+    stream = _bool(doc, "stream", False)
+    options = doc.get("stream_options")
+    include_usage = continuous = False
+    if options is not None:
+        if not isinstance(options, dict):
+            raise RequestError("stream_options: Input should be a valid dictionary")
+        if not stream:
+            raise RequestError("Stream options can only be defined when `stream=True`.")
+        # vLLM's StreamOptions defaults include_usage to true once the object is present.
+        include_usage = _bool(options, "include_usage", True)
+        continuous = include_usage and _bool(options, "continuous_usage_stats", False)
+    return GenerationRequest(
+        kind=kind,
+        model=model,
+        prompt_tokens=prompt_tokens,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=_bool(doc, "ignore_eos", False),
+        stream=stream,
+        include_usage=include_usage,
+        continuous_usage=continuous,
+    )
+
+
+def parse_chat_request(body: bytes) -> GenerationRequest:
+    """Validate a ``/v1/chat/completions`` body."""
+    doc = _load_object(body)
+    messages = doc.get("messages")
+    if messages is None:
+        raise RequestError("messages: Field required", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise RequestError("messages: Input should be a non-empty list", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise RequestError(
+                f"messages[{i}]: each message needs a string 'role'", param="messages"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            raise RequestError(
+                f"messages[{i}].content: Input should be a string or a list of parts",
+                param="messages",
+            )
+    return _common(doc, "chat", count_chat_prompt_tokens(messages))
+
+
+def _single_prompt(prompt: Any) -> str | list[int]:
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt:
+        if all(_is_int(t) for t in prompt):
+            return list(prompt)
+        if len(prompt) == 1 and isinstance(prompt[0], str):
+            return str(prompt[0])
+        if len(prompt) == 1 and isinstance(prompt[0], list) and all(_is_int(t) for t in prompt[0]):
+            return list(prompt[0])
+        if len(prompt) > 1 and all(isinstance(p, str | list) for p in prompt):
+            raise RequestError(
+                "This mock server accepts a single prompt per request.", param="prompt"
+            )
+    raise RequestError(
+        "prompt: Input should be a string, a list of token ids, or a one-element list",
+        param="prompt",
+    )
+
+
+def parse_completion_request(body: bytes) -> GenerationRequest:
+    """Validate a ``/v1/completions`` body."""
+    doc = _load_object(body)
+    prompt = doc.get("prompt")
+    if prompt is None:
+        raise RequestError("Either prompt or prompt_embeds must be provided and non-empty.")
+    tokens = count_completion_prompt_tokens(_single_prompt(prompt))
+    return _common(doc, "completion", tokens)
+
+
+def resolve_max_tokens(request: GenerationRequest, config: MockServerConfig) -> int:
+    """The output cap: the request's, else the default, within the context window.
+
+    Mirrors vLLM's checks: a prompt must leave room for at least one token, and an explicit
+    ``max_tokens`` must fit in ``max_model_len`` together with the prompt.
+    """
+    limit = config.max_model_len
+    prompt = request.prompt_tokens
+    if prompt >= limit:
+        raise RequestError(
+            f"This model's maximum context length is {limit} tokens. However, your request "
+            f"has {prompt} input tokens. Please reduce the length of the input messages.",
+            param="input_tokens",
+        )
+    if request.max_tokens is None:
+        return max(1, min(config.default_max_tokens, limit - prompt))
+    if prompt + request.max_tokens > limit:
+        raise RequestError(
+            f"'max_tokens' or 'max_completion_tokens' is too large: {request.max_tokens}. "
+            f"This model's maximum context length is {limit} tokens and your request has "
+            f"{prompt} input tokens ({request.max_tokens} > {limit} - {prompt}).",
+            param="max_tokens",
+        )
+    return request.max_tokens
