@@ -60,21 +60,23 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     except ConfigError as exc:
         _fail(str(exc))
         return
-    runtime = LLMRuntime(environment, options)
-    _keep_token_rows_out_of_aggregated(environment.stats)
     is_worker = isinstance(runner, WorkerRunner)
     if environment.host:
         _check_host(environment.host)
-    elif not is_worker:
-        _start_embedded_mock(environment, options)
-    if is_worker:
-        runtime.forward_records = True
-    elif options.llm_records is not None:
+    records: RecordsWriter | None = None
+    if options.llm_records is not None and not is_worker:
         try:
-            runtime.records = RecordsWriter(options.llm_records)
-            runtime.records.open()
+            records = RecordsWriter(options.llm_records)
+            records.open()
         except ConfigError as exc:
             _fail(str(exc))
+    # Everything is valid: only now start anything.
+    runtime = LLMRuntime(environment, options)
+    runtime.records = records
+    runtime.forward_records = is_worker
+    _keep_token_rows_out_of_aggregated(environment.stats)
+    if not environment.host and not is_worker:
+        _start_embedded_mock(environment, options)
     events = environment.events
     events.test_start.add_listener(lambda **_kw: _reload_options(environment))
     events.reset_stats.add_listener(runtime.collector.reset)

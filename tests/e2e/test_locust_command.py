@@ -101,6 +101,8 @@ def test_distributed_processes_merge_records_on_the_master(tmp_path: Path) -> No
         (["--extra-body", "{not json"], "--extra-body: not valid JSON"),
         (["--prompt-file", "/nonexistent/prompts.txt"], "--prompt-file: no such file"),
         (["--host", "localhost:8000"], "--host"),
+        (["--llm-records", "/nonexistent-dir/records.jsonl"], "--llm-records"),
+        (["--header", "no colon"], "--header"),
     ],
 )
 def test_invalid_options_stop_before_any_load(args: list[str], message: str) -> None:
@@ -127,3 +129,14 @@ def test_readme_custom_locustfile_runs(tmp_path: Path) -> None:
     assert "Traceback" not in output
     assert "rag-question" in result.stdout
     assert "/v1/chat/completions" not in result.stdout, "only the subclass ran"
+
+
+def test_unreachable_host_fails_requests_not_the_run(unused_port: int) -> None:
+    result = locust(
+        "-f", CHAT, "--headless", "-u", "1", "-r", "1", "-t", "2s",
+        "--host", f"http://127.0.0.1:{unused_port}", "--model", "m",
+    )  # fmt: skip
+    assert result.returncode == 1, "Locust's exit code for a run with failures"
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "failure ConnectError" in result.stdout
+    assert "connection refused" in result.stdout.lower()
