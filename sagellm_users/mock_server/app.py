@@ -208,7 +208,7 @@ class MockApp:
                 loop=self.loop,
                 admission=self.admission,
                 plan=plan,
-                write=conn.write,
+                write=conn.stream_write,
                 done=done,
                 encoder=encoder,
                 include_usage=req.include_usage,

@@ -10,7 +10,9 @@ are decoded by the parser. The connection knows nothing about routes; it hands e
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections import deque
+from collections.abc import Callable
 from time import perf_counter
 from typing import Protocol
 
@@ -164,6 +166,15 @@ class HttpConnection(asyncio.Protocol):
         if not self._closed and self._transport is not None:
             self._transport.write(data)
 
+    @property
+    def stream_write(self) -> Callable[[bytes], None]:
+        """``transport.write`` itself, for the per-token hot path.
+
+        Generations are cancelled when the connection is lost, so they never write to a
+        dead transport; skipping :meth:`write`'s check saves a call per event.
+        """
+        return self.write if self._transport is None else self._transport.write
+
     def response_done(self) -> None:
         """The current response is complete: close, or answer the next request."""
         self.active = None
@@ -200,7 +211,12 @@ class HttpConnection(asyncio.Protocol):
                     self._reading_paused = False
                 self._busy = True
                 self._keep_alive = request.keep_alive
-                self._handler.handle(self, request)
+                try:
+                    self._handler.handle(self, request)
+                except Exception:  # a bug in the mock: say so, and drop this connection
+                    traceback.print_exc()
+                    self._busy = False
+                    self._fail(500, "Internal error in the mock server")
         finally:
             self._in_dispatch = False
 
@@ -209,6 +225,7 @@ class HttpConnection(asyncio.Protocol):
             return
         self._pending.clear()
         if not self._busy:  # never splice an error into a response already under way
-            body = error_body(message, "BadRequestError", status)
+            err_type = "BadRequestError" if status < 500 else "InternalServerError"
+            body = error_body(message, err_type, status)
             self.write(simple_response(status, body, keep_alive=False))
         self.close()

@@ -64,6 +64,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def server_url(sock: socket.socket) -> str:
+    """The URL clients should use; wildcard binds are advertised as loopback."""
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", ""):
         host = "127.0.0.1"
@@ -75,6 +76,7 @@ def server_url(sock: socket.socket) -> str:
 
 
 def describe(config: MockServerConfig, url: str) -> str:
+    """The one stderr line logged at start: what is simulated, and where."""
     c = config
     parts = [
         f"serving {c.model!r} on {url} (pid {os.getpid()}, workers {c.workers})",

@@ -25,7 +25,9 @@ def serve(config: MockServerConfig, *, on_ready: ReadyCallback | None = None) ->
     """Run the server in this process until SIGINT/SIGTERM (blocking); returns an exit code.
 
     ``on_ready`` receives the server's URL once it listens; by default the readiness line
-    is printed to stdout.
+    is printed to stdout. Meant to be a process's main job: it takes over SIGINT/SIGTERM
+    (and blocks them once shutdown begins). To embed a server in a running event loop, use
+    :func:`.runner.run_server` with your own stop event instead.
     """
     ready = print_ready if on_ready is None else on_ready
     sock = bind_socket(config.host, config.port)

@@ -1,0 +1,117 @@
+"""Mock server settings: defaults, validation messages, and the command line mapping."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+from sagellm_users.mock_server import MockServerConfig
+from sagellm_users.mock_server.cli import build_parser, parse_config
+from sagellm_users.mock_server.config import parse_token_range
+
+
+def test_defaults_match_the_documented_values() -> None:
+    c = MockServerConfig()
+    assert (c.model, c.max_model_len, c.default_max_tokens) == ("mock-llm", 4096, 64)
+    assert (c.ttft_ms, c.tbt_ms, c.ttft_jitter_ms, c.tbt_jitter_ms) == (50.0, 10.0, 0.0, 0.0)
+    assert (c.host, c.port, c.workers, c.seed) == ("127.0.0.1", 8000, 1, 0)
+    assert c.max_concurrency == 0 and c.retry_after_s == 1
+    assert c.natural_output_tokens is None and c.api_key is None
+    assert not (c.send_timestamps or c.log_requests or c.exit_on_stdin_eof)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"tbt_ms": -1.0}, "tbt_ms (--tbt-ms) must be >= 0"),
+        ({"ttft_ms": float("nan")}, "ttft_ms (--ttft-ms) must be a finite number"),
+        ({"ttft_jitter_ms": -0.5}, "--ttft-jitter-ms"),
+        ({"max_model_len": 0}, "--max-model-len"),
+        ({"default_max_tokens": 0}, "--default-max-tokens"),
+        ({"natural_output_tokens": (5, 2)}, "--natural-output-tokens"),
+        ({"max_concurrency": -1}, "--max-concurrency"),
+        ({"error_rate_500": 1.5}, "--error-rate-500"),
+        ({"error_rate_429": 0.6, "error_rate_stream": 0.6}, "add up to at most 1"),
+        ({"retry_after_s": -1}, "--retry-after-s"),
+        ({"api_key": ""}, "--api-key"),
+        ({"port": 70000}, "--port"),
+        ({"workers": 0}, "--workers"),
+        ({"model": "  "}, "--model"),
+    ],
+)
+def test_bad_values_are_rejected_with_the_flag_named(kwargs: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValueError, match="invalid mock server config") as info:
+        MockServerConfig(**kwargs)
+    assert expected in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ValueError) as info:
+        MockServerConfig(tbt_ms=-1, workers=0)
+    assert "--tbt-ms" in str(info.value) and "--workers" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("5", (5, 5)), ("3:7", (3, 7)), (" 2 : 2 ", (2, 2))]
+)
+def test_token_range_parses(text: str, expected: tuple[int, int]) -> None:
+    assert parse_token_range(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0", "7:3", "a", "1:2:3", ":4", "", "2.5"])
+def test_token_range_rejects_nonsense(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_token_range(text)
+
+
+def test_every_config_field_has_a_flag() -> None:
+    dests = {action.dest for action in build_parser()._actions}
+    assert {f.name for f in fields(MockServerConfig)} <= dests
+
+
+def test_command_line_maps_onto_the_config() -> None:
+    c = parse_config(
+        [
+            "--model", "m", "--ttft-ms", "5", "--tbt-ms", "2.5", "--tbt-jitter-ms", "1",
+            "--natural-output-tokens", "3:9", "--max-concurrency", "4",
+            "--error-rate-429", "0.25", "--retry-after-s", "3", "--seed", "7",
+            "--send-timestamps", "--api-key", "k", "--port", "0", "--workers", "2",
+            "--exit-on-stdin-eof", "--tbt-per-running-ms", "0.5",
+        ]
+    )  # fmt: skip
+    assert c == MockServerConfig(
+        model="m",
+        ttft_ms=5.0,
+        tbt_ms=2.5,
+        tbt_jitter_ms=1.0,
+        natural_output_tokens=(3, 9),
+        max_concurrency=4,
+        error_rate_429=0.25,
+        retry_after_s=3,
+        seed=7,
+        send_timestamps=True,
+        api_key="k",
+        port=0,
+        workers=2,
+        exit_on_stdin_eof=True,
+        tbt_per_running_ms=0.5,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--tbt-ms", "-3"], "--tbt-ms"),
+        (["--natural-output-tokens", "9:1"], "MIN <= MAX"),
+        (["--workers", "x"], "--workers"),
+    ],
+)
+def test_command_line_errors_exit_2_with_a_message(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_config(argv)
+    assert info.value.code == 2
+    assert expected in capsys.readouterr().err
