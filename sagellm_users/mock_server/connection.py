@@ -10,6 +10,7 @@ are decoded by the parser. The connection knows nothing about routes; it hands e
 from __future__ import annotations
 
 import asyncio
+import socket
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -90,6 +91,12 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        # asyncio sets TCP_NODELAY only when the socket's proto is IPPROTO_TCP, and accepted
+        # sockets report proto 0. Without it Nagle holds each token's small write until the
+        # client ACKs the previous one, and delayed ACKs add ~40 ms to reused connections.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._handler.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:

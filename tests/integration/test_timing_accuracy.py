@@ -72,3 +72,28 @@ def test_event_delay_and_itl_match_the_server(mock_url: str) -> None:
     gap_errors.sort()
     # A batch of two events would make one gap ~0 against a server gap of ~MOCK_TBT_MS.
     assert gap_errors[int(0.99 * (len(gap_errors) - 1))] < 4.0, "client gaps differ from sends"
+
+
+def test_ttft_on_a_reused_connection_matches_the_server(mock_url: str) -> None:
+    """Regression: without TCP_NODELAY on the server, Nagle plus the client's delayed ACK
+    held the first token of every request on a reused connection back by ~40 ms."""
+    transport = HttpTransport(mock_url)
+    errors = []
+    for _ in range(5):
+        request = GenerationRequest(api="chat", model="mock-llm", prompt="hi", max_tokens=2)
+        body = orjson.dumps(build_payload(request))
+        exchange = transport.exchange("POST", "/v1/chat/completions", body, {})
+        exchange.send()
+        decoder = SSEDecoder()
+        first: tuple[float, dict[str, float]] | None = None
+        for t_read, data in exchange.iter_body():
+            for event in decoder.feed(data):
+                if first is None and event != b"[DONE]":
+                    first = (t_read, orjson.loads(event))
+        exchange.close()
+        assert first is not None and exchange.t_send is not None
+        t_read, obj = first
+        server_ttft = obj["mock_t_send"] - obj["mock_t_request"]
+        errors.append((t_read - exchange.t_send - server_ttft) * 1e3)
+    transport.close()
+    assert max(errors) < 5.0, f"TTFT error per request (ms): {errors}"
