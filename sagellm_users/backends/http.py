@@ -19,12 +19,11 @@ import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from time import perf_counter
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit
 
 import httptools
 
+from sagellm_users._closing import Closeable
 from sagellm_users.errors import (
     ConfigError,
     ConnectError,
@@ -117,7 +116,7 @@ class _Sink:
         self.complete = True
 
 
-class HttpTransport:
+class HttpTransport(Closeable):
     """A pool of keep-alive connections to one origin."""
 
     def __init__(
@@ -232,17 +231,6 @@ class HttpTransport:
         idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class HttpExchange:

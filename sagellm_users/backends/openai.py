@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from time import perf_counter
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import orjson
 
+from sagellm_users._closing import Closeable
 from sagellm_users.backends.base import (
     Api,
     Chunk,
@@ -183,10 +183,10 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date: rare for LLM servers, and not worth guessing the clock
 
 
-class OpenAIStream:
+class OpenAIStream(Closeable):
     """One request in flight; see :class:`sagellm_users.backends.base.ResponseStream`."""
 
-    __slots__ = ("_exchange", "_payload", "_stream", "connect_s", "status", "t_done", "t_send")
+    __slots__ = ("_exchange", "_stream", "connect_s", "status", "t_done", "t_send")
 
     def __init__(self, exchange: HttpExchange, stream: bool) -> None:
         self._exchange = exchange
@@ -239,17 +239,6 @@ class OpenAIStream:
     def close(self) -> None:
         self._exchange.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def _read_error_body(exchange: HttpExchange) -> bytes:
     try:
@@ -258,7 +247,7 @@ def _read_error_body(exchange: HttpExchange) -> bytes:
         return b""
 
 
-class OpenAIClient:
+class OpenAIClient(Closeable):
     """A client for one OpenAI-compatible server.
 
     ``api_key`` falls back to ``OPENAI_API_KEY``; it is sent as a Bearer token and never
@@ -359,14 +348,3 @@ class OpenAIClient:
 
     def close(self) -> None:
         self.transport.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

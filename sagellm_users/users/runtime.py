@@ -121,34 +121,21 @@ class LLMRuntime:
             )
             return
         e2e = record.e2e
-        fire(
-            request_type=E2E_ROW,
-            name=record.name,
-            response_time=(e2e if e2e is not None else record.elapsed) * 1e3,
-            response_length=record.output_tokens,
-            exception=None,
-            context={},
+        rows = (
+            (E2E_ROW, e2e if e2e is not None else record.elapsed, record.output_tokens),
+            (TTFT_ROW, record.ttft, 0),
+            (TBT_ROW, record.tbt, 0),
         )
-        ttft = record.ttft
-        if ttft is not None:
-            fire(
-                request_type=TTFT_ROW,
-                name=record.name,
-                response_time=ttft * 1e3,
-                response_length=0,
-                exception=None,
-                context={},
-            )
-        tbt = record.tbt
-        if tbt is not None:
-            fire(
-                request_type=TBT_ROW,
-                name=record.name,
-                response_time=tbt * 1e3,
-                response_length=0,
-                exception=None,
-                context={},
-            )
+        for row, seconds, length in rows:
+            if seconds is not None:
+                fire(
+                    request_type=row,
+                    name=record.name,
+                    response_time=seconds * 1e3,
+                    response_length=length,
+                    exception=None,
+                    context={},
+                )
 
     def close(self) -> None:
         if self.records is not None:
