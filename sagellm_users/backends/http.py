@@ -17,15 +17,13 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from time import perf_counter
-from urllib.parse import urlsplit
 
 import httptools
 
 from sagellm_users._closing import Closeable
+from sagellm_users.backends.endpoint import Timeouts, parse_base_url
 from sagellm_users.errors import (
-    ConfigError,
     ConnectError,
     ConnectTimeout,
     ProtocolError,
@@ -38,49 +36,6 @@ __all__ = ["HttpExchange", "HttpTransport", "Timeouts", "parse_base_url"]
 
 _RECV_BYTES = 65536
 _USER_AGENT = "sagellm-locust"
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds. ``read`` bounds the silence between two reads, ``total`` the whole request."""
-
-    connect: float = 10.0
-    read: float = 300.0
-    total: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("connect", "read", "total"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{name} timeout must be > 0 seconds, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class _Origin:
-    scheme: str
-    host: str
-    port: int
-    prefix: str
-
-    @property
-    def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
-
-
-def parse_base_url(url: str) -> _Origin:
-    """Split a base URL into origin and path prefix, with a clear error for bad input."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            f"host {url!r} is not an http(s) URL: give scheme and host, e.g. http://127.0.0.1:8000"
-        )
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError as exc:
-        raise ConfigError(f"host {url!r} has an invalid port: {exc}") from None
-    return _Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
 
 
 class _Sink:
