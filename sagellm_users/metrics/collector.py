@@ -1,26 +1,47 @@
-"""Aggregates finished :class:`RequestRecord` objects per request name.
+"""Aggregates finished :class:`RequestRecord` objects per (User class, request name).
 
 The collector knows metrics, nothing about backends or Locust. One lives per Locust
-environment (never module-global), fed by the users of that environment.
+environment (never module-global). Everything in it merges: a worker ships what it gathered
+since its last report (:meth:`MetricsCollector.drain`) and the master folds it in
+(:meth:`MetricsCollector.merge_wire`), so the master's numbers are what one process would
+have computed over every request (counts exact, percentiles within 1%).
+
+Times of the measurement window are wall-clock seconds (``time.time()``), the one clock
+that workers on different machines share (given NTP); durations come from perf_counter().
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.record import RequestRecord
 
-__all__ = ["TIMING_METRICS", "EndpointStats", "MetricsCollector"]
+__all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector", "StatsKey"]
 
 TIMING_METRICS = ("ttft", "tbt", "itl", "tpot", "e2e")
 """Timing distributions every :class:`EndpointStats` keeps, in seconds."""
+DISTRIBUTIONS = (*TIMING_METRICS, "itl_per_token", "input_tokens", "output_tokens")
+_COUNTERS = (
+    "requests",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "total_input_tokens",
+    "total_output_tokens",
+    "output_tokens_estimated",
+    "input_tokens_estimated",
+)
+
+StatsKey = tuple[str, str]
+"""(User class name, request name)."""
 
 
 @dataclass
 class EndpointStats:
-    """Counters and distributions for one request name (or for all of them)."""
+    """Counters and distributions for one key (or several merged)."""
 
     requests: int = 0
     succeeded: int = 0
@@ -34,24 +55,30 @@ class EndpointStats:
     itl_per_token: Distribution = field(default_factory=Distribution)
     tpot: Distribution = field(default_factory=Distribution)
     e2e: Distribution = field(default_factory=Distribution)
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: Distribution = field(default_factory=Distribution)
+    output_tokens: Distribution = field(default_factory=Distribution)
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
     output_tokens_estimated: int = 0
     """Successful requests whose output count is a chunk count, not the server's usage."""
+    input_tokens_estimated: int = 0
     first_send: float | None = None
+    """Wall-clock time of the first send."""
     last_done: float | None = None
+    """Wall-clock time of the last completion (cancelled requests excluded)."""
 
     def add(self, record: RequestRecord) -> None:
         self.requests += 1
-        start = record.t_send if record.t_send is not None else record.t_start
-        if self.first_send is None or start < self.first_send:
-            self.first_send = start
+        started = record.wall_start
+        sent = started + (record.t_send - record.t_start if record.t_send is not None else 0.0)
+        if self.first_send is None or sent < self.first_send:
+            self.first_send = sent
         if record.status == "cancelled":
             self.cancelled += 1
             return
-        end = record.t_done if record.t_done is not None else start
-        if self.last_done is None or end > self.last_done:
-            self.last_done = end
+        done = started + ((record.t_done or record.t_start) - record.t_start)
+        if self.last_done is None or done > self.last_done:
+            self.last_done = done
         if record.status == "error":
             self.failed += 1
             error_class = record.error_class or "Error"
@@ -59,10 +86,15 @@ class EndpointStats:
             self.failure_examples.setdefault(error_class, record.error_message or "")
             return
         self.succeeded += 1
-        self.input_tokens += record.input_tokens
-        self.output_tokens += record.output_tokens
+        n_in, n_out = record.input_tokens, record.output_tokens
+        self.total_input_tokens += n_in
+        self.total_output_tokens += n_out
+        self.input_tokens.add(n_in)
+        self.output_tokens.add(n_out)
         if record.output_tokens_source != "usage":
             self.output_tokens_estimated += 1
+        if record.input_tokens_source != "usage":
+            self.input_tokens_estimated += 1
         for name in ("ttft", "tbt", "tpot", "e2e"):
             value = getattr(record, name)
             if value is not None:
@@ -71,18 +103,13 @@ class EndpointStats:
         self.itl_per_token.extend(record.itl_per_token)
 
     def merge(self, other: EndpointStats) -> None:
-        self.requests += other.requests
-        self.succeeded += other.succeeded
-        self.failed += other.failed
-        self.cancelled += other.cancelled
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
         for key, message in other.failure_examples.items():
             self.failure_examples.setdefault(key, message)
-        for name in (*TIMING_METRICS, "itl_per_token"):
+        for name in DISTRIBUTIONS:
             getattr(self, name).merge(getattr(other, name))
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.output_tokens_estimated += other.output_tokens_estimated
         if other.first_send is not None and (
             self.first_send is None or other.first_send < self.first_send
         ):
@@ -104,28 +131,79 @@ class EndpointStats:
         done = self.succeeded + self.failed
         return self.failed / done if done else 0.0
 
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        data["failures"] = dict(self.failures)
+        data["failure_examples"] = dict(self.failure_examples)
+        data["first_send"] = self.first_send
+        data["last_done"] = self.last_done
+        for name in DISTRIBUTIONS:
+            data[name] = getattr(self, name).to_wire()
+        return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> EndpointStats:
+        stats = cls(
+            failures=Counter({str(k): int(v) for k, v in data["failures"].items()}),
+            failure_examples={str(k): str(v) for k, v in data["failure_examples"].items()},
+            first_send=data["first_send"],
+            last_done=data["last_done"],
+        )
+        for name in _COUNTERS:
+            setattr(stats, name, int(data[name]))
+        for name in DISTRIBUTIONS:
+            setattr(stats, name, Distribution.from_wire(data[name]))
+        return stats
+
 
 class MetricsCollector:
-    """Per-name :class:`EndpointStats`, in first-seen order."""
+    """:class:`EndpointStats` per (User class, request name), in first-seen order."""
 
     def __init__(self) -> None:
-        self._by_name: dict[str, EndpointStats] = {}
+        self._stats: dict[StatsKey, EndpointStats] = {}
 
     def add(self, record: RequestRecord) -> None:
-        stats = self._by_name.get(record.name)
+        key = (record.user, record.name)
+        stats = self._stats.get(key)
         if stats is None:
-            stats = self._by_name[record.name] = EndpointStats()
+            stats = self._stats[key] = EndpointStats()
         stats.add(record)
 
     @property
+    def by_key(self) -> dict[StatsKey, EndpointStats]:
+        return dict(self._stats)
+
+    @property
     def by_name(self) -> dict[str, EndpointStats]:
-        return dict(self._by_name)
+        """Per request name, all User classes merged."""
+        merged: dict[str, EndpointStats] = {}
+        for (_user, name), stats in self._stats.items():
+            merged.setdefault(name, EndpointStats()).merge(stats)
+        return merged
 
     def total(self) -> EndpointStats:
         total = EndpointStats()
-        for stats in self._by_name.values():
+        for stats in self._stats.values():
             total.merge(stats)
         return total
 
     def reset(self) -> None:
-        self._by_name.clear()
+        self._stats.clear()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Everything gathered since the last drain, as wire data; then start empty."""
+        stats, self._stats = self._stats, {}
+        return [
+            {"user": user, "name": name, "stats": s.to_wire()} for (user, name), s in stats.items()
+        ]
+
+    def merge_wire(self, items: list[dict[str, Any]]) -> None:
+        """Fold in what another process drained."""
+        for item in items:
+            key = (str(item["user"]), str(item["name"]))
+            incoming = EndpointStats.from_wire(item["stats"])
+            existing = self._stats.get(key)
+            if existing is None:
+                self._stats[key] = incoming
+            else:
+                existing.merge(incoming)

@@ -31,6 +31,11 @@ class RecordsWriter:
                 "create it or choose another path"
             )
 
+    def use_suffix(self, suffix: str) -> None:
+        """Write to ``NAME.SUFFIX.EXT`` instead (one file per worker process); before open."""
+        if self._file is None:
+            self.path = self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix}")
+
     def open(self) -> None:
         if self._file is None:
             try:

@@ -55,11 +55,11 @@ def _table(rows: list[list[str]]) -> list[str]:
 def _throughput_line(stats: EndpointStats) -> str:
     window = stats.window
     rps = stats.succeeded / window if window else 0.0
-    tps = stats.output_tokens / window if window else 0.0
+    tps = stats.total_output_tokens / window if window else 0.0
     line = (
         f"  requests {stats.requests}  ok {stats.succeeded}  failed {stats.failed}"
         f"  error rate {stats.error_rate:.2%}  |  {rps:.2f} req/s  {tps:.1f} output tok/s"
-        f"  |  tokens in {stats.input_tokens} out {stats.output_tokens}"
+        f"  |  tokens in {stats.total_input_tokens} out {stats.total_output_tokens}"
     )
     if stats.cancelled:
         line += f"  |  cancelled {stats.cancelled}"

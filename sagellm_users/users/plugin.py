@@ -19,7 +19,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError
-from sagellm_users.metrics import RecordsWriter, RequestRecord, render_summary
+from sagellm_users.metrics import RecordsWriter, render_summary
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
@@ -35,7 +35,7 @@ __all__ = ["install"]
 log = logging.getLogger("sagellm_users")
 
 _INSTALLED = "_sagellm_installed"
-_REPORT_KEY = "sagellm_records"
+_REPORT_KEY = "sagellm_metrics"
 
 
 def install(events: Events) -> None:
@@ -64,29 +64,35 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     if environment.host:
         _check_host(environment.host)
     records: RecordsWriter | None = None
-    if options.llm_records is not None and not is_worker:
+    if options.llm_records is not None:
         try:
             records = RecordsWriter(options.llm_records)
-            records.open()
+            if not is_worker:
+                records.open()
         except ConfigError as exc:
             _fail(str(exc))
     # Everything is valid: only now start anything.
     runtime = LLMRuntime(environment, options)
     runtime.records = records
-    runtime.forward_records = is_worker
     _keep_token_rows_out_of_aggregated(environment.stats)
     if not environment.host and not is_worker:
         _start_embedded_mock(environment, options)
     events = environment.events
     events.test_start.add_listener(lambda **_kw: _reload_options(environment))
     events.reset_stats.add_listener(runtime.collector.reset)
-    if is_worker:
+    if isinstance(runner, WorkerRunner):
+        worker = runner
+        if records is not None:
+            # The master numbers the workers when they connect, before any load.
+            events.test_start.add_listener(
+                lambda **_kw: records.use_suffix(f"worker{worker.worker_index}")
+            )
         events.report_to_master.add_listener(
             lambda client_id, data: _report_to_master(runtime, data)
         )
     if isinstance(runner, MasterRunner):
         events.worker_report.add_listener(
-            lambda client_id, data: _worker_report(runtime, client_id, data)
+            lambda client_id, data: runtime.collector.merge_wire(data.get(_REPORT_KEY, []))
         )
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
@@ -142,17 +148,8 @@ def _reload_options(environment: Environment) -> None:
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
-    records, runtime.pending_for_master = runtime.pending_for_master, []
-    data[_REPORT_KEY] = records
-
-
-def _worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, Any]) -> None:
-    for item in data.get(_REPORT_KEY, ()):
-        item["worker"] = client_id  # ids count per worker; this makes (worker, id) unique
-        record = RequestRecord.from_json(item)
-        runtime.collector.add(record)
-        if runtime.records is not None:
-            runtime.records.write_json(item)
+    """Ship what this worker measured since its last report; the master merges it."""
+    data[_REPORT_KEY] = runtime.collector.drain()
 
 
 def _print_summary(runtime: LLMRuntime) -> None:
@@ -160,5 +157,7 @@ def _print_summary(runtime: LLMRuntime) -> None:
     text = render_summary(collector.by_name, collector.total())
     if runtime.records is not None:
         text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
+    elif runtime.options.llm_records is not None:
+        text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
     sys.stdout.write(text + "\n")
     sys.stdout.flush()

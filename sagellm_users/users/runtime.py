@@ -9,7 +9,7 @@ file and fires Locust's request events.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gevent.lock import Semaphore
 
@@ -52,9 +52,6 @@ class LLMRuntime:
         self.options = options
         self.collector = MetricsCollector()
         self.records: RecordsWriter | None = None
-        self.forward_records = False
-        """On a worker: records go to the master (see the plugin), not to a local file."""
-        self.pending_for_master: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
@@ -103,9 +100,7 @@ class LLMRuntime:
     def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         self.collector.add(record)
-        if self.forward_records:
-            self.pending_for_master.append(record.to_json())
-        elif self.records is not None:
+        if self.records is not None:
             self.records.write(record)
         if record.status == "cancelled":
             return
