@@ -37,6 +37,7 @@ BIN_LIMIT = 4096
 
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE = _MAPPING.min_possible
+_KEY = _MAPPING.key
 
 
 class _Sketch:
@@ -117,22 +118,51 @@ class Distribution:
         self._count += 1
         self._sum += value
         self._sumsq += value * value
-        self._min = min(self._min, value)
-        self._max = max(self._max, value)
-        exact = self._exact
-        if exact is not None:
+        if value < self._min:
+            self._min = value
+        if value > self._max:
+            self._max = value
+        sketch = self._sketch
+        if sketch is None:
+            exact = self._exact
+            assert exact is not None
             exact.append(value)
             self._sorted = False
             if len(exact) > EXACT_LIMIT:
                 self._to_sketch()
+        elif value > _MIN_POSITIVE:  # the hot case, inlined: a positive latency
+            sketch.positive.add(_KEY(value))
         else:
-            assert self._sketch is not None
-            self._sketch.add(value)
+            sketch.add(value)
 
     def extend(self, values: Iterable[float]) -> None:
-        add = self.add
-        for value in values:
-            add(value)
+        """Add many samples at once (a request's ITL gaps): one pass per statistic."""
+        batch = values if isinstance(values, list) else list(values)
+        if not batch:
+            return
+        self._count += len(batch)
+        self._sum += sum(batch)
+        self._sumsq += sum([v * v for v in batch])
+        low, high = min(batch), max(batch)
+        if low < self._min:
+            self._min = low
+        if high > self._max:
+            self._max = high
+        sketch = self._sketch
+        if sketch is None:
+            exact = self._exact
+            assert exact is not None
+            exact.extend(batch)
+            self._sorted = False
+            if len(exact) > EXACT_LIMIT:
+                self._to_sketch()
+        elif low > _MIN_POSITIVE:
+            store_add = sketch.positive.add
+            for key in map(_KEY, batch):
+                store_add(key)
+        else:
+            for value in batch:
+                sketch.add(value)
 
     def _to_sketch(self) -> None:
         sketch = _Sketch()
