@@ -1,0 +1,91 @@
+"""An in-process Locust master with two workers: the master's numbers are every worker's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import gevent
+import locust.runners
+import pytest
+from locust.env import Environment
+from locust.event import Events
+from locust.runners import MasterRunner, WorkerRunner
+
+from sagellm_users import OpenAIChatUser
+from sagellm_users.metrics import RequestRecord
+from sagellm_users.users import install, runtime_of
+from tests.locust_harness import parse_args
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Yield to other greenlets until ``condition`` holds (bounded), e.g. a worker joined."""
+    with gevent.Timeout(timeout, False):
+        while not condition():
+            gevent.sleep(0.01)
+    return condition()
+
+
+def make_env(args: list[str]) -> Environment:
+    options = parse_args(args)
+    env = Environment(
+        user_classes=[OpenAIChatUser], events=Events(), parsed_options=options, host=options.host
+    )
+    install(env.events)
+    return env
+
+
+@pytest.fixture
+def fast_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(locust.runners, "WORKER_REPORT_INTERVAL", 0.2)
+    yield
+
+
+def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) -> None:
+    args = ["--host", mock_url, "--max-tokens", "8"]
+    master_env = make_env(args)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    assert isinstance(master, MasterRunner)
+
+    worker_records: list[list[RequestRecord]] = []
+    workers: list[WorkerRunner] = []
+    for _ in range(2):
+        env = make_env(args)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        runtime = runtime_of(env)
+        seen: list[RequestRecord] = []
+        original = runtime.submit
+
+        def submit(
+            record: RequestRecord,
+            exception: BaseException | None = None,
+            seen: list[RequestRecord] = seen,
+            original: Callable[..., None] = original,
+        ) -> None:
+            seen.append(record)
+            original(record, exception)
+
+        runtime.submit = submit  # type: ignore[method-assign]
+        worker_records.append(seen)
+        workers.append(worker)
+
+    assert wait_until(lambda: master.worker_count == 2)
+    master.start(4, spawn_rate=4)
+    assert wait_until(lambda: all(len(seen) >= 10 for seen in worker_records))
+    assert wait_until(lambda: runtime_of(master_env).collector.total().requests >= 10)
+    master.quit()  # workers stop, send a final report, and the master merges it
+
+    for worker in workers:
+        worker.quit()
+    every = [record for seen in worker_records for record in seen]
+    total = runtime_of(master_env).collector.total()
+    assert total.requests == len(every), "every request counted once, none lost or doubled"
+    assert total.succeeded == sum(r.status == "ok" for r in every)
+    assert total.cancelled == sum(r.status == "cancelled" for r in every)
+    assert total.total_output_tokens == sum(r.output_tokens for r in every if r.ok)
+    assert total.itl.count == sum(len(r.itl) for r in every if r.ok)
+    ttfts = sorted(r.ttft for r in every if r.ok and r.ttft is not None)
+    assert total.ttft.percentile(0) == ttfts[0] and total.ttft.percentile(100) == ttfts[-1]
+    users = {user for user, _name in runtime_of(master_env).collector.by_key}
+    assert users == {"OpenAIChatUser"}
