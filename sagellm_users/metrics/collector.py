@@ -69,14 +69,13 @@ class EndpointStats:
 
     def add(self, record: RequestRecord) -> None:
         self.requests += 1
-        started = record.wall_start
-        sent = started + (record.t_send - record.t_start if record.t_send is not None else 0.0)
+        sent = record.wall_send
         if self.first_send is None or sent < self.first_send:
             self.first_send = sent
         if record.status == "cancelled":
             self.cancelled += 1
             return
-        done = started + ((record.t_done or record.t_start) - record.t_start)
+        done = record.wall_done
         if self.last_done is None or done > self.last_done:
             self.last_done = done
         if record.status == "error":
@@ -161,6 +160,10 @@ class MetricsCollector:
 
     def __init__(self) -> None:
         self._stats: dict[StatsKey, EndpointStats] = {}
+        self.window_start: float | None = None
+        """Wall-clock start of the measurement window when a warm-up applies, else None."""
+        self.excluded = 0
+        """Requests left out as warm-up."""
 
     def add(self, record: RequestRecord) -> None:
         key = (record.user, record.name)
@@ -187,19 +190,38 @@ class MetricsCollector:
             total.merge(stats)
         return total
 
+    def window(self) -> float:
+        """Seconds measured: from the window's start (or the first send) to the last completion."""
+        total = self.total()
+        if total.last_done is None:
+            return 0.0
+        start = self.window_start if self.window_start is not None else total.first_send
+        return max(0.0, total.last_done - (start if start is not None else total.last_done))
+
     def reset(self) -> None:
         self._stats.clear()
+        self.excluded = 0
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self) -> dict[str, Any]:
         """Everything gathered since the last drain, as wire data; then start empty."""
         stats, self._stats = self._stats, {}
-        return [
-            {"user": user, "name": name, "stats": s.to_wire()} for (user, name), s in stats.items()
-        ]
+        excluded, self.excluded = self.excluded, 0
+        return {
+            "window_start": self.window_start,
+            "excluded": excluded,
+            "stats": [
+                {"user": user, "name": name, "stats": s.to_wire()}
+                for (user, name), s in stats.items()
+            ],
+        }
 
-    def merge_wire(self, items: list[dict[str, Any]]) -> None:
+    def merge_wire(self, data: dict[str, Any]) -> None:
         """Fold in what another process drained."""
-        for item in items:
+        start = data.get("window_start")
+        if start is not None and (self.window_start is None or start < self.window_start):
+            self.window_start = float(start)
+        self.excluded += int(data.get("excluded", 0))
+        for item in data.get("stats", ()):
             key = (str(item["user"]), str(item["name"]))
             incoming = EndpointStats.from_wire(item["stats"])
             existing = self._stats.get(key)

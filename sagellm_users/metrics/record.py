@@ -54,6 +54,8 @@ class RequestRecord:
     http_status: int | None = None
     error_class: str | None = None
     error_message: str | None = None
+    warmup: bool = False
+    """Left out of the report: sent before the measurement window began."""
 
     # -- token counts with their provenance ------------------------------------------------
     @property
@@ -128,6 +130,18 @@ class RequestRecord:
         return (self.t_out[-1] - self.t_out[0]) / (n_out - 1)
 
     @property
+    def wall_send(self) -> float:
+        """Wall-clock time of the send (of the start, when nothing was sent)."""
+        offset = self.t_send - self.t_start if self.t_send is not None else 0.0
+        return self.wall_start + offset
+
+    @property
+    def wall_done(self) -> float:
+        """Wall-clock time the request ended."""
+        end = self.t_done if self.t_done is not None else self.t_start
+        return self.wall_start + (end - self.t_start)
+
+    @property
     def elapsed(self) -> float:
         """Seconds from the start of the request to its end, whatever the outcome."""
         end = self.t_done if self.t_done is not None else self.t_start
@@ -176,6 +190,7 @@ class RequestRecord:
             http_status=data.get("http_status"),
             error_class=data.get("error_class"),
             error_message=data.get("error"),
+            warmup=bool(data.get("warmup", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -214,4 +229,5 @@ class RequestRecord:
             "http_status": self.http_status,
             "error_class": self.error_class,
             "error": self.error_message,
+            "warmup": self.warmup,
         }

@@ -52,8 +52,7 @@ def _table(rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _throughput_line(stats: EndpointStats) -> str:
-    window = stats.window
+def _throughput_line(stats: EndpointStats, window: float) -> str:
     rps = stats.succeeded / window if window else 0.0
     tps = stats.total_output_tokens / window if window else 0.0
     line = (
@@ -70,20 +69,21 @@ def render_summary(
     by_name: dict[str, EndpointStats],
     total: EndpointStats,
     percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    window: float | None = None,
+    window_note: str = "first send to last completion",
 ) -> str:
     """A plain-text report, one block per request name plus an "All" block when several."""
     if total.requests == 0:
         return "LLM summary: no requests were completed."
-    out = [
-        f"LLM summary: window {total.window:.2f} s (first send to last completion)",
-    ]
+    seconds = total.window if window is None else window
+    out = [f"LLM summary: window {seconds:.2f} s ({window_note})"]
     header = ["", "count", "mean", *(_label(p) for p in percentiles), "max"]
     blocks = list(by_name.items())
     if len(blocks) > 1:
         blocks.append(("All", total))
     for name, stats in blocks:
         out.append(f"{name}")
-        out.append(_throughput_line(stats))
+        out.append(_throughput_line(stats, seconds))
         if stats.output_tokens_estimated:
             out.append(
                 f"  note: {stats.output_tokens_estimated} requests had no usage from the "

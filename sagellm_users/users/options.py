@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from sagellm_users.errors import ConfigError
+from sagellm_users.metrics.window import Warmup, parse_warmup
 
 __all__ = ["DEFAULT_PROMPT", "LLMOptions", "add_arguments"]
 
@@ -90,6 +91,17 @@ def add_arguments(parser: Any) -> None:
         help="Seconds a whole request may take; 0 means no limit (default 0)",
     )
     add(
+        "--warmup",
+        default="",
+        help="Leave the start out of the report: a time (30s, 2m) or requests (200req)",
+    )
+    add(
+        "--measure-after-spawn",
+        action="store_true",
+        default=False,
+        help="Start measuring when all users are spawned (after --warmup, if given)",
+    )
+    add(
         "--llm-records",
         default="",
         include_in_web_ui=False,
@@ -134,6 +146,13 @@ class LLMOptions(BaseModel):
     request_timeout: float | None = Field(None, gt=0)
     llm_records: Path | None = None
     mock_args: tuple[str, ...] = ()
+    warmup_seconds: float = Field(0.0, ge=0)
+    warmup_requests: int = Field(0, ge=0)
+    measure_after_spawn: bool = False
+
+    @property
+    def warmup(self) -> Warmup:
+        return Warmup(self.warmup_seconds, self.warmup_requests)
 
     @classmethod
     def from_namespace(cls, ns: Any) -> LLMOptions:
@@ -148,6 +167,7 @@ class LLMOptions(BaseModel):
             mock_args = tuple(shlex.split(str(get(ns, "mock_args", "") or "")))
         except ValueError as exc:
             raise ConfigError(f"--mock-args: cannot split {exc}") from None
+        warmup = parse_warmup(str(get(ns, "warmup", "") or ""))
         values: dict[str, Any] = {
             "model": str(get(ns, "model", "") or ""),
             "max_tokens": get(ns, "max_tokens", 128),
@@ -163,6 +183,9 @@ class LLMOptions(BaseModel):
             "request_timeout": request_timeout if request_timeout else None,
             "llm_records": Path(records) if records else None,
             "mock_args": mock_args,
+            "warmup_seconds": warmup.seconds,
+            "warmup_requests": warmup.requests,
+            "measure_after_spawn": bool(get(ns, "measure_after_spawn", False)),
         }
         try:
             return cls.model_validate(values)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -79,6 +80,12 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         _start_embedded_mock(environment, options)
     events = environment.events
     events.test_start.add_listener(lambda **_kw: _reload_options(environment))
+    events.test_start.add_listener(
+        lambda **_kw: runtime_of(environment).window.test_started(time.time())
+    )
+    events.spawning_complete.add_listener(
+        lambda **_kw: runtime_of(environment).window.spawning_complete(time.time())
+    )
     events.reset_stats.add_listener(runtime.collector.reset)
     if isinstance(runner, WorkerRunner):
         worker = runner
@@ -92,7 +99,7 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         )
     if isinstance(runner, MasterRunner):
         events.worker_report.add_listener(
-            lambda client_id, data: runtime.collector.merge_wire(data.get(_REPORT_KEY, []))
+            lambda client_id, data: runtime.collector.merge_wire(data.get(_REPORT_KEY, {}))
         )
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
@@ -154,7 +161,20 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
 
 def _print_summary(runtime: LLMRuntime) -> None:
     collector = runtime.collector
-    text = render_summary(collector.by_name, collector.total())
+    window = runtime.window
+    if window.active:
+        parts = ["all users spawned"] if window.after_spawn else []
+        if window.warmup.seconds or window.warmup.requests:
+            parts.append(f"warm-up {window.warmup}")
+        note = (
+            f"from the end of warm-up ({', then '.join(parts)}) to the last completion; "
+            f"{collector.excluded} warm-up requests excluded"
+        )
+    else:
+        note = "first send to last completion"
+    text = render_summary(
+        collector.by_name, collector.total(), window=collector.window(), window_note=note
+    )
     if runtime.records is not None:
         text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
     elif runtime.options.llm_records is not None:

@@ -16,6 +16,7 @@ from gevent.lock import Semaphore
 from sagellm_users.backends import BackendClient, Timeouts, create_client
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class LLMRuntime:
         self.environment = environment
         self.options = options
         self.collector = MetricsCollector()
+        self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self.records: RecordsWriter | None = None
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
@@ -65,6 +67,7 @@ class LLMRuntime:
         """New options from the web UI's start form take effect for the next users."""
         self.options = options
         self.options_error = None
+        self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self._prompts = itertools.cycle(options.prompts)
         self._model = options.model or None
 
@@ -99,7 +102,17 @@ class LLMRuntime:
     # -- results ----------------------------------------------------------------------------
     def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
-        self.collector.add(record)
+        collector = self.collector
+        window = self.window
+        if not window.active:
+            collector.add(record)
+        elif window.admits(record.wall_send, record.wall_done, record.status == "cancelled"):
+            collector.add(record)
+            collector.window_start = window.start
+        else:
+            record.warmup = True
+            collector.excluded += 1
+            collector.window_start = window.start
         if self.records is not None:
             self.records.write(record)
         if record.status == "cancelled":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +35,13 @@ def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     )
 
 
+def summary_requests(stdout: str) -> int:
+    """The request count of the LLM summary's first block."""
+    match = re.search(r"^  requests (\d+)  ok ", stdout, re.MULTILINE)
+    assert match is not None, stdout
+    return int(match.group(1))
+
+
 def read_records(path: Path) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in path.read_bytes().splitlines()]
 
@@ -52,7 +60,7 @@ def test_headless_against_the_embedded_mock(tmp_path: Path) -> None:
     for row in ("TTFT (ms)", "TBT (ms)", "ITL (ms)", "TPOT (ms)", "E2E (ms)"):
         assert row in result.stdout
     lines = read_records(records)
-    summary_count = int(result.stdout.split("requests ")[1].split()[0])
+    summary_count = summary_requests(result.stdout)
     assert len(lines) == summary_count > 0, "one record line per request, none lost"
     assert f"Records: {len(lines)} lines" in result.stdout
     assert all(line["status"] in ("ok", "cancelled") for line in lines)
@@ -89,7 +97,7 @@ def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
     files = sorted(tmp_path.glob("dist.worker*.jsonl"))
     assert [f.name for f in files] == ["dist.worker0.jsonl", "dist.worker1.jsonl"]
     lines = [line for f in files for line in read_records(f)]
-    summary_count = int(result.stdout.split("requests ")[1].split()[0])
+    summary_count = summary_requests(result.stdout)
     assert len(lines) == summary_count > 0, "the master counted every worker's requests"
     ok = [line for line in lines if line["status"] == "ok"]
     assert f"ok {len(ok)} " in result.stdout
@@ -142,3 +150,19 @@ def test_unreachable_host_fails_requests_not_the_run(unused_port: int) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert "failure ConnectError" in result.stdout
     assert "connection refused" in result.stdout.lower()
+
+
+def test_warmup_is_left_out_and_said(tmp_path: Path) -> None:
+    records = tmp_path / "w.jsonl"
+    result = locust(
+        "-f", CHAT, "--headless", "-u", "2", "-r", "2", "-t", "3s", "--max-tokens", "4",
+        "--warmup", "1s", "--llm-records", str(records),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = read_records(records)
+    warm = sum(bool(line["warmup"]) for line in lines)
+    assert warm > 0
+    assert "(warm-up 1 s) to the last completion" in result.stdout
+    assert f"; {warm} warm-up requests excluded" in result.stdout
+    summary_count = summary_requests(result.stdout)
+    assert summary_count == len(lines) - warm

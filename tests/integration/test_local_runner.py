@@ -115,3 +115,41 @@ def test_continuous_usage_gives_tokens_per_chunk(mock_url: str) -> None:
         assert len(record.itl_per_token) == 5
     total = run.runtime.collector.total()
     assert total.itl_per_token.count == total.itl.count > 0
+
+
+def test_request_warmup_is_excluded_from_the_report(mock_url: str, tmp_path: Path) -> None:
+    records_path = tmp_path / "w.jsonl"
+    run = LocalRun(
+        [OpenAIChatUser],
+        ["--host", mock_url, "--max-tokens", "3", "--warmup", "6req",
+         "--llm-records", str(records_path)],
+    )  # fmt: skip
+    records = run.run_until(requests=20, users=2)
+    warm = [r for r in records if r.warmup]
+    measured = [r for r in records if not r.warmup]
+    assert sum(r.status == "ok" for r in warm) == 6
+    collector = run.runtime.collector
+    total = collector.total()
+    assert collector.excluded == len(warm)
+    assert total.requests == len(measured)
+    assert total.succeeded == sum(r.ok for r in measured)
+    assert collector.window_start is not None
+    assert all(r.wall_send >= collector.window_start for r in measured)
+    lines = [orjson.loads(line) for line in records_path.read_bytes().splitlines()]
+    assert sum(line["warmup"] for line in lines) == len(warm), "warm-up stays in the records"
+    e2e_row = stats_row(run.environment, "E2E", CHAT)
+    assert e2e_row.num_requests == sum(r.status != "cancelled" for r in records), (
+        "Locust's live rows show everything"
+    )
+
+
+def test_measure_after_spawn_waits_for_every_user(mock_url: str) -> None:
+    run = LocalRun(
+        [OpenAIChatUser], ["--host", mock_url, "--max-tokens", "3", "--measure-after-spawn"]
+    )
+    records = run.run_until(requests=10, users=3)
+    collector = run.runtime.collector
+    assert collector.window_start is not None
+    measured = [r for r in records if not r.warmup]
+    assert all(r.wall_send >= collector.window_start for r in measured)
+    assert collector.total().requests == len(measured) > 0
