@@ -49,6 +49,8 @@ class EndpointStats:
     cancelled: int = 0
     failures: Counter[str] = field(default_factory=Counter)
     failure_examples: dict[str, str] = field(default_factory=dict)
+    models: set[str] = field(default_factory=set)
+    backends: set[str] = field(default_factory=set)
     ttft: Distribution = field(default_factory=Distribution)
     tbt: Distribution = field(default_factory=Distribution)
     itl: Distribution = field(default_factory=Distribution)
@@ -69,6 +71,9 @@ class EndpointStats:
 
     def add(self, record: RequestRecord) -> None:
         self.requests += 1
+        self.backends.add(record.backend)
+        if record.model:
+            self.models.add(record.model)
         sent = record.wall_send
         if self.first_send is None or sent < self.first_send:
             self.first_send = sent
@@ -105,6 +110,8 @@ class EndpointStats:
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
+        self.models |= other.models
+        self.backends |= other.backends
         for key, message in other.failure_examples.items():
             self.failure_examples.setdefault(key, message)
         for name in DISTRIBUTIONS:
@@ -134,6 +141,8 @@ class EndpointStats:
         data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
         data["failures"] = dict(self.failures)
         data["failure_examples"] = dict(self.failure_examples)
+        data["models"] = sorted(self.models)
+        data["backends"] = sorted(self.backends)
         data["first_send"] = self.first_send
         data["last_done"] = self.last_done
         for name in DISTRIBUTIONS:
@@ -145,6 +154,8 @@ class EndpointStats:
         stats = cls(
             failures=Counter({str(k): int(v) for k, v in data["failures"].items()}),
             failure_examples={str(k): str(v) for k, v in data["failure_examples"].items()},
+            models={str(m) for m in data.get("models", ())},
+            backends={str(b) for b in data.get("backends", ())},
             first_send=data["first_send"],
             last_done=data["last_done"],
         )

@@ -108,6 +108,19 @@ def add_arguments(parser: Any) -> None:
         help="Write one JSON line per request to this file (flushed as it goes)",
     )
     add(
+        "--llm-report",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        help="Write the LLM report to PATH at the end: .json (with vLLM bench serve's field "
+        "names), .csv or .md; repeatable",
+    )
+    add(
+        "--llm-percentiles",
+        default="50,90,95,99",
+        help="Percentiles in the summary and reports, comma-separated (default 50,90,95,99)",
+    )
+    add(
         "--mock-args",
         default="",
         include_in_web_ui=False,
@@ -146,6 +159,8 @@ class LLMOptions(BaseModel):
     request_timeout: float | None = Field(None, gt=0)
     llm_records: Path | None = None
     mock_args: tuple[str, ...] = ()
+    reports: tuple[Path, ...] = ()
+    percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
     warmup_seconds: float = Field(0.0, ge=0)
     warmup_requests: int = Field(0, ge=0)
     measure_after_spawn: bool = False
@@ -153,6 +168,14 @@ class LLMOptions(BaseModel):
     @property
     def warmup(self) -> Warmup:
         return Warmup(self.warmup_seconds, self.warmup_requests)
+
+    def for_report(self) -> dict[str, Any]:
+        """The options as a report shows them: no secrets, no prompt texts."""
+        data = self.model_dump(mode="json", exclude={"api_key", "prompts", "headers"})
+        data["api_key_set"] = self.api_key is not None
+        data["header_names"] = sorted(self.headers)
+        data["prompt_count"] = len(self.prompts)
+        return data
 
     @classmethod
     def from_namespace(cls, ns: Any) -> LLMOptions:
@@ -183,6 +206,8 @@ class LLMOptions(BaseModel):
             "request_timeout": request_timeout if request_timeout else None,
             "llm_records": Path(records) if records else None,
             "mock_args": mock_args,
+            "reports": tuple(Path(str(p)) for p in get(ns, "llm_report", None) or ()),
+            "percentiles": _parse_percentiles(str(get(ns, "llm_percentiles", "") or "")),
             "warmup_seconds": warmup.seconds,
             "warmup_requests": warmup.requests,
             "measure_after_spawn": bool(get(ns, "measure_after_spawn", False)),
@@ -229,6 +254,23 @@ def _parse_extra_body(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"--extra-body: must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _parse_percentiles(text: str) -> tuple[float, ...]:
+    if not text.strip():
+        return (50.0, 90.0, 95.0, 99.0)
+    values: set[float] = set()
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ConfigError(
+                f"--llm-percentiles: {part.strip()!r} is not a number; give e.g. 50,90,99,99.9"
+            ) from None
+        if not 0 < value <= 100:
+            raise ConfigError(f"--llm-percentiles: {value:g} is outside 0 < p <= 100")
+        values.add(value)
+    return tuple(sorted(values))
 
 
 def _parse_headers(items: list[str]) -> dict[str, str]:

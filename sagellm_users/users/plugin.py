@@ -22,6 +22,7 @@ from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import RecordsWriter, render_summary
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
+from sagellm_users.report import LLMReport, build_report, check_report_path, write_report
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 
@@ -64,6 +65,11 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     is_worker = isinstance(runner, WorkerRunner)
     if environment.host:
         _check_host(environment.host)
+    for path in options.reports:
+        try:
+            check_report_path(path)
+        except ConfigError as exc:
+            _fail(str(exc))
     records: RecordsWriter | None = None
     if options.llm_records is not None:
         try:
@@ -173,11 +179,31 @@ def _print_summary(runtime: LLMRuntime) -> None:
     else:
         note = "first send to last completion"
     text = render_summary(
-        collector.by_name, collector.total(), window=collector.window(), window_note=note
+        collector.by_name,
+        collector.total(),
+        runtime.options.percentiles,
+        window=collector.window(),
+        window_note=note,
     )
     if runtime.records is not None:
         text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
     elif runtime.options.llm_records is not None:
         text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
+    for path in runtime.options.reports:
+        write_report(_report(runtime), path)
+        text += f"\nReport: {path}"
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _report(runtime: LLMRuntime) -> LLMReport:
+    options = runtime.options
+    return build_report(
+        runtime.collector,
+        percentiles=list(options.percentiles),
+        host=runtime.environment.host,
+        user_classes=[cls.__name__ for cls in runtime.environment.user_classes],
+        options=options.for_report(),
+        warmup=str(options.warmup),
+        measure_after_spawn=options.measure_after_spawn,
+    )

@@ -86,9 +86,11 @@ def test_headless_against_a_given_host(tmp_path: Path) -> None:
 
 def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
     records = tmp_path / "dist.jsonl"
+    report = tmp_path / "report.json"
     result = locust(
         "-f", CHAT, "--headless", "--processes", "2", "-u", "4", "-r", "4", "-t", "5s",
         "--max-tokens", "16", "--llm-records", str(records), "--mock-args", "--tbt-ms 5",
+        "--llm-report", str(report), "--llm-percentiles", "50,99,99.9",
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -102,6 +104,17 @@ def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
     ok = [line for line in lines if line["status"] == "ok"]
     assert f"ok {len(ok)} " in result.stdout
     assert f"out {sum(int(str(line['output_tokens'])) for line in ok)}" in result.stdout
+    data = orjson.loads(report.read_bytes())
+    assert data["completed"] == len(ok)
+    assert data["failed"] == 0
+    assert data["total"]["cancelled"] == len(lines) - len(ok)
+    assert data["total_output_tokens"] == sum(int(str(line["output_tokens"])) for line in ok)
+    assert data["total_input_tokens"] == sum(int(str(line["input_tokens"])) for line in ok)
+    ttfts = sorted(float(str(line["ttft_ms"])) for line in ok)
+    assert data["total"]["ttft_ms"]["max"] == pytest.approx(ttfts[-1], rel=1e-6)
+    assert data["mean_ttft_ms"] == pytest.approx(sum(ttfts) / len(ttfts), rel=1e-6)
+    assert {"p50_itl_ms", "p99_itl_ms", "p99.9_itl_ms"} <= set(data)
+    assert data["run"]["options"]["api_key_set"] is False
 
 
 @pytest.mark.parametrize(
@@ -113,6 +126,9 @@ def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
         (["--host", "localhost:8000"], "--host"),
         (["--llm-records", "/nonexistent-dir/records.jsonl"], "--llm-records"),
         (["--header", "no colon"], "--header"),
+        (["--llm-report", "report.txt"], "--llm-report"),
+        (["--llm-percentiles", "50,abc"], "--llm-percentiles"),
+        (["--warmup", "soon"], "--warmup"),
     ],
 )
 def test_invalid_options_stop_before_any_load(args: list[str], message: str) -> None:

@@ -1,0 +1,35 @@
+"""The result model of a load test and its writers (JSON, CSV, Markdown)."""
+
+from __future__ import annotations
+
+from sagellm_users.report.model import (
+    SCHEMA_VERSION,
+    DistributionSummary,
+    EndpointReport,
+    LLMReport,
+    MetricsBlock,
+    build_report,
+)
+from sagellm_users.report.writers import (
+    WRITERS,
+    check_report_path,
+    render_csv,
+    render_json,
+    render_markdown,
+    write_report,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "WRITERS",
+    "DistributionSummary",
+    "EndpointReport",
+    "LLMReport",
+    "MetricsBlock",
+    "build_report",
+    "check_report_path",
+    "render_csv",
+    "render_json",
+    "render_markdown",
+    "write_report",
+]

@@ -1,0 +1,292 @@
+"""The result of a load test as one versioned pydantic model.
+
+Everything a report writer, a CI gate or a notebook needs, built from merged metrics (so
+the same on a local run and on a master), never from Locust's rounded histograms. Times are
+milliseconds, like vLLM's ``bench serve`` results; :meth:`LLMReport.vllm_fields` gives
+the flat field names that tool writes, so scripts that read vLLM results read ours.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sagellm_users.metrics.collector import EndpointStats, MetricsCollector
+from sagellm_users.metrics.distribution import Distribution
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DistributionSummary",
+    "EndpointReport",
+    "FailureClass",
+    "LLMReport",
+    "MetricsBlock",
+    "RunInfo",
+    "TokenProvenance",
+    "ToolInfo",
+    "WindowInfo",
+    "build_report",
+    "percentile_label",
+]
+
+SCHEMA_VERSION: Literal[1] = 1
+
+_TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
+    "ttft_ms": ("ttft", "ttft"),
+    "tpot_ms": ("tpot", "tpot"),
+    "itl_ms": ("itl", "itl"),
+    "e2el_ms": ("e2e", "e2el"),
+    "tbt_ms": ("tbt", None),
+    "itl_per_token_ms": ("itl_per_token", None),
+}
+
+
+def percentile_label(p: float) -> str:
+    """``99`` -> ``p99``, ``99.9`` -> ``p99.9`` (vLLM's spelling)."""
+    return f"p{int(p)}" if float(p).is_integer() else f"p{p:g}"
+
+
+class DistributionSummary(BaseModel):
+    """Mean, spread and percentiles of one metric (ms for times, tokens for lengths)."""
+
+    count: int
+    mean: float | None
+    median: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    percentiles: dict[str, float | None]
+
+    @classmethod
+    def of(cls, dist: Distribution, percentiles: list[float], scale: float) -> DistributionSummary:
+        def scaled(value: float | None) -> float | None:
+            return None if value is None else value * scale
+
+        return cls(
+            count=dist.count,
+            mean=scaled(dist.mean),
+            median=scaled(dist.percentile(50)),
+            std=scaled(dist.std),
+            min=scaled(dist.min),
+            max=scaled(dist.max),
+            percentiles={percentile_label(p): scaled(dist.percentile(p)) for p in percentiles},
+        )
+
+
+class FailureClass(BaseModel):
+    error_class: str
+    count: int
+    example: str
+
+
+class TokenProvenance(BaseModel):
+    """Where the token counts of successful requests came from."""
+
+    output_from_usage: int
+    output_estimated: int
+    input_from_usage: int
+    input_estimated: int
+
+
+class MetricsBlock(BaseModel):
+    """The numbers for one slice of the traffic (everything, one endpoint, one User)."""
+
+    requests: int
+    completed: int
+    failed: int
+    cancelled: int
+    error_rate: float
+    duration_s: float
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    total_input_tokens: int
+    total_output_tokens: int
+    ttft_ms: DistributionSummary
+    tpot_ms: DistributionSummary
+    itl_ms: DistributionSummary
+    e2el_ms: DistributionSummary
+    tbt_ms: DistributionSummary
+    itl_per_token_ms: DistributionSummary
+    input_tokens: DistributionSummary
+    output_tokens: DistributionSummary
+    failures: list[FailureClass]
+    token_provenance: TokenProvenance
+    models: list[str]
+    backends: list[str]
+
+    @classmethod
+    def of(cls, stats: EndpointStats, duration: float, percentiles: list[float]) -> MetricsBlock:
+        rate = 1.0 / duration if duration > 0 else 0.0
+        timings = {
+            field: DistributionSummary.of(getattr(stats, attr), percentiles, 1e3)
+            for field, (attr, _word) in _TIMINGS.items()
+        }
+        return cls(
+            requests=stats.requests,
+            completed=stats.succeeded,
+            failed=stats.failed,
+            cancelled=stats.cancelled,
+            error_rate=stats.error_rate,
+            duration_s=duration,
+            request_throughput=stats.succeeded * rate,
+            output_throughput=stats.total_output_tokens * rate,
+            total_token_throughput=(stats.total_input_tokens + stats.total_output_tokens) * rate,
+            total_input_tokens=stats.total_input_tokens,
+            total_output_tokens=stats.total_output_tokens,
+            input_tokens=DistributionSummary.of(stats.input_tokens, percentiles, 1.0),
+            output_tokens=DistributionSummary.of(stats.output_tokens, percentiles, 1.0),
+            failures=[
+                FailureClass(error_class=k, count=v, example=stats.failure_examples.get(k, ""))
+                for k, v in stats.failures.most_common()
+            ],
+            token_provenance=TokenProvenance(
+                output_from_usage=stats.succeeded - stats.output_tokens_estimated,
+                output_estimated=stats.output_tokens_estimated,
+                input_from_usage=stats.succeeded - stats.input_tokens_estimated,
+                input_estimated=stats.input_tokens_estimated,
+            ),
+            models=sorted(stats.models),
+            backends=sorted(stats.backends),
+            **timings,
+        )
+
+
+class EndpointReport(MetricsBlock):
+    name: str
+    user: str | None = None
+    """The User class, or None when the slice merges every User class."""
+
+
+class ToolInfo(BaseModel):
+    name: str = "sagellm-locust"
+    version: str
+    python: str
+    locust: str
+    platform: str
+
+    @classmethod
+    def current(cls) -> ToolInfo:
+        return cls(
+            version=_version("sagellm-locust"),
+            python=sys.version.split()[0],
+            locust=_version("locust"),
+            platform=platform.platform(),
+        )
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class WindowInfo(BaseModel):
+    start: datetime | None
+    end: datetime | None
+    seconds: float
+    warmup: str
+    measure_after_spawn: bool
+    excluded_requests: int
+
+
+class RunInfo(BaseModel):
+    host: str | None
+    user_classes: list[str]
+    options: dict[str, Any] = Field(description="sagellm options of the run, secrets removed")
+
+
+class LLMReport(BaseModel):
+    """One load test's result. ``schema_version`` changes when a field changes meaning."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    created: datetime
+    tool: ToolInfo
+    run: RunInfo
+    window: WindowInfo
+    percentiles: list[float]
+    total: MetricsBlock
+    by_name: list[EndpointReport]
+    by_user: list[EndpointReport]
+
+    def vllm_fields(self) -> dict[str, Any]:
+        """The flat fields of ``vllm bench serve --save-result`` for the whole run."""
+        t = self.total
+        fields: dict[str, Any] = {
+            "duration": t.duration_s,
+            "completed": t.completed,
+            "failed": t.failed,
+            "total_input_tokens": t.total_input_tokens,
+            "total_output_tokens": t.total_output_tokens,
+            "request_throughput": t.request_throughput,
+            "request_goodput": None,
+            "output_throughput": t.output_throughput,
+            "total_token_throughput": t.total_token_throughput,
+        }
+        for field, (_attr, word) in _TIMINGS.items():
+            if word is None:
+                continue
+            summary: DistributionSummary = getattr(t, field)
+            fields[f"mean_{word}_ms"] = summary.mean
+            fields[f"median_{word}_ms"] = summary.median
+            fields[f"std_{word}_ms"] = summary.std
+            for label, value in summary.percentiles.items():
+                fields[f"{label}_{word}_ms"] = value
+        return fields
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """vLLM's flat fields first, then the full structured report."""
+        return {**self.vllm_fields(), **self.model_dump(mode="json")}
+
+
+def _when(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def build_report(
+    collector: MetricsCollector,
+    *,
+    percentiles: list[float],
+    host: str | None,
+    user_classes: list[str],
+    options: dict[str, Any],
+    warmup: str,
+    measure_after_spawn: bool,
+) -> LLMReport:
+    """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`."""
+    total = collector.total()
+    duration = collector.window()
+    start = collector.window_start if collector.window_start is not None else total.first_send
+    by_name = [
+        EndpointReport(name=name, **MetricsBlock.of(stats, duration, percentiles).model_dump())
+        for name, stats in collector.by_name.items()
+    ]
+    by_user = [
+        EndpointReport(
+            name=name, user=user, **MetricsBlock.of(stats, duration, percentiles).model_dump()
+        )
+        for (user, name), stats in collector.by_key.items()
+    ]
+    return LLMReport(
+        created=datetime.now(UTC),
+        tool=ToolInfo.current(),
+        run=RunInfo(host=host, user_classes=user_classes, options=options),
+        window=WindowInfo(
+            start=_when(start),
+            end=_when(total.last_done),
+            seconds=duration,
+            warmup=warmup,
+            measure_after_spawn=measure_after_spawn,
+            excluded_requests=collector.excluded,
+        ),
+        percentiles=percentiles,
+        total=MetricsBlock.of(total, duration, percentiles),
+        by_name=by_name,
+        by_user=by_user,
+    )

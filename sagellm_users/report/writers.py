@@ -1,0 +1,171 @@
+"""Writers for :class:`LLMReport`: JSON (vLLM-compatible), CSV and Markdown.
+
+The writer is chosen by the file's extension, so ``--llm-report run.json --llm-report
+run.md`` writes both. Files are written whole to a temporary name and renamed, so a reader
+never sees half a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from sagellm_users.errors import ConfigError
+from sagellm_users.report.model import DistributionSummary, EndpointReport, LLMReport, MetricsBlock
+
+__all__ = [
+    "WRITERS",
+    "check_report_path",
+    "render_csv",
+    "render_json",
+    "render_markdown",
+    "write_report",
+]
+
+_TIMING_FIELDS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "tbt_ms", "itl_per_token_ms")
+_TOKEN_FIELDS = ("input_tokens", "output_tokens")
+_SCALARS = (
+    "requests",
+    "completed",
+    "failed",
+    "cancelled",
+    "error_rate",
+    "duration_s",
+    "request_throughput",
+    "output_throughput",
+    "total_token_throughput",
+    "total_input_tokens",
+    "total_output_tokens",
+)
+
+
+def render_json(report: LLMReport) -> bytes:
+    return orjson.dumps(report.to_json_dict(), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def _slices(report: LLMReport) -> list[tuple[str, MetricsBlock]]:
+    rows: list[tuple[str, MetricsBlock]] = [("total", report.total)]
+    rows += [("name", e) for e in report.by_name]
+    rows += [("user", e) for e in report.by_user]
+    return rows
+
+
+def render_csv(report: LLMReport) -> bytes:
+    """One row per slice (total, each name, each User class and name); metrics as columns."""
+    labels = [f"p{p:g}" for p in report.percentiles]
+    stats = ("mean", "median", "std", "min", "max")
+    header = ["scope", "user", "name", *_SCALARS]
+    for metric in (*_TIMING_FIELDS, *_TOKEN_FIELDS):
+        header += [f"{metric}_{s}" for s in stats]
+        header += [f"{metric}_{label}" for label in labels]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for scope, block in _slices(report):
+        user = block.user if isinstance(block, EndpointReport) else ""
+        name = block.name if isinstance(block, EndpointReport) else ""
+        row: list[object] = [scope, user or "", name, *(getattr(block, f) for f in _SCALARS)]
+        for metric in (*_TIMING_FIELDS, *_TOKEN_FIELDS):
+            summary: DistributionSummary = getattr(block, metric)
+            row += [_cell(getattr(summary, s)) for s in stats]
+            row += [_cell(summary.percentiles.get(label)) for label in labels]
+        writer.writerow(row)
+    return out.getvalue().encode()
+
+
+def _cell(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def render_markdown(report: LLMReport) -> bytes:
+    t = report.total
+    w = report.window
+    lines = [
+        "# LLM load test report",
+        "",
+        f"- host: `{report.run.host}`; models: {', '.join(t.models) or '-'}; "
+        f"backends: {', '.join(t.backends) or '-'}",
+        f"- window: {w.seconds:.2f} s from {w.start} to {w.end}; warm-up: {w.warmup}; "
+        f"excluded: {w.excluded_requests} requests",
+        f"- {report.tool.name} {report.tool.version}, Locust {report.tool.locust}, "
+        f"Python {report.tool.python}",
+        "",
+        "| scope | requests | completed | failed | error rate | req/s | output tok/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for scope, block in _slices(report):
+        label = "all" if scope == "total" else _slice_label(block)
+        lines.append(
+            f"| {label} | {block.requests} | {block.completed} | {block.failed} | "
+            f"{block.error_rate:.2%} | {block.request_throughput:.2f} | "
+            f"{block.output_throughput:.1f} |"
+        )
+    labels = [f"p{p:g}" for p in report.percentiles]
+    lines += [
+        "",
+        "| metric (all, ms) | count | mean | median | std | " + " | ".join(labels) + " | max |",
+        "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in labels) + " | ---: |",
+    ]
+    for metric in _TIMING_FIELDS:
+        s: DistributionSummary = getattr(t, metric)
+        if not s.count:
+            continue
+        cells = [_fmt(s.percentiles.get(label)) for label in labels]
+        lines.append(
+            f"| {metric.removesuffix('_ms').upper()} | {s.count} | {_fmt(s.mean)} | "
+            f"{_fmt(s.median)} | {_fmt(s.std)} | " + " | ".join(cells) + f" | {_fmt(s.max)} |"
+        )
+    if t.failures:
+        lines += ["", "| failure class | count | example |", "| --- | ---: | --- |"]
+        for failure in t.failures:
+            example = failure.example.replace("|", "\\|")
+            lines.append(f"| {failure.error_class} | {failure.count} | {example} |")
+    p = t.token_provenance
+    lines += [
+        "",
+        f"Token counts: output from server usage for {p.output_from_usage} requests, "
+        f"estimated for {p.output_estimated}; input from usage for {p.input_from_usage}, "
+        f"estimated for {p.input_estimated}.",
+        "",
+    ]
+    return "\n".join(lines).encode()
+
+
+def _slice_label(block: MetricsBlock) -> str:
+    if isinstance(block, EndpointReport):
+        return f"{block.user} {block.name}" if block.user else block.name
+    return "all"
+
+
+WRITERS: dict[str, Callable[[LLMReport], bytes]] = {
+    ".json": render_json,
+    ".csv": render_csv,
+    ".md": render_markdown,
+}
+
+
+def check_report_path(path: Path) -> None:
+    """Reject, before any load, a report path that cannot be written."""
+    if path.suffix.lower() not in WRITERS:
+        known = ", ".join(sorted(WRITERS))
+        raise ConfigError(f"--llm-report {str(path)!r}: unknown format; end the name in {known}")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"--llm-report {str(path)!r}: directory {str(path.parent)!r} does not exist"
+        )
+
+
+def write_report(report: LLMReport, path: Path) -> None:
+    data = WRITERS[path.suffix.lower()](report)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
