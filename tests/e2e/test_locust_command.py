@@ -182,3 +182,57 @@ def test_warmup_is_left_out_and_said(tmp_path: Path) -> None:
     assert f"; {warm} warm-up requests excluded" in result.stdout
     summary_count = summary_requests(result.stdout)
     assert summary_count == len(lines) - warm
+
+
+def test_master_and_two_worker_processes(tmp_path: Path, unused_port: int) -> None:
+    """--master --expect-workers 2 plus two --worker commands, as on separate machines."""
+    report = tmp_path / "mw.json"
+    records = tmp_path / "mw.jsonl"
+    with MockServerProcess(["--ttft-ms", "10", "--tbt-ms", "4"]) as mock:
+        assert mock.url is not None
+        common = ["-f", CHAT, "--host", mock.url, "--max-tokens", "8"]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        workers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "locust",
+                    *common,
+                    "--worker",
+                    "--master-port",
+                    str(unused_port),
+                    "--llm-records",
+                    str(records),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            result = locust(
+                *common, "--master", "--master-bind-port", str(unused_port),
+                "--expect-workers", "2", "--headless", "-u", "4", "-r", "4", "-t", "4s",
+                "--llm-report", str(report),
+            )  # fmt: skip
+            worker_output = [w.communicate(timeout=60)[0] for w in workers]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all("Traceback" not in out for out in [result.stderr, *worker_output])
+    assert all(w.returncode == 0 for w in workers)
+    files = sorted(tmp_path.glob("mw.worker*.jsonl"))
+    assert len(files) == 2
+    lines = [line for f in files for line in read_records(f)]
+    data = orjson.loads(report.read_bytes())
+    ok = [line for line in lines if line["status"] == "ok"]
+    assert data["completed"] == len(ok) > 0
+    assert data["total"]["requests"] == len(lines)
+    assert data["total_output_tokens"] == 8 * len(ok)
