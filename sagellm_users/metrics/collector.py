@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.record import RequestRecord
+
+if TYPE_CHECKING:
+    from sagellm_users.metrics.slo import GoodRequest
 
 __all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector", "StatsKey"]
 
@@ -33,6 +36,7 @@ _COUNTERS = (
     "total_output_tokens",
     "output_tokens_estimated",
     "input_tokens_estimated",
+    "good",
 )
 
 StatsKey = tuple[str, str]
@@ -64,6 +68,8 @@ class EndpointStats:
     output_tokens_estimated: int = 0
     """Successful requests whose output count is a chunk count, not the server's usage."""
     input_tokens_estimated: int = 0
+    good: int = 0
+    """Successful requests that met every per-request SLO (see metrics.slo)."""
     first_send: float | None = None
     """Wall-clock time of the first send."""
     last_done: float | None = None
@@ -175,6 +181,8 @@ class MetricsCollector:
         """Wall-clock start of the measurement window when a warm-up applies, else None."""
         self.excluded = 0
         """Requests left out as warm-up."""
+        self.good_request: GoodRequest | None = None
+        """The per-request SLO test behind goodput, when --slo bounds a timing."""
 
     def add(self, record: RequestRecord) -> None:
         key = (record.user, record.name)
@@ -182,6 +190,9 @@ class MetricsCollector:
         if stats is None:
             stats = self._stats[key] = EndpointStats()
         stats.add(record)
+        rule = self.good_request
+        if rule is not None and record.status == "ok" and rule(record):
+            stats.good += 1
 
     @property
     def by_key(self) -> dict[StatsKey, EndpointStats]:

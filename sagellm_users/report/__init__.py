@@ -16,6 +16,7 @@ from sagellm_users.report.writers import (
     render_csv,
     render_json,
     render_markdown,
+    render_slo_table,
     write_report,
 )
 
@@ -31,5 +32,6 @@ __all__ = [
     "render_csv",
     "render_json",
     "render_markdown",
+    "render_slo_table",
     "write_report",
 ]

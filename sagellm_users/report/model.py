@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from sagellm_users.metrics.collector import EndpointStats, MetricsCollector
 from sagellm_users.metrics.distribution import Distribution
+from sagellm_users.metrics.slo import SLO
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -27,6 +28,7 @@ __all__ = [
     "LLMReport",
     "MetricsBlock",
     "RunInfo",
+    "SLOResult",
     "TokenProvenance",
     "ToolInfo",
     "WindowInfo",
@@ -119,9 +121,18 @@ class MetricsBlock(BaseModel):
     token_provenance: TokenProvenance
     models: list[str]
     backends: list[str]
+    good_requests: int | None = None
+    """Successful requests meeting every per-request SLO (None without such SLOs)."""
+    request_goodput: float | None = None
 
     @classmethod
-    def of(cls, stats: EndpointStats, duration: float, percentiles: list[float]) -> MetricsBlock:
+    def of(
+        cls,
+        stats: EndpointStats,
+        duration: float,
+        percentiles: list[float],
+        goodput: bool = False,
+    ) -> MetricsBlock:
         rate = 1.0 / duration if duration > 0 else 0.0
         timings = {
             field: DistributionSummary.of(getattr(stats, attr), percentiles, 1e3)
@@ -153,6 +164,8 @@ class MetricsBlock(BaseModel):
             ),
             models=sorted(stats.models),
             backends=sorted(stats.backends),
+            good_requests=stats.good if goodput else None,
+            request_goodput=stats.good * rate if goodput else None,
             **timings,
         )
 
@@ -196,6 +209,14 @@ class WindowInfo(BaseModel):
     excluded_requests: int
 
 
+class SLOResult(BaseModel):
+    """One objective's verdict; ``value`` is None when nothing was measured."""
+
+    slo: str
+    value: float | None
+    passed: bool
+
+
 class RunInfo(BaseModel):
     host: str | None
     user_classes: list[str]
@@ -214,6 +235,11 @@ class LLMReport(BaseModel):
     total: MetricsBlock
     by_name: list[EndpointReport]
     by_user: list[EndpointReport]
+    slos: list[SLOResult] = Field(default_factory=list)
+
+    @property
+    def slos_passed(self) -> bool:
+        return all(result.passed for result in self.slos)
 
     def vllm_fields(self) -> dict[str, Any]:
         """The flat fields of ``vllm bench serve --save-result`` for the whole run."""
@@ -225,7 +251,7 @@ class LLMReport(BaseModel):
             "total_input_tokens": t.total_input_tokens,
             "total_output_tokens": t.total_output_tokens,
             "request_throughput": t.request_throughput,
-            "request_goodput": None,
+            "request_goodput": t.request_goodput,
             "output_throughput": t.output_throughput,
             "total_token_throughput": t.total_token_throughput,
         }
@@ -258,21 +284,29 @@ def build_report(
     options: dict[str, Any],
     warmup: str,
     measure_after_spawn: bool,
+    slos: tuple[SLO, ...] = (),
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`."""
+    percentiles = sorted({*percentiles, *_slo_percentiles(slos)})
+    goodput = collector.good_request is not None
     total = collector.total()
     duration = collector.window()
     start = collector.window_start if collector.window_start is not None else total.first_send
     by_name = [
-        EndpointReport(name=name, **MetricsBlock.of(stats, duration, percentiles).model_dump())
+        EndpointReport(
+            name=name, **MetricsBlock.of(stats, duration, percentiles, goodput).model_dump()
+        )
         for name, stats in collector.by_name.items()
     ]
     by_user = [
         EndpointReport(
-            name=name, user=user, **MetricsBlock.of(stats, duration, percentiles).model_dump()
+            name=name,
+            user=user,
+            **MetricsBlock.of(stats, duration, percentiles, goodput).model_dump(),
         )
         for (user, name), stats in collector.by_key.items()
     ]
+    total_block = MetricsBlock.of(total, duration, percentiles, goodput)
     return LLMReport(
         created=datetime.now(UTC),
         tool=ToolInfo.current(),
@@ -286,7 +320,27 @@ def build_report(
             excluded_requests=collector.excluded,
         ),
         percentiles=percentiles,
-        total=MetricsBlock.of(total, duration, percentiles),
+        total=total_block,
         by_name=by_name,
         by_user=by_user,
+        slos=[
+            SLOResult(slo=s.text, value=(v := _slo_value(s, total_block)), passed=s.holds(v))
+            for s in slos
+        ],
     )
+
+
+def _slo_percentiles(slos: tuple[SLO, ...]) -> list[float]:
+    return [float(s.stat[1:]) for s in slos if s.stat is not None and s.stat.startswith("p")]
+
+
+def _slo_value(slo: SLO, block: MetricsBlock) -> float | None:
+    """The measured value an objective is judged on."""
+    if slo.stat is None:
+        value = getattr(block, "request_goodput" if slo.metric == "goodput" else slo.metric)
+        return None if value is None else float(value)
+    summary: DistributionSummary = getattr(block, slo.metric)
+    if slo.stat.startswith("p"):
+        return summary.percentiles.get(slo.stat)
+    result: float | None = getattr(summary, slo.stat)
+    return result

@@ -24,6 +24,7 @@ __all__ = [
     "render_csv",
     "render_json",
     "render_markdown",
+    "render_slo_table",
     "write_report",
 ]
 
@@ -129,6 +130,8 @@ def render_markdown(report: LLMReport) -> bytes:
         for failure in t.failures:
             example = failure.example.replace("|", "\\|")
             lines.append(f"| {failure.error_class} | {failure.count} | {example} |")
+    if report.slos:
+        lines += ["", "```", render_slo_table(report), "```"]
     p = t.token_provenance
     lines += [
         "",
@@ -138,6 +141,20 @@ def render_markdown(report: LLMReport) -> bytes:
         "",
     ]
     return "\n".join(lines).encode()
+
+
+def render_slo_table(report: LLMReport) -> str:
+    """The pass/fail table of the --slo objectives, for the console and Markdown."""
+    width = max(len(r.slo) for r in report.slos)
+    lines = [f"SLO {'objective':<{width}}  {'measured':>12}  verdict"]
+    for result in report.slos:
+        value = "-" if result.value is None else f"{result.value:.4g}"
+        lines.append(
+            f"    {result.slo:<{width}}  {value:>12}  {'pass' if result.passed else 'FAIL'}"
+        )
+    verdict = "all objectives met" if report.slos_passed else "SLO FAILED"
+    lines.append(f"    {verdict}")
+    return "\n".join(lines)
 
 
 def _slice_label(block: MetricsBlock) -> str:

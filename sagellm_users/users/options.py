@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from sagellm_users.errors import ConfigError
+from sagellm_users.metrics.slo import SLO, parse_slos
 from sagellm_users.metrics.window import Warmup, parse_warmup
 
 __all__ = ["DEFAULT_PROMPT", "LLMOptions", "add_arguments"]
@@ -116,6 +117,12 @@ def add_arguments(parser: Any) -> None:
         "names), .csv or .md; repeatable",
     )
     add(
+        "--slo",
+        default="",
+        help="Objectives checked at the end, e.g. 'ttft_p99<=500ms,error_rate<=1%%'; "
+        "exit code 3 when one fails (grammar in README)",
+    )
+    add(
         "--llm-percentiles",
         default="50,90,95,99",
         help="Percentiles in the summary and reports, comma-separated (default 50,90,95,99)",
@@ -160,10 +167,15 @@ class LLMOptions(BaseModel):
     llm_records: Path | None = None
     mock_args: tuple[str, ...] = ()
     reports: tuple[Path, ...] = ()
+    slo: str = ""
     percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
     warmup_seconds: float = Field(0.0, ge=0)
     warmup_requests: int = Field(0, ge=0)
     measure_after_spawn: bool = False
+
+    @property
+    def slos(self) -> tuple[SLO, ...]:
+        return parse_slos(self.slo)
 
     @property
     def warmup(self) -> Warmup:
@@ -206,6 +218,7 @@ class LLMOptions(BaseModel):
             "request_timeout": request_timeout if request_timeout else None,
             "llm_records": Path(records) if records else None,
             "mock_args": mock_args,
+            "slo": _checked_slo(str(get(ns, "slo", "") or "")),
             "reports": tuple(Path(str(p)) for p in get(ns, "llm_report", None) or ()),
             "percentiles": _parse_percentiles(str(get(ns, "llm_percentiles", "") or "")),
             "warmup_seconds": warmup.seconds,
@@ -254,6 +267,11 @@ def _parse_extra_body(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"--extra-body: must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _checked_slo(text: str) -> str:
+    parse_slos(text)  # raises ConfigError naming the bad clause
+    return text
 
 
 def _parse_percentiles(text: str) -> tuple[float, ...]:

@@ -22,7 +22,13 @@ from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import RecordsWriter, render_summary
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
-from sagellm_users.report import LLMReport, build_report, check_report_path, write_report
+from sagellm_users.report import (
+    LLMReport,
+    build_report,
+    check_report_path,
+    render_slo_table,
+    write_report,
+)
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 
@@ -38,6 +44,8 @@ log = logging.getLogger("sagellm_users")
 
 _INSTALLED = "_sagellm_installed"
 _REPORT_KEY = "sagellm_metrics"
+SLO_FAILED_EXIT = 3
+"""Process exit code when an --slo objective is not met."""
 
 
 def install(events: Events) -> None:
@@ -109,6 +117,8 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         )
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
+        # quitting comes before Locust picks the exit code; quit, after its own tables.
+        events.quitting.add_listener(lambda **_kw: _finish(runtime))
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
 
 
@@ -165,6 +175,13 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     data[_REPORT_KEY] = runtime.collector.drain()
 
 
+def _finish(runtime: LLMRuntime) -> None:
+    """Build the final report once; with --slo, its verdict decides the exit code."""
+    report = runtime.final_report = _report(runtime)
+    if report.slos:
+        runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
+
+
 def _print_summary(runtime: LLMRuntime) -> None:
     collector = runtime.collector
     window = runtime.window
@@ -189,8 +206,11 @@ def _print_summary(runtime: LLMRuntime) -> None:
         text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
     elif runtime.options.llm_records is not None:
         text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
+    report = runtime.final_report or _report(runtime)
+    if report.slos:
+        text += "\n" + render_slo_table(report)
     for path in runtime.options.reports:
-        write_report(_report(runtime), path)
+        write_report(report, path)
         text += f"\nReport: {path}"
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
@@ -206,4 +226,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         options=options.for_report(),
         warmup=str(options.warmup),
         measure_after_spawn=options.measure_after_spawn,
+        slos=options.slos,
     )

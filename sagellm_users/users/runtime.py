@@ -16,11 +16,14 @@ from gevent.lock import Semaphore
 from sagellm_users.backends import BackendClient, Timeouts, create_client
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
 
 if TYPE_CHECKING:
     from locust.env import Environment
+
+    from sagellm_users.report import LLMReport
 
 __all__ = ["METRIC_ROW_TYPES", "LLMRuntime", "runtime_of"]
 
@@ -52,12 +55,15 @@ class LLMRuntime:
         self.environment = environment
         self.options = options
         self.collector = MetricsCollector()
+        self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self.records: RecordsWriter | None = None
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
         self._model_lock = Semaphore()
+        self.final_report: LLMReport | None = None
+        """Built once when Locust quits (master or local runner)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
         setattr(environment, _ATTRIBUTE, self)
@@ -67,6 +73,7 @@ class LLMRuntime:
         """New options from the web UI's start form take effect for the next users."""
         self.options = options
         self.options_error = None
+        self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self._prompts = itertools.cycle(options.prompts)
         self._model = options.model or None

@@ -236,3 +236,26 @@ def test_master_and_two_worker_processes(tmp_path: Path, unused_port: int) -> No
     assert data["completed"] == len(ok) > 0
     assert data["total"]["requests"] == len(lines)
     assert data["total_output_tokens"] == 8 * len(ok)
+
+
+@pytest.mark.parametrize(
+    ("slo", "code", "verdict"),
+    [
+        ("ttft_p99<=500ms,error_rate<=1%,output_throughput>=10", 0, "all objectives met"),
+        ("ttft_p50<=5ms,error_rate<=1%", 3, "SLO FAILED"),
+    ],
+)
+def test_slo_gate_sets_the_exit_code(tmp_path: Path, slo: str, code: int, verdict: str) -> None:
+    report = tmp_path / "slo.json"
+    result = locust(
+        "-f", CHAT, "--headless", "-u", "2", "-r", "2", "-t", "2s", "--max-tokens", "4",
+        "--slo", slo, "--llm-report", str(report),
+    )  # fmt: skip
+    assert result.returncode == code, result.stdout + result.stderr
+    assert verdict in result.stdout
+    data = orjson.loads(report.read_bytes())
+    assert [r["passed"] for r in data["slos"]] == [
+        line.endswith("pass")
+        for line in result.stdout.splitlines()
+        if line.startswith("    ") and line.rstrip().endswith(("pass", "FAIL"))
+    ]
