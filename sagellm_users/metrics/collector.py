@@ -224,18 +224,23 @@ class MetricsCollector:
         self._stats.clear()
         self.excluded = 0
 
-    def drain(self) -> dict[str, Any]:
-        """Everything gathered since the last drain, as wire data; then start empty."""
-        stats, self._stats = self._stats, {}
-        excluded, self.excluded = self.excluded, 0
+    def snapshot(self) -> dict[str, Any]:
+        """The wire form of everything gathered, without emptying (for live views)."""
         return {
             "window_start": self.window_start,
-            "excluded": excluded,
+            "excluded": self.excluded,
             "stats": [
                 {"user": user, "name": name, "stats": s.to_wire()}
-                for (user, name), s in stats.items()
+                for (user, name), s in self._stats.items()
             ],
         }
+
+    def drain(self) -> dict[str, Any]:
+        """Everything gathered since the last drain, as wire data; then start empty."""
+        data = self.snapshot()
+        self._stats = {}
+        self.excluded = 0
+        return data
 
     def merge_wire(self, data: dict[str, Any]) -> None:
         """Fold in what another process drained."""

@@ -29,6 +29,7 @@ from sagellm_users.report import (
     render_slo_table,
     write_report,
 )
+from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from locust.event import Events
     from locust.runners import Runner
     from locust.stats import RequestStats
+    from locust.web import WebUI
 
 __all__ = ["install"]
 
@@ -64,7 +66,12 @@ def _fail(message: str) -> None:
     raise SystemExit(1)
 
 
-def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -> None:
+def _on_init(
+    environment: Environment,
+    runner: Runner | None = None,
+    web_ui: WebUI | None = None,
+    **_: Any,
+) -> None:
     try:
         options = LLMOptions.from_namespace(environment.parsed_options)
     except ConfigError as exc:
@@ -92,6 +99,17 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
     _keep_token_rows_out_of_aggregated(environment.stats)
     if not environment.host and not is_worker:
         _start_embedded_mock(environment, options)
+    _register_listeners(environment, runtime, runner, web_ui, records)
+
+
+def _register_listeners(
+    environment: Environment,
+    runtime: LLMRuntime,
+    runner: Runner | None,
+    web_ui: WebUI | None,
+    records: RecordsWriter | None,
+) -> None:
+    is_worker = isinstance(runner, WorkerRunner)
     events = environment.events
     events.test_start.add_listener(lambda **_kw: _reload_options(environment))
     events.test_start.add_listener(
@@ -113,8 +131,12 @@ def _on_init(environment: Environment, runner: Runner | None = None, **_: Any) -
         )
     if isinstance(runner, MasterRunner):
         events.worker_report.add_listener(
-            lambda client_id, data: runtime.collector.merge_wire(data.get(_REPORT_KEY, {}))
+            lambda client_id, data: _merge_worker_report(runtime, data.get(_REPORT_KEY, {}))
         )
+    if web_ui is not None:
+        runtime.live = True
+        events.reset_stats.add_listener(runtime.recent.reset)
+        add_live_route(web_ui, runtime, _report)
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
         # quitting comes before Locust picks the exit code; quit, after its own tables.
@@ -168,6 +190,12 @@ def _reload_options(environment: Environment) -> None:
         runner = environment.runner
         if runner is not None:
             gevent.spawn(runner.stop)
+
+
+def _merge_worker_report(runtime: LLMRuntime, data: dict[str, Any]) -> None:
+    runtime.collector.merge_wire(data)
+    if runtime.live:
+        runtime.recent.merge_wire(data)
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from gevent.lock import Semaphore
 from sagellm_users.backends import BackendClient, Timeouts, create_client
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.metrics.live import RecentMetrics
 from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
@@ -55,6 +56,8 @@ class LLMRuntime:
         self.environment = environment
         self.options = options
         self.collector = MetricsCollector()
+        self.recent = RecentMetrics()
+        """The last minute in one-second slices, for the live /llm/stats view."""
         self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self.records: RecordsWriter | None = None
@@ -62,6 +65,8 @@ class LLMRuntime:
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
         self._model_lock = Semaphore()
+        self.live = False
+        """Whether this process serves the live view (it has a web UI)."""
         self.final_report: LLMReport | None = None
         """Built once when Locust quits (master or local runner)."""
         self.options_error: str | None = None
@@ -111,6 +116,8 @@ class LLMRuntime:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         collector = self.collector
         window = self.window
+        if self.live:
+            self.recent.add(record)
         if not window.active:
             collector.add(record)
         elif window.admits(record.wall_send, record.wall_done, record.status == "cancelled"):

@@ -45,7 +45,16 @@ def test_web_ui_form_options_and_live_rows(mock_url: str) -> None:
     )
     assert run.wait_for(6, timeout=30)
     stats = client.get("/stats/requests").json
+    live = client.get("/llm/stats").json
     run.finish()
+
+    assert live is not None
+    assert live["last_10s"]["completed"] >= 6
+    assert 0 < live["last_10s"]["seconds"] <= 11
+    assert live["last_10s"]["ttft_ms"]["median"] == pytest.approx(MOCK_TTFT_MS, abs=8)
+    assert live["cumulative"]["completed"] >= 6
+    assert live["cumulative"]["schema_version"] == 1
+    assert live["state"] in ("running", "spawning")
 
     rows = {(row["method"], row["name"]): row for row in stats["stats"]}
     assert {("E2E", CHAT), ("TTFT", CHAT), ("TBT", CHAT)} <= set(rows)
