@@ -38,6 +38,7 @@ from sagellm_users.errors import (
 from sagellm_users.metrics import RequestRecord
 
 if TYPE_CHECKING:
+    from sagellm_users.api import run_load_test
     from sagellm_users.users import (
         LLMUser,
         OpenAIChatUser,
@@ -75,6 +76,7 @@ __all__ = [
     "Usage",
     "create_client",
     "install",
+    "run_load_test",
     "runtime_of",
 ]
 
@@ -82,6 +84,8 @@ _LAZY = {"LLMUser", "OpenAIChatUser", "OpenAICompletionsUser", "install", "runti
 
 
 def __getattr__(name: str) -> Any:
+    if name == "run_load_test":
+        return importlib.import_module("sagellm_users.api").run_load_test
     if name in _LAZY:
         return getattr(importlib.import_module("sagellm_users.users"), name)
     raise AttributeError(f"module 'sagellm_users' has no attribute {name!r}")

@@ -1,0 +1,36 @@
+"""run_load_test: a whole test from Python, returning the report model."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagellm_users import ConfigError, OpenAIChatUser, run_load_test
+
+
+def test_run_load_test_against_the_embedded_mock() -> None:
+    report = run_load_test(
+        [OpenAIChatUser],
+        users=2,
+        run_time=1.5,
+        options=["--max-tokens", "4", "--slo", "ttft_p99<=2s", "--mock-args", "--ttft-ms 20"],
+    )
+    assert report.run.host is not None and report.run.host.startswith("http://127.0.0.1:")
+    assert report.total.completed > 0
+    assert report.total.total_output_tokens == 4 * report.total.completed
+    assert report.total.ttft_ms.median == pytest.approx(20, abs=8)
+    assert report.slos and report.slos_passed
+
+
+def test_run_load_test_against_a_given_host(mock_url: str) -> None:
+    report = run_load_test(
+        [OpenAIChatUser], host=mock_url, users=1, run_time=1.0, options=["--max-tokens", "4"]
+    )
+    assert report.run.host == mock_url
+    assert report.total.completed > 0
+
+
+def test_run_load_test_rejects_bad_options_before_load() -> None:
+    with pytest.raises(ConfigError):
+        run_load_test([OpenAIChatUser], options=["--max-tokens", "-1"], run_time=1)
+    with pytest.raises(ConfigError):
+        run_load_test([OpenAIChatUser], options=["--no-such-option"], run_time=1)
