@@ -127,8 +127,12 @@ def test_request_warmup_is_excluded_from_the_report(mock_url: str, tmp_path: Pat
     records = run.run_until(requests=20, users=2)
     warm = [r for r in records if r.warmup]
     measured = [r for r in records if not r.warmup]
-    assert sum(r.status == "ok" for r in warm) == 6
     collector = run.runtime.collector
+    finished = [r for r in records if r.status != "cancelled"]
+    assert all(r.warmup for r in finished[:6]), "the first six finished requests warm up"
+    assert collector.window_start is not None
+    # Requests still in flight when the sixth finished were sent during warm-up too.
+    assert all(r.wall_send < collector.window_start for r in warm[6:])
     total = collector.total()
     assert collector.excluded == len(warm)
     assert total.requests == len(measured)
