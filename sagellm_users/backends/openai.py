@@ -125,9 +125,15 @@ def parse_event(data: bytes, t: float) -> Chunk:
     return chunk
 
 
-def _read_choice(choice: dict[str, Any], chunk: Chunk, texts: list[str]) -> None:
-    """Collect one streamed choice's text; non-text output (reasoning, tools) still counts."""
-    delta = choice.get("delta")
+def _read_choice(
+    choice: dict[str, Any], chunk: Chunk, texts: list[str], key: str = "delta"
+) -> None:
+    """Collect one choice's text; non-text output (reasoning, tools) still counts.
+
+    Chat puts the output under ``delta`` when streamed and ``message`` when not;
+    completions put it in ``text`` either way.
+    """
+    delta = choice.get(key)
     if isinstance(delta, dict):
         content = delta.get("content")
         if content:
@@ -157,17 +163,8 @@ def _parse_body(data: bytes, t: float) -> Chunk:
     chunk = Chunk(t, usage=_usage(obj.get("usage")))
     texts: list[str] = []
     for choice in obj.get("choices") or ():
-        message = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(message, dict):
-            content = message.get("content")
-            if content:
-                texts.append(content)
-            elif message.get("reasoning_content") or message.get("tool_calls"):
-                chunk.has_output = True
-        elif isinstance(choice, dict) and choice.get("text"):
-            texts.append(choice["text"])
-        if isinstance(choice, dict) and choice.get("finish_reason"):
-            chunk.finish_reason = choice["finish_reason"]
+        if isinstance(choice, dict):
+            _read_choice(choice, chunk, texts, key="message")
     chunk.text = "".join(texts)
     chunk.has_output = chunk.has_output or bool(texts)
     return chunk

@@ -212,13 +212,21 @@ class MetricsCollector:
             total.merge(stats)
         return total
 
-    def window(self) -> float:
-        """Seconds measured: from the window's start (or the first send) to the last completion."""
-        total = self.total()
-        if total.last_done is None:
-            return 0.0
+    def window_bounds(
+        self, total: EndpointStats | None = None
+    ) -> tuple[float | None, float | None]:
+        """Wall-clock start and end of what was measured: the window's start (or the first
+        send) and the last completion. Pass ``total`` when it is already at hand."""
+        total = self.total() if total is None else total
         start = self.window_start if self.window_start is not None else total.first_send
-        return max(0.0, total.last_done - (start if start is not None else total.last_done))
+        return start, total.last_done
+
+    def window(self, total: EndpointStats | None = None) -> float:
+        """Seconds measured, from :meth:`window_bounds`."""
+        start, end = self.window_bounds(total)
+        if start is None or end is None:
+            return 0.0
+        return max(0.0, end - start)
 
     def reset(self) -> None:
         self._stats.clear()

@@ -103,15 +103,17 @@ class Distribution:
 
     __slots__ = ("_count", "_exact", "_max", "_min", "_sketch", "_sorted", "_sum", "_sumsq")
 
+    _exact: list[float] | None
+    _sketch: _Sketch | None
+    _sorted: bool
+    _count: int
+    _sum: float
+    _sumsq: float
+    _min: float
+    _max: float
+
     def __init__(self, samples: Iterable[float] = ()) -> None:
-        self._exact: list[float] | None = []
-        self._sketch: _Sketch | None = None
-        self._sorted = True
-        self._count = 0
-        self._sum = 0.0
-        self._sumsq = 0.0
-        self._min = math.inf
-        self._max = -math.inf
+        self.clear()
         self.extend(samples)
 
     def add(self, value: float) -> None:

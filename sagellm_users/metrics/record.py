@@ -149,11 +149,11 @@ class RequestRecord:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RequestRecord:
-        """Rebuild a record from :meth:`to_json` output, e.g. one a worker sent the master.
+        """Rebuild a record from :meth:`to_json` output (a line of a records file).
 
-        The worker's perf_counter() means nothing on another machine, so times are rebuilt
+        The writer's perf_counter() means nothing in another process, so times are rebuilt
         on the wall clock from ``wall_start`` and the offsets; every difference (TTFT, ITL,
-        E2E) is exactly what the worker measured.
+        E2E) is exactly what was measured.
         """
 
         def seconds(key: str) -> float:

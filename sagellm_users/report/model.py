@@ -290,8 +290,8 @@ def build_report(
     percentiles = sorted({*percentiles, *_slo_percentiles(slos)})
     goodput = collector.good_request is not None
     total = collector.total()
-    duration = collector.window()
-    start = collector.window_start if collector.window_start is not None else total.first_send
+    start, end = collector.window_bounds(total)
+    duration = collector.window(total)
     by_name = [
         EndpointReport(
             name=name, **MetricsBlock.of(stats, duration, percentiles, goodput).model_dump()
@@ -313,7 +313,7 @@ def build_report(
         run=RunInfo(host=host, user_classes=user_classes, options=options),
         window=WindowInfo(
             start=_when(start),
-            end=_when(total.last_done),
+            end=_when(end),
             seconds=duration,
             warmup=warmup,
             measure_after_spawn=measure_after_spawn,

@@ -223,11 +223,12 @@ def _print_summary(runtime: LLMRuntime) -> None:
         )
     else:
         note = "first send to last completion"
+    total = collector.total()
     text = render_summary(
         collector.by_name,
-        collector.total(),
+        total,
         runtime.options.percentiles,
-        window=collector.window(),
+        window=collector.window(total),
         window_note=note,
     )
     if runtime.records is not None:

@@ -118,15 +118,15 @@ class LLMRuntime:
         window = self.window
         if self.live:
             self.recent.add(record)
-        if not window.active:
+        measured = not window.active or window.admits(
+            record.wall_send, record.wall_done, record.status == "cancelled"
+        )
+        if measured:
             collector.add(record)
-        elif window.admits(record.wall_send, record.wall_done, record.status == "cancelled"):
-            collector.add(record)
-            collector.window_start = window.start
         else:
             record.warmup = True
             collector.excluded += 1
-            collector.window_start = window.start
+        collector.window_start = window.start
         if self.records is not None:
             self.records.write(record)
         if record.status == "cancelled":
