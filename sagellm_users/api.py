@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import gevent
 from locust import User
 from locust.argument_parser import LocustArgumentParser, setup_parser_arguments
 from locust.env import Environment
@@ -63,9 +62,11 @@ def run_load_test(
         environment.events.init.fire(environment=environment, runner=runner, web_ui=None)
     except SystemExit:
         raise ConfigError("run_load_test: invalid options (see the line above)") from None
+    parsed.run_time = run_time  # the horizon --slo-early-stop judges against
     try:
         runner.start(users, spawn_rate=spawn_rate or users)
-        gevent.sleep(run_time)  # the test's duration, not a synchronisation
+        # Runs for run_time unless --slo-early-stop quits the runner first.
+        runner.greenlet.join(timeout=run_time)
         runner.quit()
     finally:
         environment.events.quitting.fire(environment=environment)

@@ -76,6 +76,24 @@ class _Sketch:
             return 0.0
         return float(_MAPPING.value(self.positive.key_at_rank(rank - negatives - self.zeros)))
 
+    def count_above(self, threshold: float) -> int:
+        """Samples in bins whose every value exceeds ``threshold`` (positive thresholds;
+        negative samples are never counted, so the result stays a lower bound)."""
+        if threshold <= _MIN_POSITIVE:
+            return int(self.positive.count)
+        first = _KEY(threshold) + 1
+        store = self.positive
+        return int(sum(c for i, c in enumerate(store.bins) if store.offset + i >= first))
+
+    def count_below(self, threshold: float) -> int:
+        """Samples in bins whose every value is under ``threshold`` (lower bound)."""
+        if threshold <= _MIN_POSITIVE:
+            return 0
+        last = _KEY(threshold) - 1
+        store = self.positive
+        below = sum(c for i, c in enumerate(store.bins) if store.offset + i <= last)
+        return int(below) + self.zeros + int(self.negative.count)
+
     def to_wire(self) -> dict[str, Any]:
         return {"p": _bins(self.positive), "n": _bins(self.negative), "z": self.zeros}
 
@@ -264,6 +282,29 @@ class Distribution:
         else:
             lo_value, hi_value = self._value_at(low), self._value_at(high)
         return lo_value + (hi_value - lo_value) * (rank - low)
+
+    def count_above(self, threshold: float) -> int:
+        """How many samples are certainly above ``threshold``: exact while exact; in sketch
+        mode the samples in bins wholly above it (a lower bound, never an overcount)."""
+        if self._count == 0 or self._max <= threshold:
+            return 0
+        if self._min > threshold:
+            return self._count
+        if self._exact is not None:
+            return sum(1 for value in self._exact if value > threshold)
+        assert self._sketch is not None
+        return self._sketch.count_above(threshold)
+
+    def count_below(self, threshold: float) -> int:
+        """How many samples are certainly below ``threshold`` (see :meth:`count_above`)."""
+        if self._count == 0 or self._min >= threshold:
+            return 0
+        if self._max < threshold:
+            return self._count
+        if self._exact is not None:
+            return sum(1 for value in self._exact if value < threshold)
+        assert self._sketch is not None
+        return self._sketch.count_below(threshold)
 
     def _value_at(self, index: int) -> float:
         low, high = float(self._min), float(self._max)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sagellm_users.report.model import (
     SCHEMA_VERSION,
     DistributionSummary,
+    EarlyStopInfo,
     EndpointReport,
     LLMReport,
     MetricsBlock,
@@ -24,6 +25,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "WRITERS",
     "DistributionSummary",
+    "EarlyStopInfo",
     "EndpointReport",
     "LLMReport",
     "MetricsBlock",

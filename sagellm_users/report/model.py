@@ -23,6 +23,7 @@ from sagellm_users.metrics.slo import SLO
 __all__ = [
     "SCHEMA_VERSION",
     "DistributionSummary",
+    "EarlyStopInfo",
     "EndpointReport",
     "FailureClass",
     "LLMReport",
@@ -215,6 +216,15 @@ class SLOResult(BaseModel):
     slo: str
     value: float | None
     passed: bool
+    lost_early: str | None = None
+    """Why the objective could no longer be met, when ``--slo-early-stop`` stopped on it."""
+
+
+class EarlyStopInfo(BaseModel):
+    """Set when ``--slo-early-stop`` ended the test before its planned end."""
+
+    at: datetime
+    objectives: dict[str, str] = Field(description="objective -> why it could not be met")
 
 
 class RunInfo(BaseModel):
@@ -236,6 +246,7 @@ class LLMReport(BaseModel):
     by_name: list[EndpointReport]
     by_user: list[EndpointReport]
     slos: list[SLOResult] = Field(default_factory=list)
+    early_stop: EarlyStopInfo | None = None
 
     @property
     def slos_passed(self) -> bool:
@@ -285,8 +296,13 @@ def build_report(
     warmup: str,
     measure_after_spawn: bool,
     slos: tuple[SLO, ...] = (),
+    early_stop: EarlyStopInfo | None = None,
 ) -> LLMReport:
-    """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`."""
+    """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
+
+    An objective ``early_stop`` names fails whatever its value at the end: it was stopped
+    on before the run could show how badly it failed."""
+    lost = early_stop.objectives if early_stop is not None else {}
     percentiles = sorted({*percentiles, *_slo_percentiles(slos)})
     goodput = collector.good_request is not None
     total = collector.total()
@@ -324,9 +340,15 @@ def build_report(
         by_name=by_name,
         by_user=by_user,
         slos=[
-            SLOResult(slo=s.text, value=(v := _slo_value(s, total_block)), passed=s.holds(v))
+            SLOResult(
+                slo=s.text,
+                value=(v := _slo_value(s, total_block)),
+                passed=s.holds(v) and s.text not in lost,
+                lost_early=lost.get(s.text),
+            )
             for s in slos
         ],
+        early_stop=early_stop,
     )
 
 

@@ -154,6 +154,10 @@ def render_slo_table(report: LLMReport) -> str:
         )
     verdict = "all objectives met" if report.slos_passed else "SLO FAILED"
     lines.append(f"    {verdict}")
+    stop = report.early_stop
+    if stop is not None:
+        lines.append(f"    stopped early at {stop.at:%H:%M:%S} UTC (--slo-early-stop):")
+        lines += [f"      {slo}: {reason}" for slo, reason in stop.objectives.items()]
     return "\n".join(lines)
 
 

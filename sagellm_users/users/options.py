@@ -123,6 +123,13 @@ def add_arguments(parser: Any) -> None:
         "exit code 3 when one fails (grammar in README)",
     )
     add(
+        "--slo-early-stop",
+        action="store_true",
+        default=False,
+        help="Stop the test as soon as an --slo objective can no longer be met, even by a "
+        "perfect rest of the run (bounded by --run-time; see README)",
+    )
+    add(
         "--llm-percentiles",
         default="50,90,95,99",
         help="Percentiles in the summary and reports, comma-separated (default 50,90,95,99)",
@@ -168,6 +175,7 @@ class LLMOptions(BaseModel):
     mock_args: tuple[str, ...] = ()
     reports: tuple[Path, ...] = ()
     slo: str = ""
+    slo_early_stop: bool = False
     percentiles: tuple[float, ...] = (50.0, 90.0, 95.0, 99.0)
     warmup_seconds: float = Field(0.0, ge=0)
     warmup_requests: int = Field(0, ge=0)
@@ -219,12 +227,18 @@ class LLMOptions(BaseModel):
             "llm_records": Path(records) if records else None,
             "mock_args": mock_args,
             "slo": _checked_slo(str(get(ns, "slo", "") or "")),
+            "slo_early_stop": bool(get(ns, "slo_early_stop", False)),
             "reports": tuple(Path(str(p)) for p in get(ns, "llm_report", None) or ()),
             "percentiles": _parse_percentiles(str(get(ns, "llm_percentiles", "") or "")),
             "warmup_seconds": warmup.seconds,
             "warmup_requests": warmup.requests,
             "measure_after_spawn": bool(get(ns, "measure_after_spawn", False)),
         }
+        if values["slo_early_stop"] and not values["slo"].strip():
+            raise ConfigError(
+                "--slo-early-stop: there is no objective to watch; add --slo, "
+                "e.g. --slo 'ttft_p99<=500ms'"
+            )
         try:
             return cls.model_validate(values)
         except ValidationError as exc:

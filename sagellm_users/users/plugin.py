@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -23,6 +24,7 @@ from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import RecordsWriter, render_summary
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
 from sagellm_users.report import (
+    EarlyStopInfo,
     LLMReport,
     build_report,
     check_report_path,
@@ -32,6 +34,7 @@ from sagellm_users.report import (
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
+from sagellm_users.users.slo_watch import SLOWatch
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -139,6 +142,10 @@ def _register_listeners(
         add_live_route(web_ui, runtime, _report)
     events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
+        watch = SLOWatch(environment, runtime, keep_ui=web_ui is not None)
+        events.test_start.add_listener(lambda **_kw: watch.start())
+        events.test_stop.add_listener(lambda **_kw: watch.stop())
+        events.quitting.add_listener(lambda **_kw: watch.stop())
         # quitting comes before Locust picks the exit code; quit, after its own tables.
         events.quitting.add_listener(lambda **_kw: _finish(runtime))
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
@@ -206,7 +213,7 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
 def _finish(runtime: LLMRuntime) -> None:
     """Build the final report once; with --slo, its verdict decides the exit code."""
     report = runtime.final_report = _report(runtime)
-    if report.slos:
+    if report.slos or report.early_stop is not None:
         runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
 
 
@@ -247,6 +254,7 @@ def _print_summary(runtime: LLMRuntime) -> None:
 
 def _report(runtime: LLMRuntime) -> LLMReport:
     options = runtime.options
+    stop = runtime.early_stop
     return build_report(
         runtime.collector,
         percentiles=list(options.percentiles),
@@ -256,4 +264,7 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         warmup=str(options.warmup),
         measure_after_spawn=options.measure_after_spawn,
         slos=options.slos,
+        early_stop=None
+        if stop is None
+        else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
     )

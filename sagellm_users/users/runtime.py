@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from locust.env import Environment
 
     from sagellm_users.report import LLMReport
+    from sagellm_users.users.slo_watch import EarlyStop
 
 __all__ = ["METRIC_ROW_TYPES", "LLMRuntime", "runtime_of"]
 
@@ -69,6 +70,8 @@ class LLMRuntime:
         """Whether this process serves the live view (it has a web UI)."""
         self.final_report: LLMReport | None = None
         """Built once when Locust quits (master or local runner)."""
+        self.early_stop: EarlyStop | None = None
+        """Set when --slo-early-stop ended the test (see users.slo_watch)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
         setattr(environment, _ATTRIBUTE, self)

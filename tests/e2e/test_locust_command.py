@@ -129,6 +129,7 @@ def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
         (["--llm-report", "report.txt"], "--llm-report"),
         (["--llm-percentiles", "50,abc"], "--llm-percentiles"),
         (["--warmup", "soon"], "--warmup"),
+        (["--slo-early-stop"], "--slo-early-stop: there is no objective"),
     ],
 )
 def test_invalid_options_stop_before_any_load(args: list[str], message: str) -> None:
@@ -259,3 +260,21 @@ def test_slo_gate_sets_the_exit_code(tmp_path: Path, slo: str, code: int, verdic
         for line in result.stdout.splitlines()
         if line.startswith("    ") and line.rstrip().endswith(("pass", "FAIL"))
     ]
+
+
+def test_slo_early_stop_ends_the_run_and_fails_the_gate(tmp_path: Path) -> None:
+    report = tmp_path / "early.json"
+    records = tmp_path / "early.jsonl"
+    result = locust(
+        "-f", CHAT, "--headless", "-u", "2", "-r", "2", "-t", "60s", "--max-tokens", "4",
+        "--slo", "e2el_max<=1ms", "--slo-early-stop", "--llm-report", str(report),
+        "--llm-records", str(records),
+    )  # fmt: skip
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "can no longer be met" in result.stderr
+    assert "stopped early at" in result.stdout and "SLO FAILED" in result.stdout
+    data = orjson.loads(report.read_bytes())
+    assert data["window"]["seconds"] < 30, "stopped long before --run-time"
+    assert list(data["early_stop"]["objectives"]) == ["e2el_max<=1ms"]
+    assert data["slos"][0]["passed"] is False
+    assert data["total"]["requests"] == len(read_records(records)) > 0

@@ -34,3 +34,34 @@ def test_run_load_test_rejects_bad_options_before_load() -> None:
         run_load_test([OpenAIChatUser], options=["--max-tokens", "-1"], run_time=1)
     with pytest.raises(ConfigError):
         run_load_test([OpenAIChatUser], options=["--no-such-option"], run_time=1)
+
+
+def test_run_load_test_stops_early_when_an_slo_is_lost() -> None:
+    """All TTFTs are 50 ms: a 1 ms max is lost with the first request, long before 60 s."""
+    report = run_load_test(
+        [OpenAIChatUser],
+        users=2,
+        run_time=60,
+        options=[
+            *("--max-tokens", "4", "--slo", "ttft_max<=1ms,error_rate<=1%"),
+            *("--slo-early-stop", "--mock-args", "--ttft-ms 50"),
+        ],
+    )
+    assert report.early_stop is not None
+    assert list(report.early_stop.objectives) == ["ttft_max<=1ms"]
+    assert report.window.seconds < 30, "stopped at the first check, not at --run-time"
+    lost, kept = report.slos
+    assert not lost.passed and lost.lost_early and kept.passed and kept.lost_early is None
+
+
+def test_run_load_test_runs_to_the_end_while_slos_can_still_be_met() -> None:
+    report = run_load_test(
+        [OpenAIChatUser],
+        users=2,
+        run_time=2.5,
+        options=["--max-tokens", "4", "--slo", "ttft_p50<=1ms", "--slo-early-stop"],
+    )
+    # p50 of 50 ms TTFTs fails at the end, but with 2.5 s to go the first checks cannot
+    # know: twice the traffic so far, all instant, would bring p50 under 1 ms.
+    assert report.window.seconds > 1.5
+    assert not report.slos_passed

@@ -89,3 +89,32 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
     assert total.ttft.percentile(0) == ttfts[0] and total.ttft.percentile(100) == ttfts[-1]
     users = {user for user, _name in runtime_of(master_env).collector.by_key}
     assert users == {"OpenAIChatUser"}
+
+
+def test_master_stops_the_test_once_an_slo_is_lost(mock_url: str, fast_reports: None) -> None:
+    """--slo-early-stop judges the merged data on the master and quits every worker."""
+    args = ["--host", mock_url, "--max-tokens", "4", "--slo", "ttft_max<=1ms", "--slo-early-stop"]
+    master_env = make_env(args)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    workers = []
+    for _ in range(2):
+        env = make_env(args)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        workers.append(worker)
+    assert wait_until(lambda: master.worker_count == 2)
+    runtime = runtime_of(master_env)
+    master.start(2, spawn_rate=2)
+    assert wait_until(lambda: runtime.early_stop is not None)
+    assert wait_until(lambda: len(master.greenlet) == 0), "the master quit"
+    for worker in workers:
+        worker.quit()
+    assert runtime.early_stop is not None
+    ((slo, reason),) = runtime.early_stop.reasons
+    assert slo == "ttft_max<=1ms" and "already" in reason
+    master_env.events.quitting.fire(environment=master_env)
+    report = runtime.final_report
+    assert report is not None and report.early_stop is not None
+    assert not report.slos_passed and report.slos[0].lost_early == reason
+    assert master_env.process_exit_code == 3

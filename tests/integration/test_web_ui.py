@@ -76,3 +76,21 @@ def test_web_ui_rejects_a_bad_option_and_stops(mock_url: str, caplog: Any) -> No
     run.finish()
     assert run.records == [], "no request is sent with options the form made invalid"
     assert any("--max-tokens" in message for message in caplog.messages)
+
+
+def test_web_ui_early_stop_stops_the_test_and_keeps_the_ui(mock_url: str) -> None:
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
+    stopped = gevent.event.Event()
+    run.environment.events.test_stop.add_listener(lambda **_kw: stopped.set())
+    client = _start(
+        run,
+        {"host": mock_url, "run_time": "60s", "slo": "ttft_max<=1ms", "slo_early_stop": "true"},
+    )
+    assert stopped.wait(20), "the lost objective stopped the test"
+    live = client.get("/llm/stats").json
+    assert run.runner.state == "stopped" and len(run.runner.greenlet) > 0, "stopped, not quit"
+    run.finish()
+    assert live is not None
+    lost = live["cumulative"]["early_stop"]["objectives"]
+    assert list(lost) == ["ttft_max<=1ms"]
+    assert live["cumulative"]["slos"][0]["passed"] is False
