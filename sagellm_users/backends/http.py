@@ -22,6 +22,7 @@ from time import perf_counter
 import httptools
 
 from sagellm_users._closing import Closeable
+from sagellm_users.backends.cooperative import CooperativeReader, Expired
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
 from sagellm_users.errors import (
     ConnectError,
@@ -201,6 +202,7 @@ class HttpExchange:
         "_body_bytes",
         "_deadline",
         "_parser",
+        "_reader",
         "_request",
         "_sink",
         "_sock",
@@ -218,6 +220,8 @@ class HttpExchange:
         self._transport = transport
         self._request = request
         self._sock: socket.socket | None = None
+        self._reader: CooperativeReader | None = None
+        """Set under gevent on plain TCP: the cheap read path with one lazy deadline timer."""
         self._sink, self._parser = _new_parser()
         self._deadline: float | None = None
         self._t_read = 0.0
@@ -240,6 +244,7 @@ class HttpExchange:
         except _StaleConnection:
             # A pooled connection the server had already closed: standard practice is one
             # retry on a fresh connection, since nothing reached the server.
+            self._end_reads()
             sock.close()
             if not reused:
                 raise ConnectError("the server closed the connection before answering") from None
@@ -258,9 +263,12 @@ class HttpExchange:
 
     def _write_and_read_headers(self, sock: socket.socket) -> None:
         timeouts = self._transport.timeouts
+        reader = self._reader = CooperativeReader.for_socket(sock)
         self.t_send = perf_counter()
         if timeouts.total is not None:
             self._deadline = self.t_send + timeouts.total
+        if reader is not None:
+            reader.arm(self._seconds_to_deadline(self.t_send), self._on_deadline)
         try:
             sock.settimeout(timeouts.read)
             sock.sendall(self._request)
@@ -283,8 +291,31 @@ class HttpExchange:
             first = False
             self._feed(data)
 
+    def _seconds_to_deadline(self, now: float) -> float:
+        """Seconds from ``now`` until the read timeout or the total timeout, if sooner."""
+        assert self.t_send is not None
+        idle_end = max(self._t_read, self.t_send) + self._transport.timeouts.read
+        deadline = idle_end if self._deadline is None else min(idle_end, self._deadline)
+        return deadline - now
+
+    def _on_deadline(self) -> None:
+        """The lazy timer fired (in the event loop): expire, or sleep until the new deadline.
+
+        Reads push the read deadline forward without touching the timer; only here, at most
+        once per read-timeout period, is it moved."""
+        reader = self._reader
+        if reader is None or self._sock is None:
+            return
+        left = self._seconds_to_deadline(perf_counter())
+        if left <= 1e-3:
+            reader.expire()
+        else:
+            reader.arm(left, self._on_deadline)
+
     def _recv(self, stale_on_reset: bool = False) -> bytes:
         """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
+        if self._reader is not None:
+            return self._recv_cooperative(self._reader, stale_on_reset)
         sock = self._sock
         assert sock is not None
         deadline = self._deadline
@@ -301,6 +332,29 @@ class HttpExchange:
             self._abort()
             if deadline is not None and perf_counter() >= deadline - 1e-3:
                 raise TotalTimeout(self._total_message()) from None
+            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
+        except ConnectionResetError:
+            if stale_on_reset:
+                raise _StaleConnection from None
+            self._abort()
+            raise StreamCutError(
+                f"connection reset by the server after {self._body_bytes} body bytes"
+            ) from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectError(f"reading the response failed: {_os_reason(exc)}") from None
+        self._t_read = perf_counter()
+        return data
+
+    def _recv_cooperative(self, reader: CooperativeReader, stale_on_reset: bool) -> bytes:
+        try:
+            data = reader.recv(_RECV_BYTES)
+        except Expired:
+            self._abort()
+            deadline = self._deadline
+            if deadline is not None and perf_counter() >= deadline - 1e-3:
+                raise TotalTimeout(self._total_message()) from None
+            read_timeout = self._transport.timeouts.read
             raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
         except ConnectionResetError:
             if stale_on_reset:
@@ -361,6 +415,7 @@ class HttpExchange:
 
     def _finish(self) -> None:
         self.t_done = self._t_read or perf_counter()
+        self._end_reads()
         sock, self._sock = self._sock, None
         if sock is None:
             return
@@ -369,9 +424,15 @@ class HttpExchange:
         else:
             sock.close()
 
+    def _end_reads(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.disarm()
+
     def _abort(self) -> None:
         if self.t_done is None:
             self.t_done = perf_counter()
+        self._end_reads()
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()

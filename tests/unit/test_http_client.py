@@ -25,6 +25,7 @@ import pytest
 
 from sagellm_users.backends import GenerationRequest, OpenAIClient, Timeouts
 from sagellm_users.backends.base import Chunk, Usage
+from sagellm_users.backends.cooperative import CooperativeReader
 from sagellm_users.backends.http import HttpTransport, parse_base_url
 from sagellm_users.errors import (
     ConfigError,
@@ -222,6 +223,15 @@ def free_port() -> int:
 @pytest.fixture(autouse=True)
 def _no_env_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True, params=["cooperative", "portable"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both read paths: gevent's raw socket with one lazy deadline timer
+    (the load-test path), and ``sock.recv`` with socket timeouts (TLS, no gevent)."""
+    if request.param == "portable":
+        monkeypatch.setattr(CooperativeReader, "for_socket", classmethod(lambda cls, sock: None))
+    return str(request.param)
 
 
 # -- response bytes -----------------------------------------------------------------------------
@@ -859,6 +869,36 @@ def test_total_timeout_while_events_trickle(serve: Callable[[Script], ScriptedSe
     assert chunks, "events arrived before the limit"
     assert stream.t_send is not None and stream.t_done is not None
     assert 0.29 <= stream.t_done - stream.t_send < 3.0
+
+
+def test_events_slower_than_nothing_but_faster_than_the_read_timeout_never_time_out(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    """The read deadline moves with every read: 8 events 0.1 s apart under a 0.25 s read
+    timeout take 0.8 s and must all arrive (the lazy timer re-arms, it does not expire)."""
+
+    def script(conn: Connection) -> None:
+        assert conn.read_request() is not None
+        conn.send(CHUNKED_SSE_HEAD)
+        for n in range(8):
+            conn.server.stopping.wait(0.1)
+            conn.send(chunk(sse(delta(f"t{n}"))))
+        conn.send(chunk(sse(b"[DONE]")) + LAST_CHUNK)
+
+    server = serve(script)
+    with client_for(server.url, timeouts=Timeouts(connect=2, read=0.25)) as client:
+        chunks = list(client.stream(chat()))
+    assert [c.text for c in chunks] == [f"t{n}" for n in range(8)]
+
+
+def test_gevent_sockets_take_the_cooperative_read_path(
+    serve: Callable[[Script], ScriptedServer], read_path: str
+) -> None:
+    server = serve(lambda conn: None)
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        reader = CooperativeReader.for_socket(sock)
+    assert (reader is not None) == (read_path == "cooperative")
 
 
 # -- URLs, keys and headers --------------------------------------------------------------------
