@@ -1,9 +1,10 @@
 """Routes and request handling: what vLLM's OpenAI server would answer, and when.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /health``. Like vLLM, ``--api-key`` guards every path under ``/v1`` (401
-``{"error":"Unauthorized"}``); unknown paths get FastAPI's 404 ``{"detail":"Not Found"}`` and
-known paths with the wrong method a 405 with an ``allow`` header.
+``GET /health``, ``GET /metrics`` (Prometheus text with vLLM's metric names). Like vLLM,
+``--api-key`` guards every path under ``/v1`` (401 ``{"error":"Unauthorized"}``); unknown
+paths get FastAPI's 404 ``{"detail":"Not Found"}`` and known paths with the wrong method a
+405 with an ``allow`` header.
 
 Injected HTTP faults (500, 429) are answered at once without taking a capacity slot; an
 injected stream fault is admitted and fails about halfway (see :mod:`.generation`).
@@ -24,6 +25,7 @@ from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
 from .generation import BufferedGeneration, StreamingGeneration
+from .metrics import METRICS_CONTENT_TYPE, render_metrics
 from .simulation import Fault, Planner
 from .validation import (
     GenerationRequest,
@@ -74,6 +76,7 @@ class MockApp:
             b"/v1/completions": (b"POST", self._completions),
             b"/v1/models": (b"GET", self._models),
             b"/health": (b"GET", self._health),
+            b"/metrics": (b"GET", self._metrics),
         }
 
     # Handler protocol ---------------------------------------------------------------------
@@ -108,6 +111,10 @@ class MockApp:
 
     def _health(self, conn: HttpConnection, request: Request) -> None:
         self._reply(conn, request, 200, b"", content_type=None)
+
+    def _metrics(self, conn: HttpConnection, request: Request) -> None:
+        body = render_metrics(self.admission, self.config.model)
+        self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
 
     def _models(self, conn: HttpConnection, request: Request) -> None:
         c = self.config
@@ -187,6 +194,7 @@ class MockApp:
         )
         created = int(time.time())
         t_request = request.t_received if c.send_timestamps else None
+        self.admission.prompt_tokens += req.prompt_tokens
 
         def done(status: int) -> None:
             self._log(request, status)

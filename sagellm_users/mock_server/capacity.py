@@ -3,6 +3,7 @@
 This is how the mock models an overloaded engine: a request that waits here has already
 received its response headers, so the wait shows up in its TTFT exactly as queueing does in
 a real server. The count of running sequences also drives ``--tbt-per-running-ms``.
+The same object counts what the engine produced, for the mock's ``/metrics``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Admission:
     they reach the head and are then dropped, which keeps cancellation O(1).
     """
 
-    __slots__ = ("_queue", "limit", "running")
+    __slots__ = ("_queue", "finished", "generated_tokens", "limit", "prompt_tokens", "running")
 
     def __init__(self, limit: int = 0) -> None:
         if limit < 0:
@@ -38,6 +39,11 @@ class Admission:
         self.limit = limit
         self.running = 0
         self._queue: deque[Waiter] = deque()
+        self.generated_tokens = 0
+        """Tokens sent (streamed) or delivered (whole bodies), as vLLM counts generation."""
+        self.prompt_tokens = 0
+        self.finished = 0
+        """Requests that ran to their end without an error."""
 
     @property
     def waiting(self) -> int:

@@ -15,7 +15,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable
 from time import perf_counter
-from typing import Protocol
+from typing import Protocol, cast
 
 import httptools
 
@@ -89,8 +89,8 @@ class HttpConnection(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self._transport = cast(asyncio.Transport, transport)
         # asyncio sets TCP_NODELAY only when the socket's proto is IPPROTO_TCP, and accepted
         # sockets report proto 0. Without it Nagle holds each token's small write until the
         # client ACKs the previous one, and delayed ACKs add ~40 ms to reused connections.

@@ -159,6 +159,7 @@ class StreamingGeneration(_Timed):
         if 0 < i != plan.error_at and n < plan.n_tokens:
             # The hot path: a mid-stream token. Scheduling is inlined on purpose.
             self._write(self._enc.token(plan.words[i], n, perf_counter()))
+            self._admission.generated_tokens += 1
             self._index = n
             gaps = plan.gaps_s
             gap = plan.tbt_s if gaps is None else gaps[i]
@@ -189,10 +190,13 @@ class StreamingGeneration(_Timed):
             if self._include_usage:
                 data += enc.usage(n, t)
             self._write(data + DONE_AND_END)
+            self._admission.generated_tokens += 1
+            self._admission.finished += 1
             self._complete(200)
             return
         t = perf_counter()
         self._write(enc.preamble(t) + enc.token(word, n, t))
+        self._admission.generated_tokens += 1
         self._index = n
         self._schedule(i)
 
@@ -259,4 +263,6 @@ class BufferedGeneration(_Timed):
         text = "".join([TOKEN_TEXT[w] for w in plan.words])
         body = self._render(text, plan.n_tokens, perf_counter())
         self._write(simple_response(200, body, keep_alive=self._keep_alive))
+        self._admission.generated_tokens += plan.n_tokens
+        self._admission.finished += 1
         self._complete(200)

@@ -8,7 +8,6 @@ the handling of stop signals during shutdown live here so that :mod:`.server` an
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable
-from typing import cast
 
 from .config import MockServerConfig
 
@@ -40,12 +38,10 @@ ReadyCallback = Callable[[str], None]
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when it is installed (optional), else the stdlib's."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return asyncio.new_event_loop()
-    return cast(asyncio.AbstractEventLoop, uvloop.new_event_loop())
+    """The stdlib's loop, on purpose: uvloop (libuv) rounds timers to whole milliseconds and
+    fires them up to 1 ms early, which a mock that paces tokens to 0.1 ms cannot afford;
+    measured, it saved only 11% of the mock's CPU per streamed event."""
+    return asyncio.new_event_loop()
 
 
 def print_ready(url: str) -> None:

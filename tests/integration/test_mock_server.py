@@ -482,3 +482,32 @@ def test_two_workers_serve_and_stop_cleanly() -> None:
     assert code == 0
     for child in children:  # the parent reaped its workers before exiting
         assert not os.path.exists(f"/proc/{child}")
+
+
+def _metric_values(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name_labels, value = line.rsplit(" ", 1)
+            name, _, labels = name_labels.partition("{")
+            assert labels == 'model_name="mock-llm"}', line
+            values[name] = float(value)
+    return values
+
+
+def test_metrics_count_what_the_engine_produced() -> None:
+    with MockServerProcess(["--ttft-ms", "1", "--tbt-ms", "1"]) as mock:
+        assert mock.url is not None
+        status, headers, body = call(mock.url, "GET", "/metrics")
+        assert status == 200 and headers["content-type"].startswith("text/plain")
+        assert _metric_values(body.decode())["vllm:generation_tokens_total"] == 0
+        stream_all(mock.url, CHAT, {"messages": MESSAGES, "max_tokens": 5, "stream": True,
+                                    "ignore_eos": True})  # fmt: skip
+        call(mock.url, "POST", CMPL, {"prompt": "a b", "max_tokens": 3, "ignore_eos": True})
+        _, _, body = call(mock.url, "GET", "/metrics")
+    values = _metric_values(body.decode())
+    assert values["vllm:generation_tokens_total"] == 5 + 3
+    assert values["vllm:request_success_total"] == 2
+    assert values["vllm:prompt_tokens_total"] == 7 + 2
+    assert values["vllm:num_requests_running"] == values["vllm:num_requests_waiting"] == 0
+    assert "# TYPE vllm:generation_tokens counter" in body.decode()
