@@ -314,42 +314,10 @@ class HttpExchange:
 
     def _recv(self, stale_on_reset: bool = False) -> bytes:
         """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
-        if self._reader is not None:
-            return self._recv_cooperative(self._reader, stale_on_reset)
-        sock = self._sock
-        assert sock is not None
-        deadline = self._deadline
-        read_timeout = self._transport.timeouts.read
-        if deadline is not None:
-            remaining = deadline - perf_counter()
-            if remaining <= 0:
-                self._abort()
-                raise TotalTimeout(self._total_message())
-            sock.settimeout(min(read_timeout, remaining))
+        reader = self._reader
         try:
-            data = sock.recv(_RECV_BYTES)
-        except TimeoutError:
-            self._abort()
-            if deadline is not None and perf_counter() >= deadline - 1e-3:
-                raise TotalTimeout(self._total_message()) from None
-            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
-        except ConnectionResetError:
-            if stale_on_reset:
-                raise _StaleConnection from None
-            self._abort()
-            raise StreamCutError(
-                f"connection reset by the server after {self._body_bytes} body bytes"
-            ) from None
-        except OSError as exc:
-            self._abort()
-            raise ConnectError(f"reading the response failed: {_os_reason(exc)}") from None
-        self._t_read = perf_counter()
-        return data
-
-    def _recv_cooperative(self, reader: CooperativeReader, stale_on_reset: bool) -> bytes:
-        try:
-            data = reader.recv(_RECV_BYTES)
-        except Expired:
+            data = reader.recv(_RECV_BYTES) if reader is not None else self._recv_portable()
+        except (TimeoutError, Expired):
             self._abort()
             deadline = self._deadline
             if deadline is not None and perf_counter() >= deadline - 1e-3:
@@ -368,6 +336,19 @@ class HttpExchange:
             raise ConnectError(f"reading the response failed: {_os_reason(exc)}") from None
         self._t_read = perf_counter()
         return data
+
+    def _recv_portable(self) -> bytes:
+        """``sock.recv`` under a socket timeout: the path for TLS and sockets without gevent."""
+        sock = self._sock
+        assert sock is not None
+        deadline = self._deadline
+        read_timeout = self._transport.timeouts.read
+        if deadline is not None:
+            remaining = deadline - perf_counter()
+            if remaining <= 0:
+                raise TimeoutError  # the request's time is up before this read
+            sock.settimeout(min(read_timeout, remaining))
+        return sock.recv(_RECV_BYTES)
 
     def _total_message(self) -> str:
         return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"

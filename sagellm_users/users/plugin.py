@@ -213,7 +213,7 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
 def _finish(runtime: LLMRuntime) -> None:
     """Build the final report once; with --slo, its verdict decides the exit code."""
     report = runtime.final_report = _report(runtime)
-    if report.slos or report.early_stop is not None:
+    if report.slos:  # an early stop always has its objectives here
         runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
 
 
