@@ -26,6 +26,7 @@ from .config import MockServerConfig
 from .connection import HttpConnection, Request
 from .generation import BufferedGeneration, StreamingGeneration
 from .metrics import METRICS_CONTENT_TYPE, render_metrics
+from .pacer import Pacer
 from .simulation import Fault, Planner
 from .validation import (
     GenerationRequest,
@@ -65,6 +66,7 @@ class MockApp:
     ) -> None:
         self.config = config
         self.loop = loop
+        self.pacer = Pacer(loop)
         self.planner = Planner(config, seed)
         self.admission = Admission(config.max_concurrency)
         self.connections: set[HttpConnection] = set()
@@ -213,7 +215,7 @@ class MockApp:
             )
             conn.write(stream_head(request.keep_alive))
             gen = StreamingGeneration(
-                loop=self.loop,
+                pacer=self.pacer,
                 admission=self.admission,
                 plan=plan,
                 write=conn.stream_write,
@@ -238,7 +240,7 @@ class MockApp:
                 )
 
             gen = BufferedGeneration(
-                loop=self.loop,
+                pacer=self.pacer,
                 admission=self.admission,
                 plan=plan,
                 write=conn.write,

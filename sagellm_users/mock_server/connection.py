@@ -10,6 +10,7 @@ are decoded by the parser. The connection knows nothing about routes; it hands e
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import traceback
 from collections import deque
@@ -25,6 +26,7 @@ from .wire import error_body, simple_response
 __all__ = ["Handler", "HttpConnection", "Request"]
 
 _MAX_PIPELINED = 32
+_os_write = os.write
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -72,6 +74,8 @@ class HttpConnection(asyncio.Protocol):
         self._handler = handler
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
+        self._fd = -1  # the socket, for direct token writes; -1 when not a plain socket
+        self._queued = False  # the transport may hold bytes not yet sent
         self._closed = False
         self._busy = False
         self._in_dispatch = False
@@ -97,6 +101,8 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock is not None and transport.get_extra_info("sslcontext") is None:
+            self._fd = sock.fileno()
         self._handler.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
@@ -172,15 +178,41 @@ class HttpConnection(asyncio.Protocol):
         """Send bytes now (asyncio buffers what the socket does not take)."""
         if not self._closed and self._transport is not None:
             self._transport.write(data)
+            self._queued = True
 
     @property
     def stream_write(self) -> Callable[[bytes], None]:
-        """``transport.write`` itself, for the per-token hot path.
+        """The per-token hot path: :meth:`_write_direct` on a plain socket, else :meth:`write`."""
+        return self.write if self._fd < 0 else self._write_direct
 
-        Generations are cancelled when the connection is lost, so they never write to a
-        dead transport; skipping :meth:`write`'s check saves a call per event.
+    def _write_direct(self, data: bytes) -> None:
+        """One ``write(2)`` on the socket, skipping asyncio's ``transport.write`` bookkeeping.
+
+        Order is kept: while the transport holds unsent bytes everything goes through it,
+        and whatever the socket does not take now is handed to it. The descriptor is safe
+        to use while the connection is open: asyncio closes it only after
+        ``connection_lost`` (which sets ``_closed``) has run. Errors are left to the
+        transport too, so a broken connection is reported the usual way.
         """
-        return self.write if self._transport is None else self._transport.write
+        if self._closed:
+            return
+        transport = self._transport
+        assert transport is not None
+        if self._queued:
+            if transport.get_write_buffer_size():
+                transport.write(data)
+                return
+            self._queued = False
+        try:
+            sent = _os_write(self._fd, data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            transport.write(data)
+            return
+        if sent != len(data):
+            self._queued = True
+            transport.write(data[sent:])
 
     def response_done(self) -> None:
         """The current response is complete: close, or answer the next request."""

@@ -2,13 +2,15 @@
 
 A generation is admitted by :class:`~.capacity.Admission`, waits its TTFT, then emits one
 token per timer callback. There is no coroutine per token and no sleep loop: each token is
-one ``loop.call_at`` on an absolute schedule (first token at ``t_admit + ttft``, every next
+one :meth:`.pacer.Pacer.call_at` (one asyncio timer shared by the process) on an absolute
+schedule (first token at ``t_admit + ttft``, every next
 deadline is the previous *deadline* plus the gap, never "now" plus the gap), so late
 callbacks do not accumulate drift. With ``--tbt-per-running-ms`` each gap also grows with
 the number of running sequences, read when the gap is scheduled.
 
-Accuracy: asyncio sleeps in epoll with millisecond granularity rounded up, so an event is
-written 0-1 ms after its deadline (more under CPU overload); because deadlines are absolute,
+Accuracy: asyncio sleeps in epoll with millisecond granularity rounded up and the pacer
+groups deadlines into quarter-millisecond ticks, so an event is written 0-1.25 ms after its
+deadline (more under CPU overload); because deadlines are absolute,
 this lateness never accumulates and mean gaps stay exact. ``--send-timestamps`` reports the
 real send times.
 
@@ -20,12 +22,12 @@ of stalling every stream on one slow reader.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from time import perf_counter
 from typing import Protocol
 
 from .capacity import Admission
+from .pacer import Pacer
 from .simulation import TOKEN_TEXT, Plan
 from .wire import DONE_AND_END, StreamEncoder, error_body, simple_response
 
@@ -53,9 +55,8 @@ class _Timed:
         "_admission",
         "_deadline",
         "_done",
-        "_handle",
         "_index",
-        "_loop",
+        "_pacer",
         "_per_running_s",
         "_plan",
         "_state",
@@ -65,21 +66,20 @@ class _Timed:
     def __init__(
         self,
         *,
-        loop: asyncio.AbstractEventLoop,
+        pacer: Pacer,
         admission: Admission,
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
         per_running_s: float = 0.0,
     ) -> None:
-        self._loop = loop
+        self._pacer = pacer
         self._admission = admission
         self._plan = plan
         self._write = write
         self._done = done
         self._per_running_s = per_running_s
         self._state = _QUEUED
-        self._handle: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._index = 0
 
@@ -91,16 +91,13 @@ class _Timed:
     def admit(self) -> None:
         """Called by :class:`Admission` when a slot is ours: start the TTFT clock."""
         self._state = _RUNNING
-        self._deadline = self._loop.time() + self._plan.ttft_s
-        self._handle = self._loop.call_at(self._deadline, self._tick)
+        self._deadline = self._pacer.time() + self._plan.ttft_s
+        self._pacer.call_at(self._deadline, self._tick)
 
     def cancel(self) -> None:
-        """The client went away: stop the timer and give the slot back."""
+        """The client went away: give the slot back; the pending tick will find us done."""
         if self._state == _DONE:
             return
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
         if self._state == _RUNNING:
             self._admission.release()
         self._state = _DONE
@@ -112,11 +109,10 @@ class _Timed:
         if self._per_running_s:
             gap += self._per_running_s * self._admission.running
         self._deadline += gap
-        self._handle = self._loop.call_at(self._deadline, self._tick)
+        self._pacer.call_at(self._deadline, self._tick)
 
     def _complete(self, status: int) -> None:
         self._state = _DONE
-        self._handle = None
         self._admission.release()
         self._done(status)
 
@@ -132,7 +128,7 @@ class StreamingGeneration(_Timed):
     def __init__(
         self,
         *,
-        loop: asyncio.AbstractEventLoop,
+        pacer: Pacer,
         admission: Admission,
         plan: Plan,
         write: Callable[[bytes], None],
@@ -142,7 +138,7 @@ class StreamingGeneration(_Timed):
         per_running_s: float = 0.0,
     ) -> None:
         super().__init__(
-            loop=loop,
+            pacer=pacer,
             admission=admission,
             plan=plan,
             write=write,
@@ -153,12 +149,14 @@ class StreamingGeneration(_Timed):
         self._include_usage = include_usage
 
     def _tick(self) -> None:
+        if self._state != _RUNNING:
+            return  # cancelled while this tick was pending
         i = self._index
         plan = self._plan
         n = i + 1
         if 0 < i != plan.error_at and n < plan.n_tokens:
             # The hot path: a mid-stream token. Scheduling is inlined on purpose.
-            self._write(self._enc.token(plan.words[i], n, perf_counter()))
+            self._write(self._enc.next_token(plan.words[i], n))
             self._admission.generated_tokens += 1
             self._index = n
             gaps = plan.gaps_s
@@ -166,7 +164,7 @@ class StreamingGeneration(_Timed):
             if self._per_running_s:
                 gap += self._per_running_s * self._admission.running
             self._deadline += gap
-            self._handle = self._loop.call_at(self._deadline, self._tick)
+            self._pacer.call_at(self._deadline, self._tick)
             return
         self._edge_tick(i, n)
 
@@ -213,7 +211,7 @@ class BufferedGeneration(_Timed):
     def __init__(
         self,
         *,
-        loop: asyncio.AbstractEventLoop,
+        pacer: Pacer,
         admission: Admission,
         plan: Plan,
         write: Callable[[bytes], None],
@@ -223,7 +221,7 @@ class BufferedGeneration(_Timed):
         per_running_s: float = 0.0,
     ) -> None:
         super().__init__(
-            loop=loop,
+            pacer=pacer,
             admission=admission,
             plan=plan,
             write=write,
@@ -245,10 +243,12 @@ class BufferedGeneration(_Timed):
         decode = target * plan.tbt_s if gaps is None else sum(gaps[:target])
         self._state = _RUNNING
         self._index = target
-        self._deadline = self._loop.time() + plan.ttft_s + decode
-        self._handle = self._loop.call_at(self._deadline, self._tick)
+        self._deadline = self._pacer.time() + plan.ttft_s + decode
+        self._pacer.call_at(self._deadline, self._tick)
 
     def _tick(self) -> None:
+        if self._state != _RUNNING:
+            return  # cancelled while this tick was pending
         i = self._index
         if i < self._target:
             self._index = i + 1

@@ -81,6 +81,7 @@ async def run_server(
         server.close()
         for conn in list(app.connections):
             conn.close()
+        app.pacer.close()
         for signum in installed:
             loop.remove_signal_handler(signum)
         with contextlib.suppress(TimeoutError):

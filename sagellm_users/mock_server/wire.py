@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from http import HTTPStatus
+from time import perf_counter
 from typing import Any, ClassVar
 
 import orjson
@@ -151,6 +152,7 @@ class StreamEncoder:
     FINAL_CLOSE: ClassVar[bytes]  # with one %b for the finish reason
 
     __slots__ = (
+        "_chunks",
         "_continuous",
         "_fast_len",
         "_head",
@@ -185,6 +187,7 @@ class StreamEncoder:
         self._head = b"data: " + self._pre + self.TEXT_OPEN
         self._tail = self.MID_CLOSE + b"}\n\n"
         self._fast_len = len(self._head) + len(self._tail)
+        self._chunks: dict[bytes, bytes] = {}  # word -> chunk, when chunks do not vary
 
     def _extras(self, n_done: int, t_send: float) -> bytes:
         out = _usage(self._prompt_tokens, n_done) if self._continuous else b""
@@ -199,6 +202,20 @@ class StreamEncoder:
         return _event_chunk(
             self._pre + self.TEXT_OPEN + word + self.MID_CLOSE + self._extras(n_done, t_send) + b"}"
         )
+
+    def next_token(self, word: bytes, n_done: int) -> bytes:
+        """:meth:`token` for the per-token hot path, stamped with the time of the call.
+
+        Without usage or timestamps a word's chunk is the same every time, so it is built
+        once per request and reused (the vocabulary is small; a 256-token stream builds
+        at most 50).
+        """
+        if self._plain:
+            chunk = self._chunks.get(word)
+            if chunk is None:
+                chunk = self._chunks[word] = self.token(word, n_done, 0.0)
+            return chunk
+        return self.token(word, n_done, perf_counter())
 
     def final_token(self, word: bytes, n_done: int, finish_reason: str, t_send: float) -> bytes:
         """The last token chunk, carrying ``finish_reason`` and ``stop_reason``."""
