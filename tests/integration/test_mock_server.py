@@ -511,3 +511,61 @@ def test_metrics_count_what_the_engine_produced() -> None:
     assert values["vllm:prompt_tokens_total"] == 7 + 2
     assert values["vllm:num_requests_running"] == values["vllm:num_requests_waiting"] == 0
     assert "# TYPE vllm:generation_tokens counter" in body.decode()
+
+
+def test_a_reader_that_stalls_gets_every_event_in_order_afterwards() -> None:
+    """Tokens the socket cannot take are queued behind each other, never reordered.
+
+    60,000 tokens (7 MB) at no delay overflow the socket buffers while the client reads nothing,
+    so the mock switches from direct writes to asyncio's buffer and back."""
+    n = 60_000
+    args = ["--ttft-ms", "0", "--tbt-ms", "0", "--max-model-len", str(2 * n)]
+    with MockServerProcess(args) as mock:
+        assert mock.url is not None
+        parts = urlsplit(mock.url)
+        assert parts.hostname == "127.0.0.1" and parts.port is not None
+        body = orjson.dumps(
+            {"model": "mock-llm", "messages": MESSAGES, "max_tokens": n, "ignore_eos": True,
+             "stream": True, "stream_options": {"include_usage": True}}
+        )  # fmt: skip
+        with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            sock.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%b"
+                % (len(body), body)
+            )
+            # Read nothing until the mock has written every token (most of it queued).
+            deadline = time.monotonic() + 20
+            while _generated(mock.url) < n:
+                assert time.monotonic() < deadline, "the mock stopped generating"
+            raw = bytearray()
+            while chunk := sock.recv(1 << 16):
+                raw += chunk
+    head, _, chunked = bytes(raw).partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    payload = _dechunk(chunked)
+    events = [line[6:] for line in payload.split(b"\n") if line.startswith(b"data: ")]
+    assert events[-1] == b"[DONE]"
+    parsed = [orjson.loads(e) for e in events[:-1]]
+    texts = [e["choices"][0]["delta"].get("content") for e in parsed if e["choices"]]
+    assert sum(1 for t in texts if t) == n
+    assert parsed[-1]["usage"]["completion_tokens"] == n
+
+
+def _generated(url: str) -> int:
+    for line in call(url, "GET", "/metrics")[2].decode().splitlines():
+        if line.startswith("vllm:generation_tokens_total"):
+            return int(float(line.split()[-1]))
+    raise AssertionError("no vllm:generation_tokens_total in /metrics")
+
+
+def _dechunk(data: bytes) -> bytes:
+    out, pos = bytearray(), 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end], 16)
+        if size == 0:
+            return bytes(out)
+        out += data[end + 2 : end + 2 + size]
+        pos = end + 2 + size + 2
