@@ -86,8 +86,12 @@ def test_a_failing_callback_does_not_stop_the_rest_of_its_tick() -> None:
         def broken() -> None:
             raise RuntimeError("boom")
 
+        def after() -> None:
+            ran.append("after")
+            done.set_result(None)
+
         pacer.call_at(when, broken)
-        pacer.call_at(when, lambda: (ran.append("after"), done.set_result(None)))
+        pacer.call_at(when, after)
         return done
 
     run(body)
@@ -101,8 +105,12 @@ def test_an_earlier_deadline_rearms_the_timer() -> None:
     def body(loop: asyncio.AbstractEventLoop, pacer: Pacer) -> asyncio.Future[None]:
         done: asyncio.Future[None] = loop.create_future()
         now = loop.time()
+        def early() -> None:
+            order.append("early")
+            done.set_result(None)
+
         pacer.call_at(now + 1.0, lambda: order.append("late"))
-        pacer.call_at(now + 0.001, lambda: (order.append("early"), done.set_result(None)))
+        pacer.call_at(now + 0.001, early)
         return done
 
     run(body)
@@ -130,7 +138,12 @@ def test_a_deadline_maps_to_the_first_tick_at_or_after_it(offset: float) -> None
     def body(loop: asyncio.AbstractEventLoop, pacer: Pacer) -> asyncio.Future[None]:
         done: asyncio.Future[None] = loop.create_future()
         when = loop.time() + 0.002 + offset
-        pacer.call_at(when, lambda: (fired.append(loop.time() - when), done.set_result(None)))
+
+        def callback() -> None:
+            fired.append(loop.time() - when)
+            done.set_result(None)
+
+        pacer.call_at(when, callback)
         return done
 
     run(body)
