@@ -69,7 +69,8 @@ class Chunk:
     ``t`` is the ``perf_counter()`` reading taken right after the read that completed this
     event. ``has_output`` is true when the event carries generated output (text, reasoning,
     tool-call deltas or token ids): only those count for TTFT and ITL. ``n_tokens`` is set
-    when the server says how many tokens the event carries.
+    when the server says how many tokens the event carries. ``response_id`` is the
+    server's id of the response (OpenAI's ``id``), to line records up with server logs.
     """
 
     t: float
@@ -78,6 +79,7 @@ class Chunk:
     n_tokens: int | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
+    response_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -105,7 +105,8 @@ def parse_event(data: bytes, t: float) -> Chunk:
         raise MalformedEventError(f"stream event is not a JSON object: {excerpt(data)!r}")
     if "error" in obj or obj.get("object") == "error":
         _raise_error_object(obj)
-    chunk = Chunk(t)
+    rid = obj.get("id")
+    chunk = Chunk(t, response_id=rid if isinstance(rid, str) else None)
     usage = obj.get("usage")
     if usage:
         chunk.usage = _usage(usage)
@@ -160,7 +161,10 @@ def _parse_body(data: bytes, t: float) -> Chunk:
     if not isinstance(obj, dict):
         raise MalformedEventError(f"response body is not a JSON object: {excerpt(data)!r}")
     _raise_error_object(obj)
-    chunk = Chunk(t, usage=_usage(obj.get("usage")))
+    rid = obj.get("id")
+    chunk = Chunk(
+        t, usage=_usage(obj.get("usage")), response_id=rid if isinstance(rid, str) else None
+    )
     texts: list[str] = []
     for choice in obj.get("choices") or ():
         if isinstance(choice, dict):

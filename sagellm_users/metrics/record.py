@@ -56,6 +56,11 @@ class RequestRecord:
     error_message: str | None = None
     warmup: bool = False
     """Left out of the report: sent before the measurement window began."""
+    response_id: str | None = None
+    """The server's id of the response, to line the record up with server logs."""
+    start_lag_s: float | None = None
+    """How late the request started after the moment it was meant to (the end of the
+    user's wait): the client's own scheduling delay. None when not known."""
 
     # -- token counts with their provenance ------------------------------------------------
     @property
@@ -191,6 +196,8 @@ class RequestRecord:
             error_class=data.get("error_class"),
             error_message=data.get("error"),
             warmup=bool(data.get("warmup", False)),
+            response_id=data.get("response_id"),
+            start_lag_s=seconds("start_lag_ms") if data.get("start_lag_ms") is not None else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -230,4 +237,6 @@ class RequestRecord:
             "error_class": self.error_class,
             "error": self.error_message,
             "warmup": self.warmup,
+            "response_id": self.response_id,
+            "start_lag_ms": ms(self.start_lag_s),
         }

@@ -27,6 +27,7 @@ from .connection import HttpConnection, Request
 from .generation import BufferedGeneration, StreamingGeneration
 from .metrics import METRICS_CONTENT_TYPE, render_metrics
 from .pacer import Pacer
+from .send_log import SendLog
 from .simulation import Fault, Planner
 from .validation import (
     GenerationRequest,
@@ -67,6 +68,7 @@ class MockApp:
         self.config = config
         self.loop = loop
         self.pacer = Pacer(loop)
+        self.send_log = None if config.send_log is None else SendLog(config.send_log)
         self.planner = Planner(config, seed)
         self.admission = Admission(config.max_concurrency)
         self.connections: set[HttpConnection] = set()
@@ -198,13 +200,19 @@ class MockApp:
         t_request = request.t_received if c.send_timestamps else None
         self.admission.prompt_tokens += req.prompt_tokens
 
+        encoder_cls = ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
+        send_log = self.send_log if req.stream else None
+        sent: list[float] | None = None if send_log is None else []
+
         def done(status: int) -> None:
             self._log(request, status)
+            if send_log is not None and sent is not None:
+                send_log.write(encoder_cls.ID_PREFIX.decode() + plan.request_hex,
+                               request.t_received, sent)  # fmt: skip
             conn.response_done()
 
         gen: StreamingGeneration | BufferedGeneration
         if req.stream:
-            encoder_cls = ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
             encoder = encoder_cls(
                 request_hex=plan.request_hex,
                 created=created,
@@ -223,6 +231,7 @@ class MockApp:
                 encoder=encoder,
                 include_usage=req.include_usage,
                 per_running_s=self._per_running_s,
+                sent=sent,
             )
         else:
             build = chat_body if req.kind == "chat" else completion_body

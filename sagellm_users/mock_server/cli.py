@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="add mock_t_request / mock_t_send (time.perf_counter) to every JSON chunk",
     )
+    srv.add_argument(
+        "--send-log",
+        metavar="PATH",
+        default=None,
+        help="append one JSON line per streamed response: its id, when the request arrived "
+        "and when each output event was written (time.perf_counter seconds), to measure a "
+        "client's timestamps against the truth",
+    )
     srv.add_argument("--log-requests", action="store_true", help="one stderr line per request")
     srv.add_argument(
         "--exit-on-stdin-eof",

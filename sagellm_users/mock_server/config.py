@@ -9,6 +9,7 @@ command-line flag.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 
 __all__ = ["MockServerConfig", "parse_token_range"]
@@ -64,6 +65,7 @@ class MockServerConfig:
     retry_after_s: int = 1
     seed: int = 0
     send_timestamps: bool = False
+    send_log: str | None = None
     api_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
@@ -110,6 +112,11 @@ class MockServerConfig:
             out.append(f"the error rates must add up to at most 1, got {total:g}")
         need(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
         need(self.api_key is None or bool(self.api_key), "api_key", "must not be empty")
+        need(
+            self.send_log is None or os.path.isdir(os.path.dirname(self.send_log) or "."),
+            "send_log",
+            "must be a file in an existing directory",
+        )
         need(bool(self.host), "host", "must not be empty")
         need(0 <= self.port <= 65535, "port", "must be within [0, 65535]")
         need(self.workers >= 1, "workers", "must be >= 1")

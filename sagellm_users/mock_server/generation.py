@@ -123,7 +123,7 @@ class _Timed:
 class StreamingGeneration(_Timed):
     """Writes one SSE event (one HTTP chunk) per token as its deadline passes."""
 
-    __slots__ = ("_enc", "_include_usage")
+    __slots__ = ("_enc", "_include_usage", "_sent")
 
     def __init__(
         self,
@@ -136,6 +136,7 @@ class StreamingGeneration(_Timed):
         encoder: StreamEncoder,
         include_usage: bool,
         per_running_s: float = 0.0,
+        sent: list[float] | None = None,
     ) -> None:
         super().__init__(
             pacer=pacer,
@@ -147,6 +148,7 @@ class StreamingGeneration(_Timed):
         )
         self._enc = encoder
         self._include_usage = include_usage
+        self._sent = sent  # --send-log: perf_counter() just before each output write
 
     def _tick(self) -> None:
         if self._state != _RUNNING:
@@ -156,6 +158,8 @@ class StreamingGeneration(_Timed):
         n = i + 1
         if 0 < i != plan.error_at and n < plan.n_tokens:
             # The hot path: a mid-stream token. Scheduling is inlined on purpose.
+            if self._sent is not None:
+                self._sent.append(perf_counter())
             self._write(self._enc.next_token(plan.words[i], n))
             self._admission.generated_tokens += 1
             self._index = n
@@ -187,13 +191,18 @@ class StreamingGeneration(_Timed):
                 data = enc.preamble(t) + data
             if self._include_usage:
                 data += enc.usage(n, t)
+            if self._sent is not None:
+                self._sent.append(perf_counter())
             self._write(data + DONE_AND_END)
             self._admission.generated_tokens += 1
             self._admission.finished += 1
             self._complete(200)
             return
         t = perf_counter()
-        self._write(enc.preamble(t) + enc.token(word, n, t))
+        data = enc.preamble(t) + enc.token(word, n, t)
+        if self._sent is not None:
+            self._sent.append(perf_counter())
+        self._write(data)
         self._admission.generated_tokens += 1
         self._index = n
         self._schedule(i)

@@ -82,6 +82,8 @@ async def run_server(
         for conn in list(app.connections):
             conn.close()
         app.pacer.close()
+        if app.send_log is not None:
+            app.send_log.close()
         for signum in installed:
             loop.remove_signal_handler(signum)
         with contextlib.suppress(TimeoutError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sagellm_users.report.model import (
     SCHEMA_VERSION,
+    ClientHealthReport,
     DistributionSummary,
     EarlyStopInfo,
     EndpointReport,
@@ -14,6 +15,7 @@ from sagellm_users.report.model import (
 from sagellm_users.report.writers import (
     WRITERS,
     check_report_path,
+    render_client_health,
     render_csv,
     render_json,
     render_markdown,
@@ -24,6 +26,7 @@ from sagellm_users.report.writers import (
 __all__ = [
     "SCHEMA_VERSION",
     "WRITERS",
+    "ClientHealthReport",
     "DistributionSummary",
     "EarlyStopInfo",
     "EndpointReport",
@@ -31,6 +34,7 @@ __all__ = [
     "MetricsBlock",
     "build_report",
     "check_report_path",
+    "render_client_health",
     "render_csv",
     "render_json",
     "render_markdown",

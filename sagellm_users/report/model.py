@@ -18,10 +18,12 @@ from pydantic import BaseModel, Field
 
 from sagellm_users.metrics.collector import EndpointStats, MetricsCollector
 from sagellm_users.metrics.distribution import Distribution
+from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.slo import SLO
 
 __all__ = [
     "SCHEMA_VERSION",
+    "ClientHealthReport",
     "DistributionSummary",
     "EarlyStopInfo",
     "EndpointReport",
@@ -36,6 +38,8 @@ __all__ = [
     "build_report",
     "percentile_label",
 ]
+
+_HEALTH_PERCENTILES = [50.0, 90.0, 99.0]
 
 SCHEMA_VERSION: Literal[1] = 1
 
@@ -227,6 +231,52 @@ class EarlyStopInfo(BaseModel):
     objectives: dict[str, str] = Field(description="objective -> why it could not be met")
 
 
+class ProcessHealthReport(BaseModel):
+    """One load-generating process measuring itself (see :mod:`sagellm_users.metrics.health`)."""
+
+    process: str
+    loop_lag_ms: DistributionSummary
+    start_lag_ms: DistributionSummary
+    cpu_mean: float | None = Field(description="CPU time / wall time; 1.0 is one full core")
+    cpu_peak: float
+
+    @classmethod
+    def of(cls, process: str, health: ProcessHealth) -> ProcessHealthReport:
+        return cls(
+            process=process,
+            loop_lag_ms=DistributionSummary.of(health.loop_lag, _HEALTH_PERCENTILES, 1e3),
+            start_lag_ms=DistributionSummary.of(health.start_lag, _HEALTH_PERCENTILES, 1e3),
+            cpu_mean=health.cpu_mean,
+            cpu_peak=health.cpu_peak,
+        )
+
+
+class ClientHealthReport(BaseModel):
+    """Whether the load generator kept up, so its timings can be trusted."""
+
+    trustworthy: bool
+    warnings: list[str]
+    processes: int
+    processes_needed: int
+    total: ProcessHealthReport
+    """Every process merged; ``cpu_peak`` is the busiest process's."""
+    by_process: list[ProcessHealthReport]
+
+    @classmethod
+    def of(cls, health: ClientHealth) -> ClientHealthReport:
+        verdict = health.verdict()
+        return cls(
+            trustworthy=verdict.trustworthy,
+            warnings=list(verdict.warnings),
+            processes=verdict.processes,
+            processes_needed=verdict.processes_needed,
+            total=ProcessHealthReport.of("all", health.total()),
+            by_process=[
+                ProcessHealthReport.of(name, h) for name, h in sorted(health.processes.items())
+            ],
+        )
+
+
 class RunInfo(BaseModel):
     host: str | None
     user_classes: list[str]
@@ -247,6 +297,8 @@ class LLMReport(BaseModel):
     by_user: list[EndpointReport]
     slos: list[SLOResult] = Field(default_factory=list)
     early_stop: EarlyStopInfo | None = None
+    client: ClientHealthReport | None = None
+    """The load generator's own lag and CPU; None when it did not measure itself."""
 
     @property
     def slos_passed(self) -> bool:
@@ -297,6 +349,7 @@ def build_report(
     measure_after_spawn: bool,
     slos: tuple[SLO, ...] = (),
     early_stop: EarlyStopInfo | None = None,
+    health: ClientHealth | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -349,6 +402,7 @@ def build_report(
             for s in slos
         ],
         early_stop=early_stop,
+        client=ClientHealthReport.of(health) if health is not None and health.processes else None,
     )
 
 

@@ -16,7 +16,13 @@ from pathlib import Path
 import orjson
 
 from sagellm_users.errors import ConfigError
-from sagellm_users.report.model import DistributionSummary, EndpointReport, LLMReport, MetricsBlock
+from sagellm_users.report.model import (
+    ClientHealthReport,
+    DistributionSummary,
+    EndpointReport,
+    LLMReport,
+    MetricsBlock,
+)
 
 __all__ = [
     "WRITERS",
@@ -132,6 +138,8 @@ def render_markdown(report: LLMReport) -> bytes:
             lines.append(f"| {failure.error_class} | {failure.count} | {example} |")
     if report.slos:
         lines += ["", "```", render_slo_table(report), "```"]
+    if report.client is not None:
+        lines += ["", "```", render_client_health(report.client), "```"]
     p = t.token_provenance
     lines += [
         "",
@@ -158,6 +166,22 @@ def render_slo_table(report: LLMReport) -> str:
     if stop is not None:
         lines.append(f"    stopped early at {stop.at:%H:%M:%S} UTC (--slo-early-stop):")
         lines += [f"      {slo}: {reason}" for slo, reason in stop.objectives.items()]
+    return "\n".join(lines)
+
+
+def render_client_health(client: ClientHealthReport) -> str:
+    """One line on whether the load generator kept up, then any warnings."""
+    t = client.total
+    loop, start = t.loop_lag_ms.percentiles, t.start_lag_ms.percentiles
+    cpu = "-" if t.cpu_mean is None else f"{t.cpu_mean:.0%}"  # merged: the mean per process
+    start_text = f"start lag p99 {_fmt(start.get('p99'))} ms, " if t.start_lag_ms.count else ""
+    verdict = "timings trustworthy" if client.trustworthy else "TIMINGS NOT TRUSTWORTHY"
+    lines = [
+        f"Client: {client.processes} load-generating process(es); event-loop lag "
+        f"p50 {_fmt(loop.get('p50'))} / p99 {_fmt(loop.get('p99'))} ms, {start_text}"
+        f"CPU {cpu} of a core per process (peak {t.cpu_peak:.0%}): {verdict}"
+    ]
+    lines += [f"  WARNING: {warning}" for warning in client.warnings]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import time
 from time import perf_counter
 from typing import Any, ClassVar
 
+import gevent
 from gevent import GreenletExit
 from locust import User, task
 from locust.exception import StopUser
@@ -58,6 +59,16 @@ class LLMUser(User):
         if not self.host:
             raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
         self.client = self.llm.create_client(self.backend, self.host)
+        self._intended_start: float | None = None
+        # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
+        # request starts after its wait ends (the start lag in the client health report).
+        taskset = getattr(self, "_taskset_instance", None)
+        if taskset is not None:
+            taskset._sleep = self._timed_sleep
+
+    def _timed_sleep(self, seconds: float) -> None:
+        self._intended_start = perf_counter() + max(0.0, seconds)
+        gevent.sleep(seconds)
 
     def on_stop(self) -> None:
         client = getattr(self, "client", None)
@@ -88,6 +99,8 @@ class LLMUser(User):
     def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
         """Send ``request``, time it, record it and report it; never raises for a failed
         request (the failure is in the returned record and in Locust's stats)."""
+        intended = getattr(self, "_intended_start", None)
+        self._intended_start = None
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,
@@ -100,6 +113,8 @@ class LLMUser(User):
             t_start=perf_counter(),
             prompt_chars=len(request.prompt_text()),
         )
+        if intended is not None:
+            record.start_lag_s = max(0.0, record.t_start - intended)
         error: BaseException | None = None
         stream = None
         try:
@@ -146,6 +161,8 @@ def _consume(stream: ResponseStream, record: RequestRecord) -> None:
     per_chunk: list[int] | None = []
     counted = 0
     for chunk in stream:
+        if record.response_id is None:
+            record.response_id = chunk.response_id
         usage = chunk.usage
         completion = usage.completion_tokens if usage is not None else None
         if chunk.has_output:

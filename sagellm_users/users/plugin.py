@@ -28,9 +28,11 @@ from sagellm_users.report import (
     LLMReport,
     build_report,
     check_report_path,
+    render_client_health,
     render_slo_table,
     write_report,
 )
+from sagellm_users.users.health_probe import HealthProbe
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
@@ -49,6 +51,7 @@ log = logging.getLogger("sagellm_users")
 
 _INSTALLED = "_sagellm_installed"
 _REPORT_KEY = "sagellm_metrics"
+_HEALTH_KEY = "sagellm_health"
 SLO_FAILED_EXIT = 3
 """Process exit code when an --slo objective is not met."""
 
@@ -122,6 +125,9 @@ def _register_listeners(
         lambda **_kw: runtime_of(environment).window.spawning_complete(time.time())
     )
     events.reset_stats.add_listener(runtime.collector.reset)
+    events.reset_stats.add_listener(runtime.reset_health)
+    if not isinstance(runner, MasterRunner):
+        _start_health_probe(environment, runtime, runner)
     if isinstance(runner, WorkerRunner):
         worker = runner
         if records is not None:
@@ -134,7 +140,7 @@ def _register_listeners(
         )
     if isinstance(runner, MasterRunner):
         events.worker_report.add_listener(
-            lambda client_id, data: _merge_worker_report(runtime, data.get(_REPORT_KEY, {}))
+            lambda client_id, data: _merge_worker_report(runtime, client_id, data)
         )
     if web_ui is not None:
         runtime.live = True
@@ -199,15 +205,36 @@ def _reload_options(environment: Environment) -> None:
             gevent.spawn(runner.stop)
 
 
-def _merge_worker_report(runtime: LLMRuntime, data: dict[str, Any]) -> None:
-    runtime.collector.merge_wire(data)
+def _start_health_probe(
+    environment: Environment, runtime: LLMRuntime, runner: Runner | None
+) -> None:
+    """Self-measurement where the load is generated: local runner or worker, during tests."""
+    if isinstance(runner, WorkerRunner):
+        worker = runner
+        probe = HealthProbe(lambda: runtime.own_health, name=str(worker.client_id))
+    else:
+        runtime.measure_here()
+        probe = HealthProbe(lambda: runtime.own_health)
+    events = environment.events
+    events.test_start.add_listener(lambda **_kw: probe.start())
+    events.test_stop.add_listener(lambda **_kw: probe.stop())
+    events.quitting.add_listener(lambda **_kw: probe.stop())
+
+
+def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, Any]) -> None:
+    metrics = data.get(_REPORT_KEY, {})
+    runtime.collector.merge_wire(metrics)
     if runtime.live:
-        runtime.recent.merge_wire(data)
+        runtime.recent.merge_wire(metrics)
+    health = data.get(_HEALTH_KEY)
+    if health is not None:
+        runtime.health.merge_wire(str(client_id), health)
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     """Ship what this worker measured since its last report; the master merges it."""
     data[_REPORT_KEY] = runtime.collector.drain()
+    data[_HEALTH_KEY] = runtime.drain_health()
 
 
 def _finish(runtime: LLMRuntime) -> None:
@@ -245,6 +272,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     report = runtime.final_report or _report(runtime)
     if report.slos:
         text += "\n" + render_slo_table(report)
+    if report.client is not None:
+        text += "\n" + render_client_health(report.client)
     for path in runtime.options.reports:
         write_report(report, path)
         text += f"\nReport: {path}"
@@ -267,4 +296,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         early_stop=None
         if stop is None
         else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
+        health=runtime.health,
     )

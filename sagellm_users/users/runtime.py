@@ -9,13 +9,14 @@ file and fires Locust's request events.
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gevent.lock import Semaphore
 
 from sagellm_users.backends import BackendClient, Timeouts, create_client
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.live import RecentMetrics
 from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.window import MeasurementWindow
@@ -61,6 +62,12 @@ class LLMRuntime:
         """The last minute in one-second slices, for the live /llm/stats view."""
         self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
+        self.health = ClientHealth()
+        """The load generators' own lag and CPU: this process's, or every worker's."""
+        self.own_health = ProcessHealth()
+        """Where this process's probe and start lags land: on a local runner the entry
+        in ``health`` (see :meth:`measure_here`), on a worker a delta for the master."""
+        self._health_name: str | None = None
         self.records: RecordsWriter | None = None
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
@@ -96,6 +103,22 @@ class LLMRuntime:
             timeouts=Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout),
         )
 
+    def drain_health(self) -> dict[str, Any]:
+        """A worker's self-measurements since its last report, as wire data."""
+        data = self.own_health.to_wire()
+        self.own_health = ProcessHealth()
+        return data
+
+    def measure_here(self, name: str = "local") -> None:
+        """This process generates the load and reports it itself (a local runner)."""
+        self._health_name = name
+        self.own_health = self.health.process(name)
+
+    def reset_health(self) -> None:
+        self.health.reset()
+        name = self._health_name
+        self.own_health = ProcessHealth() if name is None else self.health.process(name)
+
     def next_prompt(self) -> str:
         return next(self._prompts)
 
@@ -119,6 +142,8 @@ class LLMRuntime:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         collector = self.collector
         window = self.window
+        if record.start_lag_s is not None:
+            self.own_health.start_lag.add(record.start_lag_s)
         if self.live:
             self.recent.add(record)
         measured = not window.active or window.admits(

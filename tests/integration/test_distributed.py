@@ -89,6 +89,13 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
     assert total.ttft.percentile(0) == ttfts[0] and total.ttft.percentile(100) == ttfts[-1]
     users = {user for user, _name in runtime_of(master_env).collector.by_key}
     assert users == {"OpenAIChatUser"}
+    # Each worker's self-measurements reach the master under its own id, none on the master.
+    health = runtime_of(master_env).health
+    assert set(health.processes) == {str(w.client_id) for w in workers}
+    assert all(h.loop_lag.count > 0 for h in health.processes.values())
+    assert sum(h.start_lag.count for h in health.processes.values()) == sum(
+        r.start_lag_s is not None for r in every
+    )
 
 
 def test_master_stops_the_test_once_an_slo_is_lost(mock_url: str, fast_reports: None) -> None:

@@ -55,6 +55,16 @@ def test_chat_users_measure_the_mock_timing(mock_url: str, tmp_path: Path) -> No
     first = orjson.loads(lines[0])
     assert first["output_tokens"] == 20 and len(first["out_ms"]) == 20
     assert first["ttft_ms"] == pytest.approx(first["out_ms"][0])
+    assert str(first["response_id"]).startswith("chatcmpl-")
+    assert len({r.response_id for r in ok}) == len(ok), "each record names its own response"
+
+    # The runner measured itself while the load ran: loop lag, start lags, CPU.
+    health = run.runtime.health
+    assert list(health.processes) == ["local"]
+    local = health.processes["local"]
+    assert local.loop_lag.count > 0
+    assert local.start_lag.count == sum(r.start_lag_s is not None for r in records) > 0
+    assert all(r.start_lag_s is None or r.start_lag_s >= 0 for r in records)
 
 
 def test_completions_and_no_stream(mock_url: str) -> None:

@@ -105,6 +105,7 @@ def test_an_earlier_deadline_rearms_the_timer() -> None:
     def body(loop: asyncio.AbstractEventLoop, pacer: Pacer) -> asyncio.Future[None]:
         done: asyncio.Future[None] = loop.create_future()
         now = loop.time()
+
         def early() -> None:
             order.append("early")
             done.set_result(None)

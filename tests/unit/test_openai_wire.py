@@ -148,7 +148,7 @@ def test_build_payload_does_not_change_the_request() -> None:
 
 def test_role_only_chunk_has_no_output() -> None:
     chunk = parse_event(_chat_chunk(_delta(role="assistant", content="")), T)
-    assert chunk == Chunk(T)
+    assert chunk == Chunk(T, response_id="chatcmpl-1")
     assert not chunk.has_output
 
 
@@ -435,3 +435,9 @@ def test_non_streamed_error_body_raises() -> None:
 def test_non_streamed_malformed_body(body: bytes, match: str) -> None:
     with pytest.raises(MalformedEventError, match=match):
         _parse_body(body, T)
+
+
+def test_response_id_is_kept_when_it_is_a_string() -> None:
+    assert parse_event(b'{"id":"cmpl-9","choices":[]}', T).response_id == "cmpl-9"
+    assert parse_event(b'{"id":7,"choices":[]}', T).response_id is None
+    assert parse_event(b'{"choices":[]}', T).response_id is None
