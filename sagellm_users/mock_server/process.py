@@ -27,6 +27,7 @@ __all__ = [
     "describe",
     "new_event_loop",
     "print_ready",
+    "raise_open_files_limit",
     "server_url",
     "watch_stdin_eof",
 ]
@@ -42,6 +43,32 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     fires them up to 1 ms early, which a mock that paces tokens to 0.1 ms cannot afford;
     measured, it saved only 11% of the mock's CPU per streamed event."""
     return asyncio.new_event_loop()
+
+
+MIN_OPEN_FILES = 10000
+"""What Locust asks for too: a stream is a connection, and thousands of streams is the point."""
+
+
+def raise_open_files_limit() -> None:
+    """Lift the soft open-files limit towards the hard one, as Locust does for its side.
+
+    A default soft limit of 1024 would refuse connections long before the mock is busy;
+    when the system does not allow more, connections beyond the limit are refused and the
+    clients report it."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = MIN_OPEN_FILES if hard == resource.RLIM_INFINITY else min(MIN_OPEN_FILES, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError):
+            sys.stderr.write(
+                f"sagellm-mock-server: open-files limit {soft} could not be raised to "
+                f"{wanted}; raise it (ulimit -n) to serve that many streams\n"
+            )
 
 
 def print_ready(url: str) -> None:

@@ -14,7 +14,15 @@ from __future__ import annotations
 import sys
 
 from .config import MockServerConfig
-from .process import ReadyCallback, bind_socket, describe, new_event_loop, print_ready, server_url
+from .process import (
+    ReadyCallback,
+    bind_socket,
+    describe,
+    new_event_loop,
+    print_ready,
+    raise_open_files_limit,
+    server_url,
+)
 from .runner import run_server
 from .workers import serve_workers
 
@@ -30,6 +38,7 @@ def serve(config: MockServerConfig, *, on_ready: ReadyCallback | None = None) ->
     :func:`.runner.run_server` with your own stop event instead.
     """
     ready = print_ready if on_ready is None else on_ready
+    raise_open_files_limit()
     sock = bind_socket(config.host, config.port)
     if config.workers > 1:
         return serve_workers(config, sock, ready)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import resource
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from sagellm_users.mock_server import MockServerConfig
 from sagellm_users.mock_server.cli import build_parser, parse_config
 from sagellm_users.mock_server.config import parse_token_range
+from sagellm_users.mock_server.process import MIN_OPEN_FILES, raise_open_files_limit
 
 
 def test_defaults_match_the_documented_values() -> None:
@@ -115,3 +118,22 @@ def test_command_line_errors_exit_2_with_a_message(
         parse_config(argv)
     assert info.value.code == 2
     assert expected in capsys.readouterr().err
+
+
+def test_the_open_files_limit_is_raised_towards_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    low = min(256, soft)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    try:
+        raise_open_files_limit()
+        raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        expected = MIN_OPEN_FILES if hard == resource.RLIM_INFINITY else min(MIN_OPEN_FILES, hard)
+        assert raised == max(low, expected)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_send_log_needs_an_existing_directory(tmp_path: Path) -> None:
+    MockServerConfig(send_log=str(tmp_path / "send.jsonl"))
+    with pytest.raises(ValueError, match="send_log .*--send-log.* existing directory"):
+        MockServerConfig(send_log=str(tmp_path / "missing" / "send.jsonl"))
