@@ -135,5 +135,5 @@ def test_the_open_files_limit_is_raised_towards_the_hard_limit() -> None:
 
 def test_send_log_needs_an_existing_directory(tmp_path: Path) -> None:
     MockServerConfig(send_log=str(tmp_path / "send.jsonl"))
-    with pytest.raises(ValueError, match="send_log .*--send-log.* existing directory"):
+    with pytest.raises(ValueError, match=r"send_log .*--send-log.* existing directory"):
         MockServerConfig(send_log=str(tmp_path / "missing" / "send.jsonl"))
