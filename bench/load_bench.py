@@ -30,6 +30,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 from sagellm_users.mock_server import MockServerProcess  # noqa: E402
 
+SEND_LOG = "mock-send.jsonl"
 VLLM_SKIPPED = "skipped: needs --vllm-python with vllm and --vllm-tokenizer"
 _VLLM_MAIN = """
 import argparse, sys
@@ -67,6 +70,12 @@ class ClientResult:
     itl_p99_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p99_ms: float | None = None
+    rss_peak_mb: float = 0.0
+    delay_p50_ms: float | None = None
+    delay_p99_ms: float | None = None
+    ttft_error_p99_ms: float | None = None
+    joined_events: int = 0
+    health: dict[str, Any] | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -118,9 +127,10 @@ def measure(
         if core is not None:  # before it spawns anything: its children inherit the core
             os.sched_setaffinity(proc.pid, {core})
         client = psutil.Process(proc.pid)
-        time.sleep(args.warmup)  # pacing the benchmark's phases, not synchronisation
+        # Pacing the benchmark's phases (not synchronisation), sampling memory meanwhile.
+        result.rss_peak_mb = sample_rss(client, args.warmup)
         cpu0, mock0, events0, t0 = tree_cpu(client), _cpu(mock), generated_tokens(url), _now()
-        time.sleep(args.duration)
+        result.rss_peak_mb = max(result.rss_peak_mb, sample_rss(client, args.duration))
         cpu1, mock1, events1, t1 = tree_cpu(client), _cpu(mock), generated_tokens(url), _now()
         try:
             proc.wait(timeout=args.warmup + args.duration + 60)
@@ -137,6 +147,22 @@ def measure(
     return result
 
 
+def sample_rss(proc: psutil.Process, seconds: float) -> float:
+    """Wait ``seconds`` while sampling the process tree's resident memory; the peak in MB."""
+    peak = 0.0
+    end = _now() + seconds
+    while (left := end - _now()) > 0:
+        rss = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                rss += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        peak = max(peak, rss / 2**20)
+        time.sleep(min(0.5, left))
+    return peak
+
+
 def _cpu(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.user + times.system)
@@ -151,7 +177,8 @@ def sagellm_client(args: argparse.Namespace, url: str, work: Path) -> tuple[list
     run_time = math.ceil(args.warmup + args.duration + 2)
     cmd = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "chat.py"),
-        "--headless", "-u", str(args.streams), "-r", str(args.streams), "-t", f"{run_time}s",
+        "--headless", "-u", str(args.streams), "-r", str(args.spawn_rate or args.streams),
+        "-t", f"{run_time}s",
         "--host", url, "--max-tokens", str(args.tokens), "--ignore-eos", "--only-summary",
         "--warmup", f"{args.warmup:g}s", "--llm-percentiles", "50,99",
         "--llm-report", str(report), "--llm-records", str(work / "sagellm.jsonl"),
@@ -163,12 +190,65 @@ def read_sagellm(result: ClientResult, report: Path) -> None:
     if not report.exists():
         result.note = result.note or "no report written"
         return
-    total = json.loads(report.read_bytes())["total"]
+    data = json.loads(report.read_bytes())
+    total = data["total"]
     result.itl_p50_ms = total["itl_ms"]["percentiles"]["p50"]
     result.itl_p99_ms = total["itl_ms"]["percentiles"]["p99"]
     result.ttft_p50_ms = total["ttft_ms"]["percentiles"]["p50"]
     result.ttft_p99_ms = total["ttft_ms"]["percentiles"]["p99"]
     result.extra = {"completed": total["completed"], "failed": total["failed"]}
+    client = data.get("client")
+    if client is not None:
+        result.health = {
+            "trustworthy": client["trustworthy"],
+            "processes_needed": client["processes_needed"],
+            "loop_lag_p99_ms": client["total"]["loop_lag_ms"]["percentiles"]["p99"],
+            "cpu_mean": client["total"]["cpu_mean"],
+            "warnings": client["warnings"],
+        }
+    records = report.with_suffix(".jsonl")
+    send_log = report.parent / SEND_LOG
+    if records.exists() and send_log.exists():
+        join_accuracy(result, records, send_log)
+
+
+def join_accuracy(result: ClientResult, records: Path, send_log: Path) -> None:
+    """Each measured record against the mock's own send times, joined by response id.
+
+    Event delay = client read time - mock write time, per output event; TTFT error =
+    client TTFT - (mock first write - mock request arrival). Both clocks are
+    perf_counter() (CLOCK_MONOTONIC) on one machine."""
+    truth: dict[str, tuple[float, list[float]]] = {}
+    with send_log.open("rb") as lines:
+        for line in lines:
+            entry = orjson.loads(line)
+            truth[entry["id"]] = (entry["t_received"], entry["t_send"])
+    delays: list[float] = []
+    ttft_errors: list[float] = []
+    with records.open("rb") as lines:
+        for line in lines:
+            record = orjson.loads(line)
+            if record["status"] != "ok" or record["warmup"] or record["t_send"] is None:
+                continue
+            match = truth.get(record.get("response_id") or "")
+            if match is None or len(match[1]) != len(record["out_ms"]):
+                continue
+            received, sent = match
+            t_send = record["t_send"]
+            reads = [t_send + ms / 1e3 for ms in record["out_ms"]]
+            delays.extend(read - mock for read, mock in zip(reads, sent, strict=True))
+            ttft_errors.append((reads[0] - t_send) - (sent[0] - received))
+    if len(delays) < 2 or len(ttft_errors) < 2:
+        result.note = result.note or "no records joined with the mock's send log"
+        return
+    result.joined_events = len(delays)
+    result.delay_p50_ms = statistics.median(delays) * 1e3
+    result.delay_p99_ms = _p99(delays) * 1e3
+    result.ttft_error_p99_ms = _p99(ttft_errors) * 1e3
+
+
+def _p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
 def vllm_client(args: argparse.Namespace, url: str, work: Path) -> tuple[list[str], Path]:
@@ -224,7 +304,8 @@ def print_table(results: list[ClientResult], args: argparse.Namespace, placement
     vllm = next((r for r in results if r.client == "vllm bench serve" and r.events), None)
     header = (
         f"{'client':18} {'events/s':>9} {'CPU-s/100k':>10} {'core':>5} {'vs vllm':>8} "
-        f"{'ITL p50':>8} {'ITL p99':>8} {'TTFT p50':>9} {'TTFT p99':>9} {'mock/client':>11}"
+        f"{'ITL p99':>8} {'TTFT p99':>9} {'delay p99':>9} {'TTFTerr p99':>11} "
+        f"{'RSS MB':>7} {'mock/client':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -235,59 +316,54 @@ def print_table(results: list[ClientResult], args: argparse.Namespace, placement
         print(
             f"{r.client:18} {r.events_per_s:9,.0f} {fmt(r.cpu_per_100k):>10} "
             f"{fmt(share, '.0%'):>5} {fmt(versus, '.2f') + 'x' if versus else '-':>8} "
-            f"{fmt(r.itl_p50_ms):>8} {fmt(r.itl_p99_ms):>8} {fmt(r.ttft_p50_ms):>9} "
-            f"{fmt(r.ttft_p99_ms):>9} {fmt(ratio, '.2f') + 'x' if ratio else '-':>11}"
-            + (f"  ({r.note})" if r.note else "")
+            f"{fmt(r.itl_p99_ms):>8} {fmt(r.ttft_p99_ms):>9} {fmt(r.delay_p99_ms):>9} "
+            f"{fmt(r.ttft_error_p99_ms):>11} {fmt(r.rss_peak_mb, '.0f'):>7} "
+            f"{fmt(ratio, '.2f') + 'x' if ratio else '-':>11}" + (f"  ({r.note})" if r.note else "")
         )
+        if r.health is not None:
+            verdict = "trustworthy" if r.health["trustworthy"] else "NOT trustworthy"
+            print(
+                f"{'':18} client health: loop lag p99 {fmt(r.health['loop_lag_p99_ms'])} ms, "
+                f"CPU {fmt(r.health['cpu_mean'], '.0%')}, {verdict}, processes needed "
+                f"{r.health['processes_needed']}"
+            )
     print(
         f"truth: ITL {args.tbt_ms:g} ms, TTFT {args.ttft_ms:g} ms (plus the mock's own lag); "
-        "mock/client = client CPU / mock CPU for the same events"
+        "delay = client read - mock write, TTFTerr = client TTFT - mock TTFT (sagellm-locust "
+        "records joined with the mock's --send-log); mock/client = client CPU / mock CPU"
     )
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--streams", type=int, default=256)
-    parser.add_argument("--tokens", type=int, default=256)
-    parser.add_argument("--tbt-ms", type=float, default=10.0)
-    parser.add_argument("--ttft-ms", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=5.0)
-    parser.add_argument("--duration", type=float, default=15.0)
-    parser.add_argument(
-        "--clients", default="sagellm,vllm,floor", help="comma-separated: sagellm, vllm, floor"
-    )
-    parser.add_argument("--vllm-python", default=sys.executable, help="a python with vllm")
-    parser.add_argument("--vllm-tokenizer", default="", help="local tokenizer dir for vllm")
-    parser.add_argument("--out", default="", help="write the results as JSON here")
-    args = parser.parse_args()
-
-    cores = sorted(os.sched_getaffinity(0))
+def run_scenario(
+    args: argparse.Namespace, clients: list[str], work: Path, cores: list[int]
+) -> tuple[list[ClientResult], str]:
+    """Every client in turn against one mock pinned to its own core."""
     mock_core, client_core = (cores[-1], cores[0]) if len(cores) >= 2 else (None, None)
     placement = (
         f"mock on core {mock_core}, client on core {client_core}"
         if mock_core is not None
         else "one core shared (pessimistic)"
     )
-    work = Path(tempfile.mkdtemp(prefix="sagellm-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     results: list[ClientResult] = []
-    mock_args = ["--tbt-ms", str(args.tbt_ms), "--ttft-ms", str(args.ttft_ms)]
+    mock_args = [
+        "--tbt-ms", str(args.tbt_ms), "--ttft-ms", str(args.ttft_ms),
+        "--tbt-jitter-ms", str(getattr(args, "tbt_jitter_ms", 0)),
+        "--send-log", str(work / SEND_LOG),
+    ]  # fmt: skip
     with MockServerProcess(mock_args) as mock:
         assert mock.url is not None and mock.pid is not None
         if mock_core is not None:
             os.sched_setaffinity(mock.pid, {mock_core})
         mock_proc = psutil.Process(mock.pid)
-        for name in [c.strip() for c in args.clients.split(",") if c.strip()]:
+        for name in clients:
+            reader: Any
             if name == "sagellm":
                 cmd, report = sagellm_client(args, mock.url, work)
                 label, reader = "sagellm-locust", read_sagellm
             elif name == "vllm":
                 if not vllm_available(args.vllm_python) or not args.vllm_tokenizer:
-                    results.append(
-                        ClientResult(
-                            "vllm bench serve",
-                            note="skipped: needs --vllm-python with vllm and --vllm-tokenizer",
-                        )
-                    )
+                    results.append(ClientResult("vllm bench serve", note=VLLM_SKIPPED))
                     continue
                 cmd, report = vllm_client(args, mock.url, work)
                 label, reader = "vllm bench serve", read_vllm
@@ -297,7 +373,7 @@ def main() -> int:
                        str(args.streams), str(args.tokens), str(seconds)]  # fmt: skip
                 report, label, reader = work / "none", "raw floor", None
             else:
-                parser.error(f"unknown client {name!r}; choose from sagellm, vllm, floor")
+                raise SystemExit(f"unknown client {name!r}; choose from sagellm, vllm, floor")
             print(f"running {label} ...", flush=True)
             result = measure(
                 label, cmd, args=args, mock=mock_proc, url=mock.url, core=client_core,
@@ -306,20 +382,175 @@ def main() -> int:
             if reader is not None:
                 reader(result, report)
             results.append(result)
-    print_table(results, args, placement)
+    return results, placement
+
+
+# The scenarios behind the targets: name -> (settings, clients).
+SUITE: dict[str, tuple[dict[str, float], list[str]]] = {
+    "stream": ({"streams": 256, "tokens": 256, "tbt_ms": 10}, ["sagellm", "vllm", "floor"]),
+    "short": ({"streams": 256, "tokens": 16, "tbt_ms": 10}, ["sagellm", "vllm"]),
+    "quiet": ({"streams": 8, "tokens": 256, "tbt_ms": 10}, ["sagellm"]),
+    # Independent streams: Locust starts users in clumps (500 a second here), and a mock
+    # without jitter would keep each clump's events in the same millisecond for ever;
+    # +-250 ms of gap jitter (mean still 1 s) spreads them as a real server's would.
+    "scale": (
+        {
+            "streams": 5000,
+            "tokens": 8,
+            "tbt_ms": 1000,
+            "tbt_jitter_ms": 250,
+            "spawn_rate": 500,
+            "warmup": 12,
+            "duration": 20,
+        },
+        ["sagellm"],
+    ),
+    "overload": ({"streams": 768, "tokens": 256, "tbt_ms": 2}, ["sagellm"]),
+}
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str
+    met: bool | None  # None: could not be measured here
+
+
+def judge(runs: dict[str, list[ClientResult]]) -> list[Target]:
+    """The issue's six targets, each from the scenario that measures it."""
+
+    def find(scenario: str, client: str) -> ClientResult | None:
+        return next((r for r in runs.get(scenario, []) if r.client == client and r.events), None)
+
+    out: list[Target] = []
+    s, v = find("stream", "sagellm-locust"), find("stream", "vllm bench serve")
+    if s is not None:
+        ratio = v.cpu_per_100k / s.cpu_per_100k if v else None
+        out.append(Target(
+            "1 ingest cost", "<= 2.7 CPU-s/100k events, >= 1.25x vllm bench serve",
+            f"{s.cpu_per_100k:.2f} CPU-s/100k, {fmt(ratio)}x vllm",
+            s.cpu_per_100k <= 2.7 and (ratio is None or ratio >= 1.25),
+        ))  # fmt: skip
+        q = find("quiet", "sagellm-locust")
+        ok = (
+            s.events_per_s >= 20_000 and s.delay_p99_ms is not None
+            and s.delay_p99_ms <= 2 and (s.ttft_error_p99_ms or math.inf) <= 5
+            and q is not None and (q.delay_p99_ms or math.inf) <= 0.5
+        )  # fmt: skip
+        out.append(Target(
+            "2 accuracy", "delay p99 <= 2, TTFT err p99 <= 5 ms at >= 20k ev/s; 8 streams <= 0.5",
+            f"{s.events_per_s:,.0f} ev/s: delay p99 {fmt(s.delay_p99_ms)}, TTFT err p99 "
+            f"{fmt(s.ttft_error_p99_ms)}; 8 streams: {fmt(q.delay_p99_ms if q else None)} ms",
+            ok,
+        ))  # fmt: skip
+    s16, v16 = find("short", "sagellm-locust"), find("short", "vllm bench serve")
+    if s16 is not None:
+        out.append(Target(
+            "3 short requests", "requests/s per core >= vllm bench serve's (16 tokens)",
+            f"{s16.cpu_per_100k:.2f} vs {fmt(v16.cpu_per_100k if v16 else None)} CPU-s/100k "
+            f"({fmt(v16.cpu_per_100k / s16.cpu_per_100k if v16 else None)}x)",
+            None if v16 is None else s16.cpu_per_100k <= v16.cpu_per_100k,
+        ))  # fmt: skip
+    big = find("scale", "sagellm-locust")
+    if big is not None:
+        failed = big.extra.get("failed")
+        out.append(Target(
+            "4 scale", "5,000 streams at 1 token/s: RSS < 1 GiB, delay p99 <= 5 ms",
+            f"RSS peak {big.rss_peak_mb:.0f} MB, delay p99 {fmt(big.delay_p99_ms)} ms, "
+            f"{big.extra.get('completed')} completed, {failed} failed",
+            big.rss_peak_mb < 1024 and (big.delay_p99_ms or math.inf) <= 5 and failed == 0,
+        ))  # fmt: skip
+    over = find("overload", "sagellm-locust")
+    if s is not None and over is not None and s.health and over.health:
+        out.append(Target(
+            "5 self-awareness", "trustworthy when it keeps up; warns and sizes when it does not",
+            f"stream: trustworthy={s.health['trustworthy']}; overload: trustworthy="
+            f"{over.health['trustworthy']}, loop lag p99 {fmt(over.health['loop_lag_p99_ms'])} "
+            f"ms, processes needed {over.health['processes_needed']}",
+            s.health["trustworthy"] and not over.health["trustworthy"]
+            and over.health["processes_needed"] > 1,
+        ))  # fmt: skip
+    if s is not None and s.mock_cpu_s:
+        ratio = s.cpu_s / s.mock_cpu_s
+        out.append(Target(
+            "6 mock headroom", "the mock streams >= 2x what one worker ingests (per core)",
+            f"{ratio:.2f}x ({s.mock_per_100k:.2f} vs {s.cpu_per_100k:.2f} CPU-s/100k)",
+            ratio >= 2,
+        ))  # fmt: skip
+    return out
+
+
+def print_targets(targets: list[Target]) -> None:
+    print("\nTargets")
+    width = max(len(t.goal) for t in targets)
+    for t in targets:
+        verdict = {True: "met", False: "NOT MET", None: "not measured"}[t.met]
+        print(f"  {t.name:18} {t.goal:<{width}}  {verdict:>12}\n  {'':18} {t.measured}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--streams", type=int, default=256)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--tbt-ms", type=float, default=10.0)
+    parser.add_argument("--ttft-ms", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--spawn-rate",
+        type=float,
+        default=0,
+        help="sagellm-locust users started per second (default: all at once)",
+    )
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument(
+        "--clients", default="sagellm,vllm,floor", help="comma-separated: sagellm, vllm, floor"
+    )
+    parser.add_argument(
+        "--suite",
+        action="store_true",
+        help="run every scenario behind the performance targets and judge each target",
+    )
+    parser.add_argument("--vllm-python", default=sys.executable, help="a python with vllm")
+    parser.add_argument("--vllm-tokenizer", default="", help="local tokenizer dir for vllm")
+    parser.add_argument("--out", default="", help="write the results as JSON here")
+    args = parser.parse_args()
+
+    cores = sorted(os.sched_getaffinity(0))
+    work = Path(tempfile.mkdtemp(prefix="sagellm-bench-"))
+    if args.suite:
+        scenarios = {
+            name: (argparse.Namespace(**{**vars(args), **settings}), clients)
+            for name, (settings, clients) in SUITE.items()
+        }
+    else:
+        clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+        scenarios = {"custom": (args, clients)}
+    runs: dict[str, list[ClientResult]] = {}
+    for name, (settings, clients) in scenarios.items():
+        print(f"\n== {name} ==", flush=True)
+        results, placement = run_scenario(settings, clients, work / name, cores)
+        runs[name] = results
+        print_table(results, settings, placement)
+    targets = judge(runs) if args.suite else []
+    if targets:
+        print_targets(targets)
     if args.out:
         data = {
             "settings": vars(args),
-            "placement": placement,
-            "results": [
-                {
-                    **asdict(r),
-                    "events_per_s": r.events_per_s,
-                    "cpu_per_100k": r.cpu_per_100k,
-                    "mock_cpu_per_100k": r.mock_per_100k,
-                }
-                for r in results
-            ],
+            "runs": {
+                name: [
+                    {
+                        **asdict(r),
+                        "events_per_s": r.events_per_s,
+                        "cpu_per_100k": r.cpu_per_100k,
+                        "mock_cpu_per_100k": r.mock_per_100k,
+                    }
+                    for r in results
+                ]
+                for name, results in runs.items()
+            },
+            "targets": [asdict(t) for t in targets],
         }
         Path(args.out).write_text(json.dumps(data, indent=2, default=str))
         print(f"results: {args.out}")

@@ -18,6 +18,9 @@ from collections.abc import Callable
 
 from .config import MockServerConfig
 
+if sys.platform != "win32":
+    import resource
+
 __all__ = [
     "BACKLOG",
     "STOP_SIGNALS",
@@ -55,9 +58,7 @@ def raise_open_files_limit() -> None:
     A default soft limit of 1024 would refuse connections long before the mock is busy;
     when the system does not allow more, connections beyond the limit are refused and the
     clients report it."""
-    try:
-        import resource
-    except ImportError:  # not on this platform
+    if sys.platform == "win32":  # no such limit to raise
         return
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = MIN_OPEN_FILES if hard == resource.RLIM_INFINITY else min(MIN_OPEN_FILES, hard)

@@ -10,6 +10,7 @@ when Locust quits.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import time
@@ -127,6 +128,9 @@ def _register_listeners(
     events.reset_stats.add_listener(runtime.collector.reset)
     events.reset_stats.add_listener(runtime.reset_health)
     if not isinstance(runner, MasterRunner):
+        events.spawning_complete.add_listener(lambda **_kw: _freeze_heap())
+        events.test_stop.add_listener(lambda **_kw: _thaw_heap())
+    if not isinstance(runner, MasterRunner):
         _start_health_probe(environment, runtime, runner)
     if isinstance(runner, WorkerRunner):
         worker = runner
@@ -203,6 +207,33 @@ def _reload_options(environment: Environment) -> None:
         runner = environment.runner
         if runner is not None:
             gevent.spawn(runner.stop)
+
+
+_GC_THRESHOLDS = gc.get_threshold()
+GEN0_THRESHOLD = 20_000
+"""Young collections ~30x rarer than Python's default (700) while users run."""
+GEN2_THRESHOLD = 1000
+"""Full collections 100x rarer than Python's default (10) while users run."""
+
+
+def _freeze_heap() -> None:
+    """Keep the cyclic GC from pausing the event loop once every user is running.
+
+    Thousands of users mean millions of long-lived objects (greenlets, clients, options)
+    and thousands of in-flight requests whose objects live for seconds; each full
+    collection walks them all. Measured at 5,000 streams: pauses of 100-300 ms every few
+    seconds, stamping every chunk read meanwhile that late (event delay p99 282 ms, 0.7 ms
+    with the collector off). ``gc.freeze()`` moves what exists now into a generation the
+    collector skips (-> 87 ms), and higher thresholds make collections rare while each
+    stays short, as in-flight requests die young (-> 2.7 ms; bench/load_bench.py --suite,
+    scenario "scale"). Cycles are still collected. Both are undone when the test stops."""
+    gc.freeze()
+    gc.set_threshold(GEN0_THRESHOLD, _GC_THRESHOLDS[1], GEN2_THRESHOLD)
+
+
+def _thaw_heap() -> None:
+    gc.set_threshold(*_GC_THRESHOLDS)
+    gc.unfreeze()
 
 
 def _start_health_probe(
