@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import statistics
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from sagellm_users import OpenAIChatUser, OpenAICompletionsUser
 from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.users.plugin import GEN2_THRESHOLD
 from tests.conftest import MOCK_TBT_MS, MOCK_TTFT_MS
 from tests.locust_harness import LocalRun, stats_row
 
@@ -167,3 +169,19 @@ def test_measure_after_spawn_waits_for_every_user(mock_url: str) -> None:
     measured = [r for r in records if not r.warmup]
     assert all(r.wall_send >= collector.window_start for r in measured)
     assert collector.total().requests == len(measured) > 0
+
+
+def test_the_heap_is_frozen_while_users_run_and_thawed_after(mock_url: str) -> None:
+    """Full GC walks of thousands of users' objects stall every stream (see plugin)."""
+    before = gc.get_threshold()
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url, "--max-tokens", "4"])
+    run.runner.start(2, spawn_rate=2)
+    try:
+        assert run.wait_for(2)
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (before[0], before[1], GEN2_THRESHOLD)
+    finally:
+        run.runner.stop()
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == before
+    run.finish()
