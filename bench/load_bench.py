@@ -348,7 +348,7 @@ def run_scenario(
     results: list[ClientResult] = []
     mock_args = [
         "--tbt-ms", str(args.tbt_ms), "--ttft-ms", str(args.ttft_ms),
-        "--tbt-jitter-ms", str(getattr(args, "tbt_jitter_ms", 0)),
+        "--tbt-jitter-ms", str(args.tbt_jitter_ms),
         "--send-log", str(work / SEND_LOG),
     ]  # fmt: skip
     with MockServerProcess(mock_args) as mock:
@@ -495,6 +495,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--tbt-ms", type=float, default=10.0)
     parser.add_argument("--ttft-ms", type=float, default=10.0)
+    parser.add_argument(
+        "--tbt-jitter-ms", type=float, default=0.0, help="the mock's uniform gap jitter"
+    )
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument(
         "--spawn-rate",

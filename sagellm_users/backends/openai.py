@@ -105,8 +105,7 @@ def parse_event(data: bytes, t: float) -> Chunk:
         raise MalformedEventError(f"stream event is not a JSON object: {excerpt(data)!r}")
     if "error" in obj or obj.get("object") == "error":
         _raise_error_object(obj)
-    rid = obj.get("id")
-    chunk = Chunk(t, response_id=rid if isinstance(rid, str) else None)
+    chunk = Chunk(t, response_id=_response_id(obj))
     usage = obj.get("usage")
     if usage:
         chunk.usage = _usage(usage)
@@ -124,6 +123,11 @@ def parse_event(data: bytes, t: float) -> Chunk:
         chunk.text = texts[0] if len(texts) == 1 else "".join(texts)
         chunk.has_output = True
     return chunk
+
+
+def _response_id(obj: dict[str, Any]) -> str | None:
+    rid = obj.get("id")
+    return rid if isinstance(rid, str) else None
 
 
 def _read_choice(
@@ -161,10 +165,7 @@ def _parse_body(data: bytes, t: float) -> Chunk:
     if not isinstance(obj, dict):
         raise MalformedEventError(f"response body is not a JSON object: {excerpt(data)!r}")
     _raise_error_object(obj)
-    rid = obj.get("id")
-    chunk = Chunk(
-        t, usage=_usage(obj.get("usage")), response_id=rid if isinstance(rid, str) else None
-    )
+    chunk = Chunk(t, usage=_usage(obj.get("usage")), response_id=_response_id(obj))
     texts: list[str] = []
     for choice in obj.get("choices") or ():
         if isinstance(choice, dict):

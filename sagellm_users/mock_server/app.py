@@ -204,11 +204,12 @@ class MockApp:
         send_log = self.send_log if req.stream else None
         sent: list[float] | None = None if send_log is None else []
 
+        response_id = encoder_cls.ID_PREFIX.decode() + plan.request_hex
+
         def done(status: int) -> None:
             self._log(request, status)
             if send_log is not None and sent is not None:
-                send_log.write(encoder_cls.ID_PREFIX.decode() + plan.request_hex,
-                               request.t_received, sent)  # fmt: skip
+                send_log.write(response_id, request.t_received, sent)
             conn.response_done()
 
         gen: StreamingGeneration | BufferedGeneration

@@ -39,6 +39,8 @@ class LLMUser(User):
 
     llm: LLMRuntime
     client: BackendClient
+    _intended_start: float | None = None
+    """When the current wait between tasks ends: the intended start of the next request."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that declares its own ``@task`` replaces the default task.
@@ -59,7 +61,6 @@ class LLMUser(User):
         if not self.host:
             raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
         self.client = self.llm.create_client(self.backend, self.host)
-        self._intended_start: float | None = None
         # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
         # request starts after its wait ends (the start lag in the client health report).
         taskset = getattr(self, "_taskset_instance", None)
@@ -99,8 +100,7 @@ class LLMUser(User):
     def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
         """Send ``request``, time it, record it and report it; never raises for a failed
         request (the failure is in the returned record and in Locust's stats)."""
-        intended = getattr(self, "_intended_start", None)
-        self._intended_start = None
+        intended, self._intended_start = self._intended_start, None
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,

@@ -127,10 +127,10 @@ def _register_listeners(
     )
     events.reset_stats.add_listener(runtime.collector.reset)
     events.reset_stats.add_listener(runtime.reset_health)
-    if not isinstance(runner, MasterRunner):
-        events.spawning_complete.add_listener(lambda **_kw: _freeze_heap())
-        events.test_stop.add_listener(lambda **_kw: _thaw_heap())
-    if not isinstance(runner, MasterRunner):
+    if not isinstance(runner, MasterRunner):  # this process generates the load
+        heap = _FrozenHeap()
+        events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
+        events.test_stop.add_listener(lambda **_kw: heap.thaw())
         _start_health_probe(environment, runtime, runner)
     if isinstance(runner, WorkerRunner):
         worker = runner
@@ -209,13 +209,12 @@ def _reload_options(environment: Environment) -> None:
             gevent.spawn(runner.stop)
 
 
-_GC_THRESHOLDS = gc.get_threshold()
 GEN2_THRESHOLD = 1000
 """Full collections 100x rarer than Python's default (10) while users run."""
 
 
-def _freeze_heap() -> None:
-    """Keep the cyclic GC from pausing the event loop once every user is running.
+class _FrozenHeap:
+    """Keeps the cyclic GC from pausing the event loop once every user is running.
 
     Thousands of users mean millions of long-lived objects (greenlets, clients, options)
     and thousands of in-flight requests whose objects live for seconds; each full
@@ -224,14 +223,23 @@ def _freeze_heap() -> None:
     with the collector off). ``gc.freeze()`` moves what exists now into a generation the
     collector skips (-> 87 ms), and a higher third threshold makes full collections rare
     (-> 8-11 ms; bench/load_bench.py --suite, scenario "scale"). Young collections run as
-    often as ever, so cycles are still freed. Both are undone when the test stops."""
-    gc.freeze()
-    gc.set_threshold(_GC_THRESHOLDS[0], _GC_THRESHOLDS[1], GEN2_THRESHOLD)
+    often as ever, so cycles are still freed. Both are undone when the test stops, back to
+    the thresholds in force when the heap was frozen."""
 
+    def __init__(self) -> None:
+        self._saved: tuple[int, int, int] | None = None
 
-def _thaw_heap() -> None:
-    gc.set_threshold(*_GC_THRESHOLDS)
-    gc.unfreeze()
+    def freeze(self) -> None:
+        if self._saved is None:
+            self._saved = gc.get_threshold()
+        gc.freeze()
+        gc.set_threshold(self._saved[0], self._saved[1], GEN2_THRESHOLD)
+
+    def thaw(self) -> None:
+        if self._saved is not None:
+            gc.set_threshold(*self._saved)
+            self._saved = None
+        gc.unfreeze()
 
 
 def _start_health_probe(
@@ -239,8 +247,7 @@ def _start_health_probe(
 ) -> None:
     """Self-measurement where the load is generated: local runner or worker, during tests."""
     if isinstance(runner, WorkerRunner):
-        worker = runner
-        probe = HealthProbe(lambda: runtime.own_health, name=str(worker.client_id))
+        probe = HealthProbe(lambda: runtime.own_health, name=str(runner.client_id))
     else:
         runtime.measure_here()
         probe = HealthProbe(lambda: runtime.own_health)
