@@ -30,6 +30,7 @@ RECENT_SECONDS = 10.0
 
 def live_stats(runtime: LLMRuntime, report: Callable[[LLMRuntime], LLMReport]) -> dict[str, Any]:
     """The payload of ``/llm/stats``."""
+    runtime.recorder.flush()  # requests that finished before this call are in it
     recent, span = runtime.recent.last(RECENT_SECONDS)
     runner = runtime.environment.runner
     block = MetricsBlock.of(recent.total(), span, list(runtime.options.percentiles))

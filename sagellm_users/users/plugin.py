@@ -125,9 +125,12 @@ def _register_listeners(
     events.spawning_complete.add_listener(
         lambda **_kw: runtime_of(environment).window.spawning_complete(time.time())
     )
-    events.reset_stats.add_listener(runtime.collector.reset)
-    events.reset_stats.add_listener(runtime.reset_health)
+    events.reset_stats.add_listener(runtime.reset_stats)
     if not isinstance(runner, MasterRunner):  # this process generates the load
+        # First at test stop: what finished is recorded before anything reads the results.
+        recorder = runtime.recorder
+        events.test_start.add_listener(lambda **_kw: recorder.start())
+        events.test_stop.add_listener(lambda **_kw: recorder.stop())
         heap = _FrozenHeap()
         events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
         events.test_stop.add_listener(lambda **_kw: heap.thaw())
@@ -209,6 +212,8 @@ def _reload_options(environment: Environment) -> None:
             gevent.spawn(runner.stop)
 
 
+GEN1_THRESHOLD = 0
+"""What survives one young collection moves to the old generation (see _FrozenHeap)."""
 GEN2_THRESHOLD = 1000
 """Full collections 100x rarer than Python's default (10) while users run."""
 
@@ -217,14 +222,22 @@ class _FrozenHeap:
     """Keeps the cyclic GC from pausing the event loop once every user is running.
 
     Thousands of users mean millions of long-lived objects (greenlets, clients, options)
-    and thousands of in-flight requests whose objects live for seconds; each full
-    collection walks them all. Measured at 5,000 streams: pauses of 100-300 ms every few
-    seconds, stamping every chunk read meanwhile that late (event delay p99 282 ms; 0.7 ms
-    with the collector off). ``gc.freeze()`` moves what exists now into a generation the
-    collector skips (-> 87 ms), and a higher third threshold makes full collections rare
-    (-> 8-11 ms; bench/load_bench.py --suite, scenario "scale"). Young collections run as
-    often as ever, so cycles are still freed. Both are undone when the test stops, back to
-    the thresholds in force when the heap was frozen."""
+    and thousands of in-flight requests whose objects live for seconds; each collection
+    walks the objects of the generations it collects, stamping every chunk read meanwhile
+    that late. Measured at 5,000 streams (bench/load_bench.py --suite, scenario "scale"):
+
+    * ``gc.freeze()`` moves what exists once spawning completes into a generation the
+      collector skips, and a higher third threshold makes full collections rare: full
+      collections of 100-300 ms every few seconds are gone (event delay p99 282 -> 8-11 ms);
+    * a middle threshold of 0 sends what survives one young collection straight to the
+      old generation. With Python's 10, the middle generation gathered every in-flight
+      request's objects (~40,000) and each of its collections paused 16-18 ms; now a young
+      collection walks what was allocated since the previous one (p99 6.8 -> 2.5 ms, and
+      1.5 -> 0.7 ms once reads stopped allocating per wait).
+
+    Nothing is leaked: requests' objects are freed by reference counting as before, cycles
+    by the (rarer) full collections. All of it is undone when the test stops, back to the
+    thresholds in force when the heap was frozen."""
 
     def __init__(self) -> None:
         self._saved: tuple[int, int, int] | None = None
@@ -233,7 +246,7 @@ class _FrozenHeap:
         if self._saved is None:
             self._saved = gc.get_threshold()
         gc.freeze()
-        gc.set_threshold(self._saved[0], self._saved[1], GEN2_THRESHOLD)
+        gc.set_threshold(self._saved[0], GEN1_THRESHOLD, GEN2_THRESHOLD)
 
     def thaw(self) -> None:
         if self._saved is not None:
@@ -269,6 +282,7 @@ def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, An
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     """Ship what this worker measured since its last report; the master merges it."""
+    runtime.recorder.flush()
     data[_REPORT_KEY] = runtime.collector.drain()
     data[_HEALTH_KEY] = runtime.drain_health()
 

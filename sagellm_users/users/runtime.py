@@ -21,6 +21,7 @@ from sagellm_users.metrics.live import RecentMetrics
 from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
+from sagellm_users.users.recorder import DeferredRecorder
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -69,6 +70,9 @@ class LLMRuntime:
         in ``health`` (see :meth:`measure_here`), on a worker a delta for the master."""
         self._health_name: str | None = None
         self.records: RecordsWriter | None = None
+        self.recorder = DeferredRecorder(self.record_now)
+        """Where users hand finished requests: recorded inline, or while a test runs on a
+        load-generating process, when the event loop is idle (see users.recorder)."""
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
@@ -114,7 +118,10 @@ class LLMRuntime:
         self._health_name = name
         self.own_health = self.health.process(name)
 
-    def reset_health(self) -> None:
+    def reset_stats(self) -> None:
+        """Locust's "reset stats": what finished until now is counted, then forgotten."""
+        self.recorder.flush()
+        self.collector.reset()
         self.health.reset()
         name = self._health_name
         self.own_health = ProcessHealth() if name is None else self.health.process(name)
@@ -139,6 +146,10 @@ class LLMRuntime:
 
     # -- results ----------------------------------------------------------------------------
     def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
+        """Hand over a finished request: recorded now, or soon (see :attr:`recorder`)."""
+        self.recorder.submit(record, exception)
+
+    def record_now(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         collector = self.collector
         window = self.window
@@ -188,5 +199,6 @@ class LLMRuntime:
                 )
 
     def close(self) -> None:
+        self.recorder.stop()
         if self.records is not None:
             self.records.close()
