@@ -24,6 +24,7 @@ class RecordsWriter:
         self.path = Path(path)
         self.written = 0
         self._file: BinaryIO | None = None
+        self._opened = False
         parent = self.path.parent
         if not parent.is_dir():
             raise ConfigError(
@@ -37,9 +38,12 @@ class RecordsWriter:
             self.path = self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix}")
 
     def open(self) -> None:
+        """Create (truncate) the file the first time; reopened after a close, append:
+        a record that arrives late is added, never at the cost of the ones written."""
         if self._file is None:
             try:
-                self._file = self.path.open("wb")
+                self._file = self.path.open("ab" if self._opened else "wb")
+                self._opened = True
             except OSError as exc:
                 raise ConfigError(
                     f"--llm-records {str(self.path)!r} cannot be written: {exc.strerror}"

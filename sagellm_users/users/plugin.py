@@ -15,10 +15,10 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import gevent
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError
@@ -66,7 +66,7 @@ def install(events: Events) -> None:
     events.init.add_listener(_on_init)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """Stop before any load with one clear line (SystemExit passes Locust's event hooks)."""
     sys.stderr.write(f"sagellm: {message}\n")
     sys.stderr.flush()
@@ -83,7 +83,6 @@ def _on_init(
         options = LLMOptions.from_namespace(environment.parsed_options)
     except ConfigError as exc:
         _fail(str(exc))
-        return
     is_worker = isinstance(runner, WorkerRunner)
     if environment.host:
         _check_host(environment.host)
@@ -104,9 +103,11 @@ def _on_init(
     runtime = LLMRuntime(environment, options)
     runtime.records = records
     _keep_token_rows_out_of_aggregated(environment.stats)
+    mock = None
     if not environment.host and not is_worker:
-        _start_embedded_mock(environment, options)
+        mock = _start_embedded_mock(environment, options)
     _register_listeners(environment, runtime, runner, web_ui, records)
+    environment.events.quitting.add_listener(lambda **_kw: _on_quitting(runtime, runner, mock))
 
 
 def _register_listeners(
@@ -153,14 +154,11 @@ def _register_listeners(
         runtime.live = True
         events.reset_stats.add_listener(runtime.recent.reset)
         add_live_route(web_ui, runtime, _report)
-    events.quitting.add_listener(lambda **_kw: runtime.close())
     if not is_worker:
         watch = SLOWatch(environment, runtime, keep_ui=web_ui is not None)
         events.test_start.add_listener(lambda **_kw: watch.start())
         events.test_stop.add_listener(lambda **_kw: watch.stop())
         events.quitting.add_listener(lambda **_kw: watch.stop())
-        # quitting comes before Locust picks the exit code; quit, after its own tables.
-        events.quitting.add_listener(lambda **_kw: _finish(runtime))
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
 
 
@@ -171,18 +169,43 @@ def _check_host(host: str) -> None:
         _fail(f"--host: {exc}")
 
 
-def _start_embedded_mock(environment: Environment, options: LLMOptions) -> None:
+def _start_embedded_mock(environment: Environment, options: LLMOptions) -> MockServerProcess:
     mock = MockServerProcess(options.mock_args)
     try:
         url = mock.start()
     except MockServerStartError as exc:
         _fail(f"the embedded mock server did not start ({exc}); check --mock-args")
-        return
     log.info("No --host given: started the embedded mock LLM server at %s", url)
     environment.host = url
     if environment.parsed_options is not None:
         environment.parsed_options.host = url
-    environment.events.quitting.add_listener(lambda **_kw: mock.stop())
+    return mock
+
+
+def _on_quitting(
+    runtime: LLMRuntime,
+    runner: Runner | None,
+    mock: MockServerProcess | None,
+) -> None:
+    """Everything at shutdown, in the one order that loses nothing.
+
+    On Ctrl-C or SIGTERM Locust fires ``quitting`` *before* it stops the users, so a
+    load-generating process stops them first: each in-flight request is recorded as
+    cancelled and every queued one is recorded (test_stop) before the records file
+    closes and the report is built; the embedded mock goes last, so no request fails
+    only because the test was ending."""
+    if (
+        runner is not None
+        and not isinstance(runner, MasterRunner)
+        and runner.state in (STATE_SPAWNING, STATE_RUNNING)
+    ):
+        runner.stop()
+    runtime.close()
+    if not isinstance(runner, WorkerRunner):
+        # quitting comes before Locust picks the exit code; quit, after its own tables.
+        _finish(runtime)
+    if mock is not None:
+        mock.stop()
 
 
 def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -115,6 +117,63 @@ def test_distributed_processes_merge_on_the_master(tmp_path: Path) -> None:
     assert data["mean_ttft_ms"] == pytest.approx(sum(ttfts) / len(ttfts), rel=1e-6)
     assert {"p50_itl_ms", "p99_itl_ms", "p99.9_itl_ms"} <= set(data)
     assert data["run"]["options"]["api_key_set"] is False
+
+
+def _wait_for_size(path: Path, size: int, timeout: float = 30.0) -> bool:
+    """Poll (bounded) until ``path`` holds ``size`` bytes: the run is under way."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size >= size:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigterm_mid_run_loses_no_finished_request(tmp_path: Path) -> None:
+    """Finished requests are recorded when the loop is idle; a SIGTERM while some are
+    still queued must still see every one in the records and the summary."""
+    records = tmp_path / "term.jsonl"
+    report = tmp_path / "term.json"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable, "-m", "locust", "-f", CHAT, "--headless", "-u", "64", "-r", "64",
+        "-t", "60s", "--max-tokens", "8", "--mock-args", "--tbt-ms 1 --ttft-ms 1",
+        "--llm-records", str(records), "--llm-report", str(report),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # ends at EOF if locust dies before spawning
+            seen.append(line)
+            if "All users spawned" in line:
+                break
+        assert "All users spawned" in "".join(seen), "".join(seen)
+        assert _wait_for_size(records, 100_000), "no requests finished"  # ~150 lines
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = stdout + "".join(seen) + stderr
+    assert "Traceback" not in output, output
+    lines = read_records(records)
+    assert len(lines) == summary_requests(stdout) > 64, output
+    assert "failed 0 " in stdout, "no request failed because the test was ending"
+    data = orjson.loads(report.read_bytes())
+    ok = [line for line in lines if line["status"] == "ok"]
+    assert data["completed"] == len(ok)
+    assert data["total"]["cancelled"] == len(lines) - len(ok)
+    assert len({line["id"] for line in lines}) == len(lines), "each request exactly once"
 
 
 @pytest.mark.parametrize(

@@ -618,6 +618,22 @@ def test_records_writer_flushes_one_line_per_record(tmp_path: Path) -> None:
     assert len(path.read_bytes().splitlines()) == 3
 
 
+def test_records_writer_truncates_an_old_file_once_and_appends_after_a_close(
+    tmp_path: Path,
+) -> None:
+    """A record arriving after the file was closed (a user stopped late) is appended:
+    reopening must never truncate the lines already written."""
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'{"id": 0, "from": "a previous run"}\n')
+    writer = RecordsWriter(path)
+    writer.write(steady_record(request_id=1))
+    writer.close()
+    writer.write(steady_record(request_id=2))
+    writer.close()
+    assert [json.loads(line)["id"] for line in path.read_bytes().splitlines()] == [1, 2]
+    assert writer.written == 2
+
+
 def test_records_round_trip_through_the_file(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     record = steady_record(n=6, ttft=0.0421, gap=0.0113, usage_completion=6)
