@@ -46,6 +46,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sagellm_users.metrics.health import CPU_LIMIT  # noqa: E402
 from sagellm_users.mock_server import MockServerProcess  # noqa: E402
 
 SEND_LOG = "mock-send.jsonl"
@@ -471,11 +472,18 @@ def judge(runs: dict[str, list[ClientResult]]) -> list[Target]:
             s.health["trustworthy"] and not over.health["trustworthy"]
             and over.health["processes_needed"] > 1,
         ))  # fmt: skip
-    if s is not None and s.mock_cpu_s:
-        ratio = s.cpu_s / s.mock_cpu_s
+    if s is not None and s.mock_cpu_s and over is not None and over.mock_cpu_s:
+        # Capacities per core: the mock's events per CPU-second where it runs hardest
+        # (overload), against the most one worker ingests while its numbers are
+        # trustworthy (CPU_LIMIT of a core at the stream scenario's cost per event).
+        mock_capacity = over.events / over.mock_cpu_s
+        worker_capacity = CPU_LIMIT * s.events / s.cpu_s
+        ratio = mock_capacity / worker_capacity
         out.append(Target(
             "6 mock headroom", "the mock streams >= 2x what one worker ingests (per core)",
-            f"{ratio:.2f}x ({s.mock_per_100k:.2f} vs {s.cpu_per_100k:.2f} CPU-s/100k)",
+            f"{ratio:.2f}x: mock {mock_capacity:,.0f} ev/s per core vs a trustworthy worker's "
+            f"{worker_capacity:,.0f} ev/s ({CPU_LIMIT:.0%} of a core); at the same rate "
+            f"{s.cpu_s / s.mock_cpu_s:.2f}x CPU per event",
             ratio >= 2,
         ))  # fmt: skip
     return out
