@@ -80,6 +80,13 @@ class MeasurementWindow:
             self.start = now + self.warmup.seconds
             self._waiting = False
 
+    def measuring(self, now: float) -> bool:
+        """Whether the window is open at wall-clock ``now`` (the client's own health is
+        judged over the same stretch as the requests it measured)."""
+        if self._waiting or self._requests_left:
+            return False
+        return self.start is None or now >= self.start
+
     def admits(self, sent_at: float, finished_at: float, cancelled: bool) -> bool:
         """True when a request sent at ``sent_at`` (wall clock) belongs to the window."""
         if self._waiting or (self.start is not None and sent_at < self.start):

@@ -34,9 +34,18 @@ class HealthProbe:
     """Feeds ``target()`` (looked up at every sample, so a worker can swap it when it ships
     a delta to the master) with loop lag and CPU samples."""
 
-    def __init__(self, target: Callable[[], ProcessHealth], name: str = "local") -> None:
+    def __init__(
+        self,
+        target: Callable[[], ProcessHealth],
+        name: str = "local",
+        measuring: Callable[[], bool] = lambda: True,
+    ) -> None:
         self._target = target
         self._name = name
+        self._measuring = measuring
+        """Whether samples count now: the report judges the client over the measurement
+        window only (spawning thousands of users during a warm-up stalls the loop, and
+        that stretch is left out of the numbers too)."""
         self._greenlet: Greenlet[[], None] | None = None
         self._last_warning = -WARN_AGAIN_S
 
@@ -61,14 +70,17 @@ class HealthProbe:
             intended = perf_counter() + PROBE_INTERVAL_S
             gevent.sleep(PROBE_INTERVAL_S)
             now = perf_counter()
-            lag = max(0.0, now - intended)
-            self._target().loop_lag.add(lag)
-            stretch.loop_lag.add(lag)
-            if now - wall_mark >= _CPU_EVERY_S:
+            measuring = self._measuring()
+            if measuring:
+                lag = max(0.0, now - intended)
+                self._target().loop_lag.add(lag)
+                stretch.loop_lag.add(lag)
+            if now - wall_mark >= _CPU_EVERY_S or not measuring:
                 cpu = time.process_time()
-                used, elapsed = cpu - cpu_mark, now - wall_mark
-                self._target().add_cpu(used, elapsed)
-                stretch.add_cpu(used, elapsed)
+                if measuring:
+                    used, elapsed = cpu - cpu_mark, now - wall_mark
+                    self._target().add_cpu(used, elapsed)
+                    stretch.add_cpu(used, elapsed)
                 cpu_mark, wall_mark = cpu, now
             if now >= check_at:
                 self._judge(stretch, now)

@@ -282,13 +282,20 @@ def _start_health_probe(
     environment: Environment, runtime: LLMRuntime, runner: Runner | None
 ) -> None:
     """Self-measurement where the load is generated: local runner or worker, during tests."""
+
+    def measuring() -> bool:
+        return runtime.window.measuring(time.time())
+
     if isinstance(runner, WorkerRunner):
-        probe = HealthProbe(lambda: runtime.own_health, name=str(runner.client_id))
+        name = str(runner.client_id)
     else:
         runtime.measure_here()
-        probe = HealthProbe(lambda: runtime.own_health)
+        name = "local"
+    probe = HealthProbe(lambda: runtime.own_health, name=name, measuring=measuring)
     events = environment.events
     events.test_start.add_listener(lambda **_kw: probe.start())
+    # Stopping thousands of users blocks the loop for a while; that is not the test's lag.
+    events.test_stopping.add_listener(lambda **_kw: probe.stop())
     events.test_stop.add_listener(lambda **_kw: probe.stop())
     events.quitting.add_listener(lambda **_kw: probe.stop())
 

@@ -153,14 +153,14 @@ class LLMRuntime:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         collector = self.collector
         window = self.window
-        if record.start_lag_s is not None:
-            self.own_health.start_lag.add(record.start_lag_s)
         if self.live:
             self.recent.add(record)
         measured = not window.active or window.admits(
             record.wall_send, record.wall_done, record.status == "cancelled"
         )
         if measured:
+            if record.start_lag_s is not None:
+                self.own_health.start_lag.add(record.start_lag_s)
             collector.add(record)
         else:
             record.warmup = True

@@ -6,6 +6,7 @@ import gc
 import statistics
 from pathlib import Path
 
+import gevent
 import orjson
 import pytest
 
@@ -157,6 +158,10 @@ def test_request_warmup_is_excluded_from_the_report(mock_url: str, tmp_path: Pat
     assert e2e_row.num_requests == sum(r.status != "cancelled" for r in records), (
         "Locust's live rows show everything"
     )
+    health = run.runtime.health.processes["local"]
+    assert health.start_lag.count == sum(r.start_lag_s is not None for r in measured), (
+        "the client's own lag is judged over the measured requests only"
+    )
 
 
 def test_measure_after_spawn_waits_for_every_user(mock_url: str) -> None:
@@ -185,3 +190,32 @@ def test_the_heap_is_frozen_while_users_run_and_thawed_after(mock_url: str) -> N
     assert gc.get_freeze_count() == 0
     assert gc.get_threshold() == before
     run.finish()
+
+
+def test_the_health_probe_leaves_the_stopping_of_users_out(mock_url: str) -> None:
+    """Stopping thousands of users blocks the loop for a while: the client's lag while
+    the test ends is not lag of the test, and must not push the verdict over its limit."""
+    import time as real_time  # gevent patches time.sleep; spin on the real clock instead
+
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url, "--max-tokens", "4"])
+    lag = run.runtime.own_health.loop_lag
+    during_stop: list[int] = []
+
+    def block_then_yield(**_kw: object) -> None:
+        before = lag.count
+        end = real_time.perf_counter() + 0.06
+        while real_time.perf_counter() < end:
+            pass
+        gevent.sleep(0.05)  # a probe still alive would wake now, 60 ms late
+        during_stop.append(lag.count - before)
+
+    # Registered after the plugin's own listener, so it runs once the probe was told to stop.
+    run.environment.events.test_stopping.add_listener(block_then_yield)
+    run.runner.start(1, spawn_rate=1)
+    try:
+        assert run.wait_for(2)
+        assert lag.count > 0
+    finally:
+        run.finish()
+    assert during_stop == [0]
+    assert (lag.max or 0.0) < 0.06

@@ -140,3 +140,23 @@ def test_the_probe_measures_lag_when_the_loop_is_blocked(caplog: pytest.LogCaptu
     assert checks, "the live check never ran"
     warnings = [r.getMessage() for r in caplog.records]
     assert any("the load generator is behind on worker test" in m for m in warnings), warnings
+
+
+def test_the_probe_samples_only_while_the_window_measures() -> None:
+    """Spawning thousands of users during a warm-up stalls the loop; the report leaves
+    that stretch out of the numbers, and so of the verdict on the client."""
+    target = ProcessHealth()
+    open_window = False
+    probe = HealthProbe(lambda: target, name="test", measuring=lambda: open_window)
+    probe.start()
+    try:
+        gevent.sleep(0.1)  # five probe intervals with the window closed
+        assert target.loop_lag.count == 0
+        assert target.cpu_s == 0
+        open_window = True
+        with gevent.Timeout(10, False):
+            while target.loop_lag.count < 3:
+                gevent.sleep(0.02)
+        assert target.loop_lag.count >= 3
+    finally:
+        probe.stop()

@@ -74,3 +74,26 @@ def test_after_spawn_waits_for_spawning_complete_then_the_warmup() -> None:
     assert window.start == 21.0
     assert not window.admits(20.5, 22.0, cancelled=False)
     assert window.admits(21.0, 22.0, cancelled=False)
+
+
+def test_measuring_follows_the_window() -> None:
+    always = MeasurementWindow(Warmup())
+    assert always.measuring(0.0)
+
+    timed = MeasurementWindow(Warmup(seconds=5))
+    assert not timed.measuring(100.0), "before the test starts"
+    timed.test_started(100.0)
+    assert not timed.measuring(104.9)
+    assert timed.measuring(105.0)
+
+    spawned = MeasurementWindow(Warmup(), after_spawn=True)
+    spawned.test_started(10.0)
+    assert not spawned.measuring(15.0), "still spawning"
+    spawned.spawning_complete(20.0)
+    assert spawned.measuring(20.0)
+
+    counted = MeasurementWindow(Warmup(requests=1))
+    counted.test_started(0.0)
+    assert not counted.measuring(1.0)
+    counted.admits(0.5, 2.0, cancelled=False)
+    assert counted.measuring(2.0)
