@@ -12,8 +12,8 @@ time, each when the loop is idle (a libev idle watcher: no I/O, timer or callbac
 so a chunk that arrives meanwhile waits for at most one recording. Nothing is dropped or
 reordered: the queue is bounded (:data:`BACKLOG_LIMIT`; past it the finishing greenlet
 records the oldest one itself, as if nothing were deferred), and :meth:`flush` records
-everything still queued, which the plugin calls before anything reads the results (test
-stop, stats reset, the final report).
+everything still queued, which is called before anything reads the results (test stop,
+a stats reset, a worker's report to the master, ``/llm/stats``).
 """
 
 from __future__ import annotations
