@@ -10,20 +10,11 @@ from gevent.event import Event
 
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users.recorder import DeferredRecorder
+from tests.records import make_record
 
 
 def _record(n: int) -> RequestRecord:
-    return RequestRecord(
-        request_id=n,
-        user="U",
-        backend="openai",
-        api="chat",
-        name="chat",
-        model="m",
-        stream=True,
-        wall_start=0.0,
-        t_start=0.0,
-    )
+    return make_record(request_id=n)
 
 
 class _Log:
