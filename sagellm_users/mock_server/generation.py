@@ -14,10 +14,12 @@ deadline (more under CPU overload); because deadlines are absolute,
 this lateness never accumulates and mean gaps stay exact. ``--send-timestamps`` reports the
 real send times.
 
-Flow control: writes go straight to ``transport.write``. When a client stops reading, asyncio
-buffers what it cannot send; the buffer is bounded by the rest of that one response
-(``max_tokens`` events of a few hundred bytes), so the mock keeps its timing honest instead
-of stalling every stream on one slow reader.
+Flow control: a token is one ``write(2)`` on the socket while asyncio's transport holds
+nothing unsent (see ``HttpConnection.stream_write``), else it goes through
+``transport.write``. When a client stops reading, asyncio buffers what it cannot send; the
+buffer is bounded by the rest of that one response (``max_tokens`` events of a few hundred
+bytes), so the mock keeps its timing honest instead of stalling every stream on one slow
+reader.
 """
 
 from __future__ import annotations

@@ -75,12 +75,13 @@ class HealthProbe:
                 lag = max(0.0, now - intended)
                 self._target().loop_lag.add(lag)
                 stretch.loop_lag.add(lag)
-            if now - wall_mark >= _CPU_EVERY_S or not measuring:
+            if not measuring:  # the first CPU sample in the window starts from here
+                cpu_mark, wall_mark = time.process_time(), now
+            elif now - wall_mark >= _CPU_EVERY_S:
                 cpu = time.process_time()
-                if measuring:
-                    used, elapsed = cpu - cpu_mark, now - wall_mark
-                    self._target().add_cpu(used, elapsed)
-                    stretch.add_cpu(used, elapsed)
+                used, elapsed = cpu - cpu_mark, now - wall_mark
+                self._target().add_cpu(used, elapsed)
+                stretch.add_cpu(used, elapsed)
                 cpu_mark, wall_mark = cpu, now
             if now >= check_at:
                 self._judge(stretch, now)

@@ -295,8 +295,8 @@ def _start_health_probe(
     events = environment.events
     events.test_start.add_listener(lambda **_kw: probe.start())
     # Stopping thousands of users blocks the loop for a while; that is not the test's lag.
+    # (Runner.stop fires test_stopping before every test_stop.)
     events.test_stopping.add_listener(lambda **_kw: probe.stop())
-    events.test_stop.add_listener(lambda **_kw: probe.stop())
     events.quitting.add_listener(lambda **_kw: probe.stop())
 
 
