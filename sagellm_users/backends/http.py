@@ -7,73 +7,48 @@ stamps every read with ``perf_counter()`` before any other work, so each event's
 moment its bytes were read. It uses the stdlib ``socket``/``ssl`` modules, which gevent
 patches under Locust: the same code is cooperative in a load test and blocking elsewhere.
 
-Connections are pooled per transport with no cap (one per concurrent request, as the load
-needs) and reused when a response was read to its end. Every transport exception is mapped
-to :mod:`sagellm_users.errors` here and nowhere else.
+Connections are pooled per transport (one per concurrent request, as the load needs; at
+most ``max_idle`` kept idle) and reused when a response was read to its end. Every transport
+exception is mapped to :mod:`sagellm_users.errors` here and in :mod:`.exchange`, nowhere
+else.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from time import perf_counter
 
-import httptools
-
 from sagellm_users._closing import Closeable
-from sagellm_users.backends.cooperative import CooperativeReader, Expired
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
-from sagellm_users.errors import (
-    ConnectError,
-    ConnectTimeout,
-    ProtocolError,
-    ReadTimeout,
-    StreamCutError,
-    TotalTimeout,
-)
+from sagellm_users.backends.exchange import HttpExchange, os_reason
+from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
 
-__all__ = ["HttpExchange", "HttpTransport", "Timeouts", "parse_base_url"]
+__all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
-_RECV_BYTES = 65536
 _USER_AGENT = "sagellm-locust"
 
 
-class _Sink:
-    """Receives llhttp's callbacks for one response."""
+@dataclass(frozen=True, slots=True)
+class PoolState:
+    """A transport's connections right now, and how many it has opened in its life."""
 
-    __slots__ = ("complete", "headers", "headers_done", "keep_alive", "parser", "pieces", "reason")
-
-    def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
-        self.keep_alive = False
-        self.reason = b""
-        self.headers: dict[str, str] = {}
-        self.headers_done = False
-        self.pieces: list[bytes] = []
-        self.complete = False
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        # llhttp forgets the keep-alive verdict once the message completes: ask now.
-        if self.parser is not None:
-            self.keep_alive = self.parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        self.pieces.append(body)
-
-    def on_message_complete(self) -> None:
-        self.complete = True
+    idle: int
+    in_use: int
+    opened: int
+    max_idle: int
+    closed: bool
 
 
 class HttpTransport(Closeable):
-    """A pool of keep-alive connections to one origin."""
+    """A pool of keep-alive connections to one origin.
+
+    The pool holds at most ``max_idle`` idle connections (a connection released beyond that
+    is closed), so however long a client lives, what it keeps is bounded by that and by the
+    requests in flight.
+    """
 
     def __init__(
         self,
@@ -82,10 +57,16 @@ class HttpTransport(Closeable):
         timeouts: Timeouts | None = None,
         headers: Mapping[str, str] | None = None,
         verify: bool | str = True,
+        max_idle: int = 256,
     ) -> None:
+        if max_idle < 0:
+            raise ConfigError(f"max_idle must be >= 0, got {max_idle}")
         self.origin = parse_base_url(base_url)
         self.timeouts = timeouts or Timeouts()
+        self.max_idle = max_idle
         self._idle: list[socket.socket] = []
+        self._in_use = 0
+        self._opened = 0
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
@@ -140,15 +121,26 @@ class HttpTransport(Closeable):
             head.append(body)
         return HttpExchange(self, b"".join(head))
 
+    def pool_state(self) -> PoolState:
+        return PoolState(len(self._idle), self._in_use, self._opened, self.max_idle, self._closed)
+
+    def open_connections(self, count: int) -> None:
+        """Open up to ``count`` idle connections now (an eager pool start), so the first
+        requests do not pay for connection setup; raises like a request would."""
+        for _ in range(min(count, self.max_idle) - len(self._idle)):
+            self._idle.append(self._connect())
+
     def _acquire(self) -> tuple[socket.socket, float | None]:
         """A pooled connection (connect time None) or a new one (with its setup seconds)."""
         if self._idle:
+            self._in_use += 1
             return self._idle.pop(), None
         return self._acquire_new()
 
     def _acquire_new(self) -> tuple[socket.socket, float]:
         started = perf_counter()
         sock = self._connect()
+        self._in_use += 1
         return sock, perf_counter() - started
 
     def _connect(self) -> socket.socket:
@@ -162,7 +154,7 @@ class HttpTransport(Closeable):
         except socket.gaierror as exc:
             raise ConnectError(f"cannot resolve host {o.host!r}: {exc.strerror}") from None
         except OSError as exc:
-            raise ConnectError(f"cannot connect to {o.host_header}: {_os_reason(exc)}") from None
+            raise ConnectError(f"cannot connect to {o.host_header}: {os_reason(exc)}") from None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
@@ -173,13 +165,21 @@ class HttpTransport(Closeable):
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise ConnectError(f"TLS handshake with {o.host_header} failed: {exc}") from None
+        self._opened += 1
         return sock
 
     def _release(self, sock: socket.socket) -> None:
-        if self._closed:
+        """A request is done with ``sock`` and the connection can serve another."""
+        self._in_use -= 1
+        if self._closed or len(self._idle) >= self.max_idle:
             sock.close()
         else:
             self._idle.append(sock)
+
+    def _discard(self, sock: socket.socket) -> None:
+        """A request is done with ``sock`` and the connection cannot be reused."""
+        self._in_use -= 1
+        sock.close()
 
     def close(self) -> None:
         """Close idle connections now; busy ones close when their response ends."""
@@ -187,256 +187,3 @@ class HttpTransport(Closeable):
         idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
-
-
-class HttpExchange:
-    """One request and its response on one connection.
-
-    :meth:`send` writes the request and reads up to the end of the headers;
-    :meth:`iter_body` then yields ``(t_read, body_bytes)`` once per socket read, with chunked
-    transfer coding already removed. The connection goes back to the pool only when the
-    response was read to its end and the server allows keep-alive.
-    """
-
-    __slots__ = (
-        "_body_bytes",
-        "_deadline",
-        "_parser",
-        "_reader",
-        "_request",
-        "_sink",
-        "_sock",
-        "_t_read",
-        "_transport",
-        "connect_s",
-        "headers",
-        "reason",
-        "status",
-        "t_done",
-        "t_send",
-    )
-
-    def __init__(self, transport: HttpTransport, request: bytes) -> None:
-        self._transport = transport
-        self._request = request
-        self._sock: socket.socket | None = None
-        self._reader: CooperativeReader | None = None
-        """Set under gevent on plain TCP: the cheap read path with one lazy deadline timer."""
-        self._sink, self._parser = _new_parser()
-        self._deadline: float | None = None
-        self._t_read = 0.0
-        self._body_bytes = 0
-        self.t_send: float | None = None
-        self.connect_s: float | None = None
-        self.t_done: float | None = None
-        self.status: int | None = None
-        self.reason = ""
-        self.headers: dict[str, str] = {}
-
-    def send(self) -> None:
-        """Write the request and read the status line and headers."""
-        transport = self._transport
-        sock, self.connect_s = transport._acquire()
-        reused = self.connect_s is None
-        self._sock = sock
-        try:
-            self._write_and_read_headers(sock)
-        except _StaleConnection:
-            # A pooled connection the server had already closed: standard practice is one
-            # retry on a fresh connection, since nothing reached the server.
-            self._end_reads()
-            sock.close()
-            if not reused:
-                raise ConnectError("the server closed the connection before answering") from None
-            self._sink, self._parser = _new_parser()
-            sock, self.connect_s = transport._acquire_new()
-            self._sock = sock
-            try:
-                self._write_and_read_headers(sock)
-            except _StaleConnection:
-                self._abort()
-                raise ConnectError("the server closed the connection before answering") from None
-        sink = self._sink
-        self.status = self._parser.get_status_code()
-        self.reason = sink.reason.decode("latin-1")
-        self.headers = sink.headers
-
-    def _write_and_read_headers(self, sock: socket.socket) -> None:
-        timeouts = self._transport.timeouts
-        reader = self._reader = CooperativeReader.for_socket(sock)
-        self.t_send = perf_counter()
-        if timeouts.total is not None:
-            self._deadline = self.t_send + timeouts.total
-        if reader is not None:
-            reader.arm(self._seconds_to_deadline(self.t_send), self._on_deadline)
-        try:
-            sock.settimeout(timeouts.read)
-            sock.sendall(self._request)
-        except (BrokenPipeError, ConnectionResetError):
-            raise _StaleConnection from None
-        except TimeoutError:
-            self._abort()
-            raise ReadTimeout("writing the request timed out") from None
-        except OSError as exc:
-            self._abort()
-            raise ConnectError(f"sending the request failed: {_os_reason(exc)}") from None
-        first = True
-        while not self._sink.headers_done:
-            data = self._recv(stale_on_reset=first)
-            if not data:
-                if first:
-                    raise _StaleConnection
-                self._abort()
-                raise StreamCutError("connection closed in the middle of the response headers")
-            first = False
-            self._feed(data)
-
-    def _seconds_to_deadline(self, now: float) -> float:
-        """Seconds from ``now`` until the read timeout or the total timeout, if sooner."""
-        assert self.t_send is not None
-        idle_end = max(self._t_read, self.t_send) + self._transport.timeouts.read
-        deadline = idle_end if self._deadline is None else min(idle_end, self._deadline)
-        return deadline - now
-
-    def _on_deadline(self) -> None:
-        """The lazy timer fired (in the event loop): expire, or sleep until the new deadline.
-
-        Reads push the read deadline forward without touching the timer; only here, at most
-        once per read-timeout period, is it moved."""
-        reader = self._reader
-        if reader is None or self._sock is None:
-            return
-        left = self._seconds_to_deadline(perf_counter())
-        if left <= 1e-3:
-            reader.expire()
-        else:
-            reader.arm(left, self._on_deadline)
-
-    def _recv(self, stale_on_reset: bool = False) -> bytes:
-        """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
-        reader = self._reader
-        try:
-            data = reader.recv(_RECV_BYTES) if reader is not None else self._recv_portable()
-        except (TimeoutError, Expired):
-            self._abort()
-            deadline = self._deadline
-            if deadline is not None and perf_counter() >= deadline - 1e-3:
-                raise TotalTimeout(self._total_message()) from None
-            read_timeout = self._transport.timeouts.read
-            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
-        except ConnectionResetError:
-            if stale_on_reset:
-                raise _StaleConnection from None
-            self._abort()
-            raise StreamCutError(
-                f"connection reset by the server after {self._body_bytes} body bytes"
-            ) from None
-        except OSError as exc:
-            self._abort()
-            raise ConnectError(f"reading the response failed: {_os_reason(exc)}") from None
-        self._t_read = perf_counter()
-        return data
-
-    def _recv_portable(self) -> bytes:
-        """``sock.recv`` under a socket timeout: the path for TLS and sockets without gevent."""
-        sock = self._sock
-        assert sock is not None
-        deadline = self._deadline
-        read_timeout = self._transport.timeouts.read
-        if deadline is not None:
-            remaining = deadline - perf_counter()
-            if remaining <= 0:
-                raise TimeoutError  # the request's time is up before this read
-            sock.settimeout(min(read_timeout, remaining))
-        return sock.recv(_RECV_BYTES)
-
-    def _total_message(self) -> str:
-        return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"
-
-    def _feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._abort()
-            raise ProtocolError(f"invalid HTTP response: {exc}") from None
-
-    def iter_body(self) -> Iterator[tuple[float, bytes]]:
-        """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
-        sink = self._sink
-        pieces = sink.pieces
-        while True:
-            if pieces:
-                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces.clear()
-                self._body_bytes += len(data)
-                yield self._t_read, data
-            if sink.complete:
-                self._finish()
-                return
-            data = self._recv()
-            if not data:
-                if self._close_delimited():
-                    self._finish()
-                    return
-                self._abort()
-                raise StreamCutError(
-                    f"connection closed after {self._body_bytes} body bytes, "
-                    "before the response ended"
-                )
-            self._feed(data)
-
-    def read_body(self) -> bytes:
-        """The whole body (for small, non-streamed answers)."""
-        return b"".join(data for _, data in self.iter_body())
-
-    def _close_delimited(self) -> bool:
-        headers = self._sink.headers
-        coding = headers.get("transfer-encoding", "").lower()
-        return "content-length" not in headers and "chunked" not in coding
-
-    def _finish(self) -> None:
-        self.t_done = self._t_read or perf_counter()
-        self._end_reads()
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._sink.complete and self._sink.keep_alive:
-            self._transport._release(sock)
-        else:
-            sock.close()
-
-    def _end_reads(self) -> None:
-        reader, self._reader = self._reader, None
-        if reader is not None:
-            reader.disarm()
-
-    def _abort(self) -> None:
-        if self.t_done is None:
-            self.t_done = perf_counter()
-        self._end_reads()
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            sock.close()
-
-    def close(self) -> None:
-        """End the exchange; an unfinished response closes its connection."""
-        if self._sock is not None:
-            if self._sink.complete:
-                self._finish()
-            else:
-                self._abort()
-
-
-def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
-    sink = _Sink()
-    parser = httptools.HttpResponseParser(sink)
-    sink.parser = parser
-    return sink, parser
-
-
-class _StaleConnection(Exception):
-    """Internal: the connection died before the server answered (retry once if pooled)."""
-
-
-def _os_reason(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__

@@ -1,7 +1,9 @@
 """Routes and request handling: what vLLM's OpenAI server would answer, and when.
 
 Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
-``GET /health``, ``GET /metrics`` (Prometheus text with vLLM's metric names). Like vLLM,
+``GET /health``, ``GET /metrics`` (Prometheus text with vLLM's metric names), vLLM's
+``POST /tokenize`` and ``GET /version``, LMDeploy's native ``POST /generate`` and a sageLLM
+gateway's ``GET /info``. Like vLLM,
 ``--api-key`` guards every path under ``/v1`` (401 ``{"error":"Unauthorized"}``); unknown
 paths get FastAPI's 404 ``{"detail":"Not Found"}`` and known paths with the wrong method a
 405 with an ``allow`` header.
@@ -24,21 +26,26 @@ import orjson
 from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
-from .generation import BufferedGeneration, StreamingGeneration
-from .metrics import METRICS_CONTENT_TYPE, render_metrics
+from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
+from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
+from .info_routes import info_body, tokenize_body, version_body
+from .metrics import METRICS_CONTENT_TYPE, EngineHistograms, render_metrics
 from .pacer import Pacer
 from .send_log import SendLog
-from .simulation import Fault, Planner
+from .simulation import Fault, Plan, Planner
 from .validation import (
     GenerationRequest,
     RequestError,
     parse_chat_request,
     parse_completion_request,
+    parse_generate_request,
     resolve_max_tokens,
 )
 from .wire import (
     ChatStreamEncoder,
     CompletionStreamEncoder,
+    StreamEncoder,
+    TokenEncoder,
     chat_body,
     completion_body,
     error_body,
@@ -71,9 +78,12 @@ class MockApp:
         self.send_log = None if config.send_log is None else SendLog(config.send_log)
         self.planner = Planner(config, seed)
         self.admission = Admission(config.max_concurrency)
+        self.histograms = EngineHistograms()
+        self.engine = Engine(
+            self.pacer, self.admission, self.histograms, config.tbt_per_running_ms / 1000.0
+        )
         self.connections: set[HttpConnection] = set()
         self._model_json = orjson.dumps(config.model)
-        self._per_running_s = config.tbt_per_running_ms / 1000.0
         self._auth = None if config.api_key is None else b"Bearer " + config.api_key.encode()
         self._routes: dict[bytes, tuple[bytes, Route]] = {
             b"/v1/chat/completions": (b"POST", self._chat),
@@ -81,6 +91,10 @@ class MockApp:
             b"/v1/models": (b"GET", self._models),
             b"/health": (b"GET", self._health),
             b"/metrics": (b"GET", self._metrics),
+            b"/tokenize": (b"POST", self._tokenize),
+            b"/version": (b"GET", self._version),
+            b"/generate": (b"POST", self._lmdeploy_generate),
+            b"/info": (b"GET", self._info),
         }
 
     # Handler protocol ---------------------------------------------------------------------
@@ -117,8 +131,23 @@ class MockApp:
         self._reply(conn, request, 200, b"", content_type=None)
 
     def _metrics(self, conn: HttpConnection, request: Request) -> None:
-        body = render_metrics(self.admission, self.config.model)
+        body = render_metrics(self.admission, self.histograms, self.config.model)
         self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
+
+    def _tokenize(self, conn: HttpConnection, request: Request) -> None:
+        try:
+            body = tokenize_body(request.body, self.config)
+        except RequestError as exc:
+            body = error_body(exc.message, exc.err_type, exc.status, exc.param)
+            self._reply(conn, request, exc.status, body)
+            return
+        self._reply(conn, request, 200, body)
+
+    def _version(self, conn: HttpConnection, request: Request) -> None:
+        self._reply(conn, request, 200, version_body())
+
+    def _info(self, conn: HttpConnection, request: Request) -> None:
+        self._reply(conn, request, 200, info_body(self.config))
 
     def _models(self, conn: HttpConnection, request: Request) -> None:
         c = self.config
@@ -156,6 +185,9 @@ class MockApp:
     def _completions(self, conn: HttpConnection, request: Request) -> None:
         self._generate(conn, request, parse_completion_request)
 
+    def _lmdeploy_generate(self, conn: HttpConnection, request: Request) -> None:
+        self._generate(conn, request, parse_generate_request)
+
     # generation ---------------------------------------------------------------------------
 
     def _generate(
@@ -165,6 +197,7 @@ class MockApp:
         parse: Callable[[bytes], GenerationRequest],
     ) -> None:
         c = self.config
+        lmdeploy = parse is parse_generate_request
         try:
             req = parse(request.body)
             if req.model is not None and req.model != c.model:
@@ -176,16 +209,16 @@ class MockApp:
                 )
             max_tokens = resolve_max_tokens(req, c)
         except RequestError as exc:
-            body = error_body(exc.message, exc.err_type, exc.status, exc.param)
+            body = _error(lmdeploy, exc.message, exc.err_type, exc.status, exc.param)
             self._reply(conn, request, exc.status, body)
             return
         fault = self.planner.draw_fault()
         if fault is Fault.HTTP_500:
-            body = error_body("Injected internal server error", "InternalServerError", 500)
+            body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
             self._reply(conn, request, 500, body)
             return
         if fault is Fault.HTTP_429:
-            body = error_body("Too many requests (injected)", "RateLimitError", 429)
+            body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
             retry = str(c.retry_after_s).encode()
             self._reply(conn, request, 429, body, extra=((b"retry-after", retry),))
             return
@@ -196,15 +229,12 @@ class MockApp:
             prompt_tokens=req.prompt_tokens,
             fault=fault,
         )
-        created = int(time.time())
         t_request = request.t_received if c.send_timestamps else None
         self.admission.prompt_tokens += req.prompt_tokens
-
-        encoder_cls = ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
         send_log = self.send_log if req.stream else None
         sent: list[float] | None = None if send_log is None else []
-
-        response_id = encoder_cls.ID_PREFIX.decode() + plan.request_hex
+        prefix = GenerateStreamEncoder.ID_PREFIX if lmdeploy else _encoder_class(req).ID_PREFIX
+        response_id = prefix.decode() + plan.request_hex
 
         def done(status: int) -> None:
             self._log(request, status)
@@ -214,53 +244,73 @@ class MockApp:
 
         gen: StreamingGeneration | BufferedGeneration
         if req.stream:
-            encoder = encoder_cls(
-                request_hex=plan.request_hex,
-                created=created,
-                model_json=self._model_json,
-                prompt_tokens=req.prompt_tokens,
-                continuous_usage=req.continuous_usage,
-                t_request=t_request,
-            )
             conn.write(stream_head(request.keep_alive))
             gen = StreamingGeneration(
-                pacer=self.pacer,
-                admission=self.admission,
+                engine=self.engine,
+                t_received=request.t_received,
                 plan=plan,
-                write=conn.stream_write,
                 done=done,
-                encoder=encoder,
-                include_usage=req.include_usage,
-                per_running_s=self._per_running_s,
+                write=conn.stream_write,
+                encoder=self._stream_encoder(req, plan, t_request),
+                include_usage=req.include_usage and not c.stream_usage_null,
                 sent=sent,
             )
         else:
-            build = chat_body if req.kind == "chat" else completion_body
-
-            def render(text: str, n_tokens: int, t_send: float) -> bytes:
-                return build(
-                    request_hex=plan.request_hex,
-                    created=created,
-                    model=c.model,
-                    text=text,
-                    finish_reason=plan.finish_reason,
-                    prompt_tokens=req.prompt_tokens,
-                    completion_tokens=n_tokens,
-                    timestamps=None if t_request is None else (t_request, t_send),
-                )
-
             gen = BufferedGeneration(
-                pacer=self.pacer,
-                admission=self.admission,
+                engine=self.engine,
+                t_received=request.t_received,
                 plan=plan,
-                write=conn.write,
                 done=done,
-                render=render,
+                write=conn.write,
+                render=self._body_renderer(req, plan, t_request),
                 keep_alive=request.keep_alive,
-                per_running_s=self._per_running_s,
             )
         conn.active = gen
         self.admission.submit(gen)
+
+    def _stream_encoder(
+        self, req: GenerationRequest, plan: Plan, t_request: float | None
+    ) -> TokenEncoder:
+        if req.kind == "generate":
+            return GenerateStreamEncoder(prompt_tokens=req.prompt_tokens, t_request=t_request)
+        return _encoder_class(req)(
+            request_hex=plan.request_hex,
+            created=int(time.time()),
+            model_json=self._model_json,
+            prompt_tokens=req.prompt_tokens,
+            continuous_usage=req.continuous_usage,
+            t_request=t_request,
+            null_usage=self.config.stream_usage_null,
+        )
+
+    def _body_renderer(
+        self, req: GenerationRequest, plan: Plan, t_request: float | None
+    ) -> BodyRenderer:
+        created = int(time.time())
+        model = self.config.model
+
+        def render(text: str, n_tokens: int, t_send: float) -> bytes:
+            stamps = None if t_request is None else (t_request, t_send)
+            if req.kind == "generate":
+                return generate_body(
+                    words=plan.words,
+                    finish_reason=plan.finish_reason,
+                    prompt_tokens=req.prompt_tokens,
+                    timestamps=stamps,
+                )
+            build = chat_body if req.kind == "chat" else completion_body
+            return build(
+                request_hex=plan.request_hex,
+                created=created,
+                model=model,
+                text=text,
+                finish_reason=plan.finish_reason,
+                prompt_tokens=req.prompt_tokens,
+                completion_tokens=n_tokens,
+                timestamps=stamps,
+            )
+
+        return render
 
     # helpers ------------------------------------------------------------------------------
 
@@ -293,3 +343,16 @@ class MockApp:
         method = request.method.decode("latin-1")
         path = request.path.decode("latin-1")
         sys.stderr.write(f"sagellm-mock-server: {method} {path} {status} {ms:.1f} ms\n")
+
+
+def _encoder_class(req: GenerationRequest) -> type[StreamEncoder]:
+    return ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
+
+
+def _error(
+    lmdeploy: bool, message: str, err_type: str, status: int, param: str | None = None
+) -> bytes:
+    """The error body in the route's own dialect: LMDeploy's flat one on ``/generate``."""
+    if lmdeploy:
+        return lmdeploy_error_body(message, status)
+    return error_body(message, err_type, status, param)

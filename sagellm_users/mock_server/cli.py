@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add mock_t_request / mock_t_send (time.perf_counter) to every JSON chunk",
     )
     srv.add_argument(
+        "--stream-usage-null",
+        action="store_true",
+        help='stream "usage": null in every chunk and no usage chunk, as LMDeploy servers '
+        "before 0.7 did (clients must count output tokens another way)",
+    )
+    srv.add_argument(
         "--send-log",
         metavar="PATH",
         default=None,

@@ -65,6 +65,7 @@ class MockServerConfig:
     retry_after_s: int = 1
     seed: int = 0
     send_timestamps: bool = False
+    stream_usage_null: bool = False
     send_log: str | None = None
     api_key: str | None = None
     host: str = "127.0.0.1"

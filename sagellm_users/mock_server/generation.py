@@ -25,15 +25,17 @@ reader.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
 
 from .capacity import Admission
+from .metrics import EngineHistograms
 from .pacer import Pacer
 from .simulation import TOKEN_TEXT, Plan
-from .wire import DONE_AND_END, StreamEncoder, error_body, simple_response
+from .wire import DONE_AND_END, TokenEncoder, error_body, simple_response
 
-__all__ = ["BufferedGeneration", "Generation", "StreamingGeneration"]
+__all__ = ["BufferedGeneration", "Engine", "Generation", "StreamingGeneration"]
 
 _QUEUED, _RUNNING, _DONE = 0, 1, 2
 
@@ -42,6 +44,17 @@ ENGINE_ERROR_MESSAGE = "Internal server error"
 
 #: Builds a non-streaming body from (text, completion_tokens, t_send).
 BodyRenderer = Callable[[str, int, float], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """What every generation of one server process shares: the clock, the capacity, the
+    metrics, and how much each running sequence slows every token gap."""
+
+    pacer: Pacer
+    admission: Admission
+    histograms: EngineHistograms
+    per_running_s: float = 0.0
 
 
 class Generation(Protocol):
@@ -57,33 +70,41 @@ class _Timed:
         "_admission",
         "_deadline",
         "_done",
+        "_gap",
+        "_hist",
         "_index",
         "_pacer",
         "_per_running_s",
         "_plan",
         "_state",
+        "_t_first",
+        "_t_received",
         "_write",
     )
 
     def __init__(
         self,
         *,
-        pacer: Pacer,
-        admission: Admission,
+        engine: Engine,
+        t_received: float,
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
-        per_running_s: float = 0.0,
     ) -> None:
-        self._pacer = pacer
-        self._admission = admission
+        # The engine's parts are copied into slots: the per-token path reads them directly.
+        self._pacer = engine.pacer
+        self._admission = engine.admission
+        self._hist = engine.histograms
+        self._per_running_s = engine.per_running_s
+        self._t_received = t_received
         self._plan = plan
         self._write = write
         self._done = done
-        self._per_running_s = per_running_s
         self._state = _QUEUED
         self._deadline = 0.0
+        self._gap = 0.0  # the scheduled gap before the next token: its inter-token latency
         self._index = 0
+        self._t_first = 0.0
 
     @property
     def cancelled(self) -> bool:
@@ -93,6 +114,7 @@ class _Timed:
     def admit(self) -> None:
         """Called by :class:`Admission` when a slot is ours: start the TTFT clock."""
         self._state = _RUNNING
+        self._hist.queue.observe(perf_counter() - self._t_received)
         self._deadline = self._pacer.time() + self._plan.ttft_s
         self._pacer.call_at(self._deadline, self._tick)
 
@@ -110,6 +132,7 @@ class _Timed:
         gap = plan.tbt_s if gaps is None else gaps[after_index]
         if self._per_running_s:
             gap += self._per_running_s * self._admission.running
+        self._gap = gap
         self._deadline += gap
         self._pacer.call_at(self._deadline, self._tick)
 
@@ -130,24 +153,16 @@ class StreamingGeneration(_Timed):
     def __init__(
         self,
         *,
-        pacer: Pacer,
-        admission: Admission,
+        engine: Engine,
+        t_received: float,
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
-        encoder: StreamEncoder,
+        encoder: TokenEncoder,
         include_usage: bool,
-        per_running_s: float = 0.0,
         sent: list[float] | None = None,
     ) -> None:
-        super().__init__(
-            pacer=pacer,
-            admission=admission,
-            plan=plan,
-            write=write,
-            done=done,
-            per_running_s=per_running_s,
-        )
+        super().__init__(engine=engine, t_received=t_received, plan=plan, write=write, done=done)
         self._enc = encoder
         self._include_usage = include_usage
         self._sent = sent  # --send-log: perf_counter() just before each output write
@@ -163,12 +178,14 @@ class StreamingGeneration(_Timed):
             if self._sent is not None:
                 self._sent.append(perf_counter())
             self._write(self._enc.next_token(plan.words[i], n))
+            self._hist.itl.observe(self._gap)
             self._admission.generated_tokens += 1
             self._index = n
             gaps = plan.gaps_s
             gap = plan.tbt_s if gaps is None else gaps[i]
             if self._per_running_s:
                 gap += self._per_running_s * self._admission.running
+            self._gap = gap
             self._deadline += gap
             self._pacer.call_at(self._deadline, self._tick)
             return
@@ -191,6 +208,9 @@ class StreamingGeneration(_Timed):
             data = enc.final_token(word, n, plan.finish_reason, t)
             if i == 0:
                 data = enc.preamble(t) + data
+                self._t_first = t
+            else:
+                self._hist.itl.observe(self._gap)
             if self._include_usage:
                 data += enc.usage(n, t)
             if self._sent is not None:
@@ -198,9 +218,11 @@ class StreamingGeneration(_Timed):
             self._write(data + DONE_AND_END)
             self._admission.generated_tokens += 1
             self._admission.finished += 1
+            self._hist.finished(self._t_received, self._t_first, t, n)
             self._complete(200)
             return
         t = perf_counter()
+        self._t_first = t
         data = enc.preamble(t) + enc.token(word, n, t)
         if self._sent is not None:
             self._sent.append(perf_counter())
@@ -222,23 +244,15 @@ class BufferedGeneration(_Timed):
     def __init__(
         self,
         *,
-        pacer: Pacer,
-        admission: Admission,
+        engine: Engine,
+        t_received: float,
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
         render: BodyRenderer,
         keep_alive: bool,
-        per_running_s: float = 0.0,
     ) -> None:
-        super().__init__(
-            pacer=pacer,
-            admission=admission,
-            plan=plan,
-            write=write,
-            done=done,
-            per_running_s=per_running_s,
-        )
+        super().__init__(engine=engine, t_received=t_received, plan=plan, write=write, done=done)
         self._render = render
         self._keep_alive = keep_alive
         # Index of the event that ends the response: the error, else the last token.
@@ -253,6 +267,9 @@ class BufferedGeneration(_Timed):
         target = self._target
         decode = target * plan.tbt_s if gaps is None else sum(gaps[:target])
         self._state = _RUNNING
+        now = perf_counter()
+        self._hist.queue.observe(now - self._t_received)
+        self._t_first = now + plan.ttft_s
         self._index = target
         self._deadline = self._pacer.time() + plan.ttft_s + decode
         self._pacer.call_at(self._deadline, self._tick)
@@ -262,6 +279,8 @@ class BufferedGeneration(_Timed):
             return  # cancelled while this tick was pending
         i = self._index
         if i < self._target:
+            if i == 0:
+                self._t_first = perf_counter()
             self._index = i + 1
             self._schedule(i)
             return
@@ -272,8 +291,10 @@ class BufferedGeneration(_Timed):
             self._complete(500)
             return
         text = "".join([TOKEN_TEXT[w] for w in plan.words])
-        body = self._render(text, plan.n_tokens, perf_counter())
+        t = perf_counter()
+        body = self._render(text, plan.n_tokens, t)
         self._write(simple_response(200, body, keep_alive=self._keep_alive))
         self._admission.generated_tokens += plan.n_tokens
         self._admission.finished += 1
+        self._hist.finished(self._t_received, self._t_first or t, t, plan.n_tokens)
         self._complete(200)

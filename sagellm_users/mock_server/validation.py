@@ -20,10 +20,14 @@ __all__ = [
     "RequestError",
     "parse_chat_request",
     "parse_completion_request",
+    "parse_generate_request",
     "resolve_max_tokens",
 ]
 
-Kind = Literal["chat", "completion"]
+Kind = Literal["chat", "completion", "generate"]
+
+#: LMDeploy's ``GenerateReqInput.max_tokens`` default.
+GENERATE_DEFAULT_MAX_TOKENS = 128
 
 
 class RequestError(Exception):
@@ -102,7 +106,8 @@ def _common(doc: dict[str, Any], kind: Kind, prompt_tokens: int) -> GenerationRe
             max_tokens = max_completion
     if max_tokens is not None and max_tokens < 1:
         raise RequestError(f"max_tokens must be at least 1, got {max_tokens}.", param="max_tokens")
-    min_tokens = _optional_int(doc, "min_tokens") or 0
+    # vLLM names it min_tokens, LMDeploy's OpenAI routes min_new_tokens.
+    min_tokens = _optional_int(doc, "min_tokens") or _optional_int(doc, "min_new_tokens") or 0
     if min_tokens < 0:
         raise RequestError(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
     if max_tokens is not None and min_tokens > max_tokens:
@@ -186,6 +191,38 @@ def parse_completion_request(body: bytes) -> GenerationRequest:
         raise RequestError("Either prompt or prompt_embeds must be provided and non-empty.")
     tokens = count_completion_prompt_tokens(_single_prompt(prompt))
     return _common(doc, "completion", tokens)
+
+
+def parse_generate_request(body: bytes) -> GenerationRequest:
+    """Validate an LMDeploy ``/generate`` body: exactly one of ``prompt`` and ``input_ids``."""
+    doc = _load_object(body)
+    prompt, input_ids = doc.get("prompt"), doc.get("input_ids")
+    if (prompt is None) == (input_ids is None):
+        raise RequestError("You must specify exactly one of prompt or input_ids")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt:
+            raise RequestError("The prompt must not be an empty string", param="prompt")
+        tokens = count_completion_prompt_tokens(prompt)
+    else:
+        if not isinstance(input_ids, list) or not input_ids or not all(map(_is_int, input_ids)):
+            raise RequestError("The input_ids must be a non-empty list of integers")
+        tokens = len(input_ids)
+    max_tokens = _optional_int(doc, "max_tokens")
+    if max_tokens is None:
+        max_tokens = GENERATE_DEFAULT_MAX_TOKENS
+    if max_tokens <= 0:
+        raise RequestError(f"The max_tokens {max_tokens!r} must be a positive integer.")
+    return GenerationRequest(
+        kind="generate",
+        model=None,
+        prompt_tokens=tokens,
+        max_tokens=max_tokens,
+        min_tokens=0,
+        ignore_eos=_bool(doc, "ignore_eos", False),
+        stream=_bool(doc, "stream", False),
+        include_usage=False,
+        continuous_usage=False,
+    )
 
 
 def resolve_max_tokens(request: GenerationRequest, config: MockServerConfig) -> int:

@@ -29,7 +29,7 @@ import json
 from collections.abc import Sequence
 from http import HTTPStatus
 from time import perf_counter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
@@ -39,6 +39,7 @@ __all__ = [
     "ChatStreamEncoder",
     "CompletionStreamEncoder",
     "StreamEncoder",
+    "TokenEncoder",
     "chat_body",
     "completion_body",
     "error_body",
@@ -136,11 +137,30 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> bytes:
     )
 
 
+class TokenEncoder(Protocol):
+    """What a streaming generation needs from its wire format (see :class:`StreamEncoder`
+    and the LMDeploy ``/generate`` encoder)."""
+
+    def token(self, word: bytes, n_done: int, t_send: float) -> bytes: ...
+
+    def next_token(self, word: bytes, n_done: int) -> bytes: ...
+
+    def final_token(self, word: bytes, n_done: int, finish_reason: str, t_send: float) -> bytes: ...
+
+    def preamble(self, t_send: float) -> bytes: ...
+
+    def usage(self, completion_tokens: int, t_send: float) -> bytes: ...
+
+    def error(self, message: str, err_type: str, code: int, t_send: float) -> bytes: ...
+
+
 class StreamEncoder:
     """Encodes one streaming request's events as ready-to-write HTTP chunks.
 
     ``t_request`` set means ``--send-timestamps``: every JSON event gets
     ``mock_t_request`` and ``mock_t_send`` (the ``t_send`` passed to each call).
+    ``null_usage`` means ``--stream-usage-null``: every event carries ``"usage":null``,
+    as LMDeploy servers before 0.7 streamed, and no usage chunk follows.
     """
 
     ID_PREFIX: ClassVar[bytes]
@@ -156,6 +176,7 @@ class StreamEncoder:
         "_continuous",
         "_fast_len",
         "_head",
+        "_null",
         "_plain",
         "_pre",
         "_prompt_tokens",
@@ -172,6 +193,7 @@ class StreamEncoder:
         prompt_tokens: int,
         continuous_usage: bool = False,
         t_request: float | None = None,
+        null_usage: bool = False,
     ) -> None:
         self._pre = b'{"id":"%b%b","object":"%b","created":%d,"model":%b,"choices":[' % (
             self.ID_PREFIX,
@@ -183,14 +205,15 @@ class StreamEncoder:
         self._prompt_tokens = prompt_tokens
         self._continuous = continuous_usage
         self._t_request = t_request
+        self._null = b',"usage":null' if null_usage and not continuous_usage else b""
         self._plain = not continuous_usage and t_request is None
         self._head = b"data: " + self._pre + self.TEXT_OPEN
-        self._tail = self.MID_CLOSE + b"}\n\n"
+        self._tail = self.MID_CLOSE + self._null + b"}\n\n"
         self._fast_len = len(self._head) + len(self._tail)
         self._chunks: dict[bytes, bytes] = {}  # word -> chunk, when chunks do not vary
 
     def _extras(self, n_done: int, t_send: float) -> bytes:
-        out = _usage(self._prompt_tokens, n_done) if self._continuous else b""
+        out = _usage(self._prompt_tokens, n_done) if self._continuous else self._null
         if self._t_request is not None:
             out += _timestamps(self._t_request, t_send)
         return out
@@ -262,7 +285,7 @@ class ChatStreamEncoder(StreamEncoder):
     __slots__ = ()
 
     def preamble(self, t_send: float) -> bytes:
-        usage = _usage(self._prompt_tokens, 0) if self._continuous else b""
+        usage = _usage(self._prompt_tokens, 0) if self._continuous else self._null
         ts = b"" if self._t_request is None else _timestamps(self._t_request, t_send)
         return _event_chunk(
             self._pre + self.ROLE_CHOICE + usage + b',"prompt_token_ids":null' + ts + b"}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import os
 import socket
@@ -14,8 +13,10 @@ from urllib.parse import urlsplit
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sagellm_users.mock_server import MockServerProcess
+from tests.mock_http import Stream, call, connect, stream_all
 
 CHAT = "/v1/chat/completions"
 CMPL = "/v1/completions"
@@ -36,68 +37,6 @@ def url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def ts_url() -> Iterator[str]:
     yield from _server("--ttft-ms", "10", "--tbt-ms", "20", "--send-timestamps")
-
-
-def connect(url: str, timeout: float = 10.0) -> http.client.HTTPConnection:
-    parts = urlsplit(url)
-    assert parts.hostname == "127.0.0.1" and parts.port is not None
-    return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
-
-
-def call(
-    url: str,
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    conn: http.client.HTTPConnection | None = None,
-) -> tuple[int, http.client.HTTPMessage, bytes]:
-    c = conn or connect(url)
-    payload = None if body is None else body if isinstance(body, bytes) else orjson.dumps(body)
-    c.request(method, path, body=payload, headers=headers or {})
-    resp = c.getresponse()
-    data = resp.read()
-    if conn is None:
-        c.close()
-    return resp.status, resp.headers, data
-
-
-class Stream:
-    """One streamed response: JSON events (or "[DONE]") with client receive times."""
-
-    def __init__(self, url: str, path: str, body: dict[str, Any], **headers: str) -> None:
-        self.conn = connect(url)
-        self.t_send = time.perf_counter()
-        self.conn.request("POST", path, body=orjson.dumps(body), headers=headers)
-        self.resp = self.conn.getresponse()
-        self.events: list[tuple[float, Any]] = []
-
-    def next_event(self) -> Any:
-        while True:
-            line = self.resp.readline()
-            if not line:
-                raise EOFError("stream ended")
-            if line.startswith(b"data: "):
-                payload = line[6:].rstrip(b"\n")
-                event = "[DONE]" if payload == b"[DONE]" else orjson.loads(payload)
-                self.events.append((time.perf_counter(), event))
-                return event
-
-    def read_all(self) -> list[Any]:
-        while not self.events or self.events[-1][1] != "[DONE]":
-            self.next_event()
-        assert self.resp.read() == b"\n"  # only the blank line ending the [DONE] event
-        self.conn.close()
-        return [e for _, e in self.events]
-
-
-def stream_all(url: str, path: str, body: dict[str, Any]) -> list[Any]:
-    s = Stream(url, path, body)
-    assert s.resp.status == 200
-    assert s.resp.getheader("content-type") == "text/event-stream; charset=utf-8"
-    assert s.resp.getheader("transfer-encoding") == "chunked"
-    return s.read_all()
 
 
 # streaming formats ----------------------------------------------------------------------------
@@ -486,12 +425,11 @@ def test_two_workers_serve_and_stop_cleanly() -> None:
 
 def _metric_values(text: str) -> dict[str, float]:
     values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name_labels, value = line.rsplit(" ", 1)
-            name, _, labels = name_labels.partition("{")
-            assert labels == 'model_name="mock-llm"}', line
-            values[name] = float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            assert sample.labels["model_name"] == "mock-llm", sample
+            if "le" not in sample.labels:
+                values[sample.name] = sample.value
     return values
 
 
@@ -510,6 +448,11 @@ def test_metrics_count_what_the_engine_produced() -> None:
     assert values["vllm:request_success_total"] == 2
     assert values["vllm:prompt_tokens_total"] == 7 + 2
     assert values["vllm:num_requests_running"] == values["vllm:num_requests_waiting"] == 0
+    assert values["vllm:kv_cache_usage_perc"] == values["vllm:num_preemptions_total"] == 0
+    assert values["vllm:time_to_first_token_seconds_count"] == 2
+    assert values["vllm:e2e_request_latency_seconds_count"] == 2
+    assert values["vllm:inter_token_latency_seconds_count"] == 4  # the stream's 4 gaps
+    assert values["vllm:inter_token_latency_seconds_sum"] == pytest.approx(4 * 0.001)
     assert "# TYPE vllm:generation_tokens counter" in body.decode()
 
 

@@ -1,0 +1,318 @@
+"""One HTTP/1.1 request and its response on a pooled connection, read event by event.
+
+Split from :mod:`.http` (the pool): this is the per-request side, where every read is
+stamped with ``perf_counter()`` before any other work and transport errors are mapped to
+:mod:`sagellm_users.errors`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from time import perf_counter
+from typing import TYPE_CHECKING
+
+import httptools
+
+from sagellm_users.backends.cooperative import CooperativeReader, Expired
+from sagellm_users.errors import (
+    ConnectError,
+    ProtocolError,
+    ReadTimeout,
+    StreamCutError,
+    TotalTimeout,
+)
+
+if TYPE_CHECKING:
+    from sagellm_users.backends.http import HttpTransport
+
+__all__ = ["HttpExchange", "os_reason"]
+
+_RECV_BYTES = 65536
+
+
+class _Sink:
+    """Receives llhttp's callbacks for one response."""
+
+    __slots__ = ("complete", "headers", "headers_done", "keep_alive", "parser", "pieces", "reason")
+
+    def __init__(self) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.keep_alive = False
+        self.reason = b""
+        self.headers: dict[str, str] = {}
+        self.headers_done = False
+        self.pieces: list[bytes] = []
+        self.complete = False
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        # llhttp forgets the keep-alive verdict once the message completes: ask now.
+        if self.parser is not None:
+            self.keep_alive = self.parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self.pieces.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+class HttpExchange:
+    """One request and its response on one connection.
+
+    :meth:`send` writes the request and reads up to the end of the headers;
+    :meth:`iter_body` then yields ``(t_read, body_bytes)`` once per socket read, with chunked
+    transfer coding already removed. The connection goes back to the pool only when the
+    response was read to its end and the server allows keep-alive.
+    """
+
+    __slots__ = (
+        "_body_bytes",
+        "_deadline",
+        "_parser",
+        "_reader",
+        "_request",
+        "_sink",
+        "_sock",
+        "_t_read",
+        "_transport",
+        "connect_s",
+        "headers",
+        "reason",
+        "status",
+        "t_done",
+        "t_send",
+    )
+
+    def __init__(self, transport: HttpTransport, request: bytes) -> None:
+        self._transport = transport
+        self._request = request
+        self._sock: socket.socket | None = None
+        self._reader: CooperativeReader | None = None
+        """Set under gevent on plain TCP: the cheap read path with one lazy deadline timer."""
+        self._sink, self._parser = _new_parser()
+        self._deadline: float | None = None
+        self._t_read = 0.0
+        self._body_bytes = 0
+        self.t_send: float | None = None
+        self.connect_s: float | None = None
+        self.t_done: float | None = None
+        self.status: int | None = None
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+
+    def send(self) -> None:
+        """Write the request and read the status line and headers."""
+        transport = self._transport
+        sock, self.connect_s = transport._acquire()
+        reused = self.connect_s is None
+        self._sock = sock
+        try:
+            self._write_and_read_headers(sock)
+        except _StaleConnection:
+            # A pooled connection the server had already closed: standard practice is one
+            # retry on a fresh connection, since nothing reached the server.
+            self._end_reads()
+            self._sock = None
+            transport._discard(sock)
+            if not reused:
+                raise ConnectError("the server closed the connection before answering") from None
+            self._sink, self._parser = _new_parser()
+            sock, self.connect_s = transport._acquire_new()
+            self._sock = sock
+            try:
+                self._write_and_read_headers(sock)
+            except _StaleConnection:
+                self._abort()
+                raise ConnectError("the server closed the connection before answering") from None
+        sink = self._sink
+        self.status = self._parser.get_status_code()
+        self.reason = sink.reason.decode("latin-1")
+        self.headers = sink.headers
+
+    def _write_and_read_headers(self, sock: socket.socket) -> None:
+        timeouts = self._transport.timeouts
+        reader = self._reader = CooperativeReader.for_socket(sock)
+        self.t_send = perf_counter()
+        if timeouts.total is not None:
+            self._deadline = self.t_send + timeouts.total
+        if reader is not None:
+            reader.arm(self._seconds_to_deadline(self.t_send), self._on_deadline)
+        try:
+            sock.settimeout(timeouts.read)
+            sock.sendall(self._request)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _StaleConnection from None
+        except TimeoutError:
+            self._abort()
+            raise ReadTimeout("writing the request timed out") from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectError(f"sending the request failed: {os_reason(exc)}") from None
+        first = True
+        while not self._sink.headers_done:
+            data = self._recv(stale_on_reset=first)
+            if not data:
+                if first:
+                    raise _StaleConnection
+                self._abort()
+                raise StreamCutError("connection closed in the middle of the response headers")
+            first = False
+            self._feed(data)
+
+    def _seconds_to_deadline(self, now: float) -> float:
+        """Seconds from ``now`` until the read timeout or the total timeout, if sooner."""
+        assert self.t_send is not None
+        idle_end = max(self._t_read, self.t_send) + self._transport.timeouts.read
+        deadline = idle_end if self._deadline is None else min(idle_end, self._deadline)
+        return deadline - now
+
+    def _on_deadline(self) -> None:
+        """The lazy timer fired (in the event loop): expire, or sleep until the new deadline.
+
+        Reads push the read deadline forward without touching the timer; only here, at most
+        once per read-timeout period, is it moved."""
+        reader = self._reader
+        if reader is None or self._sock is None:
+            return
+        left = self._seconds_to_deadline(perf_counter())
+        if left <= 1e-3:
+            reader.expire()
+        else:
+            reader.arm(left, self._on_deadline)
+
+    def _recv(self, stale_on_reset: bool = False) -> bytes:
+        """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
+        reader = self._reader
+        try:
+            data = reader.recv(_RECV_BYTES) if reader is not None else self._recv_portable()
+        except (TimeoutError, Expired):
+            self._abort()
+            deadline = self._deadline
+            if deadline is not None and perf_counter() >= deadline - 1e-3:
+                raise TotalTimeout(self._total_message()) from None
+            read_timeout = self._transport.timeouts.read
+            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
+        except ConnectionResetError:
+            if stale_on_reset:
+                raise _StaleConnection from None
+            self._abort()
+            raise StreamCutError(
+                f"connection reset by the server after {self._body_bytes} body bytes"
+            ) from None
+        except OSError as exc:
+            self._abort()
+            raise ConnectError(f"reading the response failed: {os_reason(exc)}") from None
+        self._t_read = perf_counter()
+        return data
+
+    def _recv_portable(self) -> bytes:
+        """``sock.recv`` under a socket timeout: the path for TLS and sockets without gevent."""
+        sock = self._sock
+        assert sock is not None
+        deadline = self._deadline
+        read_timeout = self._transport.timeouts.read
+        if deadline is not None:
+            remaining = deadline - perf_counter()
+            if remaining <= 0:
+                raise TimeoutError  # the request's time is up before this read
+            sock.settimeout(min(read_timeout, remaining))
+        return sock.recv(_RECV_BYTES)
+
+    def _total_message(self) -> str:
+        return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._abort()
+            raise ProtocolError(f"invalid HTTP response: {exc}") from None
+
+    def iter_body(self) -> Iterator[tuple[float, bytes]]:
+        """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
+        sink = self._sink
+        pieces = sink.pieces
+        while True:
+            if pieces:
+                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces.clear()
+                self._body_bytes += len(data)
+                yield self._t_read, data
+            if sink.complete:
+                self._finish()
+                return
+            data = self._recv()
+            if not data:
+                if self._close_delimited():
+                    self._finish()
+                    return
+                self._abort()
+                raise StreamCutError(
+                    f"connection closed after {self._body_bytes} body bytes, "
+                    "before the response ended"
+                )
+            self._feed(data)
+
+    def read_body(self) -> bytes:
+        """The whole body (for small, non-streamed answers)."""
+        return b"".join(data for _, data in self.iter_body())
+
+    def _close_delimited(self) -> bool:
+        headers = self._sink.headers
+        coding = headers.get("transfer-encoding", "").lower()
+        return "content-length" not in headers and "chunked" not in coding
+
+    def _finish(self) -> None:
+        self.t_done = self._t_read or perf_counter()
+        self._end_reads()
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._sink.complete and self._sink.keep_alive:
+            self._transport._release(sock)
+        else:
+            self._transport._discard(sock)
+
+    def _end_reads(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.disarm()
+
+    def _abort(self) -> None:
+        if self.t_done is None:
+            self.t_done = perf_counter()
+        self._end_reads()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            self._transport._discard(sock)
+
+    def close(self) -> None:
+        """End the exchange; an unfinished response closes its connection."""
+        if self._sock is not None:
+            if self._sink.complete:
+                self._finish()
+            else:
+                self._abort()
+
+
+def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
+    sink = _Sink()
+    parser = httptools.HttpResponseParser(sink)
+    sink.parser = parser
+    return sink, parser
+
+
+class _StaleConnection(Exception):
+    """Internal: the connection died before the server answered (retry once if pooled)."""
+
+
+def os_reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__

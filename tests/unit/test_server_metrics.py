@@ -1,0 +1,101 @@
+"""Parsing vLLM's /metrics, differencing scrapes and Prometheus-style quantiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from sagellm_users.metrics.server import (
+    BucketHistogram,
+    ServerMetricsError,
+    parse_vllm_metrics,
+)
+
+# Lines as vLLM 0.32's OpenAI server wrote them (two engines of a data-parallel server
+# here, so sums over label sets are exercised).
+VLLM_TEXT = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="tiny"} 3.0
+vllm:num_requests_running{engine="1",model_name="tiny"} 2.0
+# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="tiny"} 0.25
+# HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{engine="0",model_name="tiny"} 0.0
+# HELP vllm:request_success_total Count of successfully processed requests.
+# TYPE vllm:request_success_total counter
+vllm:request_success_total{engine="0",finished_reason="stop",model_name="tiny"} 4.0
+vllm:request_success_total{engine="0",finished_reason="length",model_name="tiny"} 1.0
+vllm:request_success_total{engine="1",finished_reason="length",model_name="tiny"} 2.0
+# HELP vllm:generation_tokens_total Number of generation tokens processed.
+# TYPE vllm:generation_tokens_total counter
+vllm:generation_tokens_total{engine="0",model_name="tiny"} 50.0
+# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.02",model_name="tiny"} 1.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.1",model_name="tiny"} 3.0
+vllm:time_to_first_token_seconds_bucket{engine="0",le="+Inf",model_name="tiny"} 4.0
+vllm:time_to_first_token_seconds_count{engine="0",model_name="tiny"} 4.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="tiny"} 0.5
+vllm:time_to_first_token_seconds_bucket{engine="1",le="0.02",model_name="tiny"} 1.0
+vllm:time_to_first_token_seconds_bucket{engine="1",le="0.1",model_name="tiny"} 1.0
+vllm:time_to_first_token_seconds_bucket{engine="1",le="+Inf",model_name="tiny"} 1.0
+vllm:time_to_first_token_seconds_count{engine="1",model_name="tiny"} 1.0
+vllm:time_to_first_token_seconds_sum{engine="1",model_name="tiny"} 0.01
+"""
+
+
+def test_parse_sums_label_sets() -> None:
+    snap = parse_vllm_metrics(VLLM_TEXT, 12.0)
+    assert snap.t == 12.0 and snap.recognized
+    assert snap.gauges == {"running": 5.0, "kv_cache_usage": 0.25}
+    assert snap.counters == {"requests": 7.0, "generation_tokens": 50.0, "preemptions": 0.0}
+    ttft = snap.histograms["ttft"]
+    assert ttft.bounds == (0.02, 0.1, float("inf"))
+    assert ttft.cumulative == (2.0, 4.0, 5.0)
+    assert ttft.count == 5 and ttft.mean == pytest.approx(0.51 / 5)
+
+
+def test_older_names_are_read_too() -> None:
+    text = (
+        "# TYPE vllm:gpu_cache_usage_perc gauge\n"
+        'vllm:gpu_cache_usage_perc{model_name="m"} 0.5\n'
+        "# TYPE vllm:time_per_output_token_seconds histogram\n"
+        'vllm:time_per_output_token_seconds_bucket{le="0.01",model_name="m"} 2.0\n'
+        'vllm:time_per_output_token_seconds_bucket{le="+Inf",model_name="m"} 2.0\n'
+        'vllm:time_per_output_token_seconds_sum{model_name="m"} 0.01\n'
+    )
+    snap = parse_vllm_metrics(text, 0.0)
+    assert snap.gauges["kv_cache_usage"] == 0.5 and snap.histograms["itl"].count == 2
+
+
+def test_a_server_without_vllm_metrics_is_recognised_as_such() -> None:
+    text = "# TYPE http_requests_total counter\nhttp_requests_total 3\n"
+    assert not parse_vllm_metrics(text, 0.0).recognized
+
+
+def test_text_that_is_not_prometheus_is_an_error() -> None:
+    with pytest.raises(ServerMetricsError, match="not Prometheus text format"):
+        parse_vllm_metrics('{"detail": "Not Found"}', 0.0)
+
+
+def test_quantile_follows_prometheus_histogram_quantile() -> None:
+    h = BucketHistogram((0.1, 0.2, 0.4, float("inf")), (10.0, 30.0, 40.0, 40.0), 8.0)
+    assert h.quantile(0.25) == pytest.approx(0.1)  # rank 10: the first bucket's top
+    assert h.quantile(0.5) == pytest.approx(0.15)  # rank 20: half-way through (0.1, 0.2]
+    assert h.quantile(0.125) == pytest.approx(0.05)  # the first bucket starts at 0
+    assert h.quantile(1.0) == pytest.approx(0.4)
+    beyond = BucketHistogram((0.1, float("inf")), (1.0, 3.0), 1.0)
+    assert beyond.quantile(0.99) == pytest.approx(0.1)  # +Inf bucket: the last finite bound
+    assert BucketHistogram((1.0, float("inf")), (0.0, 0.0), 0.0).quantile(0.5) is None
+
+
+def test_minus_gives_what_happened_between_two_scrapes() -> None:
+    early = BucketHistogram((0.1, float("inf")), (1.0, 2.0), 0.3)
+    late = BucketHistogram((0.1, float("inf")), (4.0, 6.0), 1.0)
+    diff = late.minus(early)
+    assert diff.cumulative == (3.0, 4.0) and diff.total == pytest.approx(0.7)
+    restarted = BucketHistogram((0.1, float("inf")), (1.0, 1.0), 0.05)
+    assert restarted.minus(late) is restarted  # counts fell: the server restarted
+    assert late.minus(None) is late
