@@ -15,15 +15,19 @@ from sagellm_users.backends import (
     Completion,
     GenerationRequest,
     HealthStatus,
+    LMDeployClient,
     OpenAIClient,
+    SageLLMClient,
     Timeouts,
     Usage,
+    VLLMClient,
     create_client,
 )
 from sagellm_users.errors import (
     ConfigError,
     ConnectError,
     ConnectTimeout,
+    FeatureUnavailable,
     HTTPStatusError,
     LLMError,
     MalformedEventError,
@@ -41,8 +45,13 @@ if TYPE_CHECKING:
     from sagellm_users.api import run_load_test
     from sagellm_users.users import (
         LLMUser,
+        LMDeployGenerateUser,
+        LMDeployUser,
         OpenAIChatUser,
         OpenAICompletionsUser,
+        SageLLMUser,
+        VLLMCompletionsUser,
+        VLLMUser,
         install,
         runtime_of,
     )
@@ -55,11 +64,15 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",
+    "FeatureUnavailable",
     "GenerationRequest",
     "HTTPStatusError",
     "HealthStatus",
     "LLMError",
     "LLMUser",
+    "LMDeployClient",
+    "LMDeployGenerateUser",
+    "LMDeployUser",
     "MalformedEventError",
     "MissingDoneError",
     "OpenAIChatUser",
@@ -69,18 +82,34 @@ __all__ = [
     "ReadTimeout",
     "RequestRecord",
     "RequestTimeout",
+    "SageLLMClient",
+    "SageLLMUser",
     "ServerErrorEvent",
     "StreamCutError",
     "Timeouts",
     "TotalTimeout",
     "Usage",
+    "VLLMClient",
+    "VLLMCompletionsUser",
+    "VLLMUser",
     "create_client",
     "install",
     "run_load_test",
     "runtime_of",
 ]
 
-_LAZY = {"LLMUser", "OpenAIChatUser", "OpenAICompletionsUser", "install", "runtime_of"}
+_LAZY = {
+    "LLMUser",
+    "LMDeployGenerateUser",
+    "LMDeployUser",
+    "OpenAIChatUser",
+    "OpenAICompletionsUser",
+    "SageLLMUser",
+    "VLLMCompletionsUser",
+    "VLLMUser",
+    "install",
+    "runtime_of",
+}
 
 
 def __getattr__(name: str) -> Any:

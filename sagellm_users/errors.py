@@ -17,7 +17,8 @@ are mapped to these in exactly one place (:mod:`sagellm_users.backends.http`).
     │   ├── MalformedEventError an SSE event whose data is not the expected JSON
     │   ├── StreamCutError      the connection closed before the response was complete
     │   └── MissingDoneError    the stream ended without ``data: [DONE]``
-    └── ServerErrorEvent        an error object sent inside a 200 stream
+    ├── ServerErrorEvent        an error object sent inside a 200 stream
+    └── FeatureUnavailable      an optional route the server lacks (/metrics, /tokenize)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",
+    "FeatureUnavailable",
     "HTTPStatusError",
     "LLMError",
     "MalformedEventError",
@@ -120,3 +122,8 @@ class ServerErrorEvent(LLMError):
         parts = [p for p in (error_type, str(code) if code is not None else None) if p]
         prefix = f"[{' '.join(parts)}] " if parts else ""
         super().__init__(f"error event in stream: {prefix}{excerpt(message)}")
+
+
+class FeatureUnavailable(LLMError):
+    """An optional route is missing or answers in another format: the feature that needs it
+    (server metrics, exact-length prompts, model discovery) degrades with a warning."""

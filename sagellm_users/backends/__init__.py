@@ -15,8 +15,11 @@ from sagellm_users.backends.base import (
     ResponseStream,
     Usage,
 )
-from sagellm_users.backends.http import Timeouts
+from sagellm_users.backends.http import PoolState, Timeouts
+from sagellm_users.backends.lmdeploy import LMDeployClient
 from sagellm_users.backends.openai import OpenAIClient
+from sagellm_users.backends.sagellm import SageLLMClient
+from sagellm_users.backends.vllm import VLLMClient
 from sagellm_users.errors import ConfigError
 
 __all__ = [
@@ -27,15 +30,24 @@ __all__ = [
     "Completion",
     "GenerationRequest",
     "HealthStatus",
+    "LMDeployClient",
     "OpenAIClient",
+    "PoolState",
     "ResponseStream",
+    "SageLLMClient",
     "Timeouts",
     "Usage",
+    "VLLMClient",
     "create_client",
 ]
 
-BACKENDS: dict[str, Callable[..., BackendClient]] = {"openai": OpenAIClient}
-"""Client factories by backend name; later backends register here."""
+BACKENDS: dict[str, Callable[..., BackendClient]] = {
+    "lmdeploy": LMDeployClient,
+    "openai": OpenAIClient,
+    "sagellm": SageLLMClient,
+    "vllm": VLLMClient,
+}
+"""Client factories by backend name (``--backend``)."""
 
 
 def create_client(backend: str, base_url: str, **options: Any) -> BackendClient:

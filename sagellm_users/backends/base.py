@@ -8,7 +8,7 @@ its bytes were read from the socket.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
@@ -24,7 +24,8 @@ __all__ = [
     "Usage",
 ]
 
-Api = Literal["chat", "completions"]
+Api = Literal["chat", "completions", "generate"]
+"""``generate`` is LMDeploy's native ``/generate`` route; other backends refuse it."""
 
 
 @dataclass(slots=True)
@@ -41,6 +42,7 @@ class GenerationRequest:
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None
     max_tokens: int | None = None
+    min_tokens: int | None = None
     temperature: float | None = None
     ignore_eos: bool = False
     stream: bool = True
@@ -84,15 +86,32 @@ class Chunk:
 
 @dataclass(slots=True)
 class Completion:
-    """A whole generation, for callers that do not care about the stream."""
+    """A whole generation, for callers that do not care about the stream.
+
+    From :meth:`generate_batch` a failed request is a Completion too, with ``error`` and
+    ``error_class`` set (and the times it got to), so one failure never ends a batch.
+    """
 
     text: str
     usage: Usage | None
     finish_reason: str | None
-    t_send: float
+    t_send: float | None
     t_first_output: float | None
     t_done: float
     chunks: int
+    error: str | None = None
+    error_class: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from send to the first output, when both happened."""
+        if self.t_send is None or self.t_first_output is None:
+            return None
+        return self.t_first_output - self.t_send
 
 
 @dataclass(slots=True)
@@ -104,6 +123,10 @@ class HealthStatus:
     models: list[str] = field(default_factory=list)
     latency_ms: float | None = None
     error: str | None = None
+    version: str | None = None
+    """The server's version, where it tells (vLLM's ``/version``)."""
+    pool: dict[str, int | bool] = field(default_factory=dict)
+    """The client's connection pool: idle, in_use, opened, max_idle, closed."""
 
 
 class ResponseStream(Protocol):
@@ -144,6 +167,14 @@ class BackendClient(Protocol):
     def stream(self, request: GenerationRequest) -> ResponseStream: ...
 
     def generate(self, request: GenerationRequest) -> Completion: ...
+
+    def generate_batch(
+        self,
+        requests: Iterable[GenerationRequest],
+        *,
+        max_concurrent: int = 8,
+        timeout: float | None = None,
+    ) -> list[Completion]: ...
 
     def health_check(self) -> HealthStatus: ...
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gevent import getcurrent
+from gevent import ssl as gssl
 
 __all__ = ["CooperativeReader", "Expired"]
 
@@ -51,7 +52,7 @@ class CooperativeReader:
     @classmethod
     def for_socket(cls, sock: socket.socket) -> CooperativeReader | None:
         """A reader for a plain gevent TCP socket, else None (use ``sock.recv``)."""
-        if isinstance(sock, ssl.SSLSocket):
+        if isinstance(sock, ssl.SSLSocket | gssl.SSLSocket):
             return None
         raw = getattr(sock, "_sock", None)
         watcher = getattr(sock, "_read_event", None)

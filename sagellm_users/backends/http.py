@@ -4,8 +4,9 @@ Why not ``requests`` or geventhttpclient: both buffer the body (``iter_content``
 wait for n bytes and merge SSE events, which destroys inter-token timing) and spend more CPU
 per event. This client reads the socket directly, parses with llhttp (``httptools``), and
 stamps every read with ``perf_counter()`` before any other work, so each event's time is the
-moment its bytes were read. It uses the stdlib ``socket``/``ssl`` modules, which gevent
-patches under Locust: the same code is cooperative in a load test and blocking elsewhere.
+moment its bytes were read. It opens gevent's sockets (what Locust's monkey-patching installs
+anyway), so the same code is cooperative in a load test and in a plain script, where
+``generate_batch`` runs requests concurrently on a gevent pool.
 
 Connections are pooled per transport (one per concurrent request, as the load needs; at
 most ``max_idle`` kept idle) and reused when a response was read to its end. Every transport
@@ -20,6 +21,9 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from time import perf_counter
+
+from gevent import socket as gsocket
+from gevent import ssl as gssl
 
 from sagellm_users._closing import Closeable
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
@@ -70,15 +74,7 @@ class HttpTransport(Closeable):
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
-            if verify is False:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            elif isinstance(verify, str):
-                context = ssl.create_default_context(cafile=verify)
-            else:
-                context = ssl.create_default_context()
-            self._ssl = context
+            self._ssl = _tls_context(verify)
         fixed = {"Host": self.origin.host_header, "User-Agent": _USER_AGENT}
         fixed.update(headers or {})
         self._header_block = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
@@ -146,7 +142,9 @@ class HttpTransport(Closeable):
     def _connect(self) -> socket.socket:
         o = self.origin
         try:
-            sock = socket.create_connection((o.host, o.port), timeout=self.timeouts.connect)
+            sock: socket.socket = gsocket.create_connection(
+                (o.host, o.port), timeout=self.timeouts.connect
+            )
         except TimeoutError:
             raise ConnectTimeout(
                 f"connecting to {o.host_header} took longer than {self.timeouts.connect:g} s"
@@ -187,3 +185,17 @@ class HttpTransport(Closeable):
         idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """gevent's TLS context, so TLS connections are cooperative with or without
+    monkey-patching; certificates are verified unless ``verify`` is False."""
+    context: ssl.SSLContext = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str):
+        context.load_verify_locations(cafile=verify)
+    else:
+        context.load_default_certs()
+    return context

@@ -8,9 +8,10 @@ are counted by the server, not guessed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict
 from time import perf_counter
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -23,8 +24,10 @@ from sagellm_users.backends.base import (
     HealthStatus,
     Usage,
 )
+from sagellm_users.backends.batch import BatchMixin
 from sagellm_users.backends.http import HttpExchange, HttpTransport, Timeouts
 from sagellm_users.errors import (
+    ConfigError,
     HTTPStatusError,
     LLMError,
     MalformedEventError,
@@ -37,14 +40,20 @@ from sagellm_users.sse import SSEDecoder
 
 __all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "parse_event"]
 
-_PATHS: dict[Api, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _DONE = b"[DONE]"
 _JSON = {"Content-Type": "application/json"}
 _STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
 
-def build_payload(request: GenerationRequest) -> dict[str, Any]:
-    """The JSON body for ``request``; ``extra_body`` is applied last and wins."""
+def build_payload(
+    request: GenerationRequest, *, min_tokens_field: str = "min_tokens"
+) -> dict[str, Any]:
+    """The JSON body for ``request``; ``extra_body`` is applied last and wins.
+
+    ``min_tokens_field`` is the server's name for a minimum output length (vLLM's
+    ``min_tokens``, LMDeploy's ``min_new_tokens``).
+    """
     payload: dict[str, Any] = {"model": request.model}
     if request.api == "chat":
         messages = request.messages
@@ -55,6 +64,8 @@ def build_payload(request: GenerationRequest) -> dict[str, Any]:
         payload["prompt"] = request.prompt if request.prompt is not None else request.prompt_text()
     if request.max_tokens is not None:
         payload["max_tokens"] = request.max_tokens
+    if request.min_tokens is not None:
+        payload[min_tokens_field] = request.min_tokens
     if request.temperature is not None:
         payload["temperature"] = request.temperature
     if request.ignore_eos:
@@ -185,14 +196,38 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date: rare for LLM servers, and not worth guessing the clock
 
 
+EventParser = Callable[[bytes, float], Chunk]
+"""Turns one SSE event's data (or a whole non-streamed body) into a Chunk stamped t."""
+
+
 class OpenAIStream(Closeable):
-    """One request in flight; see :class:`sagellm_users.backends.base.ResponseStream`."""
+    """One request in flight; see :class:`sagellm_users.backends.base.ResponseStream`.
 
-    __slots__ = ("_exchange", "_stream", "connect_s", "status", "t_done", "t_send")
+    The parsers default to the OpenAI formats; LMDeploy's ``/generate`` passes its own.
+    """
 
-    def __init__(self, exchange: HttpExchange, stream: bool) -> None:
+    __slots__ = (
+        "_exchange",
+        "_parse_body",
+        "_parse_event",
+        "_stream",
+        "connect_s",
+        "status",
+        "t_done",
+        "t_send",
+    )
+
+    def __init__(
+        self,
+        exchange: HttpExchange,
+        stream: bool,
+        event_parser: EventParser = parse_event,
+        body_parser: EventParser = _parse_body,
+    ) -> None:
         self._exchange = exchange
         self._stream = stream
+        self._parse_event = event_parser
+        self._parse_body = body_parser
         self.t_send: float | None = None
         self.connect_s: float | None = None
         self.t_done: float | None = None
@@ -212,16 +247,16 @@ class OpenAIStream(Closeable):
                     exchange.status or 0, exchange.reason, body, _retry_after(exchange.headers)
                 )
             if self._stream:
-                yield from self._iter_events(exchange)
+                yield from self._iter_events(exchange, self._parse_event)
             else:
                 body = exchange.read_body()
-                yield _parse_body(body, exchange.t_done or perf_counter())
+                yield self._parse_body(body, exchange.t_done or perf_counter())
         finally:
             exchange.close()
             self.t_done = exchange.t_done or perf_counter()
 
     @staticmethod
-    def _iter_events(exchange: HttpExchange) -> Iterator[Chunk]:
+    def _iter_events(exchange: HttpExchange, parse: EventParser) -> Iterator[Chunk]:
         decoder = SSEDecoder()
         feed = decoder.feed
         done = False
@@ -232,7 +267,7 @@ class OpenAIStream(Closeable):
                 if event == _DONE:
                     done = True
                     continue
-                yield parse_event(event, t)
+                yield parse(event, t)
         if not done:
             if decoder.pending:
                 raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
@@ -249,14 +284,21 @@ def _read_error_body(exchange: HttpExchange) -> bytes:
         return b""
 
 
-class OpenAIClient(Closeable):
+class OpenAIClient(BatchMixin, Closeable):
     """A client for one OpenAI-compatible server.
 
     ``api_key`` falls back to ``OPENAI_API_KEY``; it is sent as a Bearer token and never
     appears in ``repr``, errors or logs. ``headers`` are added to every request.
+    ``eager_connections`` opens that many connections now (and fails now if the server
+    cannot be reached); by default the pool opens them as requests need them.
+    ``max_idle`` caps the idle connections kept for reuse.
     """
 
     backend = "openai"
+    API_KEY_ENVS: ClassVar[tuple[str, ...]] = ("OPENAI_API_KEY",)
+    """Environment variables read, in order, when no ``api_key`` is given."""
+    MIN_TOKENS_FIELD: ClassVar[str] = "min_tokens"
+    PATHS: ClassVar[Mapping[str, str]] = _PATHS
 
     def __init__(
         self,
@@ -266,27 +308,44 @@ class OpenAIClient(Closeable):
         headers: Mapping[str, str] | None = None,
         timeouts: Timeouts | None = None,
         verify: bool | str = True,
+        eager_connections: int = 0,
+        max_idle: int = 256,
     ) -> None:
         all_headers = dict(headers or {})
-        key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        key = api_key
+        if key is None:
+            key = next((os.environ[v] for v in self.API_KEY_ENVS if os.environ.get(v)), None)
         if key:
             all_headers.setdefault("Authorization", f"Bearer {key}")
         self.transport = HttpTransport(
-            base_url, timeouts=timeouts, headers=all_headers, verify=verify
+            base_url, timeouts=timeouts, headers=all_headers, verify=verify, max_idle=max_idle
         )
         self.base_url = base_url
+        if eager_connections:
+            self.transport.open_connections(eager_connections)
 
     def __repr__(self) -> str:
-        return f"OpenAIClient({self.base_url!r})"
+        return f"{type(self).__name__}({self.base_url!r})"
 
     def endpoint_path(self, api: Api) -> str:
-        return _PATHS[api]
+        try:
+            return self.PATHS[api]
+        except KeyError:
+            apis = ", ".join(sorted(self.PATHS))
+            raise ConfigError(
+                f"the {self.backend} backend has no {api!r} API: choose one of {apis}"
+            ) from None
+
+    def build_payload(self, request: GenerationRequest) -> dict[str, Any]:
+        """The request body in this server's dialect."""
+        return build_payload(request, min_tokens_field=self.MIN_TOKENS_FIELD)
 
     def stream(self, request: GenerationRequest) -> OpenAIStream:
         """Prepare ``request``; iterating the result sends it and yields its chunks."""
-        body = orjson.dumps(build_payload(request))
+        path = self.endpoint_path(request.api)
+        body = orjson.dumps(self.build_payload(request))
         headers = _STREAM_HEADERS if request.stream else _JSON
-        exchange = self.transport.exchange("POST", _PATHS[request.api], body, headers)
+        exchange = self.transport.exchange("POST", path, body, headers)
         return OpenAIStream(exchange, request.stream)
 
     def generate(self, request: GenerationRequest) -> Completion:
@@ -305,22 +364,28 @@ class OpenAIClient(Closeable):
                         first = chunk.t
                 usage = chunk.usage or usage
                 finish = chunk.finish_reason or finish
-        assert stream.t_send is not None and stream.t_done is not None
+        assert stream.t_done is not None
         text = "".join(texts)
         return Completion(text, usage, finish, stream.t_send, first, stream.t_done, chunks)
 
-    def _get(self, path: str) -> tuple[int, bytes]:
-        exchange = self.transport.exchange("GET", path)
+    def get(self, path: str) -> tuple[int, bytes]:
+        """``GET path`` (from the server root): status and body."""
+        return self.request("GET", path)
+
+    def request(self, method: str, path: str, payload: Any = None) -> tuple[int, bytes]:
+        """One plain request (JSON ``payload`` when given): status and body."""
+        body = None if payload is None else orjson.dumps(payload)
+        exchange = self.transport.exchange(method, path, body, _JSON if body else None)
         try:
             exchange.send()
-            body = exchange.read_body()
+            data = exchange.read_body()
         finally:
             exchange.close()
-        return exchange.status or 0, body
+        return exchange.status or 0, data
 
     def list_models(self) -> list[str]:
         """Model ids from ``GET /v1/models``, in the server's order."""
-        status, body = self._get("/v1/models")
+        status, body = self.get("/v1/models")
         if status != 200:
             raise HTTPStatusError(status, "", body)
         try:
@@ -336,17 +401,25 @@ class OpenAIClient(Closeable):
         endpoint = self.transport.url("/health")
         started = perf_counter()
         try:
-            status, body = self._get("/health")
+            status, body = self.get("/health")
             if status == 404:  # plain OpenAI-compatible servers have no /health
                 endpoint = self.transport.url("/v1/models")
             elif status != 200:
                 raise HTTPStatusError(status, "", body)
             models = self.list_models()
         except LLMError as exc:
-            return HealthStatus(
-                False, endpoint, latency_ms=(perf_counter() - started) * 1e3, error=str(exc)
-            )
-        return HealthStatus(True, endpoint, models, (perf_counter() - started) * 1e3)
+            ms = (perf_counter() - started) * 1e3
+            return HealthStatus(False, endpoint, latency_ms=ms, error=str(exc), pool=self.pool())
+        ms = (perf_counter() - started) * 1e3
+        return HealthStatus(True, endpoint, models, ms, version=self.version(), pool=self.pool())
+
+    def version(self) -> str | None:
+        """The server's version where it has a route for it; None otherwise."""
+        return None
+
+    def pool(self) -> dict[str, int | bool]:
+        """The connection pool's state, for health checks and diagnostics."""
+        return asdict(self.transport.pool_state())
 
     def close(self) -> None:
         self.transport.close()

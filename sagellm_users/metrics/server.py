@@ -2,10 +2,11 @@
 
 A scrape is parsed with ``prometheus_client``'s reference parser into a
 :class:`ServerSnapshot`: gauges (requests running / waiting, KV-cache usage), counters
-(requests, prompt and generation tokens, preemptions) and histograms (TTFT, inter-token
-latency, TPOT, end-to-end, queue time), each summed over its label sets (engines of a
-data-parallel server, finish reasons). The difference of two snapshots is what the server
-did between them, so a test's window on the server lines up with the client's.
+(requests finished, aborted ones apart; prompt and generation tokens; preemptions) and
+histograms (TTFT, inter-token latency, TPOT, end-to-end, queue time), each summed over its
+label sets (engines of a data-parallel server, finish reasons). The difference of two
+snapshots is what the server did between them, so a test's window on the server lines up
+with the client's.
 
 Quantiles from a histogram use Prometheus' own ``histogram_quantile`` rule (linear
 interpolation inside the bucket, the first bucket starting at 0), so they are only as fine
@@ -150,6 +151,11 @@ def parse_vllm_metrics(text: str, t: float) -> ServerSnapshot:
     for ours, names in COUNTERS.items():
         if name := _first(by_name, names):
             snapshot.counters[ours] = sum(v for _labels, v in by_name[name])
+    finished = by_name.get(COUNTERS["requests"][0], ())
+    aborted = [v for labels, v in finished if labels.get("finished_reason") == "abort"]
+    if aborted:  # requests the client gave up on are not completions: count them apart
+        snapshot.counters["aborted"] = sum(aborted)
+        snapshot.counters["requests"] -= snapshot.counters["aborted"]
     for ours, names in HISTOGRAMS.items():
         for name in names:
             histogram = _histogram(by_name, name)

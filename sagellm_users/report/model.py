@@ -19,7 +19,10 @@ from pydantic import BaseModel, Field
 from sagellm_users.metrics.collector import EndpointStats, MetricsCollector
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
+from sagellm_users.metrics.server_series import ServerSeries
 from sagellm_users.metrics.slo import SLO
+from sagellm_users.report.labels import percentile_label
+from sagellm_users.report.server import ServerSideReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -51,11 +54,6 @@ _TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
     "tbt_ms": ("tbt", None),
     "itl_per_token_ms": ("itl_per_token", None),
 }
-
-
-def percentile_label(p: float) -> str:
-    """``99`` -> ``p99``, ``99.9`` -> ``p99.9`` (vLLM's spelling)."""
-    return f"p{int(p)}" if float(p).is_integer() else f"p{p:g}"
 
 
 class DistributionSummary(BaseModel):
@@ -299,6 +297,8 @@ class LLMReport(BaseModel):
     early_stop: EarlyStopInfo | None = None
     client: ClientHealthReport | None = None
     """The load generator's own lag and CPU; None when it did not measure itself."""
+    server: list[ServerSideReport] = Field(default_factory=list)
+    """Each server's own /metrics over the test (vLLM's names), when scraped."""
 
     @property
     def slos_passed(self) -> bool:
@@ -350,6 +350,7 @@ def build_report(
     slos: tuple[SLO, ...] = (),
     early_stop: EarlyStopInfo | None = None,
     health: ClientHealth | None = None,
+    server: list[ServerSeries] | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -403,6 +404,7 @@ def build_report(
         ],
         early_stop=early_stop,
         client=ClientHealthReport.of(health) if health is not None and health.processes else None,
+        server=[ServerSideReport.of(series, percentiles) for series in server or ()],
     )
 
 

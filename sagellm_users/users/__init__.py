@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 from sagellm_users.users.base import LLMUser
+from sagellm_users.users.lmdeploy import LMDeployGenerateUser, LMDeployUser
 from sagellm_users.users.openai import OpenAIChatUser, OpenAICompletionsUser
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.plugin import install
 from sagellm_users.users.runtime import LLMRuntime, runtime_of
+from sagellm_users.users.sagellm import SageLLMUser
+from sagellm_users.users.vllm import VLLMCompletionsUser, VLLMUser
 
 __all__ = [
     "LLMOptions",
     "LLMRuntime",
     "LLMUser",
+    "LMDeployGenerateUser",
+    "LMDeployUser",
     "OpenAIChatUser",
     "OpenAICompletionsUser",
+    "SageLLMUser",
+    "VLLMCompletionsUser",
+    "VLLMUser",
     "install",
     "runtime_of",
 ]

@@ -32,13 +32,17 @@ class LLMUser(User):
     """
 
     abstract = True
-    backend: ClassVar[str] = "openai"
-    """Name of the backend client (see :data:`sagellm_users.backends.BACKENDS`)."""
+    backend: ClassVar[str | None] = None
+    """Name of the backend client (see :data:`sagellm_users.backends.BACKENDS`); None
+    takes ``--backend`` (default ``openai``)."""
     api: ClassVar[Api] = "chat"
-    """Which API the default task calls: ``"chat"`` or ``"completions"``."""
+    """Which API the default task calls: ``"chat"``, ``"completions"``, or LMDeploy's
+    native ``"generate"``."""
 
     llm: LLMRuntime
     client: BackendClient
+    backend_name: str
+    """The backend this user's client speaks: its class's, else ``--backend``."""
     _intended_start: float | None = None
     """When the current wait between tasks ends: the intended start of the next request."""
 
@@ -60,7 +64,8 @@ class LLMUser(User):
             raise StopUser()  # the plugin logged the bad option and stops the test
         if not self.host:
             raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
-        self.client = self.llm.create_client(self.backend, self.host)
+        self.backend_name = self.backend or self.llm.options.backend
+        self.client = self.llm.create_client(self.backend_name, self.host)
         # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
         # request starts after its wait ends (the start lag in the client health report).
         taskset = getattr(self, "_taskset_instance", None)
@@ -85,12 +90,14 @@ class LLMUser(User):
         """The next request, from the command-line options."""
         o = self.llm.options
         prompt = self.llm.next_prompt()
+        chat = self.api == "chat"
         return GenerationRequest(
             api=self.api,
             model=o.model,
-            prompt=prompt if self.api == "completions" else None,
-            messages=[{"role": "user", "content": prompt}] if self.api == "chat" else None,
+            prompt=None if chat else prompt,
+            messages=[{"role": "user", "content": prompt}] if chat else None,
             max_tokens=o.max_tokens,
+            min_tokens=o.min_tokens,
             temperature=o.temperature,
             ignore_eos=o.ignore_eos,
             stream=o.stream,
@@ -104,7 +111,7 @@ class LLMUser(User):
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,
-            backend=self.backend,
+            backend=self.backend_name,
             api=request.api,
             name=name or self.client.endpoint_path(request.api),
             model=request.model,

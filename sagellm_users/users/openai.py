@@ -8,14 +8,14 @@ __all__ = ["OpenAIChatUser", "OpenAICompletionsUser"]
 
 
 class OpenAIChatUser(LLMUser):
-    """Streams ``/v1/chat/completions``, one request after another."""
+    """Streams ``/v1/chat/completions``, one request after another, with the client
+    ``--backend`` names (default: any OpenAI-compatible server)."""
 
-    backend = "openai"
     api = "chat"
 
 
 class OpenAICompletionsUser(LLMUser):
-    """Streams ``/v1/completions``, one request after another."""
+    """Streams ``/v1/completions``, one request after another, with the client
+    ``--backend`` names."""
 
-    backend = "openai"
     api = "completions"

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from sagellm_users.backends import BACKENDS
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics.slo import SLO, parse_slos
 from sagellm_users.metrics.window import Warmup, parse_warmup
@@ -30,6 +31,12 @@ DEFAULT_PROMPT = (
 def add_arguments(parser: Any) -> None:
     """Add sagellm-locust's options to Locust's argument parser."""
     add = parser.add_argument
+    add(
+        "--backend",
+        default="openai",
+        help="Client for users that do not pin one: openai, vllm, lmdeploy or sagellm "
+        "(default openai; locustfiles/vllm.py and the like pin theirs)",
+    )
     add(
         "--model",
         default="",
@@ -54,6 +61,12 @@ def add_arguments(parser: Any) -> None:
         help="Bearer API key (default: $OPENAI_API_KEY); never printed or written",
     )
     add("--no-stream", action="store_true", default=False, help="Send non-streaming requests")
+    add(
+        "--min-tokens",
+        type=int,
+        default=None,
+        help="Minimum output tokens per request (vLLM min_tokens, LMDeploy min_new_tokens)",
+    )
     add("--temperature", type=float, default=None, help="Sampling temperature (default: server's)")
     add(
         "--ignore-eos",
@@ -135,6 +148,13 @@ def add_arguments(parser: Any) -> None:
         help="Percentiles in the summary and reports, comma-separated (default 50,90,95,99)",
     )
     add(
+        "--server-metrics-interval",
+        type=float,
+        default=5.0,
+        help="Seconds between scrapes of each host's /metrics (vLLM's names) for the "
+        "server-side view; 0 turns scraping off (default 5)",
+    )
+    add(
         "--mock-args",
         default="",
         include_in_web_ui=False,
@@ -145,6 +165,7 @@ def add_arguments(parser: Any) -> None:
 
 _FLAGS = {
     "max_tokens": "--max-tokens",
+    "min_tokens": "--min-tokens",
     "temperature": "--temperature",
     "connect_timeout": "--connect-timeout",
     "read_timeout": "--read-timeout",
@@ -159,8 +180,10 @@ class LLMOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    backend: str = "openai"
     model: str = ""
     max_tokens: int = Field(128, ge=1)
+    min_tokens: int | None = Field(None, ge=0)
     prompts: tuple[str, ...] = Field(min_length=1)
     api_key: SecretStr | None = None
     stream: bool = True
@@ -180,6 +203,7 @@ class LLMOptions(BaseModel):
     warmup_seconds: float = Field(0.0, ge=0)
     warmup_requests: int = Field(0, ge=0)
     measure_after_spawn: bool = False
+    server_metrics_interval: float = Field(5.0, ge=0)
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -212,8 +236,10 @@ class LLMOptions(BaseModel):
             raise ConfigError(f"--mock-args: cannot split {exc}") from None
         warmup = parse_warmup(str(get(ns, "warmup", "") or ""))
         values: dict[str, Any] = {
+            "backend": _checked_backend(str(get(ns, "backend", "") or "openai")),
             "model": str(get(ns, "model", "") or ""),
             "max_tokens": get(ns, "max_tokens", 128),
+            "min_tokens": get(ns, "min_tokens", None),
             "prompts": prompts,
             "api_key": str(get(ns, "api_key", "") or "") or None,
             "stream": not get(ns, "no_stream", False),
@@ -233,7 +259,14 @@ class LLMOptions(BaseModel):
             "warmup_seconds": warmup.seconds,
             "warmup_requests": warmup.requests,
             "measure_after_spawn": bool(get(ns, "measure_after_spawn", False)),
+            "server_metrics_interval": get(ns, "server_metrics_interval", 5.0),
         }
+        min_tokens = values["min_tokens"]
+        if min_tokens is not None and min_tokens > values["max_tokens"]:
+            raise ConfigError(
+                f"--min-tokens {min_tokens} is more than --max-tokens {values['max_tokens']}; "
+                "lower it or raise --max-tokens"
+            )
         if values["slo_early_stop"] and not values["slo"].strip():
             raise ConfigError(
                 "--slo-early-stop: there is no objective to watch; add --slo, "
@@ -281,6 +314,13 @@ def _parse_extra_body(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"--extra-body: must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _checked_backend(name: str) -> str:
+    if name not in BACKENDS:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"--backend: unknown backend {name!r}; choose one of {known}")
+    return name
 
 
 def _checked_slo(text: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import gevent
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
+from sagellm_users.backends import BACKENDS
 from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import RecordsWriter, render_summary
@@ -33,10 +34,13 @@ from sagellm_users.report import (
     render_slo_table,
     write_report,
 )
+from sagellm_users.report.server import render_server_side
+from sagellm_users.users.base import LLMUser
 from sagellm_users.users.health_probe import HealthProbe
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
+from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
 
 if TYPE_CHECKING:
@@ -86,6 +90,7 @@ def _on_init(
     is_worker = isinstance(runner, WorkerRunner)
     if environment.host:
         _check_host(environment.host)
+    _check_user_classes(environment, options)
     for path in options.reports:
         try:
             check_report_path(path)
@@ -155,6 +160,10 @@ def _register_listeners(
         events.reset_stats.add_listener(runtime.recent.reset)
         add_live_route(web_ui, runtime, _report)
     if not is_worker:
+        server = runtime.server_watch = ServerWatch(runtime)
+        events.test_start.add_listener(lambda **_kw: server.start())
+        events.test_stop.add_listener(lambda **_kw: server.stop())
+        events.reset_stats.add_listener(server.reset)
         watch = SLOWatch(environment, runtime, keep_ui=web_ui is not None)
         events.test_start.add_listener(lambda **_kw: watch.start())
         events.test_stop.add_listener(lambda **_kw: watch.stop())
@@ -167,6 +176,24 @@ def _check_host(host: str) -> None:
         parse_base_url(host)
     except ConfigError as exc:
         _fail(f"--host: {exc}")
+
+
+def _check_user_classes(environment: Environment, options: LLMOptions) -> None:
+    """Each LLM user's backend must offer its API (``generate`` is LMDeploy's alone)."""
+    for cls in environment.user_classes:
+        if not issubclass(cls, LLMUser):
+            continue
+        backend = cls.backend or options.backend
+        if backend not in BACKENDS:
+            known = ", ".join(sorted(BACKENDS))
+            _fail(f"{cls.__name__}.backend: unknown backend {backend!r}; choose one of {known}")
+        paths = getattr(BACKENDS[backend], "PATHS", None)
+        if paths is not None and cls.api not in paths:
+            apis = ", ".join(sorted(paths))
+            _fail(
+                f"{cls.__name__}: the {backend} backend has no {cls.api!r} API; choose one of "
+                f"{apis}, or a backend that has it (--backend)"
+            )
 
 
 def _start_embedded_mock(environment: Environment, options: LLMOptions) -> MockServerProcess:
@@ -202,6 +229,8 @@ def _on_quitting(
         runner.stop()
     runtime.close()
     if not isinstance(runner, WorkerRunner):
+        if runtime.server_watch is not None:
+            runtime.server_watch.stop()
         # quitting comes before Locust picks the exit code; quit, after its own tables.
         _finish(runtime)
     if mock is not None:
@@ -352,6 +381,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     report = runtime.final_report or _report(runtime)
     if report.slos:
         text += "\n" + render_slo_table(report)
+    if report.server:
+        text += "\n" + render_server_side(report.server)
     if report.client is not None:
         text += "\n" + render_client_health(report.client)
     for path in runtime.options.reports:
@@ -377,4 +408,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         if stop is None
         else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
         health=runtime.health,
+        server=None if runtime.server_watch is None else runtime.server_watch.series(),
     )

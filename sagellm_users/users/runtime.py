@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from locust.env import Environment
 
     from sagellm_users.report import LLMReport
+    from sagellm_users.users.server_watch import ServerWatch
     from sagellm_users.users.slo_watch import EarlyStop
 
 __all__ = ["METRIC_ROW_TYPES", "LLMRuntime", "runtime_of"]
@@ -83,6 +84,8 @@ class LLMRuntime:
         """Built once when Locust quits (master or local runner)."""
         self.early_stop: EarlyStop | None = None
         """Set when --slo-early-stop ended the test (see users.slo_watch)."""
+        self.server_watch: ServerWatch | None = None
+        """Scrapes the servers' /metrics where the report is built (see users.server_watch)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
         setattr(environment, _ATTRIBUTE, self)

@@ -503,7 +503,7 @@ def test_non_streamed_generate(serve: Callable[[Script], ScriptedServer]) -> Non
     assert completion.usage == Usage(3, 2)
     assert completion.finish_reason == "stop"
     assert completion.chunks == 1
-    assert completion.t_first_output is not None
+    assert completion.t_first_output is not None and completion.t_send is not None
     assert completion.t_send <= completion.t_first_output <= completion.t_done
     request = server.requests[0]
     assert request.json()["stream"] is False
@@ -520,7 +520,7 @@ def test_streamed_generate_collects_the_text(serve: Callable[[Script], ScriptedS
     assert completion.chunks == 4
     assert completion.usage == Usage(5, 4)
     assert completion.finish_reason == "length"
-    assert completion.t_first_output is not None
+    assert completion.t_first_output is not None and completion.t_send is not None
     assert completion.t_send < completion.t_first_output <= completion.t_done
 
 

@@ -28,6 +28,7 @@ vllm:num_preemptions_total{engine="0",model_name="tiny"} 0.0
 vllm:request_success_total{engine="0",finished_reason="stop",model_name="tiny"} 4.0
 vllm:request_success_total{engine="0",finished_reason="length",model_name="tiny"} 1.0
 vllm:request_success_total{engine="1",finished_reason="length",model_name="tiny"} 2.0
+vllm:request_success_total{engine="1",finished_reason="abort",model_name="tiny"} 3.0
 # HELP vllm:generation_tokens_total Number of generation tokens processed.
 # TYPE vllm:generation_tokens_total counter
 vllm:generation_tokens_total{engine="0",model_name="tiny"} 50.0
@@ -50,7 +51,12 @@ def test_parse_sums_label_sets() -> None:
     snap = parse_vllm_metrics(VLLM_TEXT, 12.0)
     assert snap.t == 12.0 and snap.recognized
     assert snap.gauges == {"running": 5.0, "kv_cache_usage": 0.25}
-    assert snap.counters == {"requests": 7.0, "generation_tokens": 50.0, "preemptions": 0.0}
+    assert snap.counters == {
+        "requests": 7.0,  # aborted requests are counted apart
+        "aborted": 3.0,
+        "generation_tokens": 50.0,
+        "preemptions": 0.0,
+    }
     ttft = snap.histograms["ttft"]
     assert ttft.bounds == (0.02, 0.1, float("inf"))
     assert ttft.cumulative == (2.0, 4.0, 5.0)

@@ -1,0 +1,97 @@
+"""LMDeploy's ``api_server``: its OpenAI routes and its native ``/generate``.
+
+The OpenAI routes are parsed as any OpenAI server's, with LMDeploy's name for a minimum
+output (``min_new_tokens``). Servers before 0.7 stream ``"usage": null``: the user then
+counts output tokens the next way (tokenizer, else chunks) and flags them estimated.
+
+``/generate`` (``api="generate"``) sends ``{prompt, max_tokens, stream, ignore_eos, ...}``
+and streams ``{"text", "output_ids", "meta_info": {"prompt_tokens", "completion_tokens",
+"finish_reason"}}`` events, ``completion_tokens`` counting every token so far, so each
+event's token count is exact. A generation the engine fails ends with
+``finish_reason: {"type": "error"}``, which becomes a :class:`ServerErrorEvent`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import orjson
+
+from sagellm_users.backends.base import Chunk, GenerationRequest, Usage
+from sagellm_users.backends.openai import OpenAIClient, OpenAIStream
+from sagellm_users.errors import MalformedEventError, ServerErrorEvent, excerpt
+
+__all__ = ["LMDeployClient", "build_generate_payload", "parse_generate_event"]
+
+_GENERATE_PATH = "/generate"
+_STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+_JSON = {"Content-Type": "application/json"}
+
+
+def build_generate_payload(request: GenerationRequest) -> dict[str, Any]:
+    """The ``/generate`` body: a prompt (chat messages are joined as plain text; the
+    native route applies no chat template), then ``extra_body`` last."""
+    payload: dict[str, Any] = {"prompt": request.prompt_text(), "stream": request.stream}
+    if request.max_tokens is not None:
+        payload["max_tokens"] = request.max_tokens
+    if request.temperature is not None:
+        payload["temperature"] = request.temperature
+    if request.ignore_eos:
+        payload["ignore_eos"] = True
+    payload.update(request.extra_body)
+    return payload
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_generate_event(data: bytes, t: float) -> Chunk:
+    """One ``/generate`` event (or a whole non-streamed answer) as a Chunk stamped ``t``."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedEventError(f"/generate event is not JSON: {excerpt(data)!r}") from None
+    if not isinstance(obj, dict):
+        raise MalformedEventError(f"/generate event is not a JSON object: {excerpt(data)!r}")
+    if obj.get("object") == "error" or ("message" in obj and "text" not in obj):
+        code = _int(obj.get("code"))
+        raise ServerErrorEvent(str(obj.get("message", obj)), obj.get("type"), code)
+    meta = obj.get("meta_info")
+    if not isinstance(meta, dict) or "text" not in obj:
+        raise MalformedEventError(
+            f"not an LMDeploy /generate event (no 'text' and 'meta_info'): {excerpt(data)!r}"
+        )
+    finish = meta.get("finish_reason")
+    reason = finish.get("type") if isinstance(finish, dict) else finish
+    if reason == "error":
+        raise ServerErrorEvent("the engine ended the generation with finish_reason 'error'")
+    text = obj.get("text") or ""
+    ids = obj.get("output_ids")
+    chunk = Chunk(t, text=text if isinstance(text, str) else "")
+    chunk.has_output = bool(chunk.text) or bool(ids)
+    chunk.usage = Usage(_int(meta.get("prompt_tokens")), _int(meta.get("completion_tokens")))
+    chunk.finish_reason = reason if isinstance(reason, str) else None
+    return chunk
+
+
+class LMDeployClient(OpenAIClient):
+    """A client for LMDeploy's ``api_server`` (``lmdeploy serve api_server``)."""
+
+    backend = "lmdeploy"
+    MIN_TOKENS_FIELD = "min_new_tokens"
+    PATHS: ClassVar[Mapping[str, str]] = {**OpenAIClient.PATHS, "generate": _GENERATE_PATH}
+
+    def stream(self, request: GenerationRequest) -> OpenAIStream:
+        if request.api != "generate":
+            return super().stream(request)
+        body = orjson.dumps(build_generate_payload(request))
+        headers = _STREAM_HEADERS if request.stream else _JSON
+        exchange = self.transport.exchange("POST", _GENERATE_PATH, body, headers)
+        return OpenAIStream(
+            exchange,
+            request.stream,
+            event_parser=parse_generate_event,
+            body_parser=parse_generate_event,
+        )
