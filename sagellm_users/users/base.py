@@ -38,6 +38,9 @@ class LLMUser(User):
     api: ClassVar[Api] = "chat"
     """Which API the default task calls: ``"chat"``, ``"completions"``, or LMDeploy's
     native ``"generate"``."""
+    label: ClassVar[str] = ""
+    """Put before the endpoint in every row name (``"vllm /v1/chat/completions"``), so
+    users of several backends in one test are reported side by side."""
 
     llm: LLMRuntime
     client: BackendClient
@@ -104,6 +107,10 @@ class LLMUser(User):
             extra_body=o.extra_body,
         )
 
+    def _row_name(self, api: Api) -> str:
+        path = self.client.endpoint_path(api)
+        return f"{self.label} {path}" if self.label else path
+
     def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
         """Send ``request``, time it, record it and report it; never raises for a failed
         request (the failure is in the returned record and in Locust's stats)."""
@@ -113,7 +120,7 @@ class LLMUser(User):
             user=type(self).__name__,
             backend=self.backend_name,
             api=request.api,
-            name=name or self.client.endpoint_path(request.api),
+            name=name or self._row_name(request.api),
             model=request.model,
             stream=request.stream,
             wall_start=time.time(),

@@ -1,0 +1,72 @@
+"""Build a tiny random-weight Llama model directory offline: tokenizer and config only.
+
+Run with the vLLM venv's Python (it has ``tokenizers``): ``python build_tiny_model.py DIR``.
+The byte-level BPE tokenizer is trained on the standard library's own sources, so nothing
+is downloaded; vLLM loads the weights with ``--load-format dummy``. head_dim must be one of
+vLLM's supported sizes (32 here; 16 crashes the CPU attention kernels).
+"""
+
+import glob
+import json
+import os
+import sys
+import sysconfig
+
+from tokenizers import (  # type: ignore[import-not-found]  # the vLLM venv has it
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant: {% endif %}"
+)
+
+
+def _write(out: str, name: str, doc: dict[str, object]) -> None:
+    with open(os.path.join(out, name), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=2)
+
+
+def build(out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    sources = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=8000,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train(sources, trainer)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    _write(out, "tokenizer_config.json", {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "model_max_length": 512,
+        "chat_template": CHAT_TEMPLATE,
+    })  # fmt: skip
+    _write(out, "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>"})
+    _write(out, "config.json", {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 32,
+        "vocab_size": tok.get_vocab_size(), "max_position_embeddings": 512,
+        "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+        "tie_word_embeddings": False, "torch_dtype": "float32",
+        "bos_token_id": bos, "eos_token_id": eos,
+    })  # fmt: skip
+    _write(out, "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos})
+
+
+if __name__ == "__main__":
+    build(sys.argv[1])

