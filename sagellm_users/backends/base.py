@@ -129,7 +129,22 @@ class HealthStatus:
     """The client's connection pool: idle, in_use, opened, max_idle, closed."""
 
 
-class ResponseStream(Protocol):
+class Closing(Protocol):
+    """Owns sockets: ``close()`` releases them, and ``with`` closes on the way out."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class ResponseStream(Closing, Protocol):
     """An in-flight request. Creating one does no I/O; iterating sends and reads.
 
     The timing attributes stay readable after the iteration ends, also when it raised, so a
@@ -147,19 +162,8 @@ class ResponseStream(Protocol):
 
     def __iter__(self) -> Iterator[Chunk]: ...
 
-    def close(self) -> None: ...
 
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class BackendClient(Protocol):
+class BackendClient(Closing, Protocol):
     """What every backend offers; see :class:`sagellm_users.backends.openai.OpenAIClient`."""
 
     backend: str
@@ -183,14 +187,3 @@ class BackendClient(Protocol):
     def endpoint_path(self, api: Api) -> str: ...
 
     def pool(self) -> dict[str, int | bool]: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...

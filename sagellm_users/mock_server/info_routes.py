@@ -18,7 +18,7 @@ from sagellm_users import __version__
 
 from .config import MockServerConfig
 from .simulation import CHAT_TEMPLATE_TOKENS_PER_MESSAGE, count_chat_prompt_tokens
-from .validation import RequestError
+from .validation import RequestError, load_object
 
 __all__ = ["info_body", "tokenize_body", "version_body"]
 
@@ -42,12 +42,7 @@ def _text_ids(text: Any) -> list[int]:
 
 def tokenize_body(body: bytes, config: MockServerConfig) -> bytes:
     """vLLM's ``TokenizeResponse`` for a ``{"prompt"}`` or ``{"messages"}`` request."""
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(f"JSON decode error: {exc}") from None
-    if not isinstance(doc, dict):
-        raise RequestError("Input should be a valid dictionary or object to extract fields from")
+    doc = load_object(body)
     model = doc.get("model")
     if model is not None and model != config.model:
         raise RequestError(

@@ -18,6 +18,7 @@ from .simulation import count_chat_prompt_tokens, count_completion_prompt_tokens
 __all__ = [
     "GenerationRequest",
     "RequestError",
+    "load_object",
     "parse_chat_request",
     "parse_completion_request",
     "parse_generate_request",
@@ -63,7 +64,7 @@ class GenerationRequest:
     continuous_usage: bool
 
 
-def _load_object(body: bytes) -> dict[str, Any]:
+def load_object(body: bytes) -> dict[str, Any]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -143,7 +144,7 @@ def _common(doc: dict[str, Any], kind: Kind, prompt_tokens: int) -> GenerationRe
 
 def parse_chat_request(body: bytes) -> GenerationRequest:
     """Validate a ``/v1/chat/completions`` body."""
-    doc = _load_object(body)
+    doc = load_object(body)
     messages = doc.get("messages")
     if messages is None:
         raise RequestError("messages: Field required", param="messages")
@@ -185,7 +186,7 @@ def _single_prompt(prompt: Any) -> str | list[int]:
 
 def parse_completion_request(body: bytes) -> GenerationRequest:
     """Validate a ``/v1/completions`` body."""
-    doc = _load_object(body)
+    doc = load_object(body)
     prompt = doc.get("prompt")
     if prompt is None:
         raise RequestError("Either prompt or prompt_embeds must be provided and non-empty.")
@@ -195,7 +196,7 @@ def parse_completion_request(body: bytes) -> GenerationRequest:
 
 def parse_generate_request(body: bytes) -> GenerationRequest:
     """Validate an LMDeploy ``/generate`` body: exactly one of ``prompt`` and ``input_ids``."""
-    doc = _load_object(body)
+    doc = load_object(body)
     prompt, input_ids = doc.get("prompt"), doc.get("input_ids")
     if (prompt is None) == (input_ids is None):
         raise RequestError("You must specify exactly one of prompt or input_ids")
