@@ -89,7 +89,7 @@ class Completion:
     """A whole generation, for callers that do not care about the stream.
 
     From :meth:`generate_batch` a failed request is a Completion too, with ``error`` and
-    ``error_class`` set (and the times it got to), so one failure never ends a batch.
+    ``error_class`` set, no text and ``t_send`` None, so one failure never ends a batch.
     """
 
     text: str

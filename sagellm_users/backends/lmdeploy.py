@@ -16,17 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import orjson
-
-from sagellm_users.backends.base import Chunk, GenerationRequest, Usage
-from sagellm_users.backends.openai import OpenAIClient, OpenAIStream
+from sagellm_users.backends.base import Api, Chunk, GenerationRequest, Usage
+from sagellm_users.backends.openai import EventParser, OpenAIClient, load_object
 from sagellm_users.errors import MalformedEventError, ServerErrorEvent, excerpt
 
 __all__ = ["LMDeployClient", "build_generate_payload", "parse_generate_event"]
 
 _GENERATE_PATH = "/generate"
-_STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-_JSON = {"Content-Type": "application/json"}
 
 
 def build_generate_payload(request: GenerationRequest) -> dict[str, Any]:
@@ -49,12 +45,7 @@ def _int(value: Any) -> int | None:
 
 def parse_generate_event(data: bytes, t: float) -> Chunk:
     """One ``/generate`` event (or a whole non-streamed answer) as a Chunk stamped ``t``."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise MalformedEventError(f"/generate event is not JSON: {excerpt(data)!r}") from None
-    if not isinstance(obj, dict):
-        raise MalformedEventError(f"/generate event is not a JSON object: {excerpt(data)!r}")
+    obj = load_object(data, "/generate event")
     if obj.get("object") == "error" or ("message" in obj and "text" not in obj):
         code = _int(obj.get("code"))
         raise ServerErrorEvent(str(obj.get("message", obj)), obj.get("type"), code)
@@ -83,15 +74,12 @@ class LMDeployClient(OpenAIClient):
     MIN_TOKENS_FIELD = "min_new_tokens"
     PATHS: ClassVar[Mapping[str, str]] = {**OpenAIClient.PATHS, "generate": _GENERATE_PATH}
 
-    def stream(self, request: GenerationRequest) -> OpenAIStream:
-        if request.api != "generate":
-            return super().stream(request)
-        body = orjson.dumps(build_generate_payload(request))
-        headers = _STREAM_HEADERS if request.stream else _JSON
-        exchange = self.transport.exchange("POST", _GENERATE_PATH, body, headers)
-        return OpenAIStream(
-            exchange,
-            request.stream,
-            event_parser=parse_generate_event,
-            body_parser=parse_generate_event,
-        )
+    def build_payload(self, request: GenerationRequest) -> dict[str, Any]:
+        if request.api == "generate":
+            return build_generate_payload(request)
+        return super().build_payload(request)
+
+    def parsers(self, api: Api) -> tuple[EventParser, EventParser]:
+        if api == "generate":
+            return parse_generate_event, parse_generate_event
+        return super().parsers(api)

@@ -38,7 +38,7 @@ from sagellm_users.errors import (
 )
 from sagellm_users.sse import SSEDecoder
 
-__all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "parse_event"]
+__all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "load_object", "parse_event"]
 
 _PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 _DONE = b"[DONE]"
@@ -106,14 +106,20 @@ def _raise_error_object(obj: dict[str, Any]) -> None:
         )
 
 
-def parse_event(data: bytes, t: float) -> Chunk:
-    """One SSE event's JSON (chat or completions) as a :class:`Chunk` stamped ``t``."""
+def load_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object, else a MalformedEventError naming ``what`` it was."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
-        raise MalformedEventError(f"stream event is not JSON: {excerpt(data)!r}") from None
+        raise MalformedEventError(f"{what} is not JSON: {excerpt(data)!r}") from None
     if not isinstance(obj, dict):
-        raise MalformedEventError(f"stream event is not a JSON object: {excerpt(data)!r}")
+        raise MalformedEventError(f"{what} is not a JSON object: {excerpt(data)!r}")
+    return obj
+
+
+def parse_event(data: bytes, t: float) -> Chunk:
+    """One SSE event's JSON (chat or completions) as a :class:`Chunk` stamped ``t``."""
+    obj = load_object(data, "stream event")
     if "error" in obj or obj.get("object") == "error":
         _raise_error_object(obj)
     chunk = Chunk(t, response_id=_response_id(obj))
@@ -169,12 +175,7 @@ def _read_choice(
 
 def _parse_body(data: bytes, t: float) -> Chunk:
     """A non-streamed answer: the whole text arrives at once, as one chunk."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise MalformedEventError(f"response body is not JSON: {excerpt(data)!r}") from None
-    if not isinstance(obj, dict):
-        raise MalformedEventError(f"response body is not a JSON object: {excerpt(data)!r}")
+    obj = load_object(data, "response body")
     _raise_error_object(obj)
     chunk = Chunk(t, usage=_usage(obj.get("usage")), response_id=_response_id(obj))
     texts: list[str] = []
@@ -340,13 +341,18 @@ class OpenAIClient(BatchMixin, Closeable):
         """The request body in this server's dialect."""
         return build_payload(request, min_tokens_field=self.MIN_TOKENS_FIELD)
 
+    def parsers(self, api: Api) -> tuple[EventParser, EventParser]:
+        """How this server's answers on ``api`` are read: (stream event, whole body)."""
+        return parse_event, _parse_body
+
     def stream(self, request: GenerationRequest) -> OpenAIStream:
         """Prepare ``request``; iterating the result sends it and yields its chunks."""
         path = self.endpoint_path(request.api)
         body = orjson.dumps(self.build_payload(request))
         headers = _STREAM_HEADERS if request.stream else _JSON
         exchange = self.transport.exchange("POST", path, body, headers)
-        return OpenAIStream(exchange, request.stream)
+        event_parser, body_parser = self.parsers(request.api)
+        return OpenAIStream(exchange, request.stream, event_parser, body_parser)
 
     def generate(self, request: GenerationRequest) -> Completion:
         """Run ``request`` to the end and return the whole text with its timings."""
