@@ -18,7 +18,9 @@ are mapped to these in exactly one place (:mod:`sagellm_users.backends.http`).
     │   ├── StreamCutError      the connection closed before the response was complete
     │   └── MissingDoneError    the stream ended without ``data: [DONE]``
     ├── ServerErrorEvent        an error object sent inside a 200 stream
-    └── FeatureUnavailable      an optional route the server lacks (/metrics, /tokenize)
+    ├── FeatureUnavailable      an optional route the server lacks (/metrics, /tokenize)
+    └── EngineError             an in-process engine refused a request or its process ended
+        └── EngineStartError    the in-process engine did not start
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "ConnectTimeout",
+    "EngineError",
+    "EngineStartError",
     "FeatureUnavailable",
     "HTTPStatusError",
     "LLMError",
@@ -127,3 +131,12 @@ class ServerErrorEvent(LLMError):
 class FeatureUnavailable(LLMError):
     """An optional route is missing or answers in another format: the feature that needs it
     (server metrics, exact-length prompts, model discovery) degrades with a warning."""
+
+
+class EngineError(LLMError):
+    """An in-process engine (``--vllm-model``, ``--lmdeploy-model``) refused a request or its
+    process ended; the message carries the engine's own reason or the tail of its log."""
+
+
+class EngineStartError(EngineError):
+    """The in-process engine did not start: before any load, with the reason and its log."""

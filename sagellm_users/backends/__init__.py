@@ -15,8 +15,10 @@ from sagellm_users.backends.base import (
     ResponseStream,
     Usage,
 )
+from sagellm_users.backends.engine_process import EngineInfo, EngineProcess, EngineSpec
 from sagellm_users.backends.http import PoolState, Timeouts
 from sagellm_users.backends.lmdeploy import LMDeployClient
+from sagellm_users.backends.local import LocalEngineClient
 from sagellm_users.backends.openai import OpenAIClient
 from sagellm_users.backends.sagellm import SageLLMClient
 from sagellm_users.backends.vllm import VLLMClient
@@ -28,9 +30,13 @@ __all__ = [
     "BackendClient",
     "Chunk",
     "Completion",
+    "EngineInfo",
+    "EngineProcess",
+    "EngineSpec",
     "GenerationRequest",
     "HealthStatus",
     "LMDeployClient",
+    "LocalEngineClient",
     "OpenAIClient",
     "PoolState",
     "ResponseStream",

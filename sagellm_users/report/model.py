@@ -21,6 +21,7 @@ from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.server_series import ServerSeries
 from sagellm_users.metrics.slo import SLO
+from sagellm_users.report.engines import EngineReport
 from sagellm_users.report.labels import percentile_label
 from sagellm_users.report.server import ServerSideReport
 
@@ -298,6 +299,8 @@ class LLMReport(BaseModel):
     client: ClientHealthReport | None = None
     """The load generator's own lag and CPU; None when it did not measure itself."""
     server: list[ServerSideReport] = Field(default_factory=list)
+    engines: list[EngineReport] = Field(default_factory=list)
+    """In-process engines the users drove (VLLMLocalUser and the like)."""
     """Each server's own /metrics over the test (vLLM's names), when scraped."""
 
     @property
@@ -351,6 +354,7 @@ def build_report(
     early_stop: EarlyStopInfo | None = None,
     health: ClientHealth | None = None,
     server: list[ServerSeries] | None = None,
+    engines: list[dict[str, Any]] | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -405,6 +409,7 @@ def build_report(
         early_stop=early_stop,
         client=ClientHealthReport.of(health) if health is not None and health.processes else None,
         server=[ServerSideReport.of(series, percentiles) for series in server or ()],
+        engines=[EngineReport.model_validate(e) for e in engines or ()],
     )
 
 

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from sagellm_users.users.base import LLMUser
 from sagellm_users.users.lmdeploy import LMDeployGenerateUser, LMDeployUser
+from sagellm_users.users.local import (
+    LMDeployLocalCompletionsUser,
+    LMDeployLocalUser,
+    LocalEngineUser,
+    VLLMLocalCompletionsUser,
+    VLLMLocalUser,
+)
 from sagellm_users.users.openai import OpenAIChatUser, OpenAICompletionsUser
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.plugin import install
@@ -16,11 +23,16 @@ __all__ = [
     "LLMRuntime",
     "LLMUser",
     "LMDeployGenerateUser",
+    "LMDeployLocalCompletionsUser",
+    "LMDeployLocalUser",
     "LMDeployUser",
+    "LocalEngineUser",
     "OpenAIChatUser",
     "OpenAICompletionsUser",
     "SageLLMUser",
     "VLLMCompletionsUser",
+    "VLLMLocalCompletionsUser",
+    "VLLMLocalUser",
     "VLLMUser",
     "install",
     "runtime_of",

@@ -65,15 +65,20 @@ class LLMUser(User):
         self.llm = runtime_of(self.environment)
         if self.llm.options_error is not None:
             raise StopUser()  # the plugin logged the bad option and stops the test
-        if not self.host:
-            raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
-        self.backend_name = self.backend or self.llm.options.backend
-        self.client = self.llm.create_client(self.backend_name, self.host)
+        self.client = self.connect()
         # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
         # request starts after its wait ends (the start lag in the client health report).
         taskset = getattr(self, "_taskset_instance", None)
         if taskset is not None:
             taskset._sleep = self._timed_sleep
+
+    def connect(self) -> BackendClient:
+        """The client this user sends through (and ``backend_name``): its backend's client
+        for the host. In-process users return their engine's client instead."""
+        if not self.host:
+            raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
+        self.backend_name = self.backend or self.llm.options.backend
+        return self.llm.create_client(self.backend_name, self.host)
 
     def _timed_sleep(self, seconds: float) -> None:
         self._intended_start = perf_counter() + max(0.0, seconds)

@@ -8,6 +8,7 @@ once, before any load, and turns each problem into one line naming the option an
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,49 @@ def add_arguments(parser: Any) -> None:
         "server-side view; 0 turns scraping off (default 5)",
     )
     add(
+        "--vllm-model",
+        default="",
+        include_in_web_ui=False,
+        help="Model directory for in-process vLLM users (VLLMLocalUser): the engine runs in a "
+        "child process of each load-generating process, no HTTP",
+    )
+    add(
+        "--lmdeploy-model",
+        default="",
+        include_in_web_ui=False,
+        help="Model directory for in-process LMDeploy users (LMDeployLocalUser)",
+    )
+    add(
+        "--engine-arg",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        help="KEY=VALUE for the in-process engine's configuration (vLLM AsyncEngineArgs, "
+        "LMDeploy engine config; VALUE as JSON when it parses), e.g. max_model_len=2048; "
+        "repeatable",
+    )
+    add(
+        "--engine-python",
+        default="",
+        include_in_web_ui=False,
+        help="Python interpreter that runs the in-process engine (a venv that has vLLM or "
+        "LMDeploy); default: the one running Locust",
+    )
+    add(
+        "--engine-log",
+        default="",
+        include_in_web_ui=False,
+        help="File for the in-process engine's own output (default: a file in the temp "
+        "directory, named in the log)",
+    )
+    add(
+        "--engine-start-timeout",
+        type=float,
+        default=600.0,
+        include_in_web_ui=False,
+        help="Seconds the in-process engine may take to load its model (default 600)",
+    )
+    add(
         "--mock-args",
         default="",
         include_in_web_ui=False,
@@ -204,6 +248,12 @@ class LLMOptions(BaseModel):
     warmup_requests: int = Field(0, ge=0)
     measure_after_spawn: bool = False
     server_metrics_interval: float = Field(5.0, ge=0)
+    vllm_model: str = ""
+    lmdeploy_model: str = ""
+    engine_args: dict[str, Any] = Field(default_factory=dict)
+    engine_python: str = ""
+    engine_log: str = ""
+    engine_start_timeout: float = Field(600.0, gt=0)
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -260,6 +310,14 @@ class LLMOptions(BaseModel):
             "warmup_requests": warmup.requests,
             "measure_after_spawn": bool(get(ns, "measure_after_spawn", False)),
             "server_metrics_interval": get(ns, "server_metrics_interval", 5.0),
+            "vllm_model": _checked_model("--vllm-model", str(get(ns, "vllm_model", "") or "")),
+            "lmdeploy_model": _checked_model(
+                "--lmdeploy-model", str(get(ns, "lmdeploy_model", "") or "")
+            ),
+            "engine_args": _parse_engine_args(get(ns, "engine_arg", None) or []),
+            "engine_python": _checked_python(str(get(ns, "engine_python", "") or "")),
+            "engine_log": str(get(ns, "engine_log", "") or ""),
+            "engine_start_timeout": get(ns, "engine_start_timeout", 600.0),
         }
         min_tokens = values["min_tokens"]
         if min_tokens is not None and min_tokens > values["max_tokens"]:
@@ -314,6 +372,51 @@ def _parse_extra_body(text: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"--extra-body: must be a JSON object, got {type(value).__name__}")
     return value
+
+
+def _checked_model(flag: str, value: str) -> str:
+    """A local model directory, or a hub id (``org/name``) the engine resolves itself."""
+    if not value or Path(value).is_dir():
+        return value
+    if Path(value).exists():
+        raise ConfigError(f"{flag}: {value!r} is a file; give the model's directory")
+    parts = value.split("/")
+    if len(parts) == 2 and all(parts) and not value.startswith((".", "~")):
+        return value  # e.g. Qwen/Qwen2.5-0.5B-Instruct: the engine downloads or finds it
+    raise ConfigError(
+        f"{flag}: no such directory {value!r}; give the model's directory (config.json, "
+        "weights, tokenizer) or a hub id such as org/name"
+    )
+
+
+def _checked_python(value: str) -> str:
+    if not value:
+        return value
+    path = Path(value)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise ConfigError(
+            f"--engine-python: {value!r} is not an executable file; give the python of a "
+            "venv that has the engine, e.g. /opt/vllm/bin/python"
+        )
+    return value
+
+
+def _parse_engine_args(items: list[str]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = str(item).partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ConfigError(
+                f"--engine-arg: expected KEY=VALUE, got {item!r}; "
+                "e.g. --engine-arg max_model_len=2048"
+            )
+        try:
+            value: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw  # a plain string: dtype=bfloat16
+        args[key] = value
+    return args
 
 
 def _checked_backend(name: str) -> str:

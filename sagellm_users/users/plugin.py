@@ -22,7 +22,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRu
 
 from sagellm_users.backends import BACKENDS
 from sagellm_users.backends.http import parse_base_url
-from sagellm_users.errors import ConfigError
+from sagellm_users.errors import ConfigError, EngineStartError
 from sagellm_users.metrics import RecordsWriter, render_summary
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
 from sagellm_users.report import (
@@ -34,10 +34,18 @@ from sagellm_users.report import (
     render_slo_table,
     write_report,
 )
+from sagellm_users.report.engines import render_engines
 from sagellm_users.report.server import render_server_side
 from sagellm_users.users.base import LLMUser
+from sagellm_users.users.engines import (
+    engine_specs,
+    engines_needed,
+    start_engines,
+    stop_engines,
+)
 from sagellm_users.users.health_probe import HealthProbe
 from sagellm_users.users.live_route import add_live_route
+from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
@@ -57,6 +65,7 @@ log = logging.getLogger("sagellm_users")
 _INSTALLED = "_sagellm_installed"
 _REPORT_KEY = "sagellm_metrics"
 _HEALTH_KEY = "sagellm_health"
+_ENGINES_KEY = "sagellm_engines"
 SLO_FAILED_EXIT = 3
 """Process exit code when an --slo objective is not met."""
 
@@ -91,6 +100,10 @@ def _on_init(
     if environment.host:
         _check_host(environment.host)
     _check_user_classes(environment, options)
+    try:
+        engine_plan = engine_specs(engines_needed(environment.user_classes), options)
+    except ConfigError as exc:
+        _fail(str(exc))
     for path in options.reports:
         try:
             check_report_path(path)
@@ -108,8 +121,13 @@ def _on_init(
     runtime = LLMRuntime(environment, options)
     runtime.records = records
     _keep_token_rows_out_of_aggregated(environment.stats)
+    if engine_plan and not isinstance(runner, MasterRunner):
+        try:
+            runtime.engines = start_engines(engine_plan, options.engine_start_timeout)
+        except EngineStartError as exc:
+            _fail(str(exc))
     mock = None
-    if not environment.host and not is_worker:
+    if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
     _register_listeners(environment, runtime, runner, web_ui, records)
     environment.events.quitting.add_listener(lambda **_kw: _on_quitting(runtime, runner, mock))
@@ -178,10 +196,15 @@ def _check_host(host: str) -> None:
         _fail(f"--host: {exc}")
 
 
+def _needs_host(environment: Environment) -> bool:
+    """Whether any user class talks to a server (in-process users need none)."""
+    return any(not issubclass(cls, LocalEngineUser) for cls in environment.user_classes)
+
+
 def _check_user_classes(environment: Environment, options: LLMOptions) -> None:
     """Each LLM user's backend must offer its API (``generate`` is LMDeploy's alone)."""
     for cls in environment.user_classes:
-        if not issubclass(cls, LLMUser):
+        if not issubclass(cls, LLMUser) or issubclass(cls, LocalEngineUser):
             continue
         backend = cls.backend or options.backend
         if backend not in BACKENDS:
@@ -193,6 +216,12 @@ def _check_user_classes(environment: Environment, options: LLMOptions) -> None:
             _fail(
                 f"{cls.__name__}: the {backend} backend has no {cls.api!r} API; choose one of "
                 f"{apis}, or a backend that has it (--backend)"
+            )
+        if cls.api == "generate" and options.min_tokens is not None:
+            _fail(
+                f"--min-tokens: {cls.__name__} sends LMDeploy's native /generate, which has no "
+                "minimum-length field; drop --min-tokens or use LMDeployUser (its chat route "
+                "takes min_new_tokens)"
             )
 
 
@@ -228,6 +257,7 @@ def _on_quitting(
     ):
         runner.stop()
     runtime.close()
+    stop_engines(runtime.engines)
     if not isinstance(runner, WorkerRunner):
         if runtime.server_watch is not None:
             runtime.server_watch.stop()
@@ -337,6 +367,9 @@ def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, An
     health = data.get(_HEALTH_KEY)
     if health is not None:
         runtime.health.merge_wire(str(client_id), health)
+    engines = data.get(_ENGINES_KEY)
+    if engines:
+        runtime.remote_engines.update(engines)
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
@@ -344,6 +377,10 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     runtime.recorder.flush()
     data[_REPORT_KEY] = runtime.collector.drain()
     data[_HEALTH_KEY] = runtime.drain_health()
+    if runtime.engines:
+        runner = runtime.environment.runner
+        where = f"worker {getattr(runner, 'worker_index', '?')}"
+        data[_ENGINES_KEY] = runtime.engine_entries(where)
 
 
 def _finish(runtime: LLMRuntime) -> None:
@@ -381,6 +418,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     report = runtime.final_report or _report(runtime)
     if report.slos:
         text += "\n" + render_slo_table(report)
+    if report.engines:
+        text += "\n" + render_engines(report.engines)
     if report.server:
         text += "\n" + render_server_side(report.server)
     if report.client is not None:
@@ -409,4 +448,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
         health=runtime.health,
         server=None if runtime.server_watch is None else runtime.server_watch.series(),
+        engines=list(runtime.engine_entries().values()),
     )

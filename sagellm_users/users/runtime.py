@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from gevent.lock import Semaphore
 
 from sagellm_users.backends import BackendClient, Timeouts, create_client
+from sagellm_users.backends.engine_process import EngineProcess
+from sagellm_users.backends.local import LocalEngineClient
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
@@ -88,6 +90,10 @@ class LLMRuntime:
         """Scrapes the servers' /metrics where the report is built (see users.server_watch)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
+        self.engines: dict[str, EngineProcess] = {}
+        """In-process engines this process started for its users (see users.engines)."""
+        self.remote_engines: dict[str, dict[str, Any]] = {}
+        """On a master: what each worker's engines reported, by ``worker/engine``."""
         setattr(environment, _ATTRIBUTE, self)
 
     # -- configuration ----------------------------------------------------------------------
@@ -109,6 +115,33 @@ class LLMRuntime:
             headers=o.headers,
             timeouts=Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout),
         )
+
+    def local_client(self, engine: str) -> LocalEngineClient:
+        """A client of this process's in-process ``engine``, started before the test."""
+        process = self.engines.get(engine)
+        if process is None:
+            raise ConfigError(
+                f"no in-process {engine} engine runs here: pass --{engine}-model PATH"
+            )
+        o = self.options
+        return LocalEngineClient(
+            process, Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout)
+        )
+
+    def engine_entries(self, where: str = "local") -> dict[str, dict[str, Any]]:
+        """The in-process engines for the report, keyed ``where/engine``."""
+        entries = dict(self.remote_engines)
+        for name, process in self.engines.items():
+            info = process.info
+            if info is not None:
+                entries[f"{where}/{name}"] = {
+                    "engine": info.engine,
+                    "version": info.version,
+                    "model": info.model,
+                    "load_s": round(info.start_s, 3),
+                    "process": where,
+                }
+        return entries
 
     def drain_health(self) -> dict[str, Any]:
         """A worker's self-measurements since its last report, as wire data."""
