@@ -38,7 +38,7 @@ from sagellm_users.errors import EngineError, EngineStartError
 
 __all__ = ["ENGINES", "EngineExited", "EngineInfo", "EngineProcess", "EngineSpec"]
 
-ENGINES = ("lmdeploy", "vllm")
+ENGINES = ("lmdeploy", "sagellm", "vllm")
 """Engines the host can run (see ``engine_host.host.ADAPTERS``)."""
 
 _LOG_TAIL_LINES = 15

@@ -36,8 +36,15 @@ def _lmdeploy(model: str, args: dict[str, Any]) -> Adapter:
     return LMDeployAdapter(model, args)
 
 
+def _sagellm(model: str, args: dict[str, Any]) -> Adapter:
+    from .sagellm_adapter import SageLLMAdapter  # noqa: PLC0415
+
+    return SageLLMAdapter(model, args)
+
+
 ADAPTERS: dict[str, Callable[[str, dict[str, Any]], Adapter]] = {
     "lmdeploy": _lmdeploy,
+    "sagellm": _sagellm,
     "vllm": _vllm,
 }
 

@@ -8,6 +8,7 @@ from sagellm_users.users.local import (
     LMDeployLocalCompletionsUser,
     LMDeployLocalUser,
     LocalEngineUser,
+    SageLLMLocalUser,
     VLLMLocalCompletionsUser,
     VLLMLocalUser,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "LocalEngineUser",
     "OpenAIChatUser",
     "OpenAICompletionsUser",
+    "SageLLMLocalUser",
     "SageLLMUser",
     "VLLMCompletionsUser",
     "VLLMLocalCompletionsUser",

@@ -22,7 +22,11 @@ __all__ = ["engine_specs", "engines_needed", "start_engines", "stop_engines"]
 
 log = logging.getLogger("sagellm_users")
 
-_MODEL_FLAGS = {"vllm": "--vllm-model", "lmdeploy": "--lmdeploy-model"}
+_MODEL_FLAGS = {
+    "lmdeploy": "--lmdeploy-model",
+    "sagellm": "--sagellm-model",
+    "vllm": "--vllm-model",
+}
 
 
 def engines_needed(user_classes: Iterable[type]) -> dict[str, list[str]]:
@@ -44,11 +48,16 @@ def engine_specs(needed: dict[str, list[str]], options: LLMOptions) -> dict[str,
     specs: dict[str, EngineSpec] = {}
     for engine, users in needed.items():
         flag = _MODEL_FLAGS[engine]
-        model = options.vllm_model if engine == "vllm" else options.lmdeploy_model
+        model = getattr(options, f"{engine}_model")
         if not model:
             raise ConfigError(
                 f"{', '.join(users)} run {engine} in-process: pass {flag} with the model's "
                 "directory"
+            )
+        if engine == "sagellm" and (options.ignore_eos or options.min_tokens):
+            raise ConfigError(
+                "--ignore-eos / --min-tokens: sageLLM's engine has neither (it stops at EOS "
+                f"or --max-tokens); drop them for {', '.join(users)}"
             )
         log_path = options.engine_log or None
         if log_path is not None and len(needed) > 1:

@@ -21,6 +21,7 @@ __all__ = [
     "LMDeployLocalCompletionsUser",
     "LMDeployLocalUser",
     "LocalEngineUser",
+    "SageLLMLocalUser",
     "VLLMLocalCompletionsUser",
     "VLLMLocalUser",
 ]
@@ -31,7 +32,7 @@ class LocalEngineUser(LLMUser):
 
     abstract = True
     engine: ClassVar[str] = ""
-    """``"vllm"`` or ``"lmdeploy"``; the model is ``--vllm-model`` or ``--lmdeploy-model``."""
+    """``"vllm"``, ``"lmdeploy"`` or ``"sagellm"``; the model is ``--<engine>-model``."""
 
     def connect(self) -> BackendClient:
         self.backend_name = f"{self.engine}-local"
@@ -64,3 +65,10 @@ class LMDeployLocalCompletionsUser(LocalEngineUser):
 
     engine = "lmdeploy"
     api = "completions"
+
+
+class SageLLMLocalUser(LocalEngineUser):
+    """Chat through sageLLM's ``LLMEngine`` in-process (package ``isagellm``)."""
+
+    engine = "sagellm"
+    api = "chat"

@@ -169,6 +169,12 @@ def add_arguments(parser: Any) -> None:
         help="Model directory for in-process LMDeploy users (LMDeployLocalUser)",
     )
     add(
+        "--sagellm-model",
+        default="",
+        include_in_web_ui=False,
+        help="Model directory for in-process sageLLM users (SageLLMLocalUser; needs isagellm)",
+    )
+    add(
         "--engine-arg",
         action="append",
         default=[],
@@ -250,6 +256,7 @@ class LLMOptions(BaseModel):
     server_metrics_interval: float = Field(5.0, ge=0)
     vllm_model: str = ""
     lmdeploy_model: str = ""
+    sagellm_model: str = ""
     engine_args: dict[str, Any] = Field(default_factory=dict)
     engine_python: str = ""
     engine_log: str = ""
@@ -313,6 +320,9 @@ class LLMOptions(BaseModel):
             "vllm_model": _checked_model("--vllm-model", str(get(ns, "vllm_model", "") or "")),
             "lmdeploy_model": _checked_model(
                 "--lmdeploy-model", str(get(ns, "lmdeploy_model", "") or "")
+            ),
+            "sagellm_model": _checked_model(
+                "--sagellm-model", str(get(ns, "sagellm_model", "") or "")
             ),
             "engine_args": _parse_engine_args(get(ns, "engine_arg", None) or []),
             "engine_python": _checked_python(str(get(ns, "engine_python", "") or "")),

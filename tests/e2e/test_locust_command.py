@@ -337,3 +337,30 @@ def test_slo_early_stop_ends_the_run_and_fails_the_gate(tmp_path: Path) -> None:
     assert list(data["early_stop"]["objectives"]) == ["e2el_max<=1ms"]
     assert data["slos"][0]["passed"] is False
     assert data["total"]["requests"] == len(read_records(records)) > 0
+
+
+def test_an_in_process_engine_runs_under_the_real_command(tmp_path: Path) -> None:
+    """VLLMLocalUser with the fake vLLM package (tests/fakes) on the engine's path: no
+    server, no mock; the summary names the engine and its rows."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "tests" / "fakes"), PYTHONUNBUFFERED="1")
+    command = [
+        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "vllm_local.py"),
+        "--headless", "-u", "4", "-r", "4", "-t", "3s", "--vllm-model", str(tmp_path),
+        "--engine-arg", "ttft_ms=20", "--engine-arg", "itl_ms=4", "--max-tokens", "8",
+        "--ignore-eos", "--only-summary", "--stop-timeout", "5",
+    ]  # fmt: skip
+    result = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Traceback" not in output and "embedded mock" not in output
+    assert "in-process chat" in result.stdout
+    assert "vllm 0.0.0+fake  model" in result.stdout
+    assert summary_requests(result.stdout) > 0
+
+
+def test_an_in_process_user_without_its_model_exits_1_before_load() -> None:
+    result = locust("-f", str(ROOT / "locustfiles" / "vllm_local.py"), "--headless", "-t", "2s")
+    assert result.returncode == 1
+    assert "VLLMLocalUser run vllm in-process: pass --vllm-model" in result.stderr

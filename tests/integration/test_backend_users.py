@@ -99,3 +99,13 @@ def test_compare_reports_each_backend_on_its_own_rows(fast_mock: str) -> None:
     names = {block.name for block in report.by_name}
     assert names == {f"vllm@{host} /v1/chat/completions", f"lmdeploy@{host} /generate"}
     assert [s.host for s in report.server] == [fast_mock]  # one host, scraped once
+
+
+def test_min_tokens_with_lmdeploys_generate_route_stops_before_load(
+    fast_mock: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        LocalRun([LMDeployGenerateUser], ["--host", fast_mock, "--min-tokens", "4"])
+    assert "--min-tokens: LMDeployGenerateUser sends LMDeploy's native /generate" in (
+        capsys.readouterr().err
+    )

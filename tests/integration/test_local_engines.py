@@ -1,5 +1,6 @@
 """In-process engines: the engine host, its client and the local users, against fake
-``vllm`` and ``lmdeploy`` packages (tests/fakes) whose timing is exact and known.
+``vllm``, ``lmdeploy`` and ``sagellm_core`` packages (tests/fakes) whose timing is exact
+and known.
 
 The real adapters run unchanged in the child; only the engine library is a stand-in.
 """
@@ -28,6 +29,7 @@ from sagellm_users import (
     LMDeployLocalUser,
     LocalEngineClient,
     ReadTimeout,
+    SageLLMLocalUser,
     VLLMLocalCompletionsUser,
     VLLMLocalUser,
 )
@@ -354,3 +356,71 @@ def test_a_stalled_load_generator_does_not_bend_the_engines_timestamps(model_dir
     gaps = [g for r in ok for g in r.itl]
     assert len(gaps) == 39 * len(ok)
     assert max(gaps) < 0.05, f"largest ITL {max(gaps) * 1e3:.0f} ms"
+
+
+# -- sageLLM's engine ----------------------------------------------------------------------
+@pytest.fixture
+def sagellm_engine(model_dir: str) -> Iterator[EngineProcess]:
+    process = _engine("sagellm", model_dir, backend_type="cpu")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def test_sagellm_streams_one_delta_per_token_with_the_engines_stamps(
+    sagellm_engine: EngineProcess,
+) -> None:
+    client = LocalEngineClient(sagellm_engine)
+    with client.stream(_request(ignore_eos=False)) as stream:
+        chunks = list(stream)
+    out = [c for c in chunks if c.has_output]
+    assert [c.text for c in out] == [f" w{k}" for k in range(6)]
+    assert [c.usage.completion_tokens for c in out if c.usage] == [1, 2, 3, 4, 5, 6]
+    assert chunks[-1].finish_reason == "length" and not chunks[-1].has_output
+    assert stream.t_send is not None
+    assert TTFT_MS <= (out[0].t - stream.t_send) * 1e3 < TTFT_MS + 15
+    chat = client.generate(
+        _request(ignore_eos=False, messages=[{"role": "user", "content": "a b"}])
+    )
+    assert chat.usage is not None and chat.usage.prompt_tokens == 4  # "<user> a b <assistant>"
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"ignore_eos": True}, "has no ignore_eos and no min_tokens"),
+        ({"ignore_eos": False, "min_tokens": 3}, "has no ignore_eos and no min_tokens"),
+        ({"ignore_eos": False, "extra_body": {"top_k": 5}}, "does not take 'top_k'"),
+    ],
+)
+def test_sagellm_refuses_what_its_engine_cannot_do(
+    sagellm_engine: EngineProcess, kw: dict[str, object], message: str
+) -> None:
+    with pytest.raises(EngineError, match=message):
+        LocalEngineClient(sagellm_engine).generate(_request(**kw))
+
+
+def test_sagellm_error_end_is_an_engine_error(model_dir: str) -> None:
+    process = _engine("sagellm", model_dir, fail_after=2)
+    try:
+        with pytest.raises(EngineError, match="sageLLM ended the request with an error: boom"):
+            LocalEngineClient(process).generate(_request(ignore_eos=False))
+    finally:
+        process.stop()
+
+
+def test_sagellm_local_user_runs_and_refuses_ignore_eos_before_load(
+    model_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--sagellm-model", model_dir, "--max-tokens", "8"]
+    for key, value in TIMING.items():
+        args += ["--engine-arg", f"{key}={value}"]
+    run = LocalRun([SageLLMLocalUser], args)
+    run.run_until(requests=6, users=2)
+    ok = [r for r in run.records if r.ok]
+    assert len(ok) >= 6 and {r.backend for r in ok} == {"sagellm-local"}
+    assert all(r.output_tokens == 8 and r.tokens_per_chunk == [1] * 8 for r in ok)
+    with pytest.raises(SystemExit):
+        LocalRun([SageLLMLocalUser], [*args, "--ignore-eos"])
+    assert "sageLLM's engine has neither" in capsys.readouterr().err

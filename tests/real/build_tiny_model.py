@@ -1,9 +1,12 @@
-"""Build a tiny random-weight Llama model directory offline: tokenizer and config only.
+"""Build a tiny random-weight Llama model directory offline: tokenizer and config, and
+random weights when asked.
 
-Run with the vLLM venv's Python (it has ``tokenizers``): ``python build_tiny_model.py DIR``.
-The byte-level BPE tokenizer is trained on the standard library's own sources, so nothing
-is downloaded; vLLM loads the weights with ``--load-format dummy``. head_dim must be one of
-vLLM's supported sizes (32 here; 16 crashes the CPU attention kernels).
+Run with the engine venv's Python (it has ``tokenizers``): ``python build_tiny_model.py DIR``
+for vLLM, which makes its own weights (``--load-format dummy``); add ``--weights`` for
+engines that load them from the directory (sageLLM, LMDeploy; needs ``torch`` and
+``transformers``). The byte-level BPE tokenizer is trained on the standard library's own
+sources, so nothing is downloaded. head_dim must be one of vLLM's supported sizes (32 here;
+16 crashes the CPU attention kernels).
 """
 
 import glob
@@ -68,5 +71,22 @@ def build(out: str) -> None:
     _write(out, "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos})
 
 
+def write_weights(out: str) -> None:
+    """Seeded random weights as model.safetensors, keeping this builder's generation config."""
+    import torch  # type: ignore[import-not-found]
+    import transformers  # type: ignore[import-not-found]
+
+    generation = os.path.join(out, "generation_config.json")
+    with open(generation, encoding="utf-8") as f:
+        kept = f.read()
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig.from_pretrained(out)
+    transformers.LlamaForCausalLM(config).save_pretrained(out, safe_serialization=True)
+    with open(generation, "w", encoding="utf-8") as f:
+        f.write(kept)
+
+
 if __name__ == "__main__":
     build(sys.argv[1])
+    if "--weights" in sys.argv[2:]:
+        write_weights(sys.argv[1])

@@ -63,7 +63,7 @@ def test_the_host_loads_with_the_standard_library_alone() -> None:
     code = engine_host.BOOTSTRAP.replace(
         "from sagellm_engine_host.host import main\nsys.exit(main(sys.argv[2:]))\n",
         "import importlib\n"
-        "for name in ('wire', 'contract', 'vllm_adapter', 'lmdeploy_adapter'):\n"
+        "for name in ('wire', 'contract', 'vllm_adapter', 'lmdeploy_adapter', 'sagellm_adapter'):\n"
         "    importlib.import_module('sagellm_engine_host.' + name)\n"
         "host = importlib.import_module('sagellm_engine_host.host')\n"
         "print('loaded', sorted(host.ADAPTERS))\n",
@@ -73,7 +73,7 @@ def test_the_host_loads_with_the_standard_library_alone() -> None:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "loaded ['lmdeploy', 'vllm']" in done.stdout
+    assert "loaded ['lmdeploy', 'sagellm', 'vllm']" in done.stdout
 
 
 def test_the_host_refuses_bad_arguments_with_usage() -> None:
