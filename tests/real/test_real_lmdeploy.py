@@ -15,12 +15,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
+
+from tests.real.conftest import serve
 
 pytestmark = [pytest.mark.real_lmdeploy, pytest.mark.timeout(2400)]
 
@@ -81,24 +82,8 @@ def lmdeploy_url(lmdeploy_python: Path, tiny_model: Path) -> Iterator[str]:
         "--backend", "pytorch", "--server-name", "127.0.0.1", "--server-port", str(port),
         "--model-name", "tiny",
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert server.stdout is not None
-    log: list[str] = []
-    try:
-        for line in server.stdout:
-            log.append(line)
-            if _READY in line:
-                break
-        else:
-            pytest.fail("LMDeploy exited before it was ready:\n" + "".join(log[-30:]))
-        threading.Thread(target=lambda: log.extend(server.stdout or ()), daemon=True).start()
+    with serve(command, dict(os.environ), _READY, "LMDeploy"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
 
 
 def _run(tmp_path: Path, locustfile: str, *extra: str) -> dict[str, object]:
