@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import gevent
 import locust.runners
 import pytest
+from locust import User
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
-from sagellm_users import OpenAIChatUser
+from sagellm_users import OpenAIChatUser, VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users import install, runtime_of
 from tests.locust_harness import parse_args
@@ -25,10 +27,10 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
     return condition()
 
 
-def make_env(args: list[str]) -> Environment:
+def make_env(args: list[str], user: type[User] = OpenAIChatUser) -> Environment:
     options = parse_args(args)
     env = Environment(
-        user_classes=[OpenAIChatUser], events=Events(), parsed_options=options, host=options.host
+        user_classes=[user], events=Events(), parsed_options=options, host=options.host
     )
     install(env.events)
     return env
@@ -125,3 +127,38 @@ def test_master_stops_the_test_once_an_slo_is_lost(mock_url: str, fast_reports: 
     assert report is not None and report.early_stop is not None
     assert not report.slos_passed and report.slos[0].lost_early == reason
     assert master_env.process_exit_code == 3
+
+
+def test_each_worker_runs_its_own_in_process_engine(
+    fast_reports: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The master starts no engine and no mock; each worker loads its own before the test;
+    the master's report names both workers' engines."""
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "fakes"))
+    args = ["--vllm-model", str(tmp_path), "--max-tokens", "4", "--ignore-eos"]
+    master_env = make_env(args, VLLMLocalUser)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    assert runtime_of(master_env).engines == {} and master_env.host is None
+    worker_envs = []
+    for _ in range(2):
+        env = make_env(args, VLLMLocalUser)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        assert runtime_of(env).engines["vllm"].alive
+        worker_envs.append(env)
+    assert wait_until(lambda: master.worker_count == 2)
+    master.start(4, spawn_rate=4)
+    runtime = runtime_of(master_env)
+    assert wait_until(lambda: runtime.collector.total().succeeded >= 20)
+    assert wait_until(lambda: len(runtime.remote_engines) == 2)
+    master.quit()
+    for env in worker_envs:
+        assert env.runner is not None
+        env.runner.quit()
+        env.events.quitting.fire(environment=env)
+        assert not runtime_of(env).engines["vllm"].alive
+    entries = sorted(runtime.engine_entries().values(), key=lambda e: str(e["process"]))
+    assert [e["process"] for e in entries] == ["worker 0", "worker 1"]
+    assert {e["engine"] for e in entries} == {"vllm"}
+    assert runtime.collector.total().total_output_tokens == 4 * runtime.collector.total().succeeded
