@@ -41,6 +41,20 @@ class GenerateRequest:
             extra=dict(message.get("extra") or {}),
         )
 
+    def sampling(self, max_field: str, min_field: str) -> dict[str, Any]:
+        """The sampling settings as keyword arguments for an engine's own config class,
+        under its names for the length bounds; unset ones are left to the engine's
+        defaults, and ``extra`` goes last so it can set or override any field."""
+        kwargs: dict[str, Any] = {"ignore_eos": self.ignore_eos}
+        if self.max_tokens is not None:
+            kwargs[max_field] = self.max_tokens
+        if self.min_tokens is not None:
+            kwargs[min_field] = self.min_tokens
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        kwargs.update(self.extra)
+        return kwargs
+
     def chat_messages(self) -> list[dict[str, Any]]:
         """The conversation for a chat API; a bare prompt becomes one user message."""
         if self.messages is not None:

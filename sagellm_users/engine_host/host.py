@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -64,7 +65,7 @@ class Host:
             request = GenerateRequest.from_message(message)
             task = asyncio.get_running_loop().create_task(self._run(request))
             self.tasks[request.id] = task
-            task.add_done_callback(self._forget)
+            task.add_done_callback(functools.partial(self._forget, request.id))
         elif op == "abort":
             running = self.tasks.get(int(message.get("id", -1)))
             if running is not None:
@@ -73,11 +74,8 @@ class Host:
             return False
         return True
 
-    def _forget(self, task: asyncio.Task[None]) -> None:
-        for rid, known in list(self.tasks.items()):
-            if known is task:
-                del self.tasks[rid]
-                return
+    def _forget(self, rid: int, _task: asyncio.Task[None]) -> None:
+        self.tasks.pop(rid, None)
 
     async def _run(self, request: GenerateRequest) -> None:
         send = self.send

@@ -68,15 +68,7 @@ class LMDeployAdapter:
         self.version = str(getattr(lmdeploy, "__version__", ""))
 
     def _generation_config(self, request: GenerateRequest) -> Any:
-        kwargs: dict[str, Any] = {"ignore_eos": request.ignore_eos}
-        if request.max_tokens is not None:
-            kwargs["max_new_tokens"] = request.max_tokens
-        if request.min_tokens is not None:
-            kwargs["min_new_tokens"] = request.min_tokens
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        kwargs.update(request.extra)
-        return self._gen_config(**kwargs)
+        return self._gen_config(**request.sampling("max_new_tokens", "min_new_tokens"))
 
     async def stream(self, request: GenerateRequest) -> AsyncIterator[Output]:
         config = self._generation_config(request)

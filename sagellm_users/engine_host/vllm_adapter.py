@@ -63,15 +63,9 @@ class VLLMAdapter:
         self._tokenizer = await tokenizer if inspect.isawaitable(tokenizer) else tokenizer
 
     def _sampling_params(self, request: GenerateRequest) -> Any:
-        kwargs: dict[str, Any] = {"output_kind": self._delta, "ignore_eos": request.ignore_eos}
-        if request.max_tokens is not None:
-            kwargs["max_tokens"] = request.max_tokens
-        if request.min_tokens is not None:
-            kwargs["min_tokens"] = request.min_tokens
-        if request.temperature is not None:
-            kwargs["temperature"] = request.temperature
-        kwargs.update(request.extra)
-        return self._params(**kwargs)
+        return self._params(
+            **{"output_kind": self._delta, **request.sampling("max_tokens", "min_tokens")}
+        )
 
     def _prompt(self, request: GenerateRequest) -> dict[str, Any]:
         if request.api != "chat":
