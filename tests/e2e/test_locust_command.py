@@ -348,6 +348,7 @@ def test_an_in_process_engine_runs_under_the_real_command(tmp_path: Path) -> Non
         "--headless", "-u", "4", "-r", "4", "-t", "3s", "--vllm-model", str(tmp_path),
         "--engine-arg", "ttft_ms=20", "--engine-arg", "itl_ms=4", "--max-tokens", "8",
         "--ignore-eos", "--only-summary", "--stop-timeout", "5",
+        "--engine-log", str(tmp_path / "engine.log"),
     ]  # fmt: skip
     result = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False

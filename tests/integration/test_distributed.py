@@ -136,6 +136,7 @@ def test_each_worker_runs_its_own_in_process_engine(
     the master's report names both workers' engines."""
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "fakes"))
     args = ["--vllm-model", str(tmp_path), "--max-tokens", "4", "--ignore-eos"]
+    args += ["--engine-log", str(tmp_path / "engine.log")]
     master_env = make_env(args, VLLMLocalUser)
     master = master_env.create_master_runner("127.0.0.1", 0)
     master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)

@@ -54,8 +54,13 @@ def model_dir(tmp_path: Path) -> str:
     return str(tmp_path)
 
 
+def _log(model_dir: str) -> str:
+    """The engine's own output goes beside the test's (temporary) model directory."""
+    return str(Path(model_dir) / "engine.log")
+
+
 def _engine(engine: str, model: str, **args: object) -> EngineProcess:
-    process = EngineProcess(EngineSpec(engine, model, {**TIMING, **args}))
+    process = EngineProcess(EngineSpec(engine, model, {**TIMING, **args}, log_path=_log(model)))
     process.start()
     process.wait_ready(30)
     return process
@@ -211,7 +216,7 @@ def test_an_engine_process_that_dies_fails_its_requests_with_its_log(
 def test_an_engine_that_cannot_start_says_why(
     model_dir: str, engine_name: str, args: dict[str, object], message: str
 ) -> None:
-    process = EngineProcess(EngineSpec(engine_name, model_dir, args))
+    process = EngineProcess(EngineSpec(engine_name, model_dir, args, log_path=_log(model_dir)))
     process.start()
     with pytest.raises(EngineStartError, match=message):
         process.wait_ready(30)
@@ -222,7 +227,7 @@ def test_an_engine_library_missing_from_the_interpreter_is_named(
     model_dir: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PYTHONPATH")
-    process = EngineProcess(EngineSpec("lmdeploy", model_dir))
+    process = EngineProcess(EngineSpec("lmdeploy", model_dir, log_path=_log(model_dir)))
     process.start()
     with pytest.raises(EngineStartError, match=r"LMDeploy is not importable.*--engine-python"):
         process.wait_ready(30)
@@ -230,7 +235,8 @@ def test_an_engine_library_missing_from_the_interpreter_is_named(
 
 
 def test_an_interpreter_that_does_not_exist_is_named(model_dir: str) -> None:
-    process = EngineProcess(EngineSpec("vllm", model_dir, python="/nonexistent/python"))
+    spec = EngineSpec("vllm", model_dir, python="/nonexistent/python", log_path=_log(model_dir))
+    process = EngineProcess(spec)
     with pytest.raises(EngineStartError, match="cannot run the engine's interpreter"):
         process.start()
 
@@ -238,7 +244,7 @@ def test_an_interpreter_that_does_not_exist_is_named(model_dir: str) -> None:
 # -- the users ----------------------------------------------------------------------------
 def _local_run(user: type[User], model: str, *extra: str) -> LocalRun:
     flag = "--vllm-model" if "VLLM" in user.__name__ else "--lmdeploy-model"
-    args = [flag, model, "--max-tokens", "8", "--ignore-eos", *extra]
+    args = [flag, model, "--max-tokens", "8", "--ignore-eos", "--engine-log", _log(model), *extra]
     for key, value in TIMING.items():
         args += ["--engine-arg", f"{key}={value}"]
     return LocalRun([user], args)
@@ -286,7 +292,17 @@ def test_an_engine_that_fails_to_load_stops_the_run_with_its_reason(
     model_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
-        LocalRun([VLLMLocalUser], ["--vllm-model", model_dir, "--engine-arg", "fail_start=boom"])
+        LocalRun(
+            [VLLMLocalUser],
+            [
+                "--vllm-model",
+                model_dir,
+                "--engine-arg",
+                "fail_start=boom",
+                "--engine-log",
+                _log(model_dir),
+            ],
+        )
     assert "the vllm engine did not start: RuntimeError: boom" in capsys.readouterr().err
 
 
@@ -413,7 +429,7 @@ def test_sagellm_error_end_is_an_engine_error(model_dir: str) -> None:
 def test_sagellm_local_user_runs_and_refuses_ignore_eos_before_load(
     model_dir: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["--sagellm-model", model_dir, "--max-tokens", "8"]
+    args = ["--sagellm-model", model_dir, "--max-tokens", "8", "--engine-log", _log(model_dir)]
     for key, value in TIMING.items():
         args += ["--engine-arg", f"{key}={value}"]
     run = LocalRun([SageLLMLocalUser], args)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -23,26 +24,42 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 16
 
 
-def _locust(locustfile: str, url: str, report: Path) -> subprocess.CompletedProcess[str]:
+def _locust_report(
+    locustfile: str, tmp_path: Path, *extra: str, timeout: float = 180, **env: str
+) -> dict[str, Any]:
+    """Run the real locust command headless (4 users, 8 s, every request allowed to finish)
+    and return its JSON report, once the run itself and its totals are clean: no failure,
+    nothing cancelled, exactly --max-tokens per request."""
+    report_path = tmp_path / "report.json"
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile),
-        "--host", url, "--headless", "-u", "4", "-r", "4", "-t", "8s", "--stop-timeout", "30",
-        "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--server-metrics-interval", "1",
-        "--llm-report", str(report), "--only-summary",
+        "--headless", "-u", "4", "-r", "4", "-t", "8s", "--stop-timeout", "30",
+        "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--llm-report", str(report_path),
+        "--only-summary", *extra,
     ]  # fmt: skip
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
+    run = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "Traceback" not in run.stderr
+    report: dict[str, Any] = orjson.loads(report_path.read_bytes())
+    total = report["total"]
+    assert total["failed"] == 0 and total["cancelled"] == 0 and total["completed"] > 0
+    assert total["total_output_tokens"] == MAX_TOKENS * total["completed"]
+    return report
 
 
 @pytest.mark.parametrize("locustfile", ["vllm.py", "chat.py"])
 def test_counts_match_vllms_own_counters(vllm_url: str, locustfile: str, tmp_path: Path) -> None:
-    report_path = tmp_path / "report.json"
-    run = _locust(locustfile, vllm_url, report_path)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "Traceback" not in run.stderr
-    report = orjson.loads(report_path.read_bytes())
+    report = _locust_report(
+        locustfile, tmp_path, "--host", vllm_url, "--server-metrics-interval", "1"
+    )
     total = report["total"]
-    assert total["failed"] == 0 and total["cancelled"] == 0 and total["completed"] > 0
-    assert total["total_output_tokens"] == MAX_TOKENS * total["completed"]
     (server,) = report["server"]
     assert server["version"], "vLLM's /version is in the report"
     assert server["requests"] == total["completed"]
@@ -61,24 +78,15 @@ def test_the_in_process_engine_on_the_same_model(
 ) -> None:
     """VLLMLocalUser: vLLM's AsyncLLM in a child process run by the vLLM venv's Python,
     every token stamped by the engine's process; exact token counts, per-token ITL."""
-    report_path = tmp_path / "report.json"
-    command = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "vllm_local.py"),
-        "--headless", "-u", "4", "-r", "4", "-t", "8s", "--stop-timeout", "30",
-        "--max-tokens", str(MAX_TOKENS), "--ignore-eos", "--llm-report", str(report_path),
-        "--only-summary", "--vllm-model", str(tiny_model), "--engine-python", str(vllm_python),
+    report = _locust_report(
+        "vllm_local.py", tmp_path, "--vllm-model", str(tiny_model),
+        "--engine-python", str(vllm_python),
         "--engine-arg", "load_format=dummy", "--engine-arg", "dtype=float32",
         "--engine-arg", "max_model_len=512", "--engine-arg", "served_model_name=tiny",
         "--engine-log", str(tmp_path / "engine.log"),
-    ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600, env=env)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "Traceback" not in run.stderr
-    report = orjson.loads(report_path.read_bytes())
+        timeout=600, VLLM_CPU_KVCACHE_SPACE="1", HF_HUB_OFFLINE="1",
+    )  # fmt: skip
     total = report["total"]
-    assert total["failed"] == 0 and total["cancelled"] == 0 and total["completed"] > 0
-    assert total["total_output_tokens"] == MAX_TOKENS * total["completed"]
     assert total["itl_ms"]["count"] == (MAX_TOKENS - 1) * total["completed"]
     assert total["ttft_ms"]["min"] > 0
     (engine,) = report["engines"]
