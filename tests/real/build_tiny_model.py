@@ -15,7 +15,7 @@ import os
 import sys
 import sysconfig
 
-from tokenizers import (  # type: ignore[import-not-found]  # the vLLM venv has it
+from tokenizers import (
     Tokenizer,
     decoders,
     models,

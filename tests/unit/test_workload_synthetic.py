@@ -1,0 +1,200 @@
+"""Synthetic prompts: exactly n tokens by a tokenizer or /tokenize, new text every call,
+the same texts for the same seed, and an estimate that never claims to be exact."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+
+from sagellm_users.workloads.synthetic import (
+    MAX_SERVER_CALLS,
+    WORDS,
+    PromptSynthesizer,
+    SyntheticPrompt,
+)
+from sagellm_users.workloads.tokens import (
+    EstimateCounter,
+    ServerCounter,
+    TokenCounter,
+    TokenizerCounter,
+    TokenSource,
+    load_tokenizer,
+    server_counter,
+)
+from tests.unit.test_workload_tokens import build_tokenizer
+
+LENGTHS = (1, 2, 7, 64, 300, 2048)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> TokenizerCounter:
+    return load_tokenizer(build_tokenizer(tmp_path_factory.mktemp("model")))
+
+
+@pytest.fixture(scope="module")
+def merging_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> TokenizerCounter:
+    """Merges across spaces, so prompts must be cut to length rather than planned."""
+    path = build_tokenizer(tmp_path_factory.mktemp("merging"), split_words=False)
+    return load_tokenizer(path)
+
+
+class CallCounter:
+    """Wraps a counter, counting its calls."""
+
+    def __init__(self, inner: TokenCounter) -> None:
+        self.inner = inner
+        self.source: TokenSource = inner.source
+        self.description = inner.description
+        self.calls = 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        return self.inner.count(text)
+
+
+class UnevenServer:
+    """A server whose words cost ``cost(word)`` tokens each, counted by call."""
+
+    source: TokenSource = "server"
+    description = "fake server"
+
+    def __init__(self, cost: int | None = None) -> None:
+        self.cost = cost
+        self.calls = 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        return sum(self.cost or 1 + len(w) // 4 for w in text.split())
+
+
+def _check_exact(counter: TokenCounter, prompts: list[SyntheticPrompt], n: int) -> None:
+    for prompt in prompts:
+        assert prompt.exact and prompt.tokens == n
+        assert counter.count(prompt.text) == n
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+@pytest.mark.parametrize("which", ["tokenizer", "merging_tokenizer"])
+def test_tokenizer_lengths_are_exact(n: int, which: str, request: pytest.FixtureRequest) -> None:
+    counter: TokenizerCounter = request.getfixturevalue(which)
+    synth = PromptSynthesizer(counter, random.Random(n))
+    prompts = [synth.make(n) for _ in range(40 if n < 2048 else 10)]
+    _check_exact(counter, prompts, n)
+    if n >= 7:
+        assert len({p.text for p in prompts}) == len(prompts)  # no shared prompt, ever
+
+
+def test_lengths_may_change_from_call_to_call(tokenizer: TokenizerCounter) -> None:
+    synth = PromptSynthesizer(tokenizer, random.Random(3))
+    rng = random.Random(4)
+    for _ in range(200):
+        n = rng.randint(1, 400)
+        _check_exact(tokenizer, [synth.make(n)], n)
+
+
+def test_texts_are_prose_and_differ_from_the_first_words(tokenizer: TokenizerCounter) -> None:
+    synth = PromptSynthesizer(tokenizer, random.Random(1))
+    prompts = [synth.make(64) for _ in range(50)]
+    firsts = {tuple(p.text.split()[:4]) for p in prompts}
+    assert len(firsts) == 50  # no two prompts share even a four-word prefix
+    words = set(WORDS)
+    for prompt in prompts:
+        assert prompt.text == prompt.text.strip() and "  " not in prompt.text
+        assert set(prompt.text.split()[:-1]) <= words  # only the last word may be cut
+
+
+@pytest.mark.parametrize("which", ["tokenizer", "merging_tokenizer"])
+def test_same_seed_same_prompts(which: str, request: pytest.FixtureRequest) -> None:
+    counter: TokenizerCounter = request.getfixturevalue(which)
+
+    def run(seed: int) -> list[str]:
+        synth = PromptSynthesizer(counter, random.Random(seed))
+        return [synth.make(n).text for n in (5, 64, 300, 5, 64)]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+@pytest.fixture
+def served(mock_url: str) -> Iterator[ServerCounter]:
+    counter = server_counter(mock_url)
+    try:
+        yield counter
+    finally:
+        counter.close()
+
+
+def test_server_lengths_are_exact_in_one_call(served: ServerCounter) -> None:
+    counter = CallCounter(served)
+    synth = PromptSynthesizer(counter, random.Random(0))
+    for n in (1, 2, 7, 64, 2048):
+        before = counter.calls
+        prompts = [synth.make(n) for _ in range(5)]
+        assert counter.calls - before == 5  # the mock counts one token per word
+        _check_exact(served, prompts, n)
+        assert len({p.text for p in prompts}) == 5 or n < 7
+
+
+def test_server_search_is_bounded_and_close() -> None:
+    server = UnevenServer()  # words cost 1 or 2 tokens
+    synth = PromptSynthesizer(server, random.Random(0))
+    rng = random.Random(1)
+    exact = 0
+    for _ in range(100):
+        n = rng.randint(1, 3000)
+        before = server.calls
+        prompt = synth.make(n)
+        assert server.calls - before <= MAX_SERVER_CALLS
+        assert prompt.tokens == server.count(prompt.text)
+        assert prompt.exact == (prompt.tokens == n)
+        assert abs(prompt.tokens - n) <= max(2, n // 50)
+        exact += prompt.exact
+    assert exact >= 90
+
+
+def test_server_that_cannot_hit_n_returns_the_closest_flagged() -> None:
+    server = UnevenServer(cost=2)  # every word is 2 tokens: odd lengths are impossible
+    synth = PromptSynthesizer(server, random.Random(0))
+    for n in (1, 7, 301):
+        before = server.calls
+        prompt = synth.make(n)
+        assert server.calls - before <= MAX_SERVER_CALLS
+        assert not prompt.exact
+        assert prompt.tokens == (n - 1 if n > 1 else 2)  # below n when there is a choice
+    even = synth.make(300)
+    assert even.exact and even.tokens == 300
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 500, 2048])
+def test_estimate_is_about_four_characters_a_token_and_flagged(n: int) -> None:
+    counter = EstimateCounter()
+    synth = PromptSynthesizer(counter, random.Random(n))
+    prompts = [synth.make(n) for _ in range(20)]
+    for prompt in prompts:
+        assert not prompt.exact
+        assert prompt.tokens == counter.count(prompt.text) == n
+        assert 4 * n - 1 <= len(prompt.text) <= 4 * n
+        assert prompt.text == prompt.text.strip()
+    if n >= 10:
+        assert len({p.text for p in prompts}) == len(prompts)
+
+
+@pytest.mark.parametrize("n", [0, -3])
+def test_a_prompt_needs_a_token(n: int, tokenizer: TokenizerCounter) -> None:
+    counters: list[TokenCounter] = [tokenizer, EstimateCounter(), UnevenServer()]
+    for counter in counters:
+        with pytest.raises(ValueError, match="at least 1 token"):
+            PromptSynthesizer(counter, random.Random(0)).make(n)
+
+
+def test_prompt_is_frozen() -> None:
+    prompt = SyntheticPrompt("a b", 2, exact=True)
+    with pytest.raises(AttributeError):
+        prompt.tokens = 3  # type: ignore[misc]
+
+
+def test_word_list() -> None:
+    assert 200 <= len(WORDS) <= 300 and len(set(WORDS)) == len(WORDS)
+    assert all(w.isalpha() and w.islower() and len(w) <= 5 for w in WORDS)

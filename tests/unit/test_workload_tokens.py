@@ -1,0 +1,213 @@
+"""Token counters: a local tokenizer.json, the server's /tokenize, the 4-characters estimate.
+
+The tokenizer is a real byte-level BPE (the kind GPT-2, Llama 3 and Qwen ship), trained here
+offline on standard-library sources, so no test needs the network or a model download.
+"""
+
+from __future__ import annotations
+
+import sys
+import sysconfig
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+from sagellm_users.errors import ConfigError
+from sagellm_users.workloads.tokens import (
+    EstimateCounter,
+    ServerCounter,
+    TokenCounter,
+    load_tokenizer,
+    server_counter,
+)
+
+_TRAINING_FILES = ("textwrap.py", "random.py", "argparse.py", "string.py")
+
+
+def build_tokenizer(directory: Path, *, split_words: bool = True) -> Path:
+    """Train a 2000-token byte-level BPE with a BOS template and save its tokenizer.json.
+
+    ``split_words=False`` drops the pre-tokenizer's word splitting, so merges cross spaces
+    (tokens such as ``"the "``): word costs then no longer add up."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
+        add_prefix_space=False, use_regex=split_words
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=2000,
+        special_tokens=["<s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    # English docstrings and comments, and code
+    texts = ((stdlib / name).read_text(encoding="utf-8") for name in _TRAINING_FILES)
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    bos = tokenizer.token_to_id("<s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", bos)]
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tokenizer(tmp_path_factory.mktemp("model"))
+
+
+def test_loads_a_directory_or_the_file(tokenizer_json: Path) -> None:
+    for path in (tokenizer_json.parent, tokenizer_json, str(tokenizer_json)):
+        counter = load_tokenizer(path)
+        assert counter.source == "tokenizer"
+        assert counter.description == f"tokenizer {Path(path)} (tokenizer.json)"
+    text = "Return a list of the words in the string, using sep as the delimiter string."
+    ids = counter.encode(text)
+    assert counter.count(text) == len(ids) > 5
+    assert counter.decode(ids) == text
+
+
+def test_counts_leave_special_tokens_out(tokenizer_json: Path) -> None:
+    raw = Tokenizer.from_file(str(tokenizer_json))
+    text = "the quick brown fox"
+    with_bos = raw.encode(text).ids
+    assert raw.id_to_token(with_bos[0]) == "<s>"  # the template adds BOS by default
+    counter = load_tokenizer(tokenizer_json)
+    assert counter.encode(text) == with_bos[1:]
+    assert counter.count("") == 0
+
+
+def test_counters_share_one_protocol(tokenizer_json: Path) -> None:
+    counters: list[TokenCounter] = [load_tokenizer(tokenizer_json), EstimateCounter()]
+    assert [c.source for c in counters] == ["tokenizer", "estimate"]
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(ConfigError, match=r"tokenizer path '.*nope' does not exist"):
+        load_tokenizer(missing)
+
+
+def test_directory_without_tokenizer_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    with pytest.raises(ConfigError) as info:
+        load_tokenizer(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path) in message and "has no tokenizer.json" in message
+    assert "pip install transformers" in message and "\n" not in message
+
+
+def test_directory_without_tokenizer_json_uses_transformers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SlowTokenizer:
+        def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+            assert not add_special_tokens
+            return [len(word) for word in text.split()]
+
+        def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+            return " ".join("x" * i for i in ids)
+
+        def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+            raise NotImplementedError
+
+    loaded: list[tuple[str, dict[str, Any]]] = []
+
+    def from_pretrained(path: str, **kw: Any) -> SlowTokenizer:
+        loaded.append((path, kw))
+        return SlowTokenizer()
+
+    fake = types.ModuleType("transformers")
+    fake.AutoTokenizer = types.SimpleNamespace(from_pretrained=from_pretrained)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    counter = load_tokenizer(tmp_path)
+    assert loaded == [(str(tmp_path), {"local_files_only": True})]
+    assert "transformers" in counter.description
+    assert counter.encode("ab c") == [2, 1] and counter.count("ab c") == 2
+    assert counter.decode([2, 1]) == "xx x"
+
+
+def test_transformers_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def from_pretrained(path: str, **kw: Any) -> None:
+        raise OSError(f"Can't load tokenizer for '{path}'.\nMake sure ...")
+
+    fake = types.ModuleType("transformers")
+    fake.AutoTokenizer = types.SimpleNamespace(from_pretrained=from_pretrained)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    with pytest.raises(ConfigError, match=r"with transformers: Can't load tokenizer") as info:
+        load_tokenizer(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_corrupt_tokenizer_json(tmp_path: Path) -> None:
+    bad = tmp_path / "tokenizer.json"
+    bad.write_text('{"model": {"type": "BPE", "vocab": 7}}', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_tokenizer(tmp_path)
+    message = str(info.value)
+    assert message.startswith(f"cannot load tokenizer {str(bad)!r}: ")
+    assert "give a valid tokenizer.json" in message and "\n" not in message
+    assert len(message) > len(f"cannot load tokenizer {str(bad)!r}: ; ") + 30  # the reason
+
+
+def test_tokenizers_not_installed(tokenizer_json: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tokenizers", None)
+    with pytest.raises(ConfigError, match=r"pip install 'sagellm-locust\[tokenizer\]'"):
+        load_tokenizer(tokenizer_json)
+
+
+@pytest.fixture
+def served(mock_url: str) -> Iterator[ServerCounter]:
+    counter = server_counter(mock_url)
+    try:
+        yield counter
+    finally:
+        counter.close()
+
+
+def test_server_counts_like_the_mock(served: ServerCounter, mock_url: str) -> None:
+    assert served.source == "server"
+    assert served.description == f"server /tokenize at {mock_url}"
+    assert served.count("one two  three") == 3
+    assert served.count("") == 0
+    assert len(served.tokenize("a b c d")) == 4
+
+
+def test_server_counter_with_the_served_model(mock_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"HTTP 404.*does not exist.*--tokenizer PATH"):
+        server_counter(mock_url, model="not-served")
+    counter = server_counter(mock_url, model="mock-llm")
+    try:
+        assert counter.count("x y") == 2
+    finally:
+        counter.close()
+
+
+def test_server_without_tokenize(mock_url: str) -> None:
+    host = mock_url + "/not-vllm"  # every route under it answers 404
+    with pytest.raises(ConfigError) as info:
+        server_counter(host)
+    message = str(info.value)
+    assert message.startswith(f"cannot count tokens with /tokenize at {host}: ")
+    assert "answered 404" in message and "give --tokenizer PATH" in message
+
+
+def test_unreachable_server(unused_port: int) -> None:
+    host = f"http://127.0.0.1:{unused_port}"
+    with pytest.raises(ConfigError, match=rf"/tokenize at {host}: .*--tokenizer PATH"):
+        server_counter(host)
+
+
+def test_estimate_counter() -> None:
+    counter = EstimateCounter()
+    assert counter.source == "estimate"
+    assert counter.description == "estimate: 4 characters per token"
+    assert counter.count("abcd" * 10) == 10
+    assert counter.count("abc") == 1 and counter.count("") == 0
