@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sagellm_users.metrics.arrivals import ArrivalStats
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.record import RequestRecord
 
@@ -173,10 +174,13 @@ class EndpointStats:
 
 
 class MetricsCollector:
-    """:class:`EndpointStats` per (User class, request name), in first-seen order."""
+    """:class:`EndpointStats` per (User class, request name), in first-seen order; also per
+    turn of multi-turn sessions, and how well an open-loop schedule was kept."""
 
     def __init__(self) -> None:
         self._stats: dict[StatsKey, EndpointStats] = {}
+        self._turns: dict[int, EndpointStats] = {}
+        self.arrivals = ArrivalStats()
         self.window_start: float | None = None
         """Wall-clock start of the measurement window when a warm-up applies, else None."""
         self.excluded = 0
@@ -190,9 +194,18 @@ class MetricsCollector:
         if stats is None:
             stats = self._stats[key] = EndpointStats()
         stats.add(record)
-        rule = self.good_request
-        if rule is not None and record.status == "ok" and rule(record):
+        good = self.good_request
+        is_good = good is not None and record.status == "ok" and good(record)
+        if is_good:
             stats.good += 1
+        if record.turn is not None:
+            turn = self._turns.get(record.turn)
+            if turn is None:
+                turn = self._turns[record.turn] = EndpointStats()
+            turn.add(record)
+            turn.good += is_good
+        if record.intended_wall is not None:
+            self.arrivals.add(record)
 
     @property
     def by_key(self) -> dict[StatsKey, EndpointStats]:
@@ -205,6 +218,11 @@ class MetricsCollector:
         for (_user, name), stats in self._stats.items():
             merged.setdefault(name, EndpointStats()).merge(stats)
         return merged
+
+    @property
+    def by_turn(self) -> dict[int, EndpointStats]:
+        """Per turn index of multi-turn sessions (all names merged), in turn order."""
+        return dict(sorted(self._turns.items()))
 
     def total(self) -> EndpointStats:
         total = EndpointStats()
@@ -230,6 +248,8 @@ class MetricsCollector:
 
     def reset(self) -> None:
         self._stats.clear()
+        self._turns.clear()
+        self.arrivals = ArrivalStats()
         self.excluded = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -241,12 +261,16 @@ class MetricsCollector:
                 {"user": user, "name": name, "stats": s.to_wire()}
                 for (user, name), s in self._stats.items()
             ],
+            "turns": [{"turn": turn, "stats": s.to_wire()} for turn, s in self._turns.items()],
+            "arrivals": self.arrivals.to_wire(),
         }
 
     def drain(self) -> dict[str, Any]:
         """Everything gathered since the last drain, as wire data; then start empty."""
         data = self.snapshot()
         self._stats = {}
+        self._turns = {}
+        self.arrivals = ArrivalStats()
         self.excluded = 0
         return data
 
@@ -264,3 +288,12 @@ class MetricsCollector:
                 self._stats[key] = incoming
             else:
                 existing.merge(incoming)
+        for item in data.get("turns", ()):
+            turn = int(item["turn"])
+            incoming = EndpointStats.from_wire(item["stats"])
+            if turn in self._turns:
+                self._turns[turn].merge(incoming)
+            else:
+                self._turns[turn] = incoming
+        if "arrivals" in data:
+            self.arrivals.merge(ArrivalStats.from_wire(data["arrivals"]))

@@ -61,6 +61,14 @@ class RequestRecord:
     start_lag_s: float | None = None
     """How late the request started after the moment it was meant to (the end of the
     user's wait): the client's own scheduling delay. None when not known."""
+    intended_wall: float | None = None
+    """Open-loop requests: the wall-clock time the arrival schedule meant it to start."""
+    prompt_tokens: int | None = None
+    """The prompt's tokens as the workload's tokenizer counted them, when it did."""
+    session: str | None = None
+    """Multi-turn workloads: the conversation this request belongs to."""
+    turn: int | None = None
+    """Multi-turn workloads: 1 for a conversation's first request, then 2, 3..."""
 
     # -- token counts with their provenance ------------------------------------------------
     @property
@@ -81,11 +89,15 @@ class RequestRecord:
     def input_tokens(self) -> int:
         if self.usage_prompt_tokens is not None:
             return self.usage_prompt_tokens
+        if self.prompt_tokens is not None:
+            return self.prompt_tokens
         return round(self.prompt_chars / _CHARS_PER_TOKEN)
 
     @property
     def input_tokens_source(self) -> TokenSource:
-        return "usage" if self.usage_prompt_tokens is not None else "estimate"
+        if self.usage_prompt_tokens is not None:
+            return "usage"
+        return "tokenizer" if self.prompt_tokens is not None else "estimate"
 
     # -- derived metrics (seconds) ----------------------------------------------------------
     @property
@@ -188,6 +200,7 @@ class RequestRecord:
             tokens_per_chunk=data.get("tokens_per_chunk"),
             t_done=base + float(done_ms) / 1e3 if done_ms is not None else None,
             usage_prompt_tokens=data.get("input_tokens") if source_in == "usage" else None,
+            prompt_tokens=data.get("input_tokens") if source_in == "tokenizer" else None,
             usage_completion_tokens=data.get("output_tokens") if source_out == "usage" else None,
             prompt_chars=int(data.get("prompt_chars") or 0),
             finish_reason=data.get("finish_reason"),
@@ -198,6 +211,9 @@ class RequestRecord:
             warmup=bool(data.get("warmup", False)),
             response_id=data.get("response_id"),
             start_lag_s=seconds("start_lag_ms") if data.get("start_lag_ms") is not None else None,
+            intended_wall=data.get("intended_wall"),
+            session=data.get("session"),
+            turn=data.get("turn"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -239,4 +255,7 @@ class RequestRecord:
             "warmup": self.warmup,
             "response_id": self.response_id,
             "start_lag_ms": ms(self.start_lag_s),
+            "intended_wall": None if self.intended_wall is None else round(self.intended_wall, 6),
+            "session": self.session,
+            "turn": self.turn,
         }

@@ -16,14 +16,22 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sagellm_users.metrics.collector import EndpointStats, MetricsCollector
-from sagellm_users.metrics.distribution import Distribution
+from sagellm_users.metrics.collector import MetricsCollector
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.server_series import ServerSeries
 from sagellm_users.metrics.slo import SLO
+from sagellm_users.report.blocks import (
+    TIMINGS,
+    DistributionSummary,
+    EndpointReport,
+    FailureClass,
+    MetricsBlock,
+    TokenProvenance,
+)
 from sagellm_users.report.engines import EngineReport
 from sagellm_users.report.labels import percentile_label
 from sagellm_users.report.server import ServerSideReport
+from sagellm_users.report.workload import ArrivalReport, SweepReport, TurnReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -46,138 +54,6 @@ __all__ = [
 _HEALTH_PERCENTILES = [50.0, 90.0, 99.0]
 
 SCHEMA_VERSION: Literal[1] = 1
-
-_TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
-    "ttft_ms": ("ttft", "ttft"),
-    "tpot_ms": ("tpot", "tpot"),
-    "itl_ms": ("itl", "itl"),
-    "e2el_ms": ("e2e", "e2el"),
-    "tbt_ms": ("tbt", None),
-    "itl_per_token_ms": ("itl_per_token", None),
-}
-
-
-class DistributionSummary(BaseModel):
-    """Mean, spread and percentiles of one metric (ms for times, tokens for lengths)."""
-
-    count: int
-    mean: float | None
-    median: float | None
-    std: float | None
-    min: float | None
-    max: float | None
-    percentiles: dict[str, float | None]
-
-    @classmethod
-    def of(cls, dist: Distribution, percentiles: list[float], scale: float) -> DistributionSummary:
-        def scaled(value: float | None) -> float | None:
-            return None if value is None else value * scale
-
-        return cls(
-            count=dist.count,
-            mean=scaled(dist.mean),
-            median=scaled(dist.percentile(50)),
-            std=scaled(dist.std),
-            min=scaled(dist.min),
-            max=scaled(dist.max),
-            percentiles={percentile_label(p): scaled(dist.percentile(p)) for p in percentiles},
-        )
-
-
-class FailureClass(BaseModel):
-    error_class: str
-    count: int
-    example: str
-
-
-class TokenProvenance(BaseModel):
-    """Where the token counts of successful requests came from."""
-
-    output_from_usage: int
-    output_estimated: int
-    input_from_usage: int
-    input_estimated: int
-
-
-class MetricsBlock(BaseModel):
-    """The numbers for one slice of the traffic (everything, one endpoint, one User)."""
-
-    requests: int
-    completed: int
-    failed: int
-    cancelled: int
-    error_rate: float
-    duration_s: float
-    request_throughput: float
-    output_throughput: float
-    total_token_throughput: float
-    total_input_tokens: int
-    total_output_tokens: int
-    ttft_ms: DistributionSummary
-    tpot_ms: DistributionSummary
-    itl_ms: DistributionSummary
-    e2el_ms: DistributionSummary
-    tbt_ms: DistributionSummary
-    itl_per_token_ms: DistributionSummary
-    input_tokens: DistributionSummary
-    output_tokens: DistributionSummary
-    failures: list[FailureClass]
-    token_provenance: TokenProvenance
-    models: list[str]
-    backends: list[str]
-    good_requests: int | None = None
-    """Successful requests meeting every per-request SLO (None without such SLOs)."""
-    request_goodput: float | None = None
-
-    @classmethod
-    def of(
-        cls,
-        stats: EndpointStats,
-        duration: float,
-        percentiles: list[float],
-        goodput: bool = False,
-    ) -> MetricsBlock:
-        rate = 1.0 / duration if duration > 0 else 0.0
-        timings = {
-            field: DistributionSummary.of(getattr(stats, attr), percentiles, 1e3)
-            for field, (attr, _word) in _TIMINGS.items()
-        }
-        return cls(
-            requests=stats.requests,
-            completed=stats.succeeded,
-            failed=stats.failed,
-            cancelled=stats.cancelled,
-            error_rate=stats.error_rate,
-            duration_s=duration,
-            request_throughput=stats.succeeded * rate,
-            output_throughput=stats.total_output_tokens * rate,
-            total_token_throughput=(stats.total_input_tokens + stats.total_output_tokens) * rate,
-            total_input_tokens=stats.total_input_tokens,
-            total_output_tokens=stats.total_output_tokens,
-            input_tokens=DistributionSummary.of(stats.input_tokens, percentiles, 1.0),
-            output_tokens=DistributionSummary.of(stats.output_tokens, percentiles, 1.0),
-            failures=[
-                FailureClass(error_class=k, count=v, example=stats.failure_examples.get(k, ""))
-                for k, v in stats.failures.most_common()
-            ],
-            token_provenance=TokenProvenance(
-                output_from_usage=stats.succeeded - stats.output_tokens_estimated,
-                output_estimated=stats.output_tokens_estimated,
-                input_from_usage=stats.succeeded - stats.input_tokens_estimated,
-                input_estimated=stats.input_tokens_estimated,
-            ),
-            models=sorted(stats.models),
-            backends=sorted(stats.backends),
-            good_requests=stats.good if goodput else None,
-            request_goodput=stats.good * rate if goodput else None,
-            **timings,
-        )
-
-
-class EndpointReport(MetricsBlock):
-    name: str
-    user: str | None = None
-    """The User class, or None when the slice merges every User class."""
 
 
 class ToolInfo(BaseModel):
@@ -299,9 +175,17 @@ class LLMReport(BaseModel):
     client: ClientHealthReport | None = None
     """The load generator's own lag and CPU; None when it did not measure itself."""
     server: list[ServerSideReport] = Field(default_factory=list)
+    """Each server's own /metrics over the test (vLLM's names), when scraped."""
     engines: list[EngineReport] = Field(default_factory=list)
     """In-process engines the users drove (VLLMLocalUser and the like)."""
-    """Each server's own /metrics over the test (vLLM's names), when scraped."""
+    workload: dict[str, Any] | None = None
+    """What was sent (--workload and friends) and how prompt tokens were counted."""
+    arrivals: ArrivalReport | None = None
+    """Open loop (--request-rate): target, intended and achieved rates, start lag."""
+    turns: list[TurnReport] = Field(default_factory=list)
+    """Multi-turn workloads: the metrics of each turn index."""
+    sweep: SweepReport | None = None
+    """An SLO sweep's stages and the capacity it found."""
 
     @property
     def slos_passed(self) -> bool:
@@ -321,7 +205,7 @@ class LLMReport(BaseModel):
             "output_throughput": t.output_throughput,
             "total_token_throughput": t.total_token_throughput,
         }
-        for field, (_attr, word) in _TIMINGS.items():
+        for field, (_attr, word) in TIMINGS.items():
             if word is None:
                 continue
             summary: DistributionSummary = getattr(t, field)
@@ -355,11 +239,15 @@ def build_report(
     health: ClientHealth | None = None,
     server: list[ServerSeries] | None = None,
     engines: list[dict[str, Any]] | None = None,
+    workload: dict[str, Any] | None = None,
+    arrivals: tuple[str, float, float] | None = None,
+    sweep: SweepReport | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
     An objective ``early_stop`` names fails whatever its value at the end: it was stopped
-    on before the run could show how badly it failed."""
+    on before the run could show how badly it failed. ``arrivals`` is the open-loop
+    (kind, rate, burstiness) when the run had one."""
     lost = early_stop.objectives if early_stop is not None else {}
     percentiles = sorted({*percentiles, *_slo_percentiles(slos)})
     goodput = collector.good_request is not None
@@ -397,20 +285,43 @@ def build_report(
         total=total_block,
         by_name=by_name,
         by_user=by_user,
-        slos=[
-            SLOResult(
-                slo=s.text,
-                value=(v := _slo_value(s, total_block)),
-                passed=s.holds(v) and s.text not in lost,
-                lost_early=lost.get(s.text),
-            )
-            for s in slos
-        ],
+        slos=judge_slos(slos, total_block, lost),
         early_stop=early_stop,
         client=ClientHealthReport.of(health) if health is not None and health.processes else None,
         server=[ServerSideReport.of(series, percentiles) for series in server or ()],
         engines=[EngineReport.model_validate(e) for e in engines or ()],
+        workload=workload,
+        arrivals=None
+        if arrivals is None
+        else ArrivalReport.of(
+            collector.arrivals,
+            kind=arrivals[0],
+            rate=arrivals[1],
+            burstiness=arrivals[2],
+            percentiles=percentiles,
+        ),
+        turns=[
+            TurnReport(turn=turn, **MetricsBlock.of(stats, duration, percentiles).model_dump())
+            for turn, stats in collector.by_turn.items()
+        ],
+        sweep=sweep,
     )
+
+
+def judge_slos(
+    slos: tuple[SLO, ...], block: MetricsBlock, lost: dict[str, str] | None = None
+) -> list[SLOResult]:
+    """Each objective's verdict on ``block``; one in ``lost`` (stopped on early) fails."""
+    lost = lost or {}
+    return [
+        SLOResult(
+            slo=s.text,
+            value=(v := _slo_value(s, block)),
+            passed=s.holds(v) and s.text not in lost,
+            lost_early=lost.get(s.text),
+        )
+        for s in slos
+    ]
 
 
 def _slo_percentiles(slos: tuple[SLO, ...]) -> list[float]:

@@ -20,6 +20,7 @@ from sagellm_users.backends import Api, BackendClient, GenerationRequest, Respon
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users.runtime import LLMRuntime, runtime_of
+from sagellm_users.workloads.traffic import NextRequest, UserTraffic
 
 __all__ = ["LLMUser"]
 
@@ -48,6 +49,9 @@ class LLMUser(User):
     """The backend this user's client speaks: its class's, else ``--backend``."""
     _intended_start: float | None = None
     """When the current wait between tasks ends: the intended start of the next request."""
+    traffic: UserTraffic | None = None
+    """This user's share of the workload (``--workload`` and friends), if one is set."""
+    _planned: NextRequest | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that declares its own ``@task`` replaces the default task.
@@ -66,6 +70,12 @@ class LLMUser(User):
         if self.llm.options_error is not None:
             raise StopUser()  # the plugin logged the bad option and stops the test
         self.client = self.connect()
+        workload = self.llm.workload
+        self.traffic = workload.traffic() if workload is not None else None
+        if self.llm.arrivals is not None:
+            self.wait_time = _no_wait  # type: ignore[method-assign]  # the schedule paces
+        elif self.traffic is not None and workload is not None and workload.multi_turn:
+            self.wait_time = self.traffic.think_time  # type: ignore[method-assign]
         # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
         # request starts after its wait ends (the start lag in the client health report).
         taskset = getattr(self, "_taskset_instance", None)
@@ -95,7 +105,11 @@ class LLMUser(User):
         self.send(self.build_request())
 
     def build_request(self) -> GenerationRequest:
-        """The next request, from the command-line options."""
+        """The next request: the workload's (prompt, lengths, conversation turn), else the
+        --prompt from the options."""
+        if self.traffic is not None:
+            planned = self._planned = self.traffic.next(self.api, self.llm.request_defaults())
+            return planned.request
         o = self.llm.options
         prompt = self.llm.next_prompt()
         chat = self.api == "chat"
@@ -112,14 +126,17 @@ class LLMUser(User):
             extra_body=o.extra_body,
         )
 
-    def _row_name(self, api: Api) -> str:
-        path = self.client.endpoint_path(api)
-        return f"{self.label} {path}" if self.label else path
-
-    def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
-        """Send ``request``, time it, record it and report it; never raises for a failed
-        request (the failure is in the returned record and in Locust's stats)."""
+    def _start_record(
+        self, request: GenerationRequest, name: str | None, planned: NextRequest | None
+    ) -> RequestRecord:
+        """The record of a request about to start: at its arrival time in open loop."""
         intended, self._intended_start = self._intended_start, None
+        arrivals = self.llm.arrivals
+        if arrivals is not None:
+            intended = arrivals.claim()
+            delay = intended - perf_counter()
+            if delay > 0:
+                gevent.sleep(delay)
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,
@@ -134,13 +151,34 @@ class LLMUser(User):
         )
         if intended is not None:
             record.start_lag_s = max(0.0, record.t_start - intended)
+            if arrivals is not None:
+                record.intended_wall = record.wall_start - record.start_lag_s
+        if planned is not None:
+            record.prompt_tokens = planned.prompt_tokens
+            record.session, record.turn = planned.session, planned.turn
+        return record
+
+    def _row_name(self, api: Api) -> str:
+        path = self.client.endpoint_path(api)
+        return f"{self.label} {path}" if self.label else path
+
+    def send(self, request: GenerationRequest, name: str | None = None) -> RequestRecord:
+        """Send ``request``, time it, record it and report it; never raises for a failed
+        request (the failure is in the returned record and in Locust's stats).
+
+        In open loop (``--request-rate``) it first waits for the request's arrival time."""
+        planned, self._planned = self._planned, None
+        if planned is not None and planned.request is not request:
+            planned = None  # a request this user built itself
+        record = self._start_record(request, name, planned)
+        reply: list[str] | None = [] if record.turn is not None else None
         error: BaseException | None = None
         stream = None
         try:
             if not request.model:
                 request.model = record.model = self.llm.resolve_model(self.client)
             stream = self.client.stream(request)
-            _consume(stream, record)
+            _consume(stream, record, reply)
         except (LLMError, ConfigError) as exc:
             record.status = "error"
             record.error_class = type(exc).__name__
@@ -166,11 +204,18 @@ class LLMUser(User):
             if record.t_done is None:
                 record.t_done = perf_counter()
             self.llm.submit(record, error)
+            if planned is not None and self.traffic is not None:
+                self.traffic.finished(record.ok, None if reply is None else "".join(reply))
         return record
 
 
-def _consume(stream: ResponseStream, record: RequestRecord) -> None:
-    """The hot loop: stamp output chunks, keep the server's token counts.
+def _no_wait() -> float:
+    return 0.0
+
+
+def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | None) -> None:
+    """The hot loop: stamp output chunks, keep the server's token counts (and the reply's
+    text into ``text``, when a conversation needs it for its next turn).
 
     When the server reports usage on every chunk (vLLM's
     ``stream_options.continuous_usage_stats``), each output chunk's token count is the
@@ -186,6 +231,8 @@ def _consume(stream: ResponseStream, record: RequestRecord) -> None:
         completion = usage.completion_tokens if usage is not None else None
         if chunk.has_output:
             t_out.append(chunk.t)
+            if text is not None:
+                text.append(chunk.text)
             if per_chunk is not None:
                 if completion is None:
                     per_chunk = None

@@ -20,6 +20,13 @@ from sagellm_users.backends import BACKENDS
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics.slo import SLO, parse_slos
 from sagellm_users.metrics.window import Warmup, parse_warmup
+from sagellm_users.users.shape_options import add_shape_arguments
+from sagellm_users.users.workload_options import (
+    add_workload_arguments,
+    arrival_values,
+    workload_from_namespace,
+)
+from sagellm_users.workloads.spec import WorkloadSpec
 
 __all__ = ["DEFAULT_PROMPT", "LLMOptions", "add_arguments"]
 
@@ -211,6 +218,8 @@ def add_arguments(parser: Any) -> None:
         help="Arguments for the embedded mock server started when no --host is given, "
         "e.g. '--ttft-ms 80 --tbt-ms 15'",
     )
+    add_workload_arguments(parser)
+    add_shape_arguments(parser)
 
 
 _FLAGS = {
@@ -261,6 +270,12 @@ class LLMOptions(BaseModel):
     engine_python: str = ""
     engine_log: str = ""
     engine_start_timeout: float = Field(600.0, gt=0)
+    workload: WorkloadSpec | None = None
+    """What the traffic looks like; None sends --prompt (or --prompt-file) as before."""
+    request_rate: float = Field(0.0, ge=0)
+    """Open loop when > 0: requests per second across the test."""
+    arrival: str = "poisson"
+    burstiness: float = Field(1.0, gt=0)
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -328,12 +343,20 @@ class LLMOptions(BaseModel):
             "engine_python": _checked_python(str(get(ns, "engine_python", "") or "")),
             "engine_log": str(get(ns, "engine_log", "") or ""),
             "engine_start_timeout": get(ns, "engine_start_timeout", 600.0),
+            "workload": workload_from_namespace(ns),
+            **arrival_values(ns),
         }
         min_tokens = values["min_tokens"]
         if min_tokens is not None and min_tokens > values["max_tokens"]:
             raise ConfigError(
                 f"--min-tokens {min_tokens} is more than --max-tokens {values['max_tokens']}; "
                 "lower it or raise --max-tokens"
+            )
+        workload = values["workload"]
+        if values["request_rate"] > 0 and workload is not None and workload.session is not None:
+            raise ConfigError(
+                "--request-rate: a multi-turn workload paces itself (think time between "
+                "turns); drop --request-rate, or drop [session] from the workload"
             )
         if values["slo_early_stop"] and not values["slo"].strip():
             raise ConfigError(

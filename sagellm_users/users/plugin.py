@@ -36,6 +36,8 @@ from sagellm_users.report import (
 )
 from sagellm_users.report.engines import render_engines
 from sagellm_users.report.server import render_server_side
+from sagellm_users.report.workload import render_workload_parts
+from sagellm_users.shapes import check_shape
 from sagellm_users.users.base import LLMUser
 from sagellm_users.users.engines import (
     engine_specs,
@@ -50,6 +52,8 @@ from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
+from sagellm_users.users.traffic_setup import install_traffic
+from sagellm_users.workloads.build import DatasetCache
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -102,13 +106,14 @@ def _on_init(
     _check_user_classes(environment, options)
     try:
         engine_plan = engine_specs(engines_needed(environment.user_classes), options)
+        for path in options.reports:
+            check_report_path(path)
+        datasets = DatasetCache()
+        if options.workload is not None:
+            datasets.get(options.workload)  # read and checked once, before any load
+        check_shape(environment)
     except ConfigError as exc:
         _fail(str(exc))
-    for path in options.reports:
-        try:
-            check_report_path(path)
-        except ConfigError as exc:
-            _fail(str(exc))
     records: RecordsWriter | None = None
     if options.llm_records is not None:
         try:
@@ -120,6 +125,7 @@ def _on_init(
     # Everything is valid: only now start anything.
     runtime = LLMRuntime(environment, options)
     runtime.records = records
+    runtime.datasets = datasets
     _keep_token_rows_out_of_aggregated(environment.stats)
     if engine_plan and not isinstance(runner, MasterRunner):
         try:
@@ -150,6 +156,7 @@ def _register_listeners(
         lambda **_kw: runtime_of(environment).window.spawning_complete(time.time())
     )
     events.reset_stats.add_listener(runtime.reset_stats)
+    install_traffic(environment, runtime, runner)
     if not isinstance(runner, MasterRunner):  # this process generates the load
         # First at test stop: what finished is recorded before anything reads the results.
         recorder = runtime.recorder
@@ -364,6 +371,8 @@ def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, An
     runtime.collector.merge_wire(metrics)
     if runtime.live:
         runtime.recent.merge_wire(metrics)
+    if runtime.stage is not None:
+        runtime.stage.merge_wire(metrics)
     health = data.get(_HEALTH_KEY)
     if health is not None:
         runtime.health.merge_wire(str(client_id), health)
@@ -386,7 +395,10 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
 def _finish(runtime: LLMRuntime) -> None:
     """Build the final report once; with --slo, its verdict decides the exit code."""
     report = runtime.final_report = _report(runtime)
-    if report.slos:  # an early stop always has its objectives here
+    if report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
+        passed = report.sweep.capacity is not None
+        runtime.environment.process_exit_code = 0 if passed else SLO_FAILED_EXIT
+    elif report.slos:  # an early stop always has its objectives here
         runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
 
 
@@ -416,7 +428,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     elif runtime.options.llm_records is not None:
         text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
     report = runtime.final_report or _report(runtime)
-    if report.slos:
+    text += render_workload_parts(report)
+    if report.slos and report.sweep is None:  # a sweep judged each stage on its own
         text += "\n" + render_slo_table(report)
     if report.engines:
         text += "\n" + render_engines(report.engines)
@@ -449,4 +462,9 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         health=runtime.health,
         server=None if runtime.server_watch is None else runtime.server_watch.series(),
         engines=list(runtime.engine_entries().values()),
+        workload=runtime.workload_info,
+        arrivals=(options.arrival, options.request_rate, options.burstiness)
+        if options.request_rate > 0
+        else None,
+        sweep=runtime.sweep,
     )

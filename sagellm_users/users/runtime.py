@@ -24,11 +24,15 @@ from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.recorder import DeferredRecorder
+from sagellm_users.workloads.arrivals import ArrivalSchedule
+from sagellm_users.workloads.build import DatasetCache
+from sagellm_users.workloads.traffic import RequestDefaults, Workload
 
 if TYPE_CHECKING:
     from locust.env import Environment
 
     from sagellm_users.report import LLMReport
+    from sagellm_users.report.workload import SweepReport
     from sagellm_users.users.server_watch import ServerWatch
     from sagellm_users.users.slo_watch import EarlyStop
 
@@ -94,6 +98,19 @@ class LLMRuntime:
         """In-process engines this process started for its users (see users.engines)."""
         self.remote_engines: dict[str, dict[str, Any]] = {}
         """On a master: what each worker's engines reported, by ``worker/engine``."""
+        self.workload: Workload | None = None
+        """The traffic users send when a workload is set (built at test start, where the
+        load is generated; see users.traffic_setup)."""
+        self.datasets = DatasetCache()
+        self.arrivals: ArrivalSchedule | None = None
+        """Open loop (--request-rate): when each request of this process is meant to start."""
+        self.stage: MetricsCollector | None = None
+        """A sweep's current stage, measuring (see shapes.SLOSweepShape): it gets every
+        finished request (local runner) or every worker delta (master) too."""
+        self.sweep: SweepReport | None = None
+        """What a sweep found, stage by stage."""
+        self.workload_info: dict[str, Any] | None = None
+        """The workload as the report shows it (on a master: as the first worker told)."""
         setattr(environment, _ATTRIBUTE, self)
 
     # -- configuration ----------------------------------------------------------------------
@@ -162,6 +179,19 @@ class LLMRuntime:
         name = self._health_name
         self.own_health = ProcessHealth() if name is None else self.health.process(name)
 
+    def request_defaults(self) -> RequestDefaults:
+        """The per-request fields the options set, for the workload's requests."""
+        o = self.options
+        return RequestDefaults(
+            model=o.model,
+            max_tokens=o.max_tokens,
+            min_tokens=o.min_tokens,
+            temperature=o.temperature,
+            ignore_eos=o.ignore_eos,
+            stream=o.stream,
+            extra_body=o.extra_body,
+        )
+
     def next_prompt(self) -> str:
         return next(self._prompts)
 
@@ -191,6 +221,8 @@ class LLMRuntime:
         window = self.window
         if self.live:
             self.recent.add(record)
+        if self.stage is not None:
+            self.stage.add(record)
         measured = not window.active or window.admits(
             record.wall_send, record.wall_done, record.status == "cancelled"
         )

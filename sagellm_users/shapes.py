@@ -1,0 +1,300 @@
+"""Load shapes for LLM tests: a step ramp, a spike, and a sweep that finds capacity.
+
+Locust runs a shape on the master (or the local runner) and calls its ``tick()`` every
+second. Put one in a locustfile, or add ``locustfiles/shapes/<name>.py`` beside any user
+locustfile (``-f locustfiles/chat.py,locustfiles/shapes/sweep.py``). Each shape reads its
+options (``--step-users``, ``--spike-users``, ``--sweep`` with ``--stage-time``) and is
+checked before any load, like every other option.
+
+:class:`SLOSweepShape` answers "how many users (or requests per second) can this deployment
+take?": it raises the load stage by stage, judges each stage's own requests against
+``--slo``, stops at the first stage that breaks an objective, and reports the highest load
+that met them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from locust import LoadTestShape
+
+from sagellm_users.errors import ConfigError
+from sagellm_users.metrics.collector import MetricsCollector
+from sagellm_users.metrics.slo import good_request_rule
+from sagellm_users.report.model import MetricsBlock, judge_slos
+from sagellm_users.report.workload import SweepReport, SweepStage
+from sagellm_users.users.runtime import runtime_of
+from sagellm_users.users.traffic_setup import set_request_rate
+
+if TYPE_CHECKING:
+    from locust.env import Environment
+
+__all__ = [
+    "LLMLoadShape",
+    "SLOSweepShape",
+    "SpikeLoadShape",
+    "StepLoadShape",
+    "check_shape",
+    "parse_seconds",
+]
+
+log = logging.getLogger("sagellm_users")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_seconds(text: str, option: str) -> float:
+    """``30s``, ``2m``, ``500ms`` or a bare number of seconds."""
+    match = _DURATION.match(str(text))
+    if match is None:
+        raise ConfigError(f"{option}: cannot read {text!r} as a duration; give e.g. 30s, 2m")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _parse_range(text: str, option: str) -> tuple[float, float, float]:
+    """``START:STEP:MAX`` with START, STEP > 0 and MAX >= START."""
+    parts = str(text).split(":")
+    try:
+        start, step, top = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(
+            f"{option}: cannot read {text!r}; give START:STEP:MAX, e.g. 4:4:64"
+        ) from None
+    if start <= 0 or step <= 0 or top < start:
+        raise ConfigError(f"{option}: {text!r} needs START > 0, STEP > 0 and MAX >= START")
+    return start, step, top
+
+
+def check_shape(environment: Environment) -> None:
+    """Configure the test's shape from the options now, so a bad one stops the start."""
+    shape = environment.shape_class
+    if isinstance(shape, LLMLoadShape):
+        shape.configure(environment)
+
+
+@dataclass
+class _Stage:
+    users: int
+    until: float
+    """Run time (seconds) this stage ends at."""
+
+
+class LLMLoadShape(LoadTestShape):
+    """A shape configured from sagellm's options; subclasses build their stages."""
+
+    abstract = True
+    stage_time = 30.0
+
+    def configure(self, environment: Environment) -> None:
+        ns = environment.parsed_options
+        self.stage_time = parse_seconds(getattr(ns, "stage_time", "30s") or "30s", "--stage-time")
+        if self.stage_time <= 0:
+            raise ConfigError("--stage-time: must be > 0, e.g. 30s")
+
+    @staticmethod
+    def _spawn(users: int) -> float:
+        return float(max(users, 1))  # a stage's users start within about a second
+
+
+class StepLoadShape(LLMLoadShape):
+    """Users rise by a step every ``--stage-time``: START, START+STEP, ... MAX, then stop."""
+
+    stages: list[_Stage]
+
+    def configure(self, environment: Environment) -> None:
+        super().configure(environment)
+        text = getattr(environment.parsed_options, "step_users", "")
+        if not text:
+            raise ConfigError("--step-users: StepLoadShape needs START:STEP:MAX, e.g. 4:4:32")
+        start, step, top = _parse_range(text, "--step-users")
+        self.stages = []
+        users, n = start, 0
+        while users <= top + 1e-9:
+            n += 1
+            self.stages.append(_Stage(round(users), n * self.stage_time))
+            users += step
+
+    def tick(self) -> tuple[int, float] | None:
+        now = self.get_run_time()  # type: ignore[no-untyped-call]
+        for stage in self.stages:
+            if now < stage.until:
+                return stage.users, self._spawn(stage.users)
+        return None
+
+
+class SpikeLoadShape(LLMLoadShape):
+    """BASE users, a jump to PEAK at ``--spike-at`` for ``--spike-hold``, then BASE again
+    for as long as before the spike: how fast latency recovers after a burst."""
+
+    base = 1
+    peak = 1
+    at = 30.0
+    hold = 10.0
+
+    def configure(self, environment: Environment) -> None:
+        super().configure(environment)
+        ns = environment.parsed_options
+        text = str(getattr(ns, "spike_users", "") or "")
+        base, sep, peak = text.partition(":")
+        if not sep or not base.isdigit() or not peak.isdigit() or int(peak) < int(base):
+            raise ConfigError(
+                f"--spike-users: cannot read {text!r}; give BASE:PEAK users with PEAK >= BASE, "
+                "e.g. 4:32"
+            )
+        self.base, self.peak = int(base), int(peak)
+        at = getattr(ns, "spike_at", "") or ""
+        self.at = parse_seconds(at, "--spike-at") if at else self.stage_time
+        hold = getattr(ns, "spike_hold", "") or ""
+        self.hold = parse_seconds(hold, "--spike-hold") if hold else 10.0
+
+    def tick(self) -> tuple[int, float] | None:
+        now = self.get_run_time()  # type: ignore[no-untyped-call]
+        if now < self.at:
+            return self.base, self._spawn(self.base)
+        if now < self.at + self.hold:
+            return self.peak, self._spawn(self.peak)
+        if now < 2 * self.at + self.hold:
+            return self.base, self._spawn(self.peak)
+        return None
+
+
+class SLOSweepShape(LLMLoadShape):
+    """Raise users (or the open-loop rate) stage by stage until an ``--slo`` objective
+    breaks; report the highest load that met every objective (see the module docstring).
+
+    Each stage is judged on the requests that completed in its measured part: from
+    ``--sweep-settle`` after the stage began to its end. On a distributed run the workers'
+    numbers reach the master every few seconds (Locust's report interval), so the settle
+    time is at least 3 s there."""
+
+    loads: list[float]
+    settle = 0.0
+    by_rate = False
+    users = 1
+
+    def configure(self, environment: Environment) -> None:
+        super().configure(environment)
+        ns = environment.parsed_options
+        text = getattr(ns, "sweep", "")
+        if not text:
+            raise ConfigError("--sweep: SLOSweepShape needs START:STEP:MAX, e.g. 2:2:32")
+        if not str(getattr(ns, "slo", "") or "").strip():
+            raise ConfigError(
+                "--sweep: a sweep needs objectives to judge each stage; add --slo, e.g. "
+                "--slo 'ttft_p99<=500ms'"
+            )
+        if getattr(ns, "slo_early_stop", False):
+            raise ConfigError(
+                "--slo-early-stop: a sweep stops by itself at the first stage that breaks an "
+                "objective; drop --slo-early-stop"
+            )
+        start, step, top = _parse_range(text, "--sweep")
+        count = int((top - start) / step + 1e-9) + 1
+        self.loads = [start + i * step for i in range(count)]
+        self.by_rate = float(getattr(ns, "request_rate", 0) or 0) > 0
+        if self.by_rate:
+            self.users = int(getattr(ns, "num_users", 0) or 0)
+            if self.users <= 0:
+                raise ConfigError(
+                    "--sweep with --request-rate sweeps the rate: give -u USERS, the "
+                    "requests in flight at most"
+                )
+        settle = getattr(ns, "sweep_settle", "") or ""
+        distributed = bool(getattr(ns, "master", False))
+        default = max(self.stage_time / 4, 3.0 if distributed else 0.0)
+        self.settle = parse_seconds(settle, "--sweep-settle") if settle else default
+        if self.settle >= self.stage_time:
+            raise ConfigError(
+                f"--sweep-settle: {self.settle:g}s leaves nothing of a {self.stage_time:g}s "
+                "stage to judge; make it shorter than --stage-time"
+            )
+        self._index = -1
+        self._stage_start = 0.0
+        self._measuring = False
+        self._measured_from = 0.0
+
+    def tick(self) -> tuple[int, float] | None:
+        now = self.get_run_time()  # type: ignore[no-untyped-call]
+        runtime = runtime_of(self.runner.environment)  # type: ignore[union-attr]
+        if self._index < 0 or now >= self._stage_start + self.stage_time:
+            if self._index >= 0 and not self._finish_stage(now):
+                return None
+            self._index += 1
+            if self._index >= len(self.loads):
+                self._conclude(None, "every stage up to the sweep's maximum met them")
+                return None
+            self._stage_start = now
+            self._measuring = False
+            runtime.stage = None
+            if self.by_rate:
+                set_request_rate(runtime, self.loads[self._index])
+        if not self._measuring and now >= self._stage_start + self.settle:
+            stage = MetricsCollector()
+            stage.good_request = good_request_rule(runtime.options.slos)
+            runtime.stage = stage
+            self._measured_from = time.time()
+            self._measuring = True
+        users = self.users if self.by_rate else round(self.loads[self._index])
+        return users, self._spawn(users)
+
+    def _finish_stage(self, now: float) -> bool:
+        """Judge the stage that just ended; True when the sweep goes on."""
+        runtime = runtime_of(self.runner.environment)  # type: ignore[union-attr]
+        collected = runtime.stage or MetricsCollector()
+        runtime.stage = None
+        measured = max(time.time() - self._measured_from, 1e-9) if self._measuring else 0.0
+        options = runtime.options
+        total = collected.total()
+        block = MetricsBlock.of(
+            total, measured, list(options.percentiles), collected.good_request is not None
+        )
+        results = judge_slos(options.slos, block)
+        broken = [
+            f"{r.slo} ({'-' if r.value is None else f'{r.value:.4g}'})"
+            for r in results
+            if not r.passed
+        ]
+        if total.succeeded == 0:
+            broken = ["no request completed in the stage"]
+        load = self.loads[self._index]
+        sweep = self._report(runtime)
+        sweep.stages.append(
+            SweepStage(
+                load=load,
+                requests=total.requests,
+                measured_s=round(measured, 3),
+                values={r.slo: r.value for r in results},
+                passed=not broken,
+                broken=broken,
+                ttft_p99_ms=block.ttft_ms.percentiles.get("p99"),
+                output_throughput=block.output_throughput,
+                request_throughput=block.request_throughput,
+                error_rate=block.error_rate,
+            )
+        )
+        log.info("sagellm: sweep stage %g: %s", load, broken or "met")
+        if broken:
+            self._conclude(load, "")
+            return False
+        sweep.capacity = load
+        return True
+
+    def _report(self, runtime: Any) -> SweepReport:
+        if runtime.sweep is None:
+            runtime.sweep = SweepReport(
+                unit="req/s" if self.by_rate else "users",
+                objectives=[s.text for s in runtime.options.slos],
+            )
+        sweep: SweepReport = runtime.sweep
+        return sweep
+
+    def _conclude(self, broke_at: float | None, reason: str) -> None:
+        runtime = runtime_of(self.runner.environment)  # type: ignore[union-attr]
+        sweep = self._report(runtime)
+        sweep.broke_at = broke_at
+        sweep.reason = reason

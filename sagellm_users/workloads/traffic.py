@@ -1,0 +1,252 @@
+"""Turning a :class:`WorkloadSpec` into requests, one user at a time.
+
+One :class:`Workload` lives per Locust environment; each user gets its own
+:class:`UserTraffic` with its own random stream (derived from the seed, the process and the
+user), so a run is reproducible and no two users send the same prompt unless the workload
+shares a prefix on purpose. A user in a multi-turn session sends its whole conversation so
+far with every turn, the model's real replies included, as a chat client does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sagellm_users.backends import Api, GenerationRequest
+from sagellm_users.workloads.datasets import Conversation
+from sagellm_users.workloads.lengths import length_sampler
+from sagellm_users.workloads.spec import WorkloadSpec
+from sagellm_users.workloads.synthetic import PromptSynthesizer
+from sagellm_users.workloads.tokens import TokenCounter
+
+__all__ = ["NextRequest", "RequestDefaults", "UserTraffic", "Workload"]
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDefaults:
+    """The per-request fields the options decide (the workload decides the rest)."""
+
+    model: str = ""
+    max_tokens: int = 128
+    min_tokens: int | None = None
+    temperature: float | None = None
+    ignore_eos: bool = False
+    stream: bool = True
+    extra_body: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NextRequest:
+    """A request to send and what the workload knows about it."""
+
+    request: GenerationRequest
+    prompt_tokens: int | None
+    """Prompt content tokens as the workload's counter counted them (None: not counted)."""
+    session: str | None = None
+    turn: int | None = None
+    """1 for a conversation's first request, then 2, 3...; None outside sessions."""
+
+
+class Workload:
+    """The workload of one process: its spec, token counter, dataset and shared prefixes."""
+
+    def __init__(
+        self,
+        spec: WorkloadSpec,
+        counter: TokenCounter,
+        conversations: Sequence[Conversation] = (),
+        *,
+        process: str = "0",
+    ) -> None:
+        self.spec = spec
+        self.counter = counter
+        self.conversations = conversations
+        self.process = process
+        self._prefixes: list[tuple[str, int]] | None = None
+        self._reply_tokens: dict[tuple[int, int], int] = {}
+        self._users = 0
+
+    @property
+    def multi_turn(self) -> bool:
+        return self.spec.session is not None
+
+    def prefixes(self) -> list[tuple[str, int]]:
+        """The shared system prompts and their token counts, the same on every process
+        (drawn from the seed alone, not the process's stream)."""
+        if self._prefixes is None:
+            shared = self.spec.shared_prefix
+            self._prefixes = []
+            if shared is not None:
+                for group in range(shared.groups):
+                    rng = random.Random(f"{self.spec.seed}/prefix/{group}")
+                    prompt = PromptSynthesizer(self.counter, rng).make(shared.tokens)
+                    self._prefixes.append((prompt.text, prompt.tokens))
+        return self._prefixes
+
+    def reply_tokens(self, entry: int, turn: int) -> int | None:
+        """Tokens of a dataset entry's reference reply to ``turn`` (counted once)."""
+        key = (entry, turn)
+        if key not in self._reply_tokens:
+            replies = self.conversations[entry].replies
+            if turn >= len(replies) or not replies[turn]:
+                return None
+            self._reply_tokens[key] = max(1, self.counter.count(replies[turn]))
+        return self._reply_tokens[key]
+
+    def traffic(self) -> UserTraffic:
+        """The next user's traffic: its own random stream and prefix group."""
+        user = self._users
+        self._users += 1
+        rng = random.Random(f"{self.spec.seed}/{self.process}/{user}")
+        prefixes = self.prefixes()
+        prefix = prefixes[user % len(prefixes)] if prefixes else None
+        return UserTraffic(self, rng, prefix, f"{self.process}-{user}")
+
+    def info(self) -> dict[str, Any]:
+        """The workload for the report: its spec and how prompt tokens were counted."""
+        info = self.spec.describe()
+        info["token_counter"] = self.counter.description
+        info["token_source"] = self.counter.source
+        return info
+
+
+class UserTraffic:
+    """One user's stream of requests (and its conversation, in multi-turn workloads)."""
+
+    def __init__(
+        self,
+        workload: Workload,
+        rng: random.Random,
+        prefix: tuple[str, int] | None,
+        name: str,
+    ) -> None:
+        spec = workload.spec
+        self._workload = workload
+        self._rng = rng
+        self._prefix = prefix
+        self._name = name
+        self._synth = PromptSynthesizer(workload.counter, rng)
+        self._input = length_sampler(spec.input_tokens, rng) if spec.input_tokens else None
+        output = spec.output_tokens
+        self._output: Callable[[], int] | None = (
+            length_sampler(output, rng) if output is not None and output != "dataset" else None
+        )
+        session = spec.session
+        self._turns = length_sampler(session.turns, rng) if session is not None else None
+        follow = session.input_tokens if session is not None else None
+        self._follow_up = length_sampler(follow, rng) if follow is not None else self._input
+        self._think = session.think_time if session is not None else (0.0, 0.0)
+        # The conversation in progress (multi-turn) and its position.
+        self._history: list[Message] = []
+        self._turn = 0
+        self._turns_left = 0
+        self._entry: int | None = None
+        self._sessions = 0
+
+    def think_time(self) -> float:
+        """Seconds to wait before the next turn (the user reading and typing)."""
+        low, high = self._think
+        return low if low == high else self._rng.uniform(low, high)
+
+    def next(self, api: Api, defaults: RequestDefaults) -> NextRequest:
+        """The next request: a new prompt, or the next turn of the conversation."""
+        if self._turns is not None:
+            if self._turns_left <= 0:
+                self._start_session()
+            entry, turn, earlier = self._entry, self._turn, self._history
+        else:
+            entry, turn = self._pick_entry(), 0
+            earlier = [] if entry is None else list(self._workload.conversations[entry].context)
+        text, tokens = self._user_message(entry, turn)
+        max_tokens = self._max_tokens(entry, turn, defaults.max_tokens)
+        user: Message = {"role": "user", "content": text}
+        messages: list[Message] = []
+        if self._prefix is not None:
+            messages.append({"role": "system", "content": self._prefix[0]})
+        messages += [*earlier, user]
+        if self._turns is not None:
+            self._history.append(user)
+        prompt_tokens = self._count(messages, tokens)
+        chat = api == "chat"
+        min_tokens = defaults.min_tokens
+        request = GenerationRequest(
+            api=api,
+            model=defaults.model,
+            prompt=None if chat else "\n\n".join(str(m["content"]) for m in messages),
+            messages=messages if chat else None,
+            max_tokens=max_tokens,
+            min_tokens=None if min_tokens is None else min(min_tokens, max_tokens),
+            temperature=defaults.temperature,
+            ignore_eos=defaults.ignore_eos,
+            stream=defaults.stream,
+            extra_body=dict(defaults.extra_body or {}),
+        )
+        if self._turns is None:
+            return NextRequest(request, prompt_tokens)
+        return NextRequest(request, prompt_tokens, f"{self._name}-{self._sessions}", turn + 1)
+
+    def finished(self, ok: bool, reply: str | None) -> None:
+        """The request ended: a conversation goes on with the model's reply, and ends on a
+        failure (a chat user whose message failed starts over)."""
+        if self._turns is None:
+            return
+        if not ok or reply is None:
+            self._turns_left = 0
+            return
+        self._history.append({"role": "assistant", "content": reply})
+        self._turn += 1
+        self._turns_left -= 1
+
+    # -- internals ---------------------------------------------------------------------------
+    def _start_session(self) -> None:
+        assert self._turns is not None
+        self._sessions += 1
+        self._history = []
+        self._turn = 0
+        self._entry = self._pick_entry()
+        turns = self._turns()
+        if self._entry is not None:
+            conversation = self._workload.conversations[self._entry]
+            self._history = list(conversation.context)
+            turns = min(turns, len(conversation.turns))
+        self._turns_left = turns
+
+    def _pick_entry(self) -> int | None:
+        conversations = self._workload.conversations
+        return self._rng.randrange(len(conversations)) if conversations else None
+
+    def _user_message(self, entry: int | None, turn: int) -> tuple[str, int | None]:
+        if entry is not None:
+            return self._workload.conversations[entry].turns[turn], None
+        sampler = self._input if turn == 0 else self._follow_up
+        assert sampler is not None
+        prompt = self._synth.make(sampler())
+        return prompt.text, prompt.tokens
+
+    def _max_tokens(self, entry: int | None, turn: int, default: int) -> int:
+        if self._output is not None:
+            return self._output()
+        if self._workload.spec.output_tokens == "dataset" and entry is not None:
+            asked = self._workload.conversations[entry].max_tokens
+            if asked is not None:
+                return asked
+            reply = self._workload.reply_tokens(entry, turn)
+            if reply is not None:
+                return reply
+        return default
+
+    def _count(self, messages: list[Message], own: int | None) -> int | None:
+        """The prompt's content tokens: the synthetic parts' known counts when that is all
+        there is, else a local tokenizer's count (a server round trip per request would
+        add load the test did not ask for; the server's usage reports it anyway)."""
+        parts = len(messages) - (1 if self._prefix is not None else 0)
+        if own is not None and parts == 1:
+            return own + (self._prefix[1] if self._prefix is not None else 0)
+        counter = self._workload.counter
+        if counter.source != "tokenizer":
+            return None
+        return sum(counter.count(str(m["content"])) for m in messages)
