@@ -1,0 +1,158 @@
+"""Every profile in configs/ runs headless with the real ``locust --config`` against the
+embedded mock (shortened), and a sweep finds the capacity the mock was configured with."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from sagellm_users.report import LLMReport
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+PROFILES = sorted(p.stem for p in (ROOT / "configs").glob("*.conf"))
+WORKLOAD_PROFILES = [
+    "chat-short",
+    "chat-long",
+    "rag-prefix",
+    "multiturn",
+    "open-loop-poisson",
+    "sweep",
+    "ci-smoke",
+]
+SHORTER = {  # each profile as shipped, only shorter (and the sweep with short stages)
+    "sweep": ["--sweep", "2:2:4", "--stage-time", "2s", "--sweep-settle", "0.5s"],
+    "chat-long": ["--run-time", "4s", "--mock-args", "--ttft-ms 20 --tbt-ms 1"],
+}
+
+SWEEP_ARGS = [
+    "-f", "locustfiles/chat.py,locustfiles/shapes/sweep.py", "--headless",
+    "--sweep", "1:1:8", "--stage-time", "2s", "--sweep-settle", "0.5s",
+    "--slo", "ttft_p99<=40ms", "--max-tokens", "16", "--ignore-eos",
+    "--mock-args", "--ttft-ms 20 --tbt-ms 5 --max-concurrency 4",
+]  # fmt: skip
+BROKEN_SWEEP_ARGS = [
+    "-f", "locustfiles/chat.py,locustfiles/shapes/sweep.py", "--headless",
+    "--sweep", "2:2:4", "--stage-time", "1.5s", "--sweep-settle", "0.3s",
+    "--slo", "ttft_p99<=5ms", "--max-tokens", "4",
+    "--mock-args", "--ttft-ms 20 --tbt-ms 1",
+]  # fmt: skip
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "locust", *args]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+def test_every_workload_profile_is_shipped() -> None:
+    assert set(WORKLOAD_PROFILES) <= set(PROFILES)
+
+
+def test_every_profile_runs_headless_against_the_mock(tmp_path: Path) -> None:
+    """All profiles at once (each its own locust and mock), then each one's verdict."""
+    running: dict[str, tuple[subprocess.Popen[str], Path]] = {}
+    for name in WORKLOAD_PROFILES:
+        report_path = tmp_path / f"{name}.json"
+        args = ["--config", f"configs/{name}.conf", "--run-time", "3s"]
+        args += [*SHORTER.get(name, []), "--llm-report", str(report_path)]
+        running[name] = (
+            subprocess.Popen(
+                _command(*args),
+                cwd=ROOT,
+                env=_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ),
+            report_path,
+        )
+    for name, (proc, path) in running.items():
+        output, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{name}:\n{output}"
+        assert "Traceback" not in output, f"{name}:\n{output}"
+        assert "Workload:" in output, f"{name}:\n{output}"
+        result = LLMReport.model_validate(orjson.loads(path.read_bytes()))
+        assert result.total.completed > 0, name
+        assert result.total.failed == 0, name
+        assert result.workload is not None and result.workload["name"] == _workload(name)
+        assert result.workload["token_source"] == "server", "the mock's /tokenize counts"
+        if name == "multiturn":
+            assert [t.turn for t in result.turns][:1] == [1]
+        if name == "open-loop-poisson":
+            assert result.arrivals is not None and result.arrivals.requests > 0
+        if name == "sweep":
+            assert result.sweep is not None and result.sweep.stages
+
+
+def _workload(profile: str) -> str:
+    return {"open-loop-poisson": "open-loop", "sweep": "chat-short"}.get(profile, profile)
+
+
+def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
+    """The mock runs 4 sequences at once and queues the rest: with 5 users the fifth waits
+    for a whole request (~95 ms) before its first token, so p99 TTFT <= 40 ms breaks."""
+    report_path = tmp_path / "sweep.json"
+    result = subprocess.run(
+        _command(*SWEEP_ARGS, "--llm-report", str(report_path)),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    report = LLMReport.model_validate(orjson.loads(report_path.read_bytes()))
+    sweep = report.sweep
+    assert sweep is not None and sweep.unit == "users"
+    assert sweep.capacity is not None and abs(sweep.capacity - 4) <= 1, output
+    assert sweep.broke_at == sweep.capacity + 1
+    assert [s.passed for s in sweep.stages] == [True] * (len(sweep.stages) - 1) + [False]
+    assert f"capacity: {sweep.capacity:g} users met every objective" in result.stdout
+
+
+def test_a_sweep_that_breaks_at_once_exits_3(tmp_path: Path) -> None:
+    result = subprocess.run(
+        _command(*BROKEN_SWEEP_ARGS),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "capacity: none" in result.stdout
+
+
+def test_a_bad_workload_is_refused_before_load(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('input_tokens = "12:4"\n', encoding="utf-8")
+    result = subprocess.run(
+        _command("-f", "locustfiles/chat.py", "--headless", "-t", "2s", "--workload", str(bad)),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "input_tokens" in result.stderr and "12" in result.stderr
+    assert "Traceback" not in result.stderr
