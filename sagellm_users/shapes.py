@@ -38,7 +38,6 @@ __all__ = [
     "SLOSweepShape",
     "SpikeLoadShape",
     "StepLoadShape",
-    "check_shape",
     "parse_seconds",
 ]
 
@@ -70,13 +69,6 @@ def _parse_range(text: str, option: str) -> tuple[float, float, float]:
     return start, step, top
 
 
-def check_shape(environment: Environment) -> None:
-    """Configure the test's shape from the options now, so a bad one stops the start."""
-    shape = environment.shape_class
-    if isinstance(shape, LLMLoadShape):
-        shape.configure(environment)
-
-
 @dataclass
 class _Stage:
     users: int
@@ -85,12 +77,15 @@ class _Stage:
 
 
 class LLMLoadShape(LoadTestShape):
-    """A shape configured from sagellm's options; subclasses build their stages."""
+    """A shape configured from sagellm's options; subclasses build their stages.
+
+    The plugin calls :meth:`configure_from_options` at ``init``, so bad options stop the
+    run before any load."""
 
     abstract = True
     stage_time = 30.0
 
-    def configure(self, environment: Environment) -> None:
+    def configure_from_options(self, environment: Environment) -> None:
         ns = environment.parsed_options
         self.stage_time = parse_seconds(getattr(ns, "stage_time", "30s") or "30s", "--stage-time")
         if self.stage_time <= 0:
@@ -106,8 +101,8 @@ class StepLoadShape(LLMLoadShape):
 
     stages: list[_Stage]
 
-    def configure(self, environment: Environment) -> None:
-        super().configure(environment)
+    def configure_from_options(self, environment: Environment) -> None:
+        super().configure_from_options(environment)
         text = getattr(environment.parsed_options, "step_users", "")
         if not text:
             raise ConfigError("--step-users: StepLoadShape needs START:STEP:MAX, e.g. 4:4:32")
@@ -136,8 +131,8 @@ class SpikeLoadShape(LLMLoadShape):
     at = 30.0
     hold = 10.0
 
-    def configure(self, environment: Environment) -> None:
-        super().configure(environment)
+    def configure_from_options(self, environment: Environment) -> None:
+        super().configure_from_options(environment)
         ns = environment.parsed_options
         text = str(getattr(ns, "spike_users", "") or "")
         base, sep, peak = text.partition(":")
@@ -177,8 +172,8 @@ class SLOSweepShape(LLMLoadShape):
     by_rate = False
     users = 1
 
-    def configure(self, environment: Environment) -> None:
-        super().configure(environment)
+    def configure_from_options(self, environment: Environment) -> None:
+        super().configure_from_options(environment)
         ns = environment.parsed_options
         text = getattr(ns, "sweep", "")
         if not text:

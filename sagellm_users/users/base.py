@@ -52,6 +52,8 @@ class LLMUser(User):
     traffic: UserTraffic | None = None
     """This user's share of the workload (``--workload`` and friends), if one is set."""
     _planned: NextRequest | None = None
+    _arrival: float | None = None
+    """Open loop: the arrival time the current wait ends at (claimed in the wait)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that declares its own ``@task`` replaces the default task.
@@ -73,7 +75,7 @@ class LLMUser(User):
         workload = self.llm.workload
         self.traffic = workload.traffic() if workload is not None else None
         if self.llm.arrivals is not None:
-            self.wait_time = _no_wait  # type: ignore[method-assign]  # the schedule paces
+            self.wait_time = self._until_arrival  # type: ignore[method-assign]
         elif self.traffic is not None and workload is not None and workload.multi_turn:
             self.wait_time = self.traffic.think_time  # type: ignore[method-assign]
         # Locust's wait between tasks is TaskSet._sleep; timing it tells how late each
@@ -89,6 +91,15 @@ class LLMUser(User):
             raise ConfigError("no host: pass --host URL (or omit it to use the embedded mock)")
         self.backend_name = self.backend or self.llm.options.backend
         return self.llm.create_client(self.backend_name, self.host)
+
+    def _until_arrival(self) -> float:
+        """Open loop's wait between tasks: until the next arrival this user claims.
+
+        Waiting in Locust's wait (not inside the task) keeps Locust's stop semantics: a
+        stopping test interrupts a waiting user, so nothing is sent after the test ends."""
+        assert self.llm.arrivals is not None
+        self._arrival = self.llm.arrivals.claim()
+        return max(0.0, self._arrival - perf_counter())
 
     def _timed_sleep(self, seconds: float) -> None:
         self._intended_start = perf_counter() + max(0.0, seconds)
@@ -133,10 +144,12 @@ class LLMUser(User):
         intended, self._intended_start = self._intended_start, None
         arrivals = self.llm.arrivals
         if arrivals is not None:
-            intended = arrivals.claim()
-            delay = intended - perf_counter()
-            if delay > 0:
-                gevent.sleep(delay)
+            intended, self._arrival = self._arrival, None
+            if intended is None:  # the user's first request: no wait came before it
+                intended = arrivals.claim()
+                delay = intended - perf_counter()
+                if delay > 0:
+                    gevent.sleep(delay)
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,
@@ -207,10 +220,6 @@ class LLMUser(User):
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))
         return record
-
-
-def _no_wait() -> float:
-    return 0.0
 
 
 def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | None) -> None:

@@ -37,7 +37,6 @@ from sagellm_users.report import (
 from sagellm_users.report.engines import render_engines
 from sagellm_users.report.server import render_server_side
 from sagellm_users.report.workload import render_workload_parts
-from sagellm_users.shapes import check_shape
 from sagellm_users.users.base import LLMUser
 from sagellm_users.users.engines import (
     engine_specs,
@@ -111,7 +110,7 @@ def _on_init(
         datasets = DatasetCache()
         if options.workload is not None:
             datasets.get(options.workload)  # read and checked once, before any load
-        check_shape(environment)
+        _check_shape(environment)
     except ConfigError as exc:
         _fail(str(exc))
     records: RecordsWriter | None = None
@@ -194,6 +193,13 @@ def _register_listeners(
         events.test_stop.add_listener(lambda **_kw: watch.stop())
         events.quitting.add_listener(lambda **_kw: watch.stop())
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
+
+
+def _check_shape(environment: Environment) -> None:
+    """sagellm's shapes (sagellm_users.shapes) read their options now, to fail before load."""
+    configure = getattr(environment.shape_class, "configure_from_options", None)
+    if configure is not None:
+        configure(environment)
 
 
 def _check_host(host: str) -> None:

@@ -92,3 +92,25 @@ def test_the_in_process_engine_on_the_same_model(
     (engine,) = report["engines"]
     assert (engine["engine"], engine["version"], engine["model"]) == ("vllm", "0.32.0", "tiny")
     assert report["by_name"][0]["name"] == "in-process chat"
+
+
+@pytest.mark.parametrize("counter", ["model", "server"])
+def test_prompts_have_the_exact_length_vllm_counts(
+    vllm_url: str, tiny_model: Path, counter: str, tmp_path: Path
+) -> None:
+    """Synthetic prompts built to 20-200 tokens with the model's own tokenizer.json, or
+    with vLLM's /tokenize: vLLM's usage counts each one as built (plus the BOS token its
+    tokenizer adds to every prompt, the same for all)."""
+    records = tmp_path / "records.jsonl"
+    tokenizer = str(tiny_model) if counter == "model" else "server"
+    report = _locust_report(
+        "completions.py", tmp_path, "--host", vllm_url, "--input-tokens", "20:200",
+        "--tokenizer", tokenizer, "--llm-records", str(records),
+    )  # fmt: skip
+    assert report["workload"]["token_source"] == ("tokenizer" if counter == "model" else "server")
+    rows = [orjson.loads(line) for line in records.read_bytes().splitlines()]
+    built = [row["prompt_tokens"] for row in rows]
+    assert all(isinstance(n, int) and 20 <= n <= 200 for n in built)
+    assert len(set(built)) > 5
+    extra = {row["input_tokens"] - row["prompt_tokens"] for row in rows}
+    assert len(extra) == 1 and extra <= {0, 1}, extra
