@@ -121,21 +121,8 @@ class LLMUser(User):
         if self.traffic is not None:
             planned = self._planned = self.traffic.next(self.api, self.llm.request_defaults())
             return planned.request
-        o = self.llm.options
-        prompt = self.llm.next_prompt()
-        chat = self.api == "chat"
-        return GenerationRequest(
-            api=self.api,
-            model=o.model,
-            prompt=None if chat else prompt,
-            messages=[{"role": "user", "content": prompt}] if chat else None,
-            max_tokens=o.max_tokens,
-            min_tokens=o.min_tokens,
-            temperature=o.temperature,
-            ignore_eos=o.ignore_eos,
-            stream=o.stream,
-            extra_body=o.extra_body,
-        )
+        message = {"role": "user", "content": self.llm.next_prompt()}
+        return self.llm.request_defaults().request(self.api, [message])
 
     def _start_record(
         self, request: GenerationRequest, name: str | None, planned: NextRequest | None

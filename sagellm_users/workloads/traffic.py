@@ -38,6 +38,26 @@ class RequestDefaults:
     stream: bool = True
     extra_body: dict[str, Any] | None = None
 
+    def request(
+        self, api: Api, messages: list[Message], max_tokens: int | None = None
+    ) -> GenerationRequest:
+        """``messages`` as a request of ``api`` (a completion prompt joins their texts)."""
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
+        min_tokens = self.min_tokens
+        chat = api == "chat"
+        return GenerationRequest(
+            api=api,
+            model=self.model,
+            prompt=None if chat else "\n\n".join(str(m["content"]) for m in messages),
+            messages=messages if chat else None,
+            max_tokens=max_tokens,
+            min_tokens=None if min_tokens is None else min(min_tokens, max_tokens),
+            temperature=self.temperature,
+            ignore_eos=self.ignore_eos,
+            stream=self.stream,
+            extra_body=dict(self.extra_body or {}),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class NextRequest:
@@ -171,20 +191,7 @@ class UserTraffic:
         if self._turns is not None:
             self._history.append(user)
         prompt_tokens = self._count(messages, tokens)
-        chat = api == "chat"
-        min_tokens = defaults.min_tokens
-        request = GenerationRequest(
-            api=api,
-            model=defaults.model,
-            prompt=None if chat else "\n\n".join(str(m["content"]) for m in messages),
-            messages=messages if chat else None,
-            max_tokens=max_tokens,
-            min_tokens=None if min_tokens is None else min(min_tokens, max_tokens),
-            temperature=defaults.temperature,
-            ignore_eos=defaults.ignore_eos,
-            stream=defaults.stream,
-            extra_body=dict(defaults.extra_body or {}),
-        )
+        request = defaults.request(api, messages, max_tokens)
         if self._turns is None:
             return NextRequest(request, prompt_tokens)
         return NextRequest(request, prompt_tokens, f"{self._name}-{self._sessions}", turn + 1)

@@ -55,6 +55,19 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _command(*args),
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
 def test_every_workload_profile_is_shipped() -> None:
     assert set(WORKLOAD_PROFILES) <= set(PROFILES)
 
@@ -104,16 +117,7 @@ def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
     """The mock runs 4 sequences at once and queues the rest: with 5 users the fifth waits
     for a whole request (~95 ms) before its first token, so p99 TTFT <= 40 ms breaks."""
     report_path = tmp_path / "sweep.json"
-    result = subprocess.run(
-        _command(*SWEEP_ARGS, "--llm-report", str(report_path)),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    result = _run(*SWEEP_ARGS, "--llm-report", str(report_path))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     report = LLMReport.model_validate(orjson.loads(report_path.read_bytes()))
@@ -126,16 +130,7 @@ def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
 
 
 def test_a_sweep_that_breaks_at_once_exits_3(tmp_path: Path) -> None:
-    result = subprocess.run(
-        _command(*BROKEN_SWEEP_ARGS),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    result = _run(*BROKEN_SWEEP_ARGS)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "capacity: none" in result.stdout
 
@@ -143,16 +138,8 @@ def test_a_sweep_that_breaks_at_once_exits_3(tmp_path: Path) -> None:
 def test_a_bad_workload_is_refused_before_load(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('input_tokens = "12:4"\n', encoding="utf-8")
-    result = subprocess.run(
-        _command("-f", "locustfiles/chat.py", "--headless", "-t", "2s", "--workload", str(bad)),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    args = ("-f", "locustfiles/chat.py", "--headless", "-t", "2s", "--workload", str(bad))
+    result = _run(*args, timeout=60)
     assert result.returncode == 1
     assert "input_tokens" in result.stderr and "12" in result.stderr
     assert "Traceback" not in result.stderr
