@@ -12,7 +12,7 @@ from typing import Any
 
 from gevent.event import Event
 from locust import User
-from locust.argument_parser import LocustArgumentParser, setup_parser_arguments
+from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
 from locust.env import Environment
 from locust.event import Events
 from locust.runners import LocalRunner
@@ -24,7 +24,7 @@ from sagellm_users.users.options import add_arguments
 
 
 def parse_args(args: Sequence[str]) -> Any:
-    parser = LocustArgumentParser()
+    parser = get_empty_argument_parser(add_help=False, default_config_files=[])
     setup_parser_arguments(parser)
     add_arguments(parser)
     return parser.parse_args(list(args))

@@ -181,7 +181,9 @@ def _read_lengths(path: Path) -> tuple[int, ...]:
 
 
 def parse_length(text: str, *, option: str = "length") -> LengthSpec:
-    """Read the command-line grammar; any problem is one :class:`ConfigError` line."""
+    """Read the command-line grammar; any problem is one :class:`ConfigError` line, led by
+    ``option`` when given (a workload file's field names itself)."""
+    where = f"{option}: " if option else ""
     stripped = text.strip()
     try:
         if stripped.lower().startswith(_FILE_PREFIX) and stripped[len(_FILE_PREFIX) :].strip():
@@ -198,8 +200,8 @@ def parse_length(text: str, *, option: str = "length") -> LengthSpec:
             return NormalLength(mean=float(mean), std=float(std), min=int(low), max=int(high))
     except ValidationError as exc:
         problems = "; ".join(_problem(error) for error in exc.errors())
-        raise ConfigError(f"{option}: invalid length {text!r}: {problems}") from None
-    raise ConfigError(f"{option}: cannot read {text!r} as a length; {_FORMS}")
+        raise ConfigError(f"{where}invalid length {text!r}: {problems}") from None
+    raise ConfigError(f"{where}cannot read {text!r} as a length; {_FORMS}")
 
 
 def _problem(error: ErrorDetails) -> str:
@@ -213,7 +215,7 @@ def _coerce(value: object) -> object:
     if isinstance(value, int) and not isinstance(value, bool):
         return {"kind": "fixed", "value": value}
     if isinstance(value, str):
-        return parse_length(value)
+        return parse_length(value, option="")
     return value
 
 

@@ -20,6 +20,7 @@ Example (``configs/workloads/multiturn.toml``)::
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -46,19 +47,18 @@ def parse_think_time(value: Any) -> tuple[float, float]:
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         low = high = float(value)
     elif isinstance(value, str):
-        text = value.strip().removesuffix("s")
-        low_text, _, high_text = text.partition(":")
+        low_text, _, high_text = value.strip().partition(":")
         try:
-            low = float(low_text)
-            high = float(high_text.removesuffix("s")) if high_text else low
+            low = float(low_text.strip().removesuffix("s"))
+            high = float(high_text.strip().removesuffix("s")) if high_text else low
         except ValueError:
             raise ValueError(
                 f"cannot read {value!r} as seconds; give 2, '2s' or a range '0.5:2'"
             ) from None
     else:
         raise ValueError(f"cannot read {value!r} as seconds; give 2, '2s' or a range '0.5:2'")
-    if not 0 <= low <= high:
-        raise ValueError(f"{value!r}: need 0 <= min <= max seconds")
+    if not 0 <= low <= high or not math.isfinite(high):
+        raise ValueError(f"{value!r}: need 0 <= min <= max seconds, both finite")
     return (low, high)
 
 

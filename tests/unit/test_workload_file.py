@@ -69,22 +69,10 @@ def test_every_shipped_workload_validates(path: Path) -> None:
     assert load_workload(path).name == path.stem
 
 
-def _conf_args(path: Path) -> list[str]:
-    """A .conf file as command-line arguments (the e2e tests read them with locust itself)."""
-    args: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        key, sep, value = line.partition("=")
-        if not sep or line.lstrip().startswith("#") or key.strip() == "locustfile":
-            continue
-        flag, value = f"--{key.strip()}", value.strip()
-        args += [flag] if value == "true" else [flag, value]
-    return args
-
-
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.conf")))
 def test_every_shipped_profile_validates(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    options = LLMOptions.from_namespace(parse_args(_conf_args(path)))
+    options = LLMOptions.from_namespace(parse_args(["--config", str(path)]))
     if path.stem in ("smoke", "default"):
         assert options.workload is None
     else:
