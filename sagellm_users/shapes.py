@@ -221,7 +221,7 @@ class SLOSweepShape(LLMLoadShape):
                 return None
             self._index += 1
             if self._index >= len(self.loads):
-                self._conclude(None, "every stage up to the sweep's maximum met them")
+                self._conclude(None)
                 return None
             self._stage_start = now
             self._measuring = False
@@ -274,7 +274,7 @@ class SLOSweepShape(LLMLoadShape):
         )
         log.info("sagellm: sweep stage %g: %s", load, broken or "met")
         if broken:
-            self._conclude(load, "")
+            self._conclude(load)
             return False
         sweep.capacity = load
         return True
@@ -288,8 +288,7 @@ class SLOSweepShape(LLMLoadShape):
         sweep: SweepReport = runtime.sweep
         return sweep
 
-    def _conclude(self, broke_at: float | None, reason: str) -> None:
+    def _conclude(self, broke_at: float | None) -> None:
         runtime = runtime_of(self.runner.environment)  # type: ignore[union-attr]
         sweep = self._report(runtime)
         sweep.broke_at = broke_at
-        sweep.reason = reason

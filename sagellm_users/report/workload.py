@@ -99,7 +99,6 @@ class SweepReport(BaseModel):
     """The highest load whose stage met every objective (None: even the first broke)."""
     broke_at: float | None = None
     """The first load that broke an objective (None: every stage up to the maximum met them)."""
-    reason: str = ""
 
 
 def _ms(value: float | None) -> str:
@@ -177,11 +176,11 @@ def render_sweep(sweep: SweepReport) -> str:
             f"{stage.error_rate:>7.2%}  {verdict}"
         )
     if sweep.capacity is None:
-        lines.append(f"  capacity: none; the first stage broke the objectives. {sweep.reason}")
+        lines.append("  capacity: none; the first stage broke the objectives")
     elif sweep.broke_at is None:
         lines.append(
             f"  capacity: at least {_load(sweep.capacity, sweep.unit)} (the sweep's maximum "
-            f"met every objective). {sweep.reason}"
+            "met every objective)"
         )
     else:
         lines.append(

@@ -65,8 +65,14 @@ def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runne
 
 
 def set_request_rate(runtime: LLMRuntime, rate: float) -> None:
-    """Change the open-loop rate mid-test (a sweep's next stage), on every process."""
-    runner = runtime.environment.runner
+    """Change the open-loop rate mid-test (a sweep's next stage), on every process.
+
+    The parsed options change too: they are validated again at each test start (and sent
+    to workers with each spawn), which would otherwise bring back the first rate."""
+    environment = runtime.environment
+    runner = environment.runner
+    if environment.parsed_options is not None:
+        environment.parsed_options.request_rate = rate
     runtime.options = runtime.options.model_copy(update={"request_rate": rate})
     if isinstance(runner, MasterRunner):
         _broadcast(runtime, runner)

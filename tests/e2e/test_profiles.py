@@ -143,3 +143,22 @@ def test_a_bad_workload_is_refused_before_load(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "input_tokens" in result.stderr and "12" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_rate_sweep_runs_each_stage_at_its_rate(tmp_path: Path) -> None:
+    """The first stage's rate is the sweep's, not --request-rate's (which only turns the
+    open loop on): each stage's completions follow its own rate."""
+    report_path = tmp_path / "rates.json"
+    result = _run(
+        "-f", "locustfiles/chat.py,locustfiles/shapes/sweep.py", "--headless", "-u", "16",
+        "--request-rate", "1", "--arrival", "constant", "--sweep", "20:20:40",
+        "--stage-time", "3s", "--sweep-settle", "1s", "--slo", "ttft_p99<=500ms",
+        "--max-tokens", "4", "--mock-args", "--ttft-ms 5 --tbt-ms 1",
+        "--llm-report", str(report_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep = LLMReport.model_validate(orjson.loads(report_path.read_bytes())).sweep
+    assert sweep is not None and sweep.unit == "req/s"
+    assert [s.load for s in sweep.stages] == [20, 40]
+    for stage in sweep.stages:
+        assert stage.request_throughput == pytest.approx(stage.load, rel=0.15), stage
