@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.workloads.tokens import ServerCounter, server_counter
 
 MOCK_TTFT_MS = 40.0
 MOCK_TBT_MS = 8.0
@@ -41,3 +42,13 @@ def unused_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+@pytest.fixture
+def served(mock_url: str) -> Iterator[ServerCounter]:
+    """A token counter on the shared mock's /tokenize."""
+    counter = server_counter(mock_url)
+    try:
+        yield counter
+    finally:
+        counter.close()

@@ -7,9 +7,10 @@ event, not a sleep), and reads the runtime's records.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import gevent
 from gevent.event import Event
 from locust import User
 from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
@@ -18,6 +19,7 @@ from locust.event import Events
 from locust.runners import LocalRunner
 from locust.web import WebUI
 
+from sagellm_users import OpenAIChatUser
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users import LLMRuntime, install, runtime_of
 from sagellm_users.users.options import add_arguments
@@ -95,4 +97,23 @@ def stats_row(environment: Environment, method: str, name: str) -> Any:
     return environment.stats.entries[(name, method)]
 
 
-__all__ = ["LocalRun", "parse_args", "stats_row"]
+def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Yield to other greenlets until ``condition`` holds (bounded), e.g. a worker joined."""
+    with gevent.Timeout(timeout, False):
+        while not condition():
+            gevent.sleep(0.01)
+    return condition()
+
+
+def make_env(args: list[str], user: type[User] = OpenAIChatUser) -> Environment:
+    """An environment with sagellm installed, for runners a test creates itself
+    (master and workers)."""
+    options = parse_args(args)
+    env = Environment(
+        user_classes=[user], events=Events(), parsed_options=options, host=options.host
+    )
+    install(env.events)
+    return env
+
+
+__all__ = ["LocalRun", "make_env", "parse_args", "stats_row", "wait_until"]

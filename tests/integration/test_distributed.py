@@ -2,44 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import gevent
-import locust.runners
 import pytest
-from locust import User
-from locust.env import Environment
-from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
-from sagellm_users import OpenAIChatUser, VLLMLocalUser
+from sagellm_users import VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
-from sagellm_users.users import install, runtime_of
-from tests.locust_harness import parse_args
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    """Yield to other greenlets until ``condition`` holds (bounded), e.g. a worker joined."""
-    with gevent.Timeout(timeout, False):
-        while not condition():
-            gevent.sleep(0.01)
-    return condition()
-
-
-def make_env(args: list[str], user: type[User] = OpenAIChatUser) -> Environment:
-    options = parse_args(args)
-    env = Environment(
-        user_classes=[user], events=Events(), parsed_options=options, host=options.host
-    )
-    install(env.events)
-    return env
-
-
-@pytest.fixture
-def fast_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(locust.runners, "WORKER_REPORT_INTERVAL", 0.2)
-    yield
+from sagellm_users.users import runtime_of
+from tests.locust_harness import make_env, wait_until
 
 
 def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) -> None:

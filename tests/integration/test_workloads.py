@@ -4,22 +4,17 @@ rate accuracy and lag, multi-turn sessions, and open loop across workers."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import gevent
-import locust.runners
 import pytest
-from locust.env import Environment
-from locust.event import Events
 from locust.runners import MasterRunner, WorkerRunner
 
 from sagellm_users import GenerationRequest, OpenAIChatUser, OpenAICompletionsUser, RequestRecord
 from sagellm_users.report.workload import render_arrivals
-from sagellm_users.users import install, runtime_of
+from sagellm_users.users import runtime_of
 from sagellm_users.workloads import load_tokenizer
-from tests.locust_harness import LocalRun, parse_args
-from tests.unit.test_workload_tokens import build_tokenizer
+from tests.locust_harness import LocalRun, make_env, wait_until
+from tests.offline_tokenizer import build_tokenizer
 
 
 class PromptKeepingUser(OpenAICompletionsUser):
@@ -145,45 +140,23 @@ def test_multi_turn_sessions_grow_their_history(mock_url: str, tmp_path: Path) -
     assert report.turns[0].input_tokens.mean == 24
 
 
-@pytest.fixture
-def fast_reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(locust.runners, "WORKER_REPORT_INTERVAL", 0.2)
-    yield
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> bool:
-    with gevent.Timeout(timeout, False):
-        while not condition():
-            gevent.sleep(0.01)
-    return condition()
-
-
-def _env(args: list[str]) -> Environment:
-    options = parse_args(args)
-    env = Environment(
-        user_classes=[OpenAIChatUser], events=Events(), parsed_options=options, host=options.host
-    )
-    install(env.events)
-    return env
-
-
 def test_workers_share_the_open_loop_rate(mock_url: str, fast_reports: None) -> None:
     args = ["--host", mock_url, "--input-tokens", "16", "--max-tokens", "2"]
     args += ["--request-rate", "40", "--arrival", "constant"]
-    master_env = _env(args)
+    master_env = make_env(args)
     master = master_env.create_master_runner("127.0.0.1", 0)
     master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
     assert isinstance(master, MasterRunner)
     workers: list[WorkerRunner] = []
     for _ in range(2):
-        env = _env(args)
+        env = make_env(args)
         worker = env.create_worker_runner("127.0.0.1", master.server.port)
         env.events.init.fire(environment=env, runner=worker, web_ui=None)
         workers.append(worker)
-    assert _wait_until(lambda: master.worker_count == 2)
+    assert wait_until(lambda: master.worker_count == 2)
     master.start(8, spawn_rate=8)
     arrivals = runtime_of(master_env).collector.arrivals
-    assert _wait_until(lambda: arrivals.requests >= 100, timeout=30)
+    assert wait_until(lambda: arrivals.requests >= 100, timeout=30)
     master.quit()
     for worker in workers:
         worker.quit()

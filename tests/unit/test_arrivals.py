@@ -12,6 +12,7 @@ import pytest
 from sagellm_users.metrics.arrivals import LATE_SECONDS, ArrivalStats
 from sagellm_users.metrics.record import RequestRecord
 from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule, gap_sampler
+from tests.records import T0, make_record
 
 N = 40_000
 
@@ -110,18 +111,8 @@ def test_claim_waits_for_a_plan_without_polling() -> None:
 
 
 def _record(intended: float | None, start: float) -> RequestRecord:
-    record = RequestRecord(
-        request_id=1,
-        user="U",
-        backend="openai",
-        api="chat",
-        name="n",
-        model="m",
-        stream=True,
-        wall_start=start,
-        t_start=0.0,
-    )
-    record.intended_wall = intended
+    record = make_record([T0 + 0.01])
+    record.wall_start, record.intended_wall = start, intended
     return record
 
 

@@ -4,7 +4,6 @@ the same texts for the same seed, and an estimate that never claims to be exact.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -21,9 +20,8 @@ from sagellm_users.workloads.tokens import (
     TokenizerCounter,
     TokenSource,
     load_tokenizer,
-    server_counter,
 )
-from tests.unit.test_workload_tokens import build_tokenizer
+from tests.offline_tokenizer import build_tokenizer
 
 LENGTHS = (1, 2, 7, 64, 300, 2048)
 
@@ -115,15 +113,6 @@ def test_same_seed_same_prompts(which: str, request: pytest.FixtureRequest) -> N
 
     assert run(7) == run(7)
     assert run(7) != run(8)
-
-
-@pytest.fixture
-def served(mock_url: str) -> Iterator[ServerCounter]:
-    counter = server_counter(mock_url)
-    try:
-        yield counter
-    finally:
-        counter.close()
 
 
 def test_server_lengths_are_exact_in_one_call(served: ServerCounter) -> None:

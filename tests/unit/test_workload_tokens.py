@@ -7,14 +7,12 @@ offline on standard-library sources, so no test needs the network or a model dow
 from __future__ import annotations
 
 import sys
-import sysconfig
 import types
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer
 
 from sagellm_users.errors import ConfigError
 from sagellm_users.workloads.tokens import (
@@ -24,38 +22,7 @@ from sagellm_users.workloads.tokens import (
     load_tokenizer,
     server_counter,
 )
-
-_TRAINING_FILES = ("textwrap.py", "random.py", "argparse.py", "string.py")
-
-
-def build_tokenizer(directory: Path, *, split_words: bool = True) -> Path:
-    """Train a 2000-token byte-level BPE with a BOS template and save its tokenizer.json.
-
-    ``split_words=False`` drops the pre-tokenizer's word splitting, so merges cross spaces
-    (tokens such as ``"the "``): word costs then no longer add up."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(
-        add_prefix_space=False, use_regex=split_words
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000,
-        special_tokens=["<s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
-    # English docstrings and comments, and code
-    texts = ((stdlib / name).read_text(encoding="utf-8") for name in _TRAINING_FILES)
-    tokenizer.train_from_iterator(texts, trainer=trainer)
-    bos = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", bos)]
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "tokenizer.json"
-    tokenizer.save(str(path))
-    return path
+from tests.offline_tokenizer import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -161,15 +128,6 @@ def test_tokenizers_not_installed(tokenizer_json: Path, monkeypatch: pytest.Monk
     monkeypatch.setitem(sys.modules, "tokenizers", None)
     with pytest.raises(ConfigError, match=r"pip install 'sagellm-locust\[tokenizer\]'"):
         load_tokenizer(tokenizer_json)
-
-
-@pytest.fixture
-def served(mock_url: str) -> Iterator[ServerCounter]:
-    counter = server_counter(mock_url)
-    try:
-        yield counter
-    finally:
-        counter.close()
 
 
 def test_server_counts_like_the_mock(served: ServerCounter, mock_url: str) -> None:
