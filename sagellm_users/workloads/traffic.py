@@ -162,6 +162,9 @@ class UserTraffic:
         self._think = session.think_time if session is not None else (0.0, 0.0)
         # The conversation in progress (multi-turn) and its position.
         self._history: list[Message] = []
+        self._history_tokens: int | None = 0
+        """Tokens of ``_history``, kept as it grows so a turn never re-counts the earlier
+        ones (None once a message could not be counted)."""
         self._turn = 0
         self._turns_left = 0
         self._entry: int | None = None
@@ -188,9 +191,13 @@ class UserTraffic:
         if self._prefix is not None:
             messages.append({"role": "system", "content": self._prefix[0]})
         messages += [*earlier, user]
+        earlier_tokens = self._history_tokens if self._turns is not None else self._sum(earlier)
+        user_tokens = tokens if tokens is not None else self._tokens(text)
+        prefix_tokens = self._prefix[1] if self._prefix is not None else 0
+        prompt_tokens = _add(_add(earlier_tokens, user_tokens), prefix_tokens)
         if self._turns is not None:
             self._history.append(user)
-        prompt_tokens = self._count(messages, tokens)
+            self._history_tokens = _add(self._history_tokens, user_tokens)
         request = defaults.request(api, messages, max_tokens)
         if self._turns is None:
             return NextRequest(request, prompt_tokens)
@@ -205,6 +212,7 @@ class UserTraffic:
             self._turns_left = 0
             return
         self._history.append({"role": "assistant", "content": reply})
+        self._history_tokens = _add(self._history_tokens, self._tokens(reply))
         self._turn += 1
         self._turns_left -= 1
 
@@ -220,6 +228,7 @@ class UserTraffic:
             conversation = self._workload.conversations[self._entry]
             self._history = list(conversation.context)
             turns = min(turns, len(conversation.turns))
+        self._history_tokens = self._sum(self._history)
         self._turns_left = turns
 
     def _pick_entry(self) -> int | None:
@@ -246,14 +255,20 @@ class UserTraffic:
                 return reply
         return default
 
-    def _count(self, messages: list[Message], own: int | None) -> int | None:
-        """The prompt's content tokens: the synthetic parts' known counts when that is all
-        there is, else a local tokenizer's count (a server round trip per request would
-        add load the test did not ask for; the server's usage reports it anyway)."""
-        parts = len(messages) - (1 if self._prefix is not None else 0)
-        if own is not None and parts == 1:
-            return own + (self._prefix[1] if self._prefix is not None else 0)
+    def _tokens(self, text: str) -> int | None:
+        """A local tokenizer's count of ``text``; None with other counters (a server round
+        trip per request would add load the test did not ask for, and the server's usage
+        reports the prompt's tokens anyway)."""
         counter = self._workload.counter
-        if counter.source != "tokenizer":
-            return None
-        return sum(counter.count(str(m["content"])) for m in messages)
+        return counter.count(text) if counter.source == "tokenizer" else None
+
+    def _sum(self, messages: list[Message]) -> int | None:
+        total: int | None = 0
+        for message in messages:
+            total = _add(total, self._tokens(str(message["content"])))
+        return total
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    """A sum of token counts, unknown as soon as one part is."""
+    return None if a is None or b is None else a + b
