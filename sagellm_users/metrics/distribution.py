@@ -20,6 +20,7 @@ bookkeeping holds the exact summary statistics and the zero count.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable
 from typing import Any
 
@@ -305,6 +306,33 @@ class Distribution:
             return sum(1 for value in self._exact if value < threshold)
         assert self._sketch is not None
         return self._sketch.count_below(threshold)
+
+    def bin_counts(self, edges: list[float]) -> list[int]:
+        """Samples per bin ``[edges[i], edges[i+1])`` for a histogram; samples outside the
+        edges count in the first or last bin. Exact while exact; in sketch mode each sketch
+        bin counts where its value lies (so a bin edge is within the sketch's accuracy)."""
+        if len(edges) < 2:
+            raise ValueError("a histogram needs at least two edges")
+        counts = [0] * (len(edges) - 1)
+        last = len(counts) - 1
+
+        def slot(value: float) -> int:
+            return min(last, max(0, bisect_right(edges, value) - 1))
+
+        if self._exact is not None:
+            for value in self._exact:
+                counts[slot(value)] += 1
+            return counts
+        assert self._sketch is not None
+        sketch = self._sketch
+        counts[0] += sketch.zeros + int(sketch.negative.count)
+        store = sketch.positive
+        if store.count:
+            for i, count in enumerate(store.bins):
+                if count:
+                    value = min(self._max, max(self._min, _MAPPING.value(store.offset + i)))
+                    counts[slot(value)] += int(count)
+        return counts
 
     def _value_at(self, index: int) -> float:
         low, high = float(self._min), float(self._max)

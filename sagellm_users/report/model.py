@@ -20,6 +20,7 @@ from sagellm_users.metrics.collector import MetricsCollector
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.server_series import ServerSeries
 from sagellm_users.metrics.slo import SLO
+from sagellm_users.metrics.timeline import Timeline
 from sagellm_users.report.blocks import (
     TIMINGS,
     DistributionSummary,
@@ -30,6 +31,12 @@ from sagellm_users.report.blocks import (
 )
 from sagellm_users.report.engines import EngineReport
 from sagellm_users.report.labels import percentile_label
+from sagellm_users.report.plots import (
+    DistributionPlot,
+    TimelineReport,
+    distribution_plots,
+    per_user,
+)
 from sagellm_users.report.server import ServerSideReport
 from sagellm_users.report.workload import ArrivalReport, SweepReport, TurnReport
 
@@ -186,6 +193,10 @@ class LLMReport(BaseModel):
     """Multi-turn workloads: the metrics of each turn index."""
     sweep: SweepReport | None = None
     """An SLO sweep's stages and the capacity it found."""
+    timeline: TimelineReport | None = None
+    """The run over time: one point per time bucket (throughput, latency, users, errors)."""
+    distributions: list[DistributionPlot] = Field(default_factory=list)
+    """Histogram and CDF of each timing, overall and per User class when several ran."""
 
     @property
     def slos_passed(self) -> bool:
@@ -242,6 +253,7 @@ def build_report(
     workload: dict[str, Any] | None = None,
     arrivals: tuple[str, float, float] | None = None,
     sweep: SweepReport | None = None,
+    timeline: Timeline | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -305,6 +317,8 @@ def build_report(
             for turn, stats in collector.by_turn.items()
         ],
         sweep=sweep,
+        timeline=None if timeline is None else TimelineReport.of(timeline),
+        distributions=distribution_plots(total, per_user(collector.by_key)),
     )
 
 

@@ -174,6 +174,8 @@ class LLMUser(User):
         reply: list[str] | None = [] if record.turn is not None else None
         error: BaseException | None = None
         stream = None
+        llm = self.llm
+        llm.in_flight += 1
         try:
             if not request.model:
                 request.model = record.model = self.llm.resolve_model(self.client)
@@ -203,7 +205,8 @@ class LLMUser(User):
                 record.http_status = stream.status
             if record.t_done is None:
                 record.t_done = perf_counter()
-            self.llm.submit(record, error)
+            llm.in_flight -= 1
+            llm.submit(record, error)
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))
         return record

@@ -39,8 +39,12 @@ class HealthProbe:
         target: Callable[[], ProcessHealth],
         name: str = "local",
         measuring: Callable[[], bool] = lambda: True,
+        lag_sink: Callable[[float], None] | None = None,
     ) -> None:
         self._target = target
+        self._lag_sink = lag_sink
+        """Gets every lag sample, in or out of the measurement window (the timeline shows
+        the whole run)."""
         self._name = name
         self._measuring = measuring
         """Whether samples count now: the report judges the client over the measurement
@@ -71,8 +75,10 @@ class HealthProbe:
             gevent.sleep(PROBE_INTERVAL_S)
             now = perf_counter()
             measuring = self._measuring()
+            lag = max(0.0, now - intended)
+            if self._lag_sink is not None:
+                self._lag_sink(lag)
             if measuring:
-                lag = max(0.0, now - intended)
                 self._target().loop_lag.add(lag)
                 stretch.loop_lag.add(lag)
             if not measuring:  # the first CPU sample in the window starts from here

@@ -51,6 +51,7 @@ from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
+from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.workloads.build import DatasetCache
 
@@ -69,6 +70,7 @@ _INSTALLED = "_sagellm_installed"
 _REPORT_KEY = "sagellm_metrics"
 _HEALTH_KEY = "sagellm_health"
 _ENGINES_KEY = "sagellm_engines"
+_TIMELINE_KEY = "sagellm_timeline"
 SLO_FAILED_EXIT = 3
 """Process exit code when an --slo objective is not met."""
 
@@ -193,6 +195,9 @@ def _register_listeners(
         events.test_stop.add_listener(lambda **_kw: watch.stop())
         events.quitting.add_listener(lambda **_kw: watch.stop())
         events.quit.add_listener(lambda **_kw: _print_summary(runtime))
+        ticker = TimelineWatch(runtime)
+        events.test_start.add_listener(lambda **_kw: ticker.start())
+        events.test_stop.add_listener(lambda **_kw: ticker.stop())
 
 
 def _check_shape(environment: Environment) -> None:
@@ -363,7 +368,13 @@ def _start_health_probe(
     else:
         runtime.measure_here()
         name = "local"
-    probe = HealthProbe(lambda: runtime.own_health, name=name, measuring=measuring)
+    timeline = runtime.timeline
+    probe = HealthProbe(
+        lambda: runtime.own_health,
+        name=name,
+        measuring=measuring,
+        lag_sink=lambda lag: timeline.add_lag(time.time(), lag),
+    )
     events = environment.events
     events.test_start.add_listener(lambda **_kw: probe.start())
     # Stopping thousands of users blocks the loop for a while; that is not the test's lag.
@@ -385,6 +396,9 @@ def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, An
     engines = data.get(_ENGINES_KEY)
     if engines:
         runtime.remote_engines.update(engines)
+    timeline = data.get(_TIMELINE_KEY)
+    if timeline is not None:
+        runtime.timeline.merge_wire(str(client_id), timeline)
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
@@ -392,6 +406,7 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     runtime.recorder.flush()
     data[_REPORT_KEY] = runtime.collector.drain()
     data[_HEALTH_KEY] = runtime.drain_health()
+    data[_TIMELINE_KEY] = runtime.timeline.drain(runtime.in_flight)
     if runtime.engines:
         runner = runtime.environment.runner
         where = f"worker {getattr(runner, 'worker_index', '?')}"
@@ -473,4 +488,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         if options.request_rate > 0
         else None,
         sweep=runtime.sweep,
+        timeline=runtime.timeline,
     )

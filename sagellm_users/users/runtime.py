@@ -21,6 +21,7 @@ from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
 from sagellm_users.metrics.health import ClientHealth, ProcessHealth
 from sagellm_users.metrics.live import RecentMetrics
 from sagellm_users.metrics.slo import good_request_rule
+from sagellm_users.metrics.timeline import Timeline
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.recorder import DeferredRecorder
@@ -68,6 +69,11 @@ class LLMRuntime:
         self.collector = MetricsCollector()
         self.recent = RecentMetrics()
         """The last minute in one-second slices, for the live /llm/stats view."""
+        self.timeline = Timeline()
+        """The run over time, by each request's end (see metrics.timeline): this process's
+        buckets, or on a master every worker's merged."""
+        self.in_flight = 0
+        """Requests this process has sent and not yet finished."""
         self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
         self.health = ClientHealth()
@@ -175,9 +181,14 @@ class LLMRuntime:
         """Locust's "reset stats": what finished until now is counted, then forgotten."""
         self.recorder.flush()
         self.collector.reset()
+        self.timeline.reset()
         self.health.reset()
         name = self._health_name
         self.own_health = ProcessHealth() if name is None else self.health.process(name)
+
+    def requests_in_flight(self) -> int:
+        """Requests sent and not finished: this process's, or on a master every worker's."""
+        return self.in_flight + self.timeline.reported_in_flight()
 
     def request_defaults(self) -> RequestDefaults:
         """The per-request fields the options set, for the workload's requests."""
@@ -219,6 +230,7 @@ class LLMRuntime:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
         collector = self.collector
         window = self.window
+        self.timeline.add(record)  # warm-up too: the charts show the whole run
         if self.live:
             self.recent.add(record)
         if self.stage is not None:

@@ -63,6 +63,15 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
     assert total.ttft.percentile(0) == ttfts[0] and total.ttft.percentile(100) == ttfts[-1]
     users = {user for user, _name in runtime_of(master_env).collector.by_key}
     assert users == {"OpenAIChatUser"}
+    # The timeline holds every worker's requests, each in the second it ended.
+    timeline = runtime_of(master_env).timeline
+    points = [*timeline.points, *timeline.open_points()]
+    assert timeline.late == 0
+    assert sum(p["requests"] for p in points) == sum(r.status != "cancelled" for r in every)
+    assert sum(p["output_tokens"] for p in points) == total.total_output_tokens
+    ends = {int(r.wall_done) for r in every if r.status != "cancelled"}
+    assert {int(p["t"]) for p in points if p["requests"]} == ends
+    assert any(p["users"] == 4 and p["in_flight"] is not None for p in points)
     # Each worker's self-measurements reach the master under its own id, none on the master.
     health = runtime_of(master_env).health
     assert set(health.processes) == {str(w.client_id) for w in workers}
