@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,6 +40,16 @@ BIN_LIMIT = 4096
 _MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _MIN_POSITIVE = _MAPPING.min_possible
 _KEY = _MAPPING.key
+_LOG2_MULTIPLIER = (1 / math.log1p(2 * RELATIVE_ACCURACY / (1 - RELATIVE_ACCURACY))) * math.log(2)
+"""LogarithmicMapping's documented key, ceil(log2(v) * log(2) / log(gamma)), computed with the
+same float operations so a batch can be keyed in one comprehension (a method call per value
+was most of the cost of recording a request's gaps); a test holds it equal to ``_KEY``."""
+
+
+def batch_keys(values: list[float]) -> list[int]:
+    """``_KEY`` of each (positive) value."""
+    log, ceil, multiplier = math.log, math.ceil, _LOG2_MULTIPLIER
+    return [ceil(log(v, 2) * multiplier) for v in values]
 
 
 class _Sketch:
@@ -178,9 +189,10 @@ class Distribution:
             if len(exact) > EXACT_LIMIT:
                 self._to_sketch()
         elif low > _MIN_POSITIVE:
+            # Gaps of one request fall in few bins: count them in C, add each bin once.
             store_add = sketch.positive.add
-            for key in map(_KEY, batch):
-                store_add(key)
+            for key, count in Counter(batch_keys(batch)).items():
+                store_add(key, count)
         else:
             for value in batch:
                 sketch.add(value)

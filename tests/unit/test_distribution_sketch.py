@@ -11,7 +11,13 @@ import orjson
 import pytest
 
 from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.distribution import BIN_LIMIT, EXACT_LIMIT, Distribution
+from sagellm_users.metrics.distribution import (
+    _KEY,
+    BIN_LIMIT,
+    EXACT_LIMIT,
+    Distribution,
+    batch_keys,
+)
 from sagellm_users.metrics.record import RequestRecord
 
 PERCENTILES = (0, 0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100)
@@ -167,3 +173,10 @@ def test_drained_worker_deltas_merge_to_the_single_process_result() -> None:
         for p in (50, 90, 99, 99.9):
             exact = getattr(want, name).percentile(p)
             assert relative_error(getattr(got, name).percentile(p), exact) <= 0.01, (name, p)
+
+
+def test_batch_keys_are_the_sketch_mappings_keys() -> None:
+    rng = random.Random(11)
+    values = [10 ** rng.uniform(-9, 6) for _ in range(100_000)]
+    values += [1e-3 * (1.01**i) for i in range(2000)]  # dense around bin edges
+    assert batch_keys(values) == [_KEY(v) for v in values]
