@@ -36,7 +36,11 @@ class LocalRun:
     """One in-process test run: environment, local runner and a record counter."""
 
     def __init__(
-        self, user_classes: Sequence[type[User]], args: Sequence[str], web_ui: bool = False
+        self,
+        user_classes: Sequence[type[User]],
+        args: Sequence[str],
+        web_ui: bool = False,
+        web_login: bool = False,
     ) -> None:
         options = parse_args(args)
         self.environment = Environment(
@@ -49,7 +53,7 @@ class LocalRun:
         self.runner: LocalRunner = self.environment.create_local_runner()
         self.web_ui: WebUI | None = None
         if web_ui:
-            self.web_ui = self.environment.create_web_ui("127.0.0.1", 0)
+            self.web_ui = self.environment.create_web_ui("127.0.0.1", 0, web_login=web_login)
         self.environment.events.init.fire(
             environment=self.environment, runner=self.runner, web_ui=self.web_ui
         )

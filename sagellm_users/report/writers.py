@@ -1,4 +1,4 @@
-"""Writers for :class:`LLMReport`: JSON (vLLM-compatible), CSV and Markdown.
+"""Writers for :class:`LLMReport`: JSON (vLLM-compatible), CSV, Markdown and HTML.
 
 The writer is chosen by the file's extension, so ``--llm-report run.json --llm-report
 run.md`` writes both. Files are written whole to a temporary name and renamed, so a reader
@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from sagellm_users.errors import ConfigError
+from sagellm_users.report.html import render_html_report
 from sagellm_users.report.model import (
     ClientHealthReport,
     DistributionSummary,
@@ -195,18 +196,17 @@ WRITERS: dict[str, Callable[[LLMReport], bytes]] = {
     ".json": render_json,
     ".csv": render_csv,
     ".md": render_markdown,
+    ".html": render_html_report,
 }
 
 
-def check_report_path(path: Path) -> None:
+def check_report_path(path: Path, option: str = "--llm-report") -> None:
     """Reject, before any load, a report path that cannot be written."""
     if path.suffix.lower() not in WRITERS:
         known = ", ".join(sorted(WRITERS))
-        raise ConfigError(f"--llm-report {str(path)!r}: unknown format; end the name in {known}")
+        raise ConfigError(f"{option} {str(path)!r}: unknown format; end the name in {known}")
     if not path.parent.is_dir():
-        raise ConfigError(
-            f"--llm-report {str(path)!r}: directory {str(path.parent)!r} does not exist"
-        )
+        raise ConfigError(f"{option} {str(path)!r}: directory {str(path.parent)!r} does not exist")
 
 
 def write_report(report: LLMReport, path: Path) -> None:

@@ -135,7 +135,14 @@ def add_arguments(parser: Any) -> None:
         default=[],
         include_in_web_ui=False,
         help="Write the LLM report to PATH at the end: .json (with vLLM bench serve's field "
-        "names), .csv or .md; repeatable",
+        "names), .csv, .md or .html; repeatable",
+    )
+    add(
+        "--llm-html",
+        default="",
+        include_in_web_ui=False,
+        help="Write a self-contained HTML report (charts, distributions, SLOs) to PATH.html "
+        "at the end; opens offline",
     )
     add(
         "--slo",
@@ -326,7 +333,7 @@ class LLMOptions(BaseModel):
             "mock_args": mock_args,
             "slo": _checked_slo(str(get(ns, "slo", "") or "")),
             "slo_early_stop": bool(get(ns, "slo_early_stop", False)),
-            "reports": tuple(Path(str(p)) for p in get(ns, "llm_report", None) or ()),
+            "reports": _report_paths(get(ns, "llm_report", None), get(ns, "llm_html", "")),
             "percentiles": _parse_percentiles(str(get(ns, "llm_percentiles", "") or "")),
             "warmup_seconds": warmup.seconds,
             "warmup_requests": warmup.requests,
@@ -462,6 +469,17 @@ def _checked_backend(name: str) -> str:
 def _checked_slo(text: str) -> str:
     parse_slos(text)  # raises ConfigError naming the bad clause
     return text
+
+
+def _report_paths(reports: list[str] | None, html: str | None) -> tuple[Path, ...]:
+    """--llm-report paths, then --llm-html's (which must name an .html file)."""
+    paths = [Path(str(p)) for p in reports or ()]
+    if html:
+        path = Path(str(html))
+        if path.suffix.lower() != ".html":
+            raise ConfigError(f"--llm-html {str(html)!r}: end the name in .html")
+        paths.append(path)
+    return tuple(paths)
 
 
 def _parse_percentiles(text: str) -> tuple[float, ...]:
