@@ -1,0 +1,230 @@
+"""The LLM page and the HTML report in a real headless Chromium, during and after real runs.
+
+Each test drives the real ``locust`` command (no ``--host``: the embedded mock), opens the
+pages as a user would, and checks that they load with no console errors and that the
+charts hold data: the page's own point counts and colored pixels in each plot area. The
+screenshots (and a PDF of the printed report) are kept in ``artifacts/browser/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.e2e.chromium import ARTIFACTS, canvas_ink, chromium, console_errors, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAT = str(ROOT / "locustfiles" / "chat.py")
+TIME_SERIES = ("ts-throughput", "ts-ttft", "ts-itl", "ts-e2el", "ts-users", "ts-lag")
+REPORT_SECTIONS = ("config", "summary", "slos", "distributions", "timeseries", "errors")
+DISTRIBUTIONS = ("hist-ttft_ms", "cdf-ttft_ms", "hist-itl_ms", "cdf-itl_ms", "cdf-e2el_ms")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("OPENAI_API_KEY", None)
+    return env
+
+
+@dataclass
+class WebRun:
+    """``locust`` with its web UI; stderr lines are read as they come."""
+
+    process: subprocess.Popen[str]
+    lines: queue.Queue[str] = field(default_factory=queue.Queue)
+    seen: list[str] = field(default_factory=list)
+
+    def wait_line(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                seen = "".join(self.seen)
+                raise AssertionError(f"no line like {pattern!r} in:\n{seen}") from None
+            self.seen.append(line)
+            match = re.search(pattern, line)
+            if match is not None:
+                return match
+
+
+@pytest.fixture
+def web_run(tmp_path: Path) -> Iterator[WebRun]:
+    command = [
+        sys.executable, "-m", "locust", "-f", CHAT,
+        "--web-host", "127.0.0.1", "--web-port", "0",
+        "--autostart", "-u", "6", "-r", "3", "--run-time", "25s", "--autoquit", "0",
+        "--max-tokens", "24", "--slo", "ttft_p99<=2s,error_rate<=5%",
+        "--mock-args", "--ttft-ms 40 --tbt-ms 8 --error-rate-500 0.02",
+        "--llm-report", str(tmp_path / "run.json"), "--llm-html", str(tmp_path / "run.html"),
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    run = WebRun(process)
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            run.lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        yield run
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def _shot(driver: WebDriver, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path))
+    assert path.stat().st_size > 10_000, "a real picture, not an empty page"
+    return path
+
+
+def _charts_hold_data(driver: WebDriver, charts: tuple[str, ...], at_least: int = 2) -> None:
+    for chart in charts:
+        found = canvas_ink(driver, chart)
+        assert found is not None, f"no chart {chart!r} on the page"
+        assert found["points"] >= at_least, (chart, found)
+        assert found["ink"] > 50, f"chart {chart!r} has data but draws nothing: {found}"
+
+
+def _updates(driver: WebDriver) -> int:
+    return int(driver.execute_script("return Number(document.body.dataset.updates || 0);"))
+
+
+def test_the_live_page_fills_during_a_run_and_the_report_opens_offline(
+    web_run: WebRun, tmp_path: Path
+) -> None:
+    url = web_run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+    root = url.removesuffix("llm/")
+    with chromium() as driver:
+        driver.get(url)
+        wait_for(driver, "Number(document.body.dataset.updates || 0) >= 2")
+        wait_for(driver, "Number(document.querySelector('[data-chart=\"ts-users\"]')"
+                 "?.dataset.points || 0) >= 3")  # fmt: skip
+        _charts_hold_data(driver, ("ts-throughput", "ts-ttft", "ts-itl", "ts-users"))
+        before = canvas_ink(driver, "ts-throughput")
+        assert before is not None
+        now = _updates(driver)
+        wait_for(driver, f"Number(document.body.dataset.updates) >= {now + 3}")
+        wait_for(
+            driver,
+            "Number(document.querySelector('[data-chart=\"ts-throughput\"]').dataset.points)"
+            f" > {before['points']}",
+        )  # the charts fill as the run goes on
+        body = driver.find_element(By.TAG_NAME, "body").text
+        assert "OpenAIChatUser" in body, "the per-endpoint table"
+        assert "ttft_p99<=2s" in body, "the SLO status"
+        assert console_errors(driver) == []
+        _shot(driver, "live-page.png")
+
+        driver.get(root)  # Locust's own page: the LLM tab rides on its stats poll
+        tab = wait_for(
+            driver,
+            "[...document.querySelectorAll('[role=tab]')].find(t => t.textContent === 'LLM')",
+        )
+        tab.click()
+        wait_for(driver, "document.body.innerText.includes('OpenAIChatUser /v1/chat/completions')")
+        _shot(driver, "locust-llm-tab.png")
+
+        web_run.process.wait(timeout=60)  # --run-time ends the test, --autoquit 0 Locust
+        web_run.wait_line(r"Report: .*run\.html")
+        assert web_run.process.returncode in (0, 3), "".join(web_run.seen)
+
+        driver.get("about:blank")
+        console_errors(driver)  # Locust's own page's messages (its polls once it quit) go
+        driver.get((tmp_path / "run.html").as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        for section in REPORT_SECTIONS:
+            assert driver.find_elements(By.ID, section), f"section #{section}"
+        _charts_hold_data(driver, TIME_SERIES, at_least=3)
+        _charts_hold_data(driver, DISTRIBUTIONS)
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').length")
+        assert loaded == 0, "the report loads nothing: it opens offline"
+        assert console_errors(driver) == []
+        _shot(driver, "report.png")
+
+        driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": "print"})
+        _charts_hold_data(driver, ("ts-throughput", "cdf-ttft_ms"))
+        pdf = base64.b64decode(driver.print_page())
+        assert pdf.startswith(b"%PDF") and len(pdf) > 50_000
+        (ARTIFACTS / "report.pdf").write_bytes(pdf)
+        assert console_errors(driver) == []
+
+
+def _headless(out: Path, ttft_ms: int) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            CHAT,
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "--run-time",
+            "3s",
+            "--max-tokens",
+            "16",
+            "--llm-report",
+            str(out),
+            "--mock-args",
+            f"--ttft-ms {ttft_ms} --tbt-ms 5",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
+    base, slower = tmp_path / "base.json", tmp_path / "slower.json"
+    _headless(base, 20)
+    _headless(slower, 60)
+    out = tmp_path / "ab.html"
+    tool = Path(sys.executable).with_name("sagellm-report")
+    subprocess.run([str(tool), str(base), str(slower), "-o", str(out)], check=True, timeout=60)
+    with chromium() as driver:
+        driver.get(out.as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        assert driver.find_elements(By.ID, "comparison")
+        worse = driver.execute_script(
+            "return [...document.querySelectorAll('#comparison .worse')].map(e => e.textContent)"
+        )
+        assert worse, "TTFT tripled: its cells are marked worse"
+        _charts_hold_data(driver, ("cmp-cdf-ttft_ms", "cmp-ts-output"))
+        assert console_errors(driver) == []
+        _shot(driver, "comparison.png")
