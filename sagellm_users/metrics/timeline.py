@@ -279,6 +279,13 @@ class Timeline:
             in_flight = int(data.get("in_flight", 0))
             self._reporters[reporter] = (float(data["now"]), self._clock(), in_flight)
 
+    def expect(self, reporter: str) -> None:
+        """A worker that has not reported yet: it holds open what ends after now, until its
+        first report (or :data:`REPORTER_TIMEOUT_S`)."""
+        if reporter not in self._reporters:
+            now = self._clock()
+            self._reporters[reporter] = (now, now, 0)
+
     def _active(self) -> list[tuple[float, float, int]]:
         now = self._clock()
         return [r for r in self._reporters.values() if now - r[1] <= REPORTER_TIMEOUT_S]

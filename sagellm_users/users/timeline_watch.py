@@ -41,6 +41,8 @@ class TimelineWatch:
         runner = runtime.environment.runner
         timeline = runtime.timeline
         users = 0 if runner is None else runner.user_count
+        for worker in getattr(runner, "clients", {}):  # a master: workers yet to report
+            timeline.expect(str(worker))
         timeline.sample(time.time(), users, runtime.requests_in_flight())
         runtime.recorder.flush()  # a request that ended is in its bucket before it closes
         timeline.close_due()

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -61,10 +62,12 @@ class WebRun:
                 return match
 
 
-@pytest.fixture
-def web_run(tmp_path: Path) -> Iterator[WebRun]:
+@pytest.fixture(params=[[], ["--processes", "2"]], ids=["local", "distributed"])
+def web_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebRun]:
+    """``--processes 2`` is Locust's own master with two forked workers: the page then
+    shows the master's merge of both."""
     command = [
-        sys.executable, "-m", "locust", "-f", CHAT,
+        sys.executable, "-m", "locust", "-f", CHAT, *request.param,
         "--web-host", "127.0.0.1", "--web-port", "0",
         "--autostart", "-u", "6", "-r", "3", "--run-time", "25s", "--autoquit", "0",
         "--max-tokens", "24", "--slo", "ttft_p99<=2s,error_rate<=5%",
@@ -155,6 +158,12 @@ def test_the_live_page_fills_during_a_run_and_the_report_opens_offline(
         web_run.process.wait(timeout=60)  # --run-time ends the test, --autoquit 0 Locust
         web_run.wait_line(r"Report: .*run\.html")
         assert web_run.process.returncode in (0, 3), "".join(web_run.seen)
+
+        report = orjson.loads((tmp_path / "run.json").read_bytes())
+        timeline = report["timeline"]
+        assert timeline["late_requests"] == 0
+        assert sum(p["completed"] for p in timeline["points"]) == report["total"]["completed"]
+        assert sum(p["failed"] for p in timeline["points"]) == report["total"]["failed"]
 
         driver.get("about:blank")
         console_errors(driver)  # Locust's own page's messages (its polls once it quit) go

@@ -180,3 +180,14 @@ def test_a_bucket_crosses_the_wire_whole() -> None:
     bucket.lag.add(0.004)
     again = Bucket.from_wire(bucket.to_wire())
     assert again.point(START, 1.0, (3, 2)) == bucket.point(START, 1.0, (3, 2))
+
+
+def test_a_worker_yet_to_report_holds_what_ends_after_it_was_seen() -> None:
+    clock = Clock(START + 5)
+    master = Timeline(clock=clock)
+    master.expect("w1")
+    clock.now += 2.5  # its first report comes with Locust's report interval
+    assert master.complete_until() == START + 5 - SETTLE_S
+    master.merge_wire("w1", {"now": START + 7.4, "buckets": []})
+    master.expect("w1")  # known: nothing changes
+    assert master.complete_until() == START + 7.4 - SETTLE_S
