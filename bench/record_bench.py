@@ -5,8 +5,9 @@
 
 Part 1 times each step of ``LLMRuntime.submit`` for a request of N output chunks, with
 every recording feature on: the collector (distributions for TTFT, ITL, TBT, TPOT, E2E and
-token counts), the JSONL records file, and Locust's request events (E2E, TTFT and TBT rows
-in the stats of a real local runner). Printed as microseconds per request and per token,
+token counts), the timeline (its time bucket's TTFT, ITL, TPOT and E2E), the JSONL records
+file, and Locust's request events (E2E, TTFT and TBT rows in the stats of a real local
+runner). Printed as microseconds per request and per token,
 and as a share of what reading one streamed event costs the client (``--event-us``, from
 ``bench/stream_bench.py``).
 
@@ -30,6 +31,7 @@ from locust.env import Environment
 from locust.event import Events
 
 from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users.metrics.timeline import Timeline
 
 PERCENTILES = (1, 10, 50, 90, 95, 99, 99.9)
 
@@ -91,6 +93,13 @@ def recording_costs(records: list[RequestRecord], tokens: int, event_us: float) 
         for record in records:
             collector.add(record)
 
+    def timeline() -> None:
+        # Records here start a second apart: 100-second buckets hold 100 requests each,
+        # as one-second buckets do at 100 requests/s.
+        line = Timeline(width=100.0)
+        for record in records:
+            line.add(record)
+
     def write_file() -> None:
         writer = RecordsWriter(tmp / "records.jsonl")
         for record in records:
@@ -113,6 +122,7 @@ def recording_costs(records: list[RequestRecord], tokens: int, event_us: float) 
     n = len(records)
     rows = [
         ("collector: every distribution", best_of(3, collect)),
+        ("timeline: its bucket's distributions", best_of(3, timeline)),
         ("records file: one JSON line, flushed", best_of(3, write_file)),
         ("Locust request events: E2E/TTFT/TBT", best_of(3, locust_rows)),
     ]

@@ -59,7 +59,8 @@ _TAB_COLUMNS = (
     ("e2el_p99_all", "E2E p99 ms (all)"),
 )
 
-ReportBuilder = Callable[["LLMRuntime"], "LLMReport"]
+ReportBuilder = Callable[["LLMRuntime", bool], "LLMReport"]
+"""Builds the report as of now, with its timeline or without."""
 
 
 def _recent(runtime: LLMRuntime) -> tuple[MetricsCollector, float]:
@@ -67,7 +68,9 @@ def _recent(runtime: LLMRuntime) -> tuple[MetricsCollector, float]:
     return runtime.recent.last(RECENT_SECONDS)
 
 
-def _endpoints(collector: MetricsCollector, span: float, percentiles: list[float]) -> list[Any]:
+def _endpoints(
+    collector: MetricsCollector, span: float, percentiles: list[float]
+) -> list[EndpointReport]:
     return [
         EndpointReport(name=name, user=user, **MetricsBlock.of(s, span, percentiles).model_dump())
         for (user, name), s in collector.by_key.items()
@@ -80,8 +83,8 @@ def live_stats(runtime: LLMRuntime, report: ReportBuilder) -> dict[str, Any]:
     runner = runtime.environment.runner
     percentiles = list(runtime.options.percentiles)
     block = MetricsBlock.of(recent.total(), span, percentiles)
-    cumulative = report(runtime).to_json_dict()
-    cumulative.pop("timeline", None)
+    cumulative = report(runtime, False).to_json_dict()
+    del cumulative["timeline"]  # None here: /llm/timeline serves it by increments
     return {
         "time": time.time(),
         "state": None if runner is None else str(runner.state),
@@ -115,16 +118,13 @@ def tab_rows(runtime: LLMRuntime) -> list[dict[str, Any]]:
     recent, span = _recent(runtime)
     percentiles = sorted({50.0, 99.0, *runtime.options.percentiles})
     collector = runtime.collector
+    window = collector.window()
     now = {(e.user, e.name): e for e in _endpoints(recent, span, percentiles)}
     rows = []
     keys = [*collector.by_key, *(k for k in recent.by_key if k not in collector.by_key)]
     for user, name in keys:
         cumulative = collector.by_key.get((user, name))
-        all_block = (
-            None
-            if cumulative is None
-            else MetricsBlock.of(cumulative, collector.window(), percentiles)
-        )
+        all_block = None if cumulative is None else MetricsBlock.of(cumulative, window, percentiles)
         last = now.get((user, name))
         rows.append(
             {
@@ -196,10 +196,10 @@ def add_live_route(web_ui: WebUI, runtime: LLMRuntime, report: ReportBuilder) ->
         return Response(asset(name), mimetype=ASSETS[name][1])
 
     def llm_report_html() -> Any:
-        return Response(render_html_report(report(runtime)), mimetype="text/html")
+        return Response(render_html_report(report(runtime, True)), mimetype="text/html")
 
     def llm_report_json() -> Any:
-        body = orjson.dumps(report(runtime).to_json_dict(), option=orjson.OPT_INDENT_2)
+        body = orjson.dumps(report(runtime, True).to_json_dict(), option=orjson.OPT_INDENT_2)
         return Response(
             body,
             mimetype="application/json",

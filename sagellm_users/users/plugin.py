@@ -465,7 +465,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     sys.stdout.flush()
 
 
-def _report(runtime: LLMRuntime) -> LLMReport:
+def _report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
+    """The report as of now; ``timeline=False`` for the live JSON, which polls it apart."""
     options = runtime.options
     stop = runtime.early_stop
     return build_report(
@@ -488,5 +489,5 @@ def _report(runtime: LLMRuntime) -> LLMReport:
         if options.request_rate > 0
         else None,
         sweep=runtime.sweep,
-        timeline=runtime.timeline,
+        timeline=runtime.timeline if timeline else None,
     )

@@ -233,6 +233,16 @@ const SageDash = (() => {
     return {box: box, set: set};
   }
 
+  /** Destroy the charts no longer in the page (the live page redraws some panels). */
+  function prune() {
+    for (let i = charts.length - 1; i >= 0; i--) {
+      if (!document.body.contains(charts[i].box)) {
+        charts[i].plot.destroy();
+        charts.splice(i, 1);
+      }
+    }
+  }
+
   function resizeAll() {
     for (const c of charts) {
       const width = chartWidth(c.box);
@@ -330,8 +340,15 @@ const SageDash = (() => {
 
   /** CDFs of several distributions on one chart (x values joined, gaps spanned). */
   function cdfChart(id, title, entries) {
-    const c = chart(id, {title: title, spanGaps: true, xLabel: "ms", axes: {y: "fraction"},
-                         series: entries.map((e) => ({label: e.label}))});
+    // A far tail (one stalled request) would squeeze every curve to the left edge: past 3x
+    // the p99.9 the axis stops at the p99.9, and the title says so.
+    const at = (plot, q) => (plot.cdf.find((p) => p[1] >= q) || plot.cdf[plot.cdf.length - 1])[0];
+    const p999 = Math.max(0, ...entries.map((e) => at(e.plot, 0.999)));
+    const top = Math.max(0, ...entries.map((e) => e.plot.cdf[e.plot.cdf.length - 1][0]));
+    const cut = entries.length && top > 3 * p999 && p999 > 0;
+    const c = chart(id, {title: title + (cut ? " (to p99.9)" : ""), spanGaps: true, xLabel: "ms",
+                         axes: {y: "fraction"}, series: entries.map((e) => ({label: e.label})),
+                         xRange: cut ? (u, lo) => [lo, p999 * 1.05] : null});
     if (entries.length) {
       const joined = uPlot.join(entries.map((e) => [e.plot.cdf.map((p) => p[0]),
                                                     e.plot.cdf.map((p) => p[1])]));
@@ -359,5 +376,5 @@ const SageDash = (() => {
 
   return {el, section, noData, num, pct, pick, table, keyValues, summaryTable, sloTable,
           errorTable, serverTables, chart, timeSeries, distributions, cdfChart, METRICS,
-          COLORS, blockLabel, badge};
+          COLORS, blockLabel, badge, prune};
 })();

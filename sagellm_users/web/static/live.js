@@ -87,12 +87,16 @@
   }
 
   let distributionsDrawn = "";
+  let distributionsAt = 0;
   function showDistributions(stats) {
     const plots = stats.cumulative.distributions || [];
-    // CDFs are redrawn only when the sample counts moved (cheap to check, costly to draw).
+    // Redrawn when the sample counts moved, at most every 10 s (each redraw builds eight
+    // charts; the time charts above are the live view).
     const key = plots.map((p) => p.scope + p.metric + p.count).join(",");
-    if (key === distributionsDrawn) return;
+    const now = Date.now();
+    if (key === distributionsDrawn || now - distributionsAt < 10000) return;
     distributionsDrawn = key;
+    distributionsAt = now;
     const holder = el("div");
     D.distributions(holder, plots, "live-");
     $("distributions").replaceChildren($("distributions").firstElementChild, holder);
@@ -128,6 +132,7 @@
                                                    getJson("timeline?after=" + after)]);
       showStats(stats);
       if (!showTimeline(timeline)) showTimeline(await getJson("timeline?after=0"));
+      D.prune();
       updates += 1;
       document.body.dataset.updates = String(updates);
       status("updated " + new Date().toLocaleTimeString(), false);
