@@ -9,7 +9,6 @@ screenshots (and a PDF of the printed report) are kept in ``artifacts/browser/``
 from __future__ import annotations
 
 import base64
-import os
 import queue
 import re
 import subprocess
@@ -25,20 +24,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.e2e.chromium import ARTIFACTS, canvas_ink, chromium, console_errors, wait_for
+from tests.e2e.locust_process import ROOT, run_locust, start_locust
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = str(ROOT / "locustfiles" / "chat.py")
 TIME_SERIES = ("ts-throughput", "ts-ttft", "ts-itl", "ts-e2el", "ts-users", "ts-lag")
 REPORT_SECTIONS = ("config", "summary", "slos", "distributions", "timeseries", "errors")
 DISTRIBUTIONS = ("hist-ttft_ms", "cdf-ttft_ms", "hist-itl_ms", "cdf-itl_ms", "cdf-e2el_ms")
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("OPENAI_API_KEY", None)
-    return env
 
 
 @dataclass
@@ -66,23 +59,14 @@ class WebRun:
 def web_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebRun]:
     """``--processes 2`` is Locust's own master with two forked workers: the page then
     shows the master's merge of both."""
-    command = [
-        sys.executable, "-m", "locust", "-f", CHAT, *request.param,
+    process = start_locust(
+        "-f", CHAT, *request.param,
         "--web-host", "127.0.0.1", "--web-port", "0",
         "--autostart", "-u", "6", "-r", "3", "--run-time", "25s", "--autoquit", "0",
         "--max-tokens", "24", "--slo", "ttft_p99<=2s,error_rate<=5%",
         "--mock-args", "--ttft-ms 40 --tbt-ms 8 --error-rate-500 0.02",
         "--llm-report", str(tmp_path / "run.json"), "--llm-html", str(tmp_path / "run.html"),
-    ]  # fmt: skip
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    )  # fmt: skip
     run = WebRun(process)
     assert process.stdout is not None
     stdout = process.stdout
@@ -187,35 +171,11 @@ def test_the_live_page_fills_during_a_run_and_the_report_opens_offline(
 
 
 def _headless(out: Path, ttft_ms: int) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            CHAT,
-            "--headless",
-            "-u",
-            "4",
-            "-r",
-            "4",
-            "--run-time",
-            "3s",
-            "--max-tokens",
-            "16",
-            "--llm-report",
-            str(out),
-            "--mock-args",
-            f"--ttft-ms {ttft_ms} --tbt-ms 5",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=90,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    result = run_locust(
+        "-f", CHAT, "--headless", "-u", "4", "-r", "4", "--run-time", "3s",
+        "--max-tokens", "16", "--llm-report", str(out),
+        "--mock-args", f"--ttft-ms {ttft_ms} --tbt-ms 5",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -14,27 +14,16 @@ import orjson
 import pytest
 
 from sagellm_users.mock_server import MockServerProcess
+from tests.e2e.locust_process import ROOT, run_locust
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 CHAT = str(ROOT / "locustfiles" / "chat.py")
 COMPLETIONS = str(ROOT / "locustfiles" / "completions.py")
 
 
 def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("OPENAI_API_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "locust", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_locust(*args, timeout=timeout)
 
 
 def summary_requests(stdout: str) -> int:

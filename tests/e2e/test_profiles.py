@@ -3,19 +3,17 @@ embedded mock (shortened), and a sweep finds the capacity the mock was configure
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
 import pytest
 
 from sagellm_users.report import LLMReport
+from tests.e2e.locust_process import ROOT, run_locust, start_locust
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 PROFILES = sorted(p.stem for p in (ROOT / "configs").glob("*.conf"))
 WORKLOAD_PROFILES = [
     "chat-short",
@@ -45,27 +43,8 @@ BROKEN_SWEEP_ARGS = [
 ]  # fmt: skip
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "locust", *args]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("OPENAI_API_KEY", None)
-    return env
-
-
 def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        _command(*args),
-        cwd=ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    return run_locust(*args, timeout=timeout)
 
 
 def test_every_workload_profile_is_shipped() -> None:
@@ -79,18 +58,7 @@ def test_every_profile_runs_headless_against_the_mock(tmp_path: Path) -> None:
         report_path = tmp_path / f"{name}.json"
         args = ["--config", f"configs/{name}.conf", "--run-time", "3s"]
         args += [*SHORTER.get(name, []), "--llm-report", str(report_path)]
-        running[name] = (
-            subprocess.Popen(
-                _command(*args),
-                cwd=ROOT,
-                env=_env(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            ),
-            report_path,
-        )
+        running[name] = (start_locust(*args), report_path)
     for name, (proc, path) in running.items():
         output, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"{name}:\n{output}"
