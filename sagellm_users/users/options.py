@@ -20,6 +20,7 @@ from sagellm_users.backends import BACKENDS
 from sagellm_users.errors import ConfigError
 from sagellm_users.metrics.slo import SLO, parse_slos
 from sagellm_users.metrics.window import Warmup, parse_warmup
+from sagellm_users.report.writers import check_report_path
 from sagellm_users.users.shape_options import add_shape_arguments
 from sagellm_users.users.workload_options import (
     add_workload_arguments,
@@ -478,6 +479,7 @@ def _report_paths(reports: list[str] | None, html: str | None) -> tuple[Path, ..
         path = Path(str(html))
         if path.suffix.lower() != ".html":
             raise ConfigError(f"--llm-html {str(html)!r}: end the name in .html")
+        check_report_path(path, "--llm-html")
         paths.append(path)
     return tuple(paths)
 

@@ -275,3 +275,14 @@ def test_empty_api_key_is_none() -> None:
 def test_unknown_field_is_refused() -> None:
     with pytest.raises(ValueError):
         LLMOptions.model_validate({"prompts": ("p",), "not_an_option": 1})
+
+
+def test_llm_html_is_a_report_path_that_must_end_in_html(tmp_path: Path) -> None:
+    page = tmp_path / "run.html"
+    assert options("--llm-report", "r.json", "--llm-html", str(page)).reports == (
+        Path("r.json"),
+        page,
+    )
+    assert "--llm-html 'run.txt': end the name in .html" in config_error("--llm-html", "run.txt")
+    missing = str(tmp_path / "nowhere" / "run.html")
+    assert f"--llm-html {missing!r}: directory" in config_error("--llm-html", missing)
