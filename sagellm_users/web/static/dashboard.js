@@ -1,22 +1,27 @@
 /* Drawing shared by the live page (live.js) and the HTML report (report.js).
  *
- * Plain browser JavaScript, no build step: the HTML report inlines this file, so it must
- * work from a file:// page with nothing else loaded but uPlot. Data from the run (model
- * names, error messages, options) is only ever set as text, never parsed as HTML.
+ * Plain browser JavaScript (ES2020), no modules and no build step: the HTML report inlines
+ * this file, so it must work from a file:// page with nothing loaded but uPlot. Data from a
+ * run (model names, error messages, options) is only ever set as text, never as HTML.
+ *
+ * Every chart sits in a box with data-chart="<id>" and data-points="<n>" (the x values with
+ * at least one measured y), so tests and people can tell an empty chart from a broken one.
  */
 "use strict";
 
 const SageDash = (() => {
   const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2",
                   "#ca8a04", "#db2777", "#4b5563", "#65a30d"];
-  const PRINT_WIDTH = 680;
-  const charts = [];  // every live chart, for resizing
+  const PRINT_WIDTH = 680;  // fits A4 portrait with the browser's default margins
+  const charts = [];        // every drawn chart {plot, box}, for resizing and pruning
+  let printing = false;
 
   /* -- DOM --------------------------------------------------------------------------- */
+  /** An element; ``attrs.text`` becomes its text, other attrs attributes (null: skipped). */
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined) continue;
+      if (value === null || value === undefined || value === false) continue;
       if (key === "text") node.textContent = value;
       else if (key === "className") node.className = value;
       else node.setAttribute(key, value);
@@ -38,72 +43,162 @@ const SageDash = (() => {
     return el("p", {className: "no-data", text: text || "no data yet"});
   }
 
-  /* -- numbers ----------------------------------------------------------------------- */
+  /* -- numbers and text -------------------------------------------------------------- */
+  const missing = (v) => v === null || v === undefined || (typeof v === "number" && isNaN(v));
+
+  /** A number for people: "-" when not measured; digits by magnitude unless given. */
   function num(value, digits) {
-    if (value === null || value === undefined || Number.isNaN(value)) return "-";
-    const d = digits === undefined ? (Math.abs(value) >= 100 ? 0 : Math.abs(value) >= 10 ? 1 : 2)
-                                   : digits;
-    return Number(value).toLocaleString("en-US", {minimumFractionDigits: d,
-                                                   maximumFractionDigits: d});
+    if (missing(value) || typeof value !== "number") return missing(value) ? "-" : String(value);
+    const size = Math.abs(value);
+    const d = digits !== undefined ? digits : size >= 100 ? 0 : size >= 10 ? 1 : 2;
+    return value.toLocaleString("en-US", {minimumFractionDigits: d, maximumFractionDigits: d});
   }
   function pct(value) {
-    return value === null || value === undefined ? "-" : num(value * 100, 2) + "%";
+    return missing(value) ? "-" : num(value * 100, 2) + "%";
   }
+  /** An ISO time from the report as "YYYY-MM-DD HH:MM:SS UTC" ("-" when unknown). */
+  function when(iso) {
+    if (!iso) return "-";
+    const date = new Date(iso);
+    if (isNaN(date.getTime())) return String(iso);
+    return date.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  }
+  /** A value of any JSON type as text (options and workload fields). */
+  function text(value) {
+    if (missing(value)) return "-";
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+  /** One statistic of a DistributionSummary: "mean", "median" or a percentile label. */
   function pick(summary, label) {
     if (!summary) return null;
-    if (label === "mean") return summary.mean;
+    if (label === "mean" || label === "median" || label === "max" || label === "min") {
+      return missing(summary[label]) ? null : summary[label];
+    }
     const value = summary.percentiles ? summary.percentiles[label] : undefined;
     if (value !== undefined) return value;
-    return label === "p50" ? summary.median : null;
+    return label === "p50" && !missing(summary.median) ? summary.median : null;
   }
 
   /* -- tables ------------------------------------------------------------------------ */
+  /** A table: ``columns`` [{title, value(row) -> text|Node, num?, group?, cls?(row)}];
+   *  columns with a ``group`` get a header row above them naming the group. */
   function table(columns, rows, attrs) {
-    const head = el("tr", {}, columns.map((c) => el("th", {className: c.num ? "num" : null,
-                                                          text: c.title})));
+    const head = [];
+    if (columns.some((c) => c.group)) {
+      const top = el("tr");
+      for (let i = 0; i < columns.length;) {
+        let span = 1;
+        while (i + span < columns.length && columns[i + span].group === columns[i].group) span++;
+        top.append(el("th", {colspan: span > 1 ? String(span) : null,
+                             className: columns[i].group ? "group" : null,
+                             text: columns[i].group || ""}));
+        i += span;
+      }
+      head.push(top);
+    }
+    head.push(el("tr", {}, columns.map((c) => el("th", {className: c.num ? "num" : null,
+                                                        text: c.title}))));
     const body = rows.map((row) => el("tr", {className: row._className || null},
       columns.map((c) => {
         const value = c.value(row);
-        const cell = el("td", {className: c.num ? "num" : null});
-        if (value instanceof Node) cell.append(value); else cell.textContent = value;
+        const classes = [c.num ? "num" : "", c.cls ? c.cls(row) || "" : ""].join(" ").trim();
+        const cell = el("td", {className: classes || null});
+        if (value instanceof Node) cell.append(value); else cell.textContent = text(value);
         return cell;
       })));
-    return el("table", attrs || {}, [el("thead", {}, [head]), el("tbody", {}, body)]);
+    return el("table", attrs || {}, [el("thead", {}, head), el("tbody", {}, body)]);
   }
 
+  /** A two-column table of [name, value] pairs. */
   function keyValues(pairs) {
     return el("table", {className: "kv"}, [el("tbody", {}, pairs.map(([k, v]) =>
-      el("tr", {}, [el("th", {text: k}), el("td", {text: v})])))]);
+      el("tr", {}, [el("th", {text: k}), el("td", {}, [v instanceof Node ? v : text(v)])])))]);
   }
 
   function blockLabel(block) {
     if (block.user && block.name) return block.user + " " + block.name;
-    return block.name || "all";
+    return block.name || block.user || "all";
   }
 
   /** The summary table: total, each request name, each User class and name. */
-  function summaryTable(report, blocks) {
-    const rows = blocks || [
-      Object.assign({_label: "all", _className: "total"}, report.total),
+  function summaryTable(report) {
+    const rows = [
+      Object.assign({_label: "all", _className: "total"}, report.total || {}),
       ...(report.by_name || []).map((b) => Object.assign({_label: b.name}, b)),
       ...(report.by_user || []).map((b) => Object.assign({_label: blockLabel(b)}, b)),
     ];
+    const ms = (metric, p) => ({title: metric.title + " " + p, num: true,
+                                value: (r) => num(pick(r[metric.key], p))});
+    const TTFT = {key: "ttft_ms", title: "TTFT"}, ITL = {key: "itl_ms", title: "ITL"};
+    const TPOT = {key: "tpot_ms", title: "TPOT"}, E2E = {key: "e2el_ms", title: "E2E"};
     return table([
-      {title: "scope", value: (r) => r._label || blockLabel(r)},
+      {title: "scope", value: (r) => r._label},
       {title: "requests", num: true, value: (r) => num(r.requests, 0)},
       {title: "completed", num: true, value: (r) => num(r.completed, 0)},
       {title: "failed", num: true, value: (r) => num(r.failed, 0)},
       {title: "error rate", num: true, value: (r) => pct(r.error_rate)},
       {title: "req/s", num: true, value: (r) => num(r.request_throughput)},
       {title: "output tok/s", num: true, value: (r) => num(r.output_throughput)},
-      {title: "TTFT p50", num: true, value: (r) => num(pick(r.ttft_ms, "p50"))},
-      {title: "TTFT p99", num: true, value: (r) => num(pick(r.ttft_ms, "p99"))},
-      {title: "ITL p50", num: true, value: (r) => num(pick(r.itl_ms, "p50"))},
-      {title: "ITL p99", num: true, value: (r) => num(pick(r.itl_ms, "p99"))},
-      {title: "TPOT p50", num: true, value: (r) => num(pick(r.tpot_ms, "p50"))},
-      {title: "E2E p50", num: true, value: (r) => num(pick(r.e2el_ms, "p50"))},
-      {title: "E2E p99", num: true, value: (r) => num(pick(r.e2el_ms, "p99"))},
+      ms(TTFT, "p50"), ms(TTFT, "p99"), ms(ITL, "p50"), ms(ITL, "p99"), ms(TPOT, "p50"),
+      ms(E2E, "p50"), ms(E2E, "p99"),
     ], rows, {className: "data"});
+  }
+
+  /* The key metrics, one per row, with which way is better (null: neither). */
+  const LOWER = "lower", HIGHER = "higher";
+  const timing = (key, word, p) => [word + " " + p + " (ms)", (b) => pick(b[key], p), LOWER];
+  const KEY_METRICS = [
+    ["requests", (b) => b.requests, null, 0],
+    ["error rate", (b) => b.error_rate, LOWER, "pct"],
+    ["requests/s", (b) => b.request_throughput, HIGHER],
+    ["output tokens/s", (b) => b.output_throughput, HIGHER],
+    ["total tokens/s", (b) => b.total_token_throughput, HIGHER],
+    timing("ttft_ms", "TTFT", "mean"), timing("ttft_ms", "TTFT", "p50"),
+    timing("ttft_ms", "TTFT", "p90"), timing("ttft_ms", "TTFT", "p99"),
+    timing("itl_ms", "ITL", "p50"), timing("itl_ms", "ITL", "p99"),
+    timing("tpot_ms", "TPOT", "p50"), timing("tpot_ms", "TPOT", "p99"),
+    timing("e2el_ms", "E2E", "p50"), timing("e2el_ms", "E2E", "p99"),
+  ];
+  const formatted = (value, format) => format === "pct" ? pct(value) : num(value, format);
+
+  /** How ``value`` compares with ``base``: {text: "+12.3%", verdict: better|worse|same|
+   *  changed} (changed: a metric with no better direction), or null when either is missing. */
+  function delta(value, base, direction) {
+    if (missing(value) || missing(base)) return null;
+    let change;
+    if (base !== 0) change = (value - base) / Math.abs(base);
+    else change = value === 0 ? 0 : value > 0 ? Infinity : -Infinity;  // shown as "new"
+    let verdict = "same";
+    if (Math.abs(change) >= 0.01) {
+      const up = change > 0;
+      verdict = !direction ? "changed" : (direction === HIGHER) === up ? "better" : "worse";
+    }
+    const shown = Number.isFinite(change) ? (change >= 0 ? "+" : "") + num(change * 100, 1) + "%"
+                                          : "new";
+    return {text: shown, verdict: verdict};
+  }
+
+  /** Key metrics side by side: one row per metric, one column per {title, block}; with
+   *  ``deltas`` every column after the first also shows its change against the first. */
+  function metricsTable(columns, deltas) {
+    const cols = [{title: "metric", value: (row) => row[0]}];
+    columns.forEach((column, i) => {
+      const compared = (row) => deltas && i > 0 ?
+        delta(row[1](column.block), row[1](columns[0].block), row[2]) : null;
+      cols.push({
+        title: column.title, num: true,
+        cls: (row) => { const d = compared(row); return d ? "cmp " + d.verdict : null; },
+        value: (row) => {
+          const shown = formatted(row[1](column.block), row[3]);
+          const d = compared(row);
+          if (!d) return shown;
+          return el("span", {}, [el("span", {className: "value", text: shown}),
+                                 el("span", {className: "delta", text: " " + d.text})]);
+        },
+      });
+    });
+    return table(cols, KEY_METRICS, {className: "data compare"});
   }
 
   function badge(passed) {
@@ -111,20 +206,26 @@ const SageDash = (() => {
                        text: passed ? "PASS" : "FAIL"});
   }
 
+  /** The objectives' verdicts (a list of nodes), with why and when an early stop ended it. */
   function sloTable(report) {
-    const box = table([
-      {title: "objective", value: (r) => r.slo},
-      {title: "measured", num: true, value: (r) => num(r.value, 3)},
-      {title: "verdict", value: (r) => badge(r.passed)},
-      {title: "note", value: (r) => r.lost_early ? "stopped early: " + r.lost_early : ""},
-    ], report.slos || [], {className: "data"});
-    const all = (report.slos || []).every((s) => s.passed);
-    const summary = el("p", {className: all ? "verdict pass" : "verdict fail",
-                             text: all ? "all objectives met" : "SLO FAILED"});
-    const parts = [summary, box];
-    if (report.early_stop) {
-      parts.push(el("p", {className: "note",
-                          text: "stopped early at " + report.early_stop.at + " (--slo-early-stop)"}));
+    const slos = report.slos || [];
+    const all = slos.every((s) => s.passed);
+    const parts = [
+      el("p", {className: all ? "verdict pass" : "verdict fail",
+               text: all ? "all objectives met" : "SLO FAILED"}),
+      table([
+        {title: "objective", value: (r) => r.slo},
+        {title: "measured", num: true, value: (r) => num(r.value, 3)},
+        {title: "verdict", value: (r) => badge(r.passed)},
+        {title: "note", value: (r) => r.lost_early ? "lost early: " + r.lost_early :
+                                      missing(r.value) ? "not measured" : ""},
+      ], slos, {className: "data"}),
+    ];
+    const stop = report.early_stop;
+    if (stop) {
+      parts.push(el("p", {className: "note", text: "--slo-early-stop ended the test at " +
+                                                   when(stop.at) + ":"}));
+      parts.push(keyValues(Object.entries(stop.objectives || {})));
     }
     return parts;
   }
@@ -135,127 +236,188 @@ const SageDash = (() => {
     return table([
       {title: "failure class", value: (r) => r.error_class},
       {title: "count", num: true, value: (r) => num(r.count, 0)},
-      {title: "example", value: (r) => r.example},
+      {title: "example", value: (r) => r.example || ""},
     ], failures, {className: "data errors"});
   }
 
+  /** What each server's /metrics said: counters, gauges, and its timing histograms. */
   function serverTables(servers) {
+    const NAMES = {ttft_ms: "TTFT", itl_ms: "ITL", tpot_ms: "TPOT", e2el_ms: "E2E",
+                   queue_ms: "queue"};
     return servers.map((s) => {
-      const hist = (name) => s[name] || null;
-      const rows = ["ttft_ms", "itl_ms", "tpot_ms", "e2el_ms", "queue_ms"]
-        .filter((m) => hist(m))
-        .map((m) => ({metric: m, h: hist(m)}));
-      const gauge = (g) => g ? num(g.last) + " now, peak " + num(g.peak) : "-";
+      const rows = Object.keys(NAMES).filter((m) => s[m]).map((m) => ({metric: m, h: s[m]}));
+      const labels = rows.length ? Object.keys(rows[0].h.percentiles || {}) : [];
+      const gauge = (g, f) => g ? "last " + f(g.last) + ", peak " + f(g.peak) + ", mean " +
+                                  f(g.mean) : "-";
+      const count = (v) => num(v, 0);
       return el("div", {className: "server"}, [
-        el("h3", {text: s.host + (s.version ? " (vLLM " + s.version + ")" : "")}),
+        el("h3", {text: s.host + (s.version ? " (" + s.version + ")" : "")}),
         keyValues([
-          ["requests", num(s.requests, 0)],
-          ["prompt / generation tokens", num(s.prompt_tokens, 0) + " / " +
-                                          num(s.generation_tokens, 0)],
-          ["preemptions", num(s.preemptions, 0)],
-          ["running", gauge(s.running)],
-          ["waiting", gauge(s.waiting)],
-          ["KV cache usage", s.kv_cache_usage ? pct(s.kv_cache_usage.last) + " now, peak " +
-                                                pct(s.kv_cache_usage.peak) : "-"],
-          ["scrapes", num(s.scrapes, 0) + " (" + num(s.failed_scrapes, 0) + " failed)"],
+          ["requests", count(s.requests)],
+          ["prompt / generation tokens", count(s.prompt_tokens) + " / " +
+                                         count(s.generation_tokens)],
+          ["preemptions", count(s.preemptions)],
+          ["running requests", gauge(s.running, (v) => num(v, 1))],
+          ["waiting requests", gauge(s.waiting, (v) => num(v, 1))],
+          ["KV cache usage", gauge(s.kv_cache_usage, pct)],
+          ["scrapes", count(s.scrapes) + " (" + count(s.failed_scrapes) + " failed)"],
+          ...(s.last_error ? [["last scrape error", s.last_error]] : []),
         ]),
         rows.length ? table([
-          {title: "server-side (ms)", value: (r) => r.metric.replace("_ms", "").toUpperCase()},
+          {title: "server-side", value: (r) => NAMES[r.metric] + " (ms)"},
           {title: "count", num: true, value: (r) => num(r.h.count, 0)},
           {title: "mean", num: true, value: (r) => num(r.h.mean)},
-          ...["p50", "p90", "p99"].map((p) => ({title: p, num: true,
-                                                value: (r) => num(r.h.percentiles[p])})),
-        ], rows, {className: "data"}) : noData("no histograms scraped"),
+          ...labels.map((p) => ({title: p, num: true,
+                                 value: (r) => num((r.h.percentiles || {})[p])})),
+        ], rows, {className: "data"}) : noData("no timing histograms scraped"),
       ]);
     });
   }
 
   /* -- charts ------------------------------------------------------------------------ */
   function chartWidth(box) {
-    if (window.matchMedia && window.matchMedia("print").matches) return PRINT_WIDTH;
-    return Math.max(320, Math.floor((box.clientWidth || 640) - 8));
+    if (printing) return PRINT_WIDTH;
+    const width = box.isConnected ? box.clientWidth : 0;
+    return Math.max(300, Math.floor((width || 600) - 4));
   }
 
   function countPoints(data) {
     let n = 0;
     for (let i = 0; i < data[0].length; i++) {
       for (let s = 1; s < data.length; s++) {
-        const v = data[s][i];
-        if (v !== null && v !== undefined && !Number.isNaN(v)) { n++; break; }
+        if (!missing(data[s][i])) { n++; break; }
       }
     }
     return n;
   }
 
-  /** A chart in a box of its own: ``spec`` = {title, series: [{label, scale?}], time,
-   *  bars, axes: {y: label, y2: label}, xLabel}. Returns {box, set(data)}. */
+  // Lines are drawn without dots, so a value with no neighbour to join (one point, or one
+  // between two gaps) would not show: those get a dot. Undefined values are uPlot.join's
+  // alignment fillers, always skipped; nulls are gaps unless the series spans them.
+  function isolated(u, si, show) {
+    if (show) return null;
+    const ys = u.data[si];
+    const spans = u.series[si].spanGaps;
+    const kept = [];
+    for (let i = 0; i < ys.length; i++) {
+      if (ys[i] !== undefined && !(spans && ys[i] === null)) kept.push(i);
+    }
+    const out = [];
+    for (let k = 0; k < kept.length; k++) {
+      const gapBefore = k === 0 || ys[kept[k - 1]] === null;
+      const gapAfter = k === kept.length - 1 || ys[kept[k + 1]] === null;
+      if (ys[kept[k]] !== null && gapBefore && gapAfter) out.push(kept[k]);
+    }
+    return out.length ? out : null;
+  }
+
+  const fromZero = (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1];
+
+  /** A chart in a box of its own. ``spec``: {title, series: [{label, scale?}], time?,
+   *  bars?, spanGaps?, axes: {y, y2}, xLabel?, xRange?: (u, lo, hi) => [lo, hi], yMax?,
+   *  empty?}.
+   *  Returns {box, set(data), setSeries(labels)}; the plot is made on the first data. */
   function chart(id, spec) {
-    const box = el("div", {className: "chart", "data-chart": id, "data-points": "0"}, [
-      el("h3", {text: spec.title}),
-    ]);
+    const box = el("div", {className: "chart", "data-chart": id, "data-points": "0"},
+                   [el("h3", {text: spec.title})]);
     const holder = el("div", {className: "plot"});
-    const empty = noData(spec.empty || "no data yet");
+    const empty = noData(spec.empty || "no data");
     box.append(holder, empty);
+    holder.style.display = "none";
     let plot = null;
-    const series = [{label: spec.xLabel || (spec.time ? "time" : "")}].concat(
-      spec.series.map((s, i) => {
-        const color = s.color || COLORS[i % COLORS.length];
-        const out = {label: s.label, stroke: color, width: 1.5, scale: s.scale || "y",
-                     spanGaps: !!spec.spanGaps, points: {show: false}};
-        if (spec.bars) {
-          out.fill = color + "99";
-          out.paths = uPlot.paths.bars({size: [0.92, Infinity]});
-        }
-        return out;
-      }));
-    const axes = [{label: spec.xLabel || null}, {scale: "y", label: spec.axes && spec.axes.y}];
-    const scales = {x: {time: !!spec.time}, y: {range: (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1]}};
-    if (spec.series.some((s) => s.scale === "y2")) {
-      axes.push({scale: "y2", side: 1, grid: {show: false}, label: spec.axes && spec.axes.y2});
-      scales.y2 = {range: (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1]};
+    let labels = spec.series.map((s) => s.label);
+
+    function seriesOptions(s, i) {
+      const color = COLORS[i % COLORS.length];
+      const out = {label: s.label, stroke: color, width: 1.5, scale: s.scale || "y",
+                   spanGaps: !!spec.spanGaps,
+                   points: {show: false, size: 7, fill: color, filter: isolated}};
+      if (s.scale === "y2") out.dash = [6, 4];  // the right-hand axis's series: dashed
+      if (spec.bars) {
+        out.fill = color + "99";
+        out.paths = uPlot.paths.bars({size: [0.92, Infinity]});
+        out.points = {show: false};
+      }
+      return out;
     }
-    if (spec.xRange) scales.x.range = spec.xRange;
-    function make(data) {
-      plot = new uPlot({
-        width: chartWidth(box), height: spec.height || 220, series: series, axes: axes,
-        scales: scales, legend: {live: false}, cursor: {drag: {x: true, y: false}},
-      }, data, holder);
-      charts.push({plot: plot, box: box});
+    function options() {
+      const axes = [{label: spec.xLabel || null},
+                    {scale: "y", label: (spec.axes && spec.axes.y) || null}];
+      const scales = {x: {time: !!spec.time},
+                      y: {range: spec.yMax ? () => [0, spec.yMax] : fromZero}};
+      if (spec.series.some((s) => s.scale === "y2")) {
+        axes.push({scale: "y2", side: 1, grid: {show: false}, label: spec.axes.y2 || null});
+        scales.y2 = {range: fromZero};
+      }
+      if (spec.xRange) scales.x.range = spec.xRange;
+      return {
+        width: chartWidth(box), height: spec.height || 220, axes: axes, scales: scales,
+        series: [{label: spec.xLabel || (spec.time ? "time" : "x")}]
+          .concat(spec.series.map(seriesOptions)),
+        legend: {live: false}, cursor: {drag: {x: true, y: false}},
+      };
     }
+    /** ``data`` = [xs, ys1, ...] in the order of the current series. */
     function set(data) {
       const points = countPoints(data);
       box.dataset.points = String(points);
       empty.style.display = points ? "none" : "";
       holder.style.display = points ? "" : "none";
       if (!points) return;
-      if (plot === null) make(data); else plot.setData(data);
+      if (plot === null) {
+        plot = new uPlot(options(), data, holder);
+        charts.push({plot: plot, box: box});
+      } else {
+        plot.setData(data);
+      }
     }
-    return {box: box, set: set};
+    /** Change the series (an error class appeared, a User class joined) without a new plot. */
+    function setSeries(next) {
+      if (next.join("\u0000") === labels.join("\u0000")) return;
+      spec.series = next.map((label) => ({label: label}));
+      if (plot !== null) {
+        for (let i = plot.series.length - 1; i >= 1; i--) plot.delSeries(i);
+        spec.series.forEach((s, i) => plot.addSeries(seriesOptions(s, i)));
+      }
+      labels = next.slice();
+    }
+    return {box: box, set: set, setSeries: setSeries, labels: () => labels};
   }
 
-  /** Destroy the charts no longer in the page (the live page redraws some panels). */
+  /** Destroy the plots whose boxes left the page (a panel redrawn on the live page). */
   function prune() {
     for (let i = charts.length - 1; i >= 0; i--) {
-      if (!document.body.contains(charts[i].box)) {
+      if (!charts[i].box.isConnected) {
         charts[i].plot.destroy();
         charts.splice(i, 1);
       }
     }
   }
 
+  /** Fit every plot to its box (or to the print width while printing). */
   function resizeAll() {
     for (const c of charts) {
       const width = chartWidth(c.box);
       if (Math.abs(width - c.plot.width) > 2) c.plot.setSize({width: width, height: c.plot.height});
     }
   }
-  window.addEventListener("resize", resizeAll);
+  // Printing: beforeprint comes before the print media applies, so a flag (not the media
+  // query) says which width to use; the media query's change covers print emulation.
+  function printMode(on) {
+    if (printing === on) return;
+    printing = on;
+    resizeAll();
+  }
+  window.addEventListener("resize", () => { if (!printing) resizeAll(); });
+  window.addEventListener("beforeprint", () => printMode(true));
+  window.addEventListener("afterprint", () => printMode(false));
   if (window.matchMedia) {
     const media = window.matchMedia("print");
-    if (media.addEventListener) media.addEventListener("change", resizeAll);
+    const onChange = (event) => printMode(event.matches);
+    if (media.addEventListener) media.addEventListener("change", onChange);
+    else if (media.addListener) media.addListener(onChange);
+    printing = media.matches;
   }
-  window.addEventListener("beforeprint", resizeAll);
-  window.addEventListener("afterprint", resizeAll);
 
   /* -- time series ------------------------------------------------------------------- */
   const TIME_SERIES = [
@@ -273,54 +435,63 @@ const SageDash = (() => {
     {id: "ts-users", title: "Users and requests in flight", axes: {y: "count"},
      series: [{label: "users", key: "users"}, {label: "in flight", key: "in_flight"}]},
     {id: "ts-errors", title: "Errors per second, by class", axes: {y: "errors/s"},
-     errors: true, series: []},
+     errors: true, series: [{label: "errors"}]},
     {id: "ts-lag", title: "Load generator's event-loop lag p99 (ms)", axes: {y: "ms"},
      series: [{label: "lag p99", key: "lag_p99_ms"}]},
   ];
 
-  function errorClasses(points) {
-    const classes = new Set();
-    for (const p of points) for (const k of Object.keys(p.errors || {})) classes.add(k);
-    return [...classes].sort();
+  /** ``points`` with a null row where buckets are missing, so lines break over the gap
+   *  instead of joining two far points as if the run went on steadily. */
+  function withGaps(points, width) {
+    const out = [];
+    for (let i = 0; i < points.length; i++) {
+      if (i > 0 && points[i].t - points[i - 1].t > width * 1.5) {
+        out.push({t: points[i - 1].t + width, gap: true});
+      }
+      out.push(points[i]);
+    }
+    return out;
   }
 
-  /** Time charts over ``points``; ``set(points, width)`` redraws them. Errors get one
-   *  series per class seen (the chart is rebuilt when a new class appears). */
-  function timeSeries(container) {
-    const made = {};
-    let classes = [];
-    function build(spec) {
-      const series = spec.errors
-        ? (classes.length ? classes : ["errors"]).map((c) => ({label: c, key: c}))
-        : spec.series;
-      const made1 = chart(spec.id, {title: spec.title, series: series, axes: spec.axes,
-                                    time: true, empty: spec.errors ? "no errors" : null});
-      made1.spec = Object.assign({}, spec, {series: series});
-      return made1;
+  /** The time charts in ``container`` (ids suffixed with ``suffix``, e.g. "-2"); returns
+   *  {set(points, width)}, which updates them in place. */
+  function timeSeries(container, suffix) {
+    const made = TIME_SERIES.map((spec) => {
+      const c = chart(spec.id + (suffix || ""), {title: spec.title, axes: spec.axes,
+        time: true, series: spec.series.map((s) => ({label: s.label, scale: s.scale})),
+        xRange: timeRange,
+        empty: "no data"});
+      container.append(c.box);
+      return {spec: spec, chart: c};
+    });
+    let classes = [];  // error classes in order of first appearance: new ones go last
+    let step = 1;
+    // At least ten points wide: a run's first seconds would otherwise stretch over the
+    // whole axis (and uPlot gives a single time point a thousand days of it).
+    function timeRange(u, lo, hi) {
+      const xs = u.data[0];
+      const first = xs[0], last = xs[xs.length - 1];
+      if (xs.length && last - first < 10 * step) return [first - step, first + 10 * step];
+      return [lo, hi];
     }
-    for (const spec of TIME_SERIES) {
-      made[spec.id] = build(spec);
-      container.append(made[spec.id].box);
-    }
+
     function set(points, width) {
-      const xs = points.map((p) => p.t);
-      const seen = errorClasses(points);
-      if (seen.join("\u0000") !== classes.join("\u0000") && seen.length) {
-        classes = seen;
-        const old = made["ts-errors"];
-        made["ts-errors"] = build(TIME_SERIES.find((s) => s.id === "ts-errors"));
-        old.box.replaceWith(made["ts-errors"].box);
+      step = width || 1;
+      const rows = withGaps(points || [], step);
+      for (const p of rows) {
+        for (const k of Object.keys(p.errors || {})) if (!classes.includes(k)) classes.push(k);
       }
-      for (const spec of TIME_SERIES) {
-        const c = made[spec.id];
-        const ys = c.spec.series.map((s) => points.map((p) => {
-          if (spec.errors) {
-            const n = (p.errors || {})[s.key];
-            return n === undefined ? (p.requests || p.users !== null ? 0 : null) : n / width;
-          }
-          const v = p[s.key];
-          return v === undefined ? null : v;
-        }));
+      const xs = rows.map((p) => p.t);
+      for (const {spec, chart: c} of made) {
+        let ys;
+        if (spec.errors) {
+          // Before any error one flat "errors" line (at 0) shows that none happened.
+          c.setSeries(classes.length ? classes : ["errors"]);
+          ys = (classes.length ? classes : [null]).map((k) => rows.map((p) => p.gap ? null :
+            (k === null ? (p.failed || 0) : ((p.errors || {})[k] || 0)) / (width || 1)));
+        } else {
+          ys = spec.series.map((s) => rows.map((p) => missing(p[s.key]) ? null : p[s.key]));
+        }
         c.set([xs, ...ys]);
       }
     }
@@ -330,51 +501,111 @@ const SageDash = (() => {
   /* -- distributions ----------------------------------------------------------------- */
   const METRICS = {ttft_ms: "TTFT", itl_ms: "ITL", tpot_ms: "TPOT", e2el_ms: "E2E"};
 
-  function histogram(id, plot, title) {
-    const c = chart(id, {title: title, bars: true, series: [{label: "requests"}],
-                         axes: {y: "count"}, xLabel: "ms"});
-    const centers = plot.bins.map((b) => (b[0] + b[1]) / 2);
-    c.set([centers, plot.bins.map((b) => b[2])]);
-    return c.box;
+  /** The value at fraction ``q`` of a CDF [[value, fraction], ...]. */
+  function quantile(cdf, q) {
+    const found = cdf.find((p) => p[1] >= q);
+    return (found || cdf[cdf.length - 1])[0];
   }
 
-  /** CDFs of several distributions on one chart (x values joined, gaps spanned). */
+  /** A CDF as uPlot columns [values, fractions], each value once (with its top fraction):
+   *  few distinct values (one request, whole milliseconds) repeat in the percentiles. */
+  function steps(cdf) {
+    const xs = [], ys = [];
+    for (const [x, y] of cdf) {
+      if (xs.length && xs[xs.length - 1] === x) ys[ys.length - 1] = y;
+      else { xs.push(x); ys.push(y); }
+    }
+    return [xs, ys];
+  }
+
+  /** CDFs on one chart, one line per {label, plot}; ``set(entries)`` updates it. A far tail
+   *  (one stalled request) would squeeze every curve to the left edge: past 3x the p99.9
+   *  the axis stops at the p99.9 (the title says so). */
   function cdfChart(id, title, entries) {
-    // A far tail (one stalled request) would squeeze every curve to the left edge: past 3x
-    // the p99.9 the axis stops at the p99.9, and the title says so.
-    const at = (plot, q) => (plot.cdf.find((p) => p[1] >= q) || plot.cdf[plot.cdf.length - 1])[0];
-    const p999 = Math.max(0, ...entries.map((e) => at(e.plot, 0.999)));
-    const top = Math.max(0, ...entries.map((e) => e.plot.cdf[e.plot.cdf.length - 1][0]));
-    const cut = entries.length && top > 3 * p999 && p999 > 0;
-    const c = chart(id, {title: title + (cut ? " (to p99.9)" : ""), spanGaps: true, xLabel: "ms",
-                         axes: {y: "fraction"}, series: entries.map((e) => ({label: e.label})),
-                         xRange: cut ? (u, lo) => [lo, p999 * 1.05] : null});
-    if (entries.length) {
-      const joined = uPlot.join(entries.map((e) => [e.plot.cdf.map((p) => p[0]),
-                                                    e.plot.cdf.map((p) => p[1])]));
-      c.set(joined);
+    let cut = null;
+    const c = chart(id, {title: title, spanGaps: true, xLabel: "ms", yMax: 1,
+                         axes: {y: "fraction"}, series: [], empty: "no completed requests",
+                         xRange: (u, lo, hi) => cut === null || cut >= hi ?
+                           uPlot.rangeNum(lo, hi, 0.02, true) : [lo, cut]});
+    const heading = c.box.querySelector("h3");
+    function set(list) {
+      const usable = list.filter((e) => e.plot && e.plot.cdf && e.plot.cdf.length);
+      c.setSeries(usable.map((e) => e.label));
+      if (!usable.length) { c.set([[]]); return; }
+      const p999 = Math.max(0, ...usable.map((e) => quantile(e.plot.cdf, 0.999)));
+      const top = Math.max(0, ...usable.map((e) => e.plot.cdf[e.plot.cdf.length - 1][0]));
+      cut = top > 3 * p999 && p999 > 0 ? p999 * 1.05 : null;
+      heading.textContent = title + (cut === null ? "" : " (to the p99.9)");
+      c.set(uPlot.join(usable.map((e) => steps(e.plot.cdf))));
     }
-    return c.box;
+    set(entries || []);
+    return {box: c.box, set: set};
   }
 
-  function distributions(container, plots, prefix) {
+  /** A histogram of DistributionPlot bins [[low, high, count], ...], bars at bin centres. */
+  function histogram(id, title) {
+    let edges = [0, 1];
+    const c = chart(id, {title: title, bars: true, series: [{label: "requests"}],
+                         axes: {y: "count"}, xLabel: "ms", empty: "no completed requests",
+                         xRange: () => edges});
+    const heading = c.box.querySelector("h3");
+    function set(plot) {
+      if (!plot || !plot.bins || !plot.bins.length) { c.set([[]]); return; }
+      let bins = plot.bins;
+      const lo = bins[0][0], hi = bins[bins.length - 1][1];
+      edges = [lo, hi];  // whole first and last bars, not cut at their centres
+      if (hi - lo <= Math.max(Math.abs(lo), 1) * 1e-3) {
+        // Every sample the same value (one request): its bins are too thin to see, so
+        // one bar is drawn with some room on both sides.
+        const n = bins.reduce((sum, b) => sum + b[2], 0);
+        const pad = Math.max(Math.abs(lo) * 0.1, 1);
+        const side = pad / 4;  // empty neighbours give the bar a sensible width
+        bins = [[lo - side, lo - side, null], [lo, hi, n], [hi + side, hi + side, null]];
+        edges = [lo - pad, hi + pad];
+      }
+      const samples = num(plot.count, 0) + (plot.count === 1 ? " sample" : " samples");
+      heading.textContent = title + " (" + samples + (plot.above ? ", " + num(plot.above, 0) +
+        " past the last bin, counted in it" : "") + ")";
+      c.set([bins.map((b) => (b[0] + b[1]) / 2), bins.map((b) => b[2])]);
+    }
+    return {box: c.box, set: set};
+  }
+
+  /** A histogram and a CDF per timing in ``container``; when several scopes (User classes)
+   *  are given, the CDF has one line each. Returns {set(plots)} to update in place. */
+  function distributions(container, plots, suffix) {
     const grid = el("div", {className: "grid"});
-    for (const metric of Object.keys(METRICS)) {
-      const mine = plots.filter((p) => p.metric === metric);
-      const all = mine.find((p) => p.scope === "all");
-      if (!all) continue;
-      grid.append(histogram((prefix || "") + "hist-" + metric, all,
-                            METRICS[metric] + " histogram (" + num(all.count, 0) + " samples" +
-                            (all.above ? ", " + all.above + " beyond the last bin" : "") + ")"));
-      const scopes = mine.length > 1 ? mine.filter((p) => p.scope !== "all") : mine;
-      grid.append(cdfChart((prefix || "") + "cdf-" + metric, METRICS[metric] + " CDF",
-                           scopes.map((p) => ({label: p.scope, plot: p}))));
+    const note = noData("no completed requests");
+    container.append(note, grid);
+    const made = {};
+
+    function set(list) {
+      list = list || [];
+      for (const metric of Object.keys(METRICS)) {
+        const mine = list.filter((p) => p.metric === metric);
+        const all = mine.find((p) => p.scope === "all");
+        if (!all && !made[metric]) continue;  // never measured: no empty boxes
+        if (!made[metric]) {
+          made[metric] = {
+            hist: histogram("hist-" + metric + (suffix || ""), METRICS[metric] + " histogram"),
+            cdf: cdfChart("cdf-" + metric + (suffix || ""), METRICS[metric] + " CDF", []),
+          };
+          grid.append(made[metric].hist.box, made[metric].cdf.box);
+        }
+        const scopes = mine.length > 1 ? mine.filter((p) => p.scope !== "all") : mine;
+        made[metric].hist.set(all);
+        made[metric].cdf.set(scopes.map((p) => ({label: p.scope, plot: p})));
+      }
+      const any = Object.keys(made).length > 0;
+      note.hidden = any;
+      grid.hidden = !any;
     }
-    if (!grid.children.length) container.append(noData("no completed requests"));
-    else container.append(grid);
+    set(plots);
+    return {set: set};
   }
 
-  return {el, section, noData, num, pct, pick, table, keyValues, summaryTable, sloTable,
-          errorTable, serverTables, chart, timeSeries, distributions, cdfChart, METRICS,
-          COLORS, blockLabel, badge, prune};
+  return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
+          withGaps,
+          summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
+          serverTables, chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
 })();

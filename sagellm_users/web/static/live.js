@@ -1,5 +1,10 @@
-/* The live page at /llm/: polls ``stats`` and ``timeline`` (relative URLs, so it works
- * under Locust's --web-base-path) and updates the charts in place. */
+/* The live page at /llm/: polls ``stats`` and ``timeline`` every 2 s and updates the page
+ * in place (charts through uPlot's setData, never rebuilt per poll).
+ *
+ * URLs are relative, so the page works under Locust's --web-base-path. After each poll
+ * that got both answers, <body data-updates="n"> counts up (tests wait on it). A failed
+ * poll only shows a note: the page keeps what it has and tries again.
+ */
 "use strict";
 
 (() => {
@@ -7,12 +12,16 @@
   const el = D.el;
   const POLL_MS = 2000;
   const $ = (id) => document.getElementById(id);
+  const body = (id) => $(id).querySelector(".body");
 
-  const series = D.timeSeries($("charts"));
-  let closed = [];        // points that can no longer change
-  let after = 0;          // the start of the last closed point held
-  let width = null;       // seconds per point: when it changes, everything is fetched again
+  const series = D.timeSeries($("charts"), "");
+  const distributions = D.distributions(body("distributions"), [], "");
+  let closed = [];     // final points: they can no longer change
+  let after = 0;       // the start of the last final point held: the next poll asks past it
+  let width = null;    // seconds per point; when the server coarsens it, we start over
+  let tail = [];       // provisional points, replaced by each poll
   let updates = 0;
+  let distributionsKey = "";
 
   function status(text, bad) {
     const box = $("status");
@@ -20,33 +29,56 @@
     box.className = bad ? "status bad" : "status";
   }
 
+  /** JSON from ``url``; an Error with ``login`` set when web login stands in the way. */
   async function getJson(url) {
+    // redirect "manual": a login redirect must not be followed into an HTML page.
     const response = await fetch(url, {cache: "no-store", credentials: "same-origin",
                                        redirect: "manual"});
     if (response.type === "opaqueredirect" || response.status === 401 ||
-        response.status === 302) {
-      const error = new Error("login");
-      error.login = true;
-      throw error;
+        response.status === 403) {
+      throw Object.assign(new Error("login needed"), {login: true});
     }
     if (!response.ok) throw new Error(url + ": HTTP " + response.status);
     return response.json();
   }
 
+  /* -- timeline ---------------------------------------------------------------------- */
+  /** Take one /timeline answer; false when its point width changed (refetch from 0). */
+  function takeTimeline(answer) {
+    if (width !== null && answer.width_s !== width) {
+      closed = []; after = 0; tail = []; width = null;
+      return false;
+    }
+    width = answer.width_s || 1;
+    for (const p of answer.points || []) {
+      if (p.t > after) { closed.push(p); after = p.t; }
+    }
+    tail = (answer.open || []).filter((p) => p.t > after);
+    series.set(closed.concat(tail), width);
+    return true;
+  }
+
+  function lastPoint() {
+    return tail.length ? tail[tail.length - 1] : closed.length ? closed[closed.length - 1] : null;
+  }
+
+  /* -- stats ------------------------------------------------------------------------- */
   function tile(label, value) {
     return el("div", {className: "tile"}, [el("div", {className: "tile-value", text: value}),
                                            el("div", {className: "tile-label", text: label})]);
   }
 
-  function showTiles(stats, inFlight) {
+  function showTiles(stats) {
     const recent = stats.last_10s || {};
-    const box = $("tiles");
-    box.replaceChildren(
-      tile("TTFT p50 ms", D.num(D.pick(recent.ttft_ms, "p50"))),
-      tile("TTFT p99 ms", D.num(D.pick(recent.ttft_ms, "p99"))),
-      tile("ITL p50 ms", D.num(D.pick(recent.itl_ms, "p50"))),
-      tile("ITL p99 ms", D.num(D.pick(recent.itl_ms, "p99"))),
-      tile("TPOT p50 ms", D.num(D.pick(recent.tpot_ms, "p50"))),
+    const last = lastPoint();
+    // The server's own count when it sends one, else the newest point's sample.
+    const inFlight = !D.missing(stats.in_flight) ? stats.in_flight : last ? last.in_flight : null;
+    $("tiles").replaceChildren(
+      tile("TTFT p50 (ms)", D.num(D.pick(recent.ttft_ms, "p50"))),
+      tile("TTFT p99 (ms)", D.num(D.pick(recent.ttft_ms, "p99"))),
+      tile("ITL p50 (ms)", D.num(D.pick(recent.itl_ms, "p50"))),
+      tile("ITL p99 (ms)", D.num(D.pick(recent.itl_ms, "p99"))),
+      tile("TPOT p50 (ms)", D.num(D.pick(recent.tpot_ms, "p50"))),
       tile("output tok/s", D.num(recent.output_throughput)),
       tile("req/s", D.num(recent.request_throughput)),
       tile("in flight", D.num(inFlight, 0)),
@@ -54,91 +86,79 @@
     );
   }
 
+  /** Two rows per User class and endpoint: the last 10 s, then the whole test. */
   function showEndpoints(stats) {
-    const cumulative = new Map((stats.cumulative.by_user || [])
-      .map((b) => [b.user + "\u0000" + b.name, b]));
-    const recent = new Map((stats.recent_by_user || []).map((b) => [b.user + "\u0000" + b.name, b]));
-    const keys = [...new Set([...cumulative.keys(), ...recent.keys()])];
-    const rows = keys.map((k) => ({now: recent.get(k) || null, all: cumulative.get(k) || null,
-                                   label: k.replace("\u0000", " ")}));
-    const now = (r, metric, p) => r.now ? D.num(D.pick(r.now[metric], p)) : "-";
-    const all = (r, metric, p) => r.all ? D.num(D.pick(r.all[metric], p)) : "-";
-    $("endpoints").replaceChildren(rows.length ? D.table([
-      {title: "User class and endpoint", value: (r) => r.label},
-      {title: "requests", num: true, value: (r) => r.all ? D.num(r.all.requests, 0) : "-"},
-      {title: "failed", num: true, value: (r) => r.all ? D.num(r.all.failed, 0) : "-"},
-      {title: "TTFT p50 (10 s)", num: true, value: (r) => now(r, "ttft_ms", "p50")},
-      {title: "TTFT p99 (10 s)", num: true, value: (r) => now(r, "ttft_ms", "p99")},
-      {title: "ITL p50 (10 s)", num: true, value: (r) => now(r, "itl_ms", "p50")},
-      {title: "ITL p99 (10 s)", num: true, value: (r) => now(r, "itl_ms", "p99")},
-      {title: "TPOT p50 (10 s)", num: true, value: (r) => now(r, "tpot_ms", "p50")},
-      {title: "TTFT p50 (all)", num: true, value: (r) => all(r, "ttft_ms", "p50")},
-      {title: "TTFT p99 (all)", num: true, value: (r) => all(r, "ttft_ms", "p99")},
-      {title: "ITL p99 (all)", num: true, value: (r) => all(r, "itl_ms", "p99")},
-      {title: "TPOT p50 (all)", num: true, value: (r) => all(r, "tpot_ms", "p50")},
-      {title: "E2E p99 (all)", num: true, value: (r) => all(r, "e2el_ms", "p99")},
-    ], rows, {className: "data"}) : D.noData("no requests yet"));
+    const key = (b) => (b.user || "") + "\u0000" + (b.name || "");
+    const whole = new Map(((stats.cumulative || {}).by_user || []).map((b) => [key(b), b]));
+    const recent = new Map((stats.recent_by_user || []).map((b) => [key(b), b]));
+    const rows = [];
+    for (const k of new Set([...whole.keys(), ...recent.keys()])) {
+      const block = whole.get(k) || recent.get(k);
+      rows.push({user: block.user || "-", name: block.name || "-", span: "last 10 s",
+                 block: recent.get(k) || null, _className: "first"});
+      rows.push({user: "", name: "", span: "whole test", block: whole.get(k) || null});
+    }
+    const count = (field) => (r) => r.block ? D.num(r.block[field], 0) : "-";
+    const ms = (metric, p) => (r) => r.block ? D.num(D.pick(r.block[metric], p)) : "-";
+    body("endpoints").replaceChildren(rows.length ? D.table([
+      {title: "User class", value: (r) => r.user},
+      {title: "endpoint", value: (r) => r.name},
+      {title: "over", value: (r) => r.span},
+      {title: "requests", num: true, value: count("requests")},
+      {title: "failed", num: true, value: count("failed")},
+      {title: "TTFT p50", num: true, value: ms("ttft_ms", "p50")},
+      {title: "TTFT p99", num: true, value: ms("ttft_ms", "p99")},
+      {title: "ITL p50", num: true, value: ms("itl_ms", "p50")},
+      {title: "ITL p99", num: true, value: ms("itl_ms", "p99")},
+      {title: "TPOT p50", num: true, value: ms("tpot_ms", "p50")},
+      {title: "E2E p99", num: true, value: ms("e2el_ms", "p99")},
+    ], rows, {className: "data endpoints"}) : D.noData("no requests yet"));
   }
 
+  /** Fill the panel ``id`` with ``parts``; hidden when there are none. */
   function showPanel(id, parts) {
-    const box = $(id);
-    box.hidden = !parts;
-    if (parts) box.replaceChildren(box.firstElementChild, ...parts);
-  }
-
-  let distributionsDrawn = "";
-  let distributionsAt = 0;
-  function showDistributions(stats) {
-    const plots = stats.cumulative.distributions || [];
-    // Redrawn when the sample counts moved, at most every 10 s (each redraw builds eight
-    // charts; the time charts above are the live view).
-    const key = plots.map((p) => p.scope + p.metric + p.count).join(",");
-    const now = Date.now();
-    if (key === distributionsDrawn || now - distributionsAt < 10000) return;
-    distributionsDrawn = key;
-    distributionsAt = now;
-    const holder = el("div");
-    D.distributions(holder, plots, "live-");
-    $("distributions").replaceChildren($("distributions").firstElementChild, holder);
+    $(id).hidden = !parts;
+    if (parts) body(id).replaceChildren(...parts);
   }
 
   function showStats(stats) {
-    const cumulative = stats.cumulative;
-    $("state").textContent = (stats.state || "-") + ", " + D.num(stats.user_count, 0) + " users";
-    showTiles(stats, stats.in_flight);
+    const cumulative = stats.cumulative || {};
+    const state = stats.state || "unknown";
+    $("state").textContent = state + ", " + D.num(stats.user_count, 0) + " users";
+    $("state").className = "state " + state.replace(/[^a-z_-]/gi, "");
+    showTiles(stats);
     showEndpoints(stats);
     const slos = cumulative.slos || [];
     showPanel("slos", slos.length ? D.sloTable(cumulative) : null);
-    showPanel("server", cumulative.server && cumulative.server.length ?
-                        D.serverTables(cumulative.server) : null);
-    $("errors").replaceChildren($("errors").firstElementChild, D.errorTable(cumulative.total));
-    showDistributions(stats);
-  }
-
-  function showTimeline(answer) {
-    if (width !== answer.width_s) {  // coarsened (or first call): start over
-      if (width !== null) { closed = []; after = 0; width = answer.width_s; return false; }
-      width = answer.width_s;
+    const servers = cumulative.server || [];
+    showPanel("server", servers.length ? D.serverTables(servers) : null);
+    body("errors").replaceChildren(D.errorTable(cumulative.total));
+    // The CDFs only move when new requests ended: skip the redraw otherwise.
+    const plots = cumulative.distributions || [];
+    const key = plots.map((p) => p.scope + "/" + p.metric + "/" + p.count).join(",");
+    if (key !== distributionsKey) {
+      distributionsKey = key;
+      distributions.set(plots);
     }
-    closed = closed.concat(answer.points || []);
-    if (closed.length) after = closed[closed.length - 1].t;
-    series.set(closed.concat(answer.open || []), width);
-    return true;
   }
 
+  /* -- polling ----------------------------------------------------------------------- */
   async function poll() {
     try {
       const [stats, timeline] = await Promise.all([getJson("stats"),
                                                    getJson("timeline?after=" + after)]);
+      if (!takeTimeline(timeline)) takeTimeline(await getJson("timeline?after=0"));
       showStats(stats);
-      if (!showTimeline(timeline)) showTimeline(await getJson("timeline?after=0"));
       D.prune();
       updates += 1;
       document.body.dataset.updates = String(updates);
       status("updated " + new Date().toLocaleTimeString(), false);
     } catch (error) {
-      if (error.login) status("log in to Locust's web UI first (../), then reload", true);
-      else status("connection lost, retrying", true);
+      if (error && error.login) {
+        status("Not logged in: log in to Locust's web UI (../), then reload this page.", true);
+      } else {
+        status("connection lost, retrying every " + POLL_MS / 1000 + " s", true);
+      }
     } finally {
       window.setTimeout(poll, POLL_MS);
     }
