@@ -8,8 +8,9 @@ gateway's ``GET /info``. Like vLLM,
 paths get FastAPI's 404 ``{"detail":"Not Found"}`` and known paths with the wrong method a
 405 with an ``allow`` header.
 
-Injected HTTP faults (500, 429) are answered at once without taking a capacity slot; an
-injected stream fault is admitted and fails about halfway (see :mod:`.generation`).
+Injected faults (see :mod:`.faults`): the HTTP ones (500, 429, 404, reset) are answered at
+once without taking a capacity slot; the others are admitted and strike inside the
+response (see :mod:`.generation`). Each injected fault is counted in ``/metrics``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hmac
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import orjson
@@ -26,13 +28,14 @@ import orjson
 from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
+from .faults import Fault
 from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
 from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
 from .info_routes import info_body, tokenize_body, version_body
 from .metrics import METRICS_CONTENT_TYPE, EngineHistograms, render_metrics
 from .pacer import Pacer
 from .send_log import SendLog
-from .simulation import Fault, Plan, Planner
+from .simulation import Plan, Planner
 from .validation import (
     GenerationRequest,
     RequestError,
@@ -80,8 +83,15 @@ class MockApp:
         self.admission = Admission(config.max_concurrency)
         self.histograms = EngineHistograms()
         self.engine = Engine(
-            self.pacer, self.admission, self.histograms, config.tbt_per_running_ms / 1000.0
+            self.pacer,
+            self.admission,
+            self.histograms,
+            config.tbt_per_running_ms / 1000.0,
+            huge_event_bytes=config.huge_event_bytes,
+            trickle_s=config.trickle_interval_ms / 1000.0,
         )
+        self.injected: Counter[str] = Counter()
+        """Faults injected so far, by kind (``Fault.value``)."""
         self.connections: set[HttpConnection] = set()
         self._model_json = orjson.dumps(config.model)
         self._auth = None if config.api_key is None else b"Bearer " + config.api_key.encode()
@@ -131,7 +141,7 @@ class MockApp:
         self._reply(conn, request, 200, b"", content_type=None)
 
     def _metrics(self, conn: HttpConnection, request: Request) -> None:
-        body = render_metrics(self.admission, self.histograms, self.config.model)
+        body = render_metrics(self.admission, self.histograms, self.config.model, self.injected)
         self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
 
     def _tokenize(self, conn: HttpConnection, request: Request) -> None:
@@ -213,6 +223,19 @@ class MockApp:
             self._reply(conn, request, exc.status, body)
             return
         fault = self.planner.draw_fault()
+        if fault is Fault.NO_DONE and not req.stream:
+            fault = Fault.NONE  # only a stream has a [DONE] to leave out
+        if fault is not Fault.NONE:
+            self.injected[fault.value] += 1
+        if fault is Fault.RESET:
+            self._log(request, 0)
+            conn.reset()
+            return
+        if fault is Fault.HTTP_404:
+            message = f"The model `{c.model}-injected-404` does not exist."
+            body = _error(lmdeploy, message, "NotFoundError", 404, "model")
+            self._reply(conn, request, 404, body)
+            return
         if fault is Fault.HTTP_500:
             body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
             self._reply(conn, request, 500, body)
@@ -250,6 +273,7 @@ class MockApp:
                 t_received=request.t_received,
                 plan=plan,
                 done=done,
+                close=conn.close,
                 write=conn.stream_write,
                 encoder=self._stream_encoder(req, plan, t_request),
                 include_usage=req.include_usage and not c.stream_usage_null,
@@ -261,6 +285,7 @@ class MockApp:
                 t_received=request.t_received,
                 plan=plan,
                 done=done,
+                close=conn.close,
                 write=conn.write,
                 render=self._body_renderer(req, plan, t_request),
                 keep_alive=request.keep_alive,

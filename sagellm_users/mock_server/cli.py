@@ -12,8 +12,29 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from .config import MockServerConfig, parse_token_range
+from .faults import FAULT_RATE_FIELDS
 
 __all__ = ["build_parser", "parse_config"]
+
+_FAULT_HELP = {
+    "error_rate_500": "HTTP 500 with vLLM's JSON error body",
+    "error_rate_429": "HTTP 429 with Retry-After: --retry-after-s",
+    "error_rate_404": "HTTP 404, vLLM's unknown-model body",
+    "error_rate_reset": "the connection is reset (RST) once the request arrives; no answer",
+    "error_rate_stream": "200 streams that fail about halfway with an in-stream error event",
+    "error_rate_malformed": "an event whose JSON is cut short, about halfway",
+    "error_rate_non_utf8": "a token whose bytes are not UTF-8, about halfway",
+    "error_rate_cut": "the connection closes in the middle of a token's event",
+    "error_rate_huge_event": "one token of --huge-event-bytes text (the stream ends well)",
+    "error_rate_stall": "the stream stops about halfway and the connection stays open",
+    "error_rate_no_done": "the stream ends without data: [DONE]",
+    "error_rate_no_usage": "no usage chunk although include_usage asked for one",
+    "error_rate_trickle": "the whole body trickles, one byte per --trickle-interval-ms",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _token_range(text: str) -> tuple[int, int]:
@@ -74,16 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.max_concurrency,
         help="sequences generating at once; excess waits FIFO (0 = unlimited)",
     )
-    err = p.add_argument_group("error injection (probabilities, seeded)")
-    err.add_argument("--error-rate-500", type=float, default=d.error_rate_500)
-    err.add_argument("--error-rate-429", type=float, default=d.error_rate_429)
-    err.add_argument(
-        "--error-rate-stream",
-        type=float,
-        default=d.error_rate_stream,
-        help="200 streams that fail about halfway with an in-stream error event",
+    err = p.add_argument_group(
+        "fault injection (probabilities per generation request, seeded; they add up to <= 1)"
     )
-    err.add_argument("--retry-after-s", type=int, default=d.retry_after_s)
+    for name in FAULT_RATE_FIELDS:
+        err.add_argument(_flag(name), type=float, default=getattr(d, name), help=_FAULT_HELP[name])
+    err.add_argument(
+        "--retry-after-s", type=int, default=d.retry_after_s, help="Retry-After of a 429"
+    )
+    err.add_argument(
+        "--huge-event-bytes",
+        type=int,
+        default=d.huge_event_bytes,
+        help="text length of a huge_event token (%(default)s)",
+    )
+    err.add_argument(
+        "--trickle-interval-ms",
+        type=float,
+        default=d.trickle_interval_ms,
+        help="a trickled body sends one byte per this interval (%(default)s)",
+    )
     err.add_argument("--seed", type=int, default=d.seed)
     srv = p.add_argument_group("server")
     srv.add_argument("--host", default=d.host)

@@ -12,6 +12,8 @@ import math
 import os
 from dataclasses import dataclass, fields
 
+from .faults import FAULT_RATE_FIELDS
+
 __all__ = ["MockServerConfig", "parse_token_range"]
 
 
@@ -43,9 +45,10 @@ class MockServerConfig:
 
     Times are in milliseconds. ``natural_output_tokens`` is the inclusive range from which
     the fake model's end-of-sequence position is drawn (``None``: it never stops early).
-    ``max_concurrency`` 0 means unlimited. Error rates are probabilities in [0, 1] whose sum
-    must not exceed 1. ``port`` 0 picks a free port; ``workers`` > 1 forks that many
-    processes sharing one listening socket.
+    ``max_concurrency`` 0 means unlimited. Error rates (``error_rate_<fault>``, see
+    :mod:`.faults`) are probabilities in [0, 1] whose sum must not exceed 1. ``port`` 0
+    picks a free port; ``workers`` > 1 forks that many processes sharing one listening
+    socket.
     """
 
     model: str = "mock-llm"
@@ -61,8 +64,20 @@ class MockServerConfig:
     max_concurrency: int = 0
     error_rate_500: float = 0.0
     error_rate_429: float = 0.0
+    error_rate_404: float = 0.0
+    error_rate_reset: float = 0.0
     error_rate_stream: float = 0.0
+    error_rate_malformed: float = 0.0
+    error_rate_non_utf8: float = 0.0
+    error_rate_cut: float = 0.0
+    error_rate_huge_event: float = 0.0
+    error_rate_stall: float = 0.0
+    error_rate_no_done: float = 0.0
+    error_rate_no_usage: float = 0.0
+    error_rate_trickle: float = 0.0
     retry_after_s: int = 1
+    huge_event_bytes: int = 10_000_000
+    trickle_interval_ms: float = 1000.0
     seed: int = 0
     send_timestamps: bool = False
     stream_usage_null: bool = False
@@ -105,13 +120,14 @@ class MockServerConfig:
         nat = self.natural_output_tokens
         need(nat is None or 1 <= nat[0] <= nat[1], "natural_output_tokens", "needs 1 <= MIN <= MAX")
         need(self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = unlimited)")
-        rates = ("error_rate_500", "error_rate_429", "error_rate_stream")
-        for name in rates:
+        for name in FAULT_RATE_FIELDS:
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be within [0, 1]")
-        total = sum(getattr(self, name) for name in rates)
+        total = self.error_rate_total
         if total > 1.0 + 1e-9:
             out.append(f"the error rates must add up to at most 1, got {total:g}")
         need(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
+        need(self.huge_event_bytes >= 1, "huge_event_bytes", "must be >= 1")
+        need(self.trickle_interval_ms > 0, "trickle_interval_ms", "must be > 0")
         need(self.api_key is None or bool(self.api_key), "api_key", "must not be empty")
         need(
             self.send_log is None or os.path.isdir(os.path.dirname(self.send_log) or "."),
@@ -126,4 +142,4 @@ class MockServerConfig:
     @property
     def error_rate_total(self) -> float:
         """Probability that a generation request draws any injected fault."""
-        return self.error_rate_500 + self.error_rate_429 + self.error_rate_stream
+        return float(sum(getattr(self, name) for name in FAULT_RATE_FIELDS))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import struct
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -228,6 +229,19 @@ class HttpConnection(asyncio.Protocol):
         if self._transport is not None and not self._closed:
             self._closed = True
             self._transport.close()
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP reset (RST), discarding anything unsent: what a
+        crashed server or a proxy killing the connection looks like to a client."""
+        transport = self._transport
+        if transport is None or self._closed:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._closed = True
+        self._pending.clear()
+        transport.abort()
 
     @property
     def closed(self) -> bool:

@@ -57,14 +57,14 @@ class GenerateStreamEncoder:
         return http_chunk(b"data: " + payload + b"\n\n")
 
     def token(self, word: bytes, n_done: int, t_send: float) -> bytes:
-        return self._event(word, b"%d" % TOKEN_IDS[word], n_done, b"null", t_send)
+        return self._event(word, b"%d" % TOKEN_IDS.get(word, 0), n_done, b"null", t_send)
 
     def next_token(self, word: bytes, n_done: int) -> bytes:
         return self.token(word, n_done, 0.0)
 
     def final_token(self, word: bytes, n_done: int, finish_reason: str, t_send: float) -> bytes:
         finish = b'{"type":"%b"}' % finish_reason.encode()
-        return self._event(word, b"%d" % TOKEN_IDS[word], n_done, finish, t_send)
+        return self._event(word, b"%d" % TOKEN_IDS.get(word, 0), n_done, finish, t_send)
 
     def preamble(self, t_send: float) -> bytes:
         return b""

@@ -29,11 +29,21 @@ from dataclasses import dataclass
 from time import perf_counter
 from typing import Protocol
 
+import orjson
+
 from .capacity import Admission
+from .faults import Fault
 from .metrics import EngineHistograms
 from .pacer import Pacer
 from .simulation import TOKEN_TEXT, Plan
-from .wire import DONE_AND_END, TokenEncoder, error_body, simple_response
+from .wire import (
+    DONE_AND_END,
+    END_OF_BODY,
+    TokenEncoder,
+    error_body,
+    http_chunk,
+    simple_response,
+)
 
 __all__ = ["BufferedGeneration", "Engine", "Generation", "StreamingGeneration"]
 
@@ -45,6 +55,11 @@ ENGINE_ERROR_MESSAGE = "Internal server error"
 #: Builds a non-streaming body from (text, completion_tokens, t_send).
 BodyRenderer = Callable[[str, int, float], bytes]
 
+#: What a ``malformed`` fault sends in place of a token: an event whose JSON stops short.
+MALFORMED_EVENT = http_chunk(b'data: {"id":"mock-malformed","choices":[{"index":0,"delta":\n\n')
+#: A token whose text holds bytes that are not UTF-8 (a JSON string literal, quotes included).
+NON_UTF8_WORD = b'" \xff\xfe\xfd"'
+
 
 @dataclass(frozen=True, slots=True)
 class Engine:
@@ -55,6 +70,10 @@ class Engine:
     admission: Admission
     histograms: EngineHistograms
     per_running_s: float = 0.0
+    huge_event_bytes: int = 10_000_000
+    """Text length of a ``huge_event`` token."""
+    trickle_s: float = 1.0
+    """Seconds between the bytes of a trickled body."""
 
 
 class Generation(Protocol):
@@ -68,14 +87,17 @@ class _Timed:
 
     __slots__ = (
         "_admission",
+        "_close",
         "_deadline",
         "_done",
+        "_engine",
         "_gap",
         "_hist",
         "_index",
         "_pacer",
         "_per_running_s",
         "_plan",
+        "_rest",
         "_state",
         "_t_first",
         "_t_received",
@@ -90,8 +112,12 @@ class _Timed:
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
+        close: Callable[[], None],
     ) -> None:
         # The engine's parts are copied into slots: the per-token path reads them directly.
+        self._engine = engine
+        self._close = close
+        self._rest = b""  # what a trickle has yet to send
         self._pacer = engine.pacer
         self._admission = engine.admission
         self._hist = engine.histograms
@@ -141,6 +167,44 @@ class _Timed:
         self._admission.release()
         self._done(status)
 
+    # faults -----------------------------------------------------------------------------
+
+    def _stall(self) -> None:
+        """Send nothing more and keep the connection open: the slot is freed (the "engine"
+        moved on) but the response never ends, until the client gives up and closes."""
+        self._state = _DONE
+        self._admission.release()
+
+    def _cut(self, data: bytes) -> None:
+        """Send ``data`` and close the connection, the response unfinished."""
+        self._write(data)
+        self._close()
+        self._complete(200)
+
+    def _trickle(self, data: bytes) -> None:
+        """Send ``data`` one byte per ``trickle_s``, then end the response."""
+        self._rest = data
+        self._deadline = self._pacer.time()
+        self._trickle_tick()
+
+    def _trickle_tick(self) -> None:
+        if self._state != _RUNNING:
+            return  # the client left
+        rest = self._rest
+        self._write(rest[:1])
+        self._rest = rest = rest[1:]
+        if rest:
+            self._deadline += self._engine.trickle_s
+            self._pacer.call_at(self._deadline, self._trickle_tick)
+            return
+        self._finished_ok(self._plan.n_tokens, perf_counter())
+        self._complete(200)
+
+    def _finished_ok(self, n_tokens: int, t: float) -> None:
+        """Count a response that generated ``n_tokens`` (the last at ``t``) as finished."""
+        self._admission.finished += 1
+        self._hist.finished(self._t_received, self._t_first or t, t, n_tokens)
+
     def _tick(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
@@ -158,11 +222,14 @@ class StreamingGeneration(_Timed):
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
+        close: Callable[[], None],
         encoder: TokenEncoder,
         include_usage: bool,
         sent: list[float] | None = None,
     ) -> None:
-        super().__init__(engine=engine, t_received=t_received, plan=plan, write=write, done=done)
+        super().__init__(
+            engine=engine, t_received=t_received, plan=plan, write=write, done=done, close=close
+        )
         self._enc = encoder
         self._include_usage = include_usage
         self._sent = sent  # --send-log: perf_counter() just before each output write
@@ -194,14 +261,10 @@ class StreamingGeneration(_Timed):
     def _edge_tick(self, i: int, n: int) -> None:
         """First token (with the role chunk), last token (with usage), or the fault."""
         plan = self._plan
-        enc = self._enc
         if i == plan.error_at:
-            t = perf_counter()
-            self._write(
-                enc.error(ENGINE_ERROR_MESSAGE, "InternalServerError", 500, t) + DONE_AND_END
-            )
-            self._complete(200)
+            self._fault(i, n)
             return
+        enc = self._enc
         word = plan.words[i]
         if n == plan.n_tokens:
             t = perf_counter()
@@ -217,8 +280,7 @@ class StreamingGeneration(_Timed):
                 self._sent.append(perf_counter())
             self._write(data + DONE_AND_END)
             self._admission.generated_tokens += 1
-            self._admission.finished += 1
-            self._hist.finished(self._t_received, self._t_first, t, n)
+            self._finished_ok(n, t)
             self._complete(200)
             return
         t = perf_counter()
@@ -230,6 +292,71 @@ class StreamingGeneration(_Timed):
         self._admission.generated_tokens += 1
         self._index = n
         self._schedule(i)
+
+    def _fault(self, i: int, n: int) -> None:
+        """Token ``i`` is where the plan's fault strikes (see :mod:`.faults`)."""
+        plan = self._plan
+        fault = plan.fault
+        enc = self._enc
+        t = perf_counter()
+        head = b""
+        if i == 0:
+            head = enc.preamble(t)
+            self._t_first = t
+        last = n == plan.n_tokens
+        if fault is Fault.STREAM:
+            self._write(
+                head + enc.error(ENGINE_ERROR_MESSAGE, "InternalServerError", 500, t) + DONE_AND_END
+            )
+            self._complete(200)
+        elif fault is Fault.STALL:
+            self._write(head)
+            self._stall()
+        elif fault is Fault.CUT:
+            event = enc.token(plan.words[i], n, t)
+            self._cut(head + event[: len(event) // 2])
+        elif fault is Fault.TRICKLE:
+            self._trickle(self._whole_body(t))
+        elif fault in (Fault.NO_DONE, Fault.NO_USAGE):
+            data = head + enc.final_token(plan.words[i], n, plan.finish_reason, t)
+            if self._include_usage and fault is Fault.NO_DONE:
+                data += enc.usage(n, t)
+            self._write(data + (END_OF_BODY if fault is Fault.NO_DONE else DONE_AND_END))
+            self._admission.generated_tokens += 1
+            self._finished_ok(n, t)
+            self._complete(200)
+        else:  # a bad token in place of token i; the stream goes on
+            if fault is Fault.MALFORMED:
+                event = MALFORMED_EVENT
+            elif fault is Fault.NON_UTF8:
+                event = enc.token(NON_UTF8_WORD, n, t)
+            else:  # Fault.HUGE_EVENT
+                huge = orjson.dumps(" " + "x" * (self._engine.huge_event_bytes - 1))
+                event = enc.token(huge, n, t)
+            self._write(head + event)
+            self._admission.generated_tokens += 1
+            if last:
+                self._write((enc.usage(n, t) if self._include_usage else b"") + DONE_AND_END)
+                self._finished_ok(n, t)
+                self._complete(200)
+                return
+            self._index = n
+            self._schedule(i)
+
+    def _whole_body(self, t: float) -> bytes:
+        """Every event of the response at once (for a trickle)."""
+        plan = self._plan
+        enc = self._enc
+        n_tokens = plan.n_tokens
+        words = plan.words
+        parts = [enc.preamble(t)]
+        parts += [enc.token(words[k], k + 1, t) for k in range(n_tokens - 1)]
+        parts.append(enc.final_token(words[-1], n_tokens, plan.finish_reason, t))
+        if self._include_usage:
+            parts.append(enc.usage(n_tokens, t))
+        parts.append(DONE_AND_END)
+        self._admission.generated_tokens += n_tokens
+        return b"".join(parts)
 
 
 class BufferedGeneration(_Timed):
@@ -249,10 +376,13 @@ class BufferedGeneration(_Timed):
         plan: Plan,
         write: Callable[[bytes], None],
         done: Callable[[int], None],
+        close: Callable[[], None],
         render: BodyRenderer,
         keep_alive: bool,
     ) -> None:
-        super().__init__(engine=engine, t_received=t_received, plan=plan, write=write, done=done)
+        super().__init__(
+            engine=engine, t_received=t_received, plan=plan, write=write, done=done, close=close
+        )
         self._render = render
         self._keep_alive = keep_alive
         # Index of the event that ends the response: the error, else the last token.
@@ -285,16 +415,50 @@ class BufferedGeneration(_Timed):
             self._schedule(i)
             return
         plan = self._plan
-        if i == plan.error_at:
+        fault = plan.fault if i == plan.error_at else Fault.NONE
+        if fault is Fault.STREAM:
             body = error_body(ENGINE_ERROR_MESSAGE, "InternalServerError", 500)
             self._write(simple_response(500, body, keep_alive=self._keep_alive))
             self._complete(500)
             return
+        if fault is Fault.STALL:
+            self._stall()
+            return
         text = "".join([TOKEN_TEXT[w] for w in plan.words])
+        if fault is Fault.HUGE_EVENT:
+            text = " " + "x" * (self._engine.huge_event_bytes - 1)
         t = perf_counter()
-        body = self._render(text, plan.n_tokens, t)
-        self._write(simple_response(200, body, keep_alive=self._keep_alive))
+        body = _faulty_body(self._render(text, plan.n_tokens, t), fault)
+        response = simple_response(200, body, keep_alive=self._keep_alive)
         self._admission.generated_tokens += plan.n_tokens
-        self._admission.finished += 1
-        self._hist.finished(self._t_received, self._t_first or t, t, plan.n_tokens)
+        if fault is Fault.CUT:
+            self._cut(response[: len(response) - len(body) // 2])
+            return
+        if fault is Fault.TRICKLE:
+            head = len(response) - len(body)
+            self._write(response[:head])
+            self._trickle(response[head:])
+            return
+        self._write(response)
+        self._finished_ok(plan.n_tokens, t)
         self._complete(200)
+
+
+def _faulty_body(body: bytes, fault: Fault) -> bytes:
+    """A non-streamed body as ``fault`` spoils it (unchanged for the others)."""
+    if fault is Fault.MALFORMED:
+        return body[: len(body) // 2]
+    if fault is Fault.NON_UTF8:
+        for key in (b'"content":"', b'"text":"'):
+            at = body.find(key)
+            if at >= 0:
+                at += len(key)
+                return body[:at] + NON_UTF8_WORD[1:-1] + body[at:]
+    if fault is Fault.NO_USAGE:
+        doc = orjson.loads(body)
+        doc.pop("usage", None)
+        meta = doc.get("meta_info")
+        if isinstance(meta, dict):  # LMDeploy's /generate keeps its counts here
+            meta.pop("completion_tokens", None)
+        return orjson.dumps(doc)
+    return body

@@ -15,7 +15,7 @@ sequences over ``--max-concurrency`` (0 when unlimited); the mock never preempts
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .capacity import Admission
 
@@ -117,8 +117,14 @@ _HISTOGRAMS = (
 )
 
 
-def render_metrics(admission: Admission, histograms: EngineHistograms, model: str) -> bytes:
-    """The exposition text, families in vLLM's order and with its labels."""
+def render_metrics(
+    admission: Admission,
+    histograms: EngineHistograms,
+    model: str,
+    injected: Mapping[str, int] | None = None,
+) -> bytes:
+    """The exposition text, families in vLLM's order and with its labels; then the mock's
+    own count of injected faults by kind (when any were injected)."""
     label = model.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     labels = f'engine="0",model_name="{label}"'
     kv_usage = admission.running / admission.limit if admission.limit else 0.0
@@ -134,4 +140,11 @@ def render_metrics(admission: Admission, histograms: EngineHistograms, model: st
     for name, attr, help_text in _HISTOGRAMS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         lines += getattr(histograms, attr).lines(name, labels)
+    if injected:
+        name = "sagellm_mock:injected_faults"
+        lines += [f"# HELP {name} Faults injected by the mock, by kind.", f"# TYPE {name} counter"]
+        lines += [
+            f'{name}_total{{{labels},kind="{kind}"}} {float(count)}'
+            for kind, count in sorted(injected.items())
+        ]
     return ("\n".join(lines) + "\n").encode()

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 
 from .config import MockServerConfig
+from .faults import FAULT_RATE_FIELDS, fault_for_field
 
 if sys.platform != "win32":
     import resource
@@ -107,10 +108,19 @@ def describe(config: MockServerConfig, url: str) -> str:
         f"ttft {c.ttft_ms:g}±{c.ttft_jitter_ms:g} ms +{c.ttft_per_input_token_ms:g} ms/input token",
         f"tbt {c.tbt_ms:g}±{c.tbt_jitter_ms:g} ms +{c.tbt_per_running_ms:g} ms/running",
         f"max_concurrency {c.max_concurrency or 'unlimited'}",
-        f"errors 500={c.error_rate_500:g} 429={c.error_rate_429:g} stream={c.error_rate_stream:g}",
+        "faults " + _faults(c),
         f"seed {c.seed}",
     ]
     return "sagellm-mock-server: " + "; ".join(parts) + "\n"
+
+
+def _faults(config: MockServerConfig) -> str:
+    rates = [
+        f"{fault_for_field(name).value}={getattr(config, name):g}"
+        for name in FAULT_RATE_FIELDS
+        if getattr(config, name)
+    ]
+    return " ".join(rates) if rates else "none"
 
 
 def block_stop_signals() -> None:

@@ -12,7 +12,6 @@ pieces of every message's text content plus 4 per message for the chat template.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any
 import orjson
 
 from .config import MockServerConfig
+from .faults import FAULT_RATE_FIELDS, HTTP_FAULTS, Fault, fault_for_field
 
 __all__ = [
     "TOKEN_JSON",
@@ -51,15 +51,6 @@ TOKEN_JSON: tuple[bytes, ...] = tuple(orjson.dumps(" " + w) for w in VOCABULARY)
 TOKEN_TEXT: dict[bytes, str] = {orjson.dumps(" " + w): " " + w for w in VOCABULARY}
 
 CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 4
-
-
-class Fault(enum.Enum):
-    """An injected failure drawn for one generation request."""
-
-    NONE = "none"
-    HTTP_500 = "http_500"
-    HTTP_429 = "http_429"
-    STREAM = "stream"
 
 
 def _text_pieces(content: Any) -> int:
@@ -117,8 +108,8 @@ class Plan:
     """One request's predetermined generation: tokens, finish reason and timing.
 
     ``gaps_s`` holds the ``n_tokens - 1`` base inter-token gaps when jitter is on, else is
-    ``None`` and every gap is ``tbt_s``. ``error_at`` is the token index at which an
-    injected in-stream error replaces the output (-1: none).
+    ``None`` and every gap is ``tbt_s``. ``error_at`` is the token index at which the
+    injected ``fault`` happens (-1: none; see :mod:`.faults` for where each one falls).
     """
 
     request_hex: str
@@ -129,6 +120,7 @@ class Plan:
     tbt_s: float
     gaps_s: list[float] | None
     error_at: int
+    fault: Fault = Fault.NONE
 
     def base_gap(self, index: int) -> float:
         """Base gap in seconds between token ``index`` and token ``index + 1``."""
@@ -144,20 +136,21 @@ class Planner:
         base = config.seed if seed is None else seed
         self._rng = random.Random(f"sagellm-mock:{base}:tokens")
         self._fault_rng = random.Random(f"sagellm-mock:{base}:faults")
+        self._faults = [(name, fault_for_field(name)) for name in FAULT_RATE_FIELDS]
+        self._fault_total = config.error_rate_total
 
     def draw_fault(self) -> Fault:
         """One draw per generation request, whatever the request says."""
         c = self._config
         r = self._fault_rng.random()
-        if r < c.error_rate_500:
-            return Fault.HTTP_500
-        r -= c.error_rate_500
-        if r < c.error_rate_429:
-            return Fault.HTTP_429
-        r -= c.error_rate_429
-        if r < c.error_rate_stream:
-            return Fault.STREAM
-        return Fault.NONE
+        if r >= self._fault_total:
+            return Fault.NONE
+        for name, fault in self._faults:
+            rate = getattr(c, name)
+            if r < rate:
+                return fault
+            r -= rate
+        return Fault.NONE  # rounding at the top of the range
 
     def plan(
         self,
@@ -185,13 +178,28 @@ class Planner:
         if c.tbt_jitter_ms > 0 and n > 1:
             lo, hi = c.tbt_ms - c.tbt_jitter_ms, c.tbt_ms + c.tbt_jitter_ms
             gaps = [max(0.0, rng.uniform(lo, hi)) / 1000.0 for _ in range(n - 1)]
+        request_hex = f"{rng.getrandbits(128):032x}"
+        if fault is not Fault.NONE:  # the response's id names what was injected into it
+            request_hex = f"fault-{fault.value}-{request_hex}"
         return Plan(
-            request_hex=f"{rng.getrandbits(128):032x}",
+            request_hex=request_hex,
             n_tokens=n,
             finish_reason=finish,
             words=rng.choices(TOKEN_JSON, k=n),
             ttft_s=ttft_ms / 1000.0,
             tbt_s=c.tbt_ms / 1000.0,
             gaps_s=gaps,
-            error_at=n // 2 if fault is Fault.STREAM else -1,
+            error_at=_fault_index(fault, n),
+            fault=fault,
         )
+
+
+def _fault_index(fault: Fault, n_tokens: int) -> int:
+    """The token at which ``fault`` strikes: the start, the end, or about halfway."""
+    if fault is Fault.NONE or fault in HTTP_FAULTS:
+        return -1
+    if fault is Fault.TRICKLE:
+        return 0
+    if fault in (Fault.NO_DONE, Fault.NO_USAGE):
+        return n_tokens - 1
+    return n_tokens // 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
 import pytest
 
 from sagellm_users.mock_server import MockServerConfig
+from sagellm_users.mock_server.cli import build_parser
+from sagellm_users.mock_server.faults import FAULT_RATE_FIELDS, fault_for_field
 from sagellm_users.mock_server.simulation import (
     TOKEN_JSON,
     TOKEN_TEXT,
@@ -145,15 +148,61 @@ def test_fault_sequence_does_not_depend_on_request_contents() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "fault"),
-    [
-        ("error_rate_500", Fault.HTTP_500),
-        ("error_rate_429", Fault.HTTP_429),
-        ("error_rate_stream", Fault.STREAM),
-    ],
+    ("field", "fault"), [(f.rate_field, f) for f in Fault if f is not Fault.NONE]
 )
 def test_rate_one_always_draws_that_fault(field: str, fault: Fault) -> None:
     rates: dict[str, Any] = {field: 1.0}
     planner = Planner(MockServerConfig(**rates))
     assert {planner.draw_fault() for _ in range(200)} == {fault}
     assert {Planner(MockServerConfig()).draw_fault() for _ in range(200)} == {Fault.NONE}
+
+
+def test_every_fault_has_a_rate_option_and_they_share_one_budget() -> None:
+    assert {fault_for_field(name) for name in FAULT_RATE_FIELDS} == set(Fault) - {Fault.NONE}
+    flags = build_parser().format_help()
+    for name in FAULT_RATE_FIELDS:
+        assert "--" + name.replace("_", "-") in flags
+    with pytest.raises(ValueError, match=r"must add up to at most 1, got 1\.2"):
+        MockServerConfig(error_rate_cut=0.7, error_rate_trickle=0.5)
+    with pytest.raises(ValueError, match=r"error_rate_stall \(--error-rate-stall\) must be"):
+        MockServerConfig(error_rate_stall=-0.1)
+    with pytest.raises(ValueError, match=r"trickle_interval_ms \(--trickle-interval-ms\)"):
+        MockServerConfig(trickle_interval_ms=0)
+
+
+def test_the_older_rates_draw_the_same_sequence_as_before_the_new_faults() -> None:
+    """New faults sit at rate 0 by default, so a seed reproduces the same 500/429/stream
+    sequence it always did (this is the sequence of seed 5 with these rates)."""
+    cfg = MockServerConfig(error_rate_500=0.1, error_rate_429=0.2, error_rate_stream=0.3, seed=5)
+    rng = random.Random("sagellm-mock:5:faults")
+    expected = []
+    for _ in range(500):
+        r = rng.random()
+        expected.append(
+            Fault.HTTP_500 if r < 0.1 else Fault.HTTP_429 if r < 0.3 else
+            Fault.STREAM if r < 0.6 else Fault.NONE
+        )  # fmt: skip
+    planner = Planner(cfg)
+    assert [planner.draw_fault() for _ in range(500)] == expected
+
+
+@pytest.mark.parametrize(
+    ("fault", "index"),
+    [
+        (Fault.NONE, -1),
+        (Fault.HTTP_404, -1),
+        (Fault.RESET, -1),
+        (Fault.TRICKLE, 0),
+        (Fault.NO_DONE, 9),
+        (Fault.NO_USAGE, 9),
+        (Fault.CUT, 5),
+        (Fault.STALL, 5),
+        (Fault.HUGE_EVENT, 5),
+    ],
+)
+def test_each_fault_strikes_where_documented_and_names_itself(fault: Fault, index: int) -> None:
+    planner = Planner(MockServerConfig())
+    plan = planner.plan(max_tokens=10, ignore_eos=True, min_tokens=0, prompt_tokens=0, fault=fault)
+    assert plan.error_at == index and plan.fault is fault
+    named = plan.request_hex.startswith(f"fault-{fault.value}-")
+    assert named == (fault is not Fault.NONE)
