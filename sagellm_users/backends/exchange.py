@@ -117,8 +117,9 @@ class HttpExchange:
         try:
             self._write_and_read_headers(sock)
         except _StaleConnection:
-            # A pooled connection the server had already closed: standard practice is one
-            # retry on a fresh connection, since nothing reached the server.
+            # Writing failed on a pooled connection the server had closed in the meantime:
+            # the request never reached it, so it is sent once more on a new connection.
+            # (A failure after the request was written is never resent: see _recv.)
             self._end_reads()
             self._sock = None
             transport._discard(sock)
@@ -158,11 +159,11 @@ class HttpExchange:
             raise ConnectError(f"sending the request failed: {os_reason(exc)}") from None
         first = True
         while not self._sink.headers_done:
-            data = self._recv(stale_on_reset=first)
+            data = self._recv(before_answer=first)
             if not data:
-                if first:
-                    raise _StaleConnection
                 self._abort()
+                if first:
+                    raise ConnectError("the server closed the connection before answering")
                 raise StreamCutError("connection closed in the middle of the response headers")
             first = False
             self._feed(data)
@@ -188,7 +189,7 @@ class HttpExchange:
         else:
             reader.arm(left, self._on_deadline)
 
-    def _recv(self, stale_on_reset: bool = False) -> bytes:
+    def _recv(self, before_answer: bool = False) -> bytes:
         """One read, stamped; timeouts and resets become :mod:`sagellm_users.errors`."""
         reader = self._reader
         try:
@@ -201,9 +202,9 @@ class HttpExchange:
             read_timeout = self._transport.timeouts.read
             raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
         except ConnectionResetError:
-            if stale_on_reset:
-                raise _StaleConnection from None
             self._abort()
+            if before_answer:
+                raise ConnectError("the server reset the connection before answering") from None
             raise StreamCutError(
                 f"connection reset by the server after {self._body_bytes} body bytes"
             ) from None
@@ -311,7 +312,7 @@ def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
 
 
 class _StaleConnection(Exception):
-    """Internal: the connection died before the server answered (retry once if pooled)."""
+    """Internal: writing the request failed on a closed connection (resent once if pooled)."""
 
 
 def os_reason(exc: OSError) -> str:

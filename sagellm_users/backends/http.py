@@ -24,6 +24,7 @@ from time import perf_counter
 
 from gevent import socket as gsocket
 from gevent import ssl as gssl
+from gevent.monkey import get_original
 
 from sagellm_users._closing import Closeable
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
@@ -33,6 +34,7 @@ from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
 __all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
 _USER_AGENT = "sagellm-locust"
+_select = get_original("select", "select")  # a zero-timeout poll; never yields to the hub
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +129,19 @@ class HttpTransport(Closeable):
             self._idle.append(self._connect())
 
     def _acquire(self) -> tuple[socket.socket, float | None]:
-        """A pooled connection (connect time None) or a new one (with its setup seconds)."""
-        if self._idle:
+        """A pooled connection (connect time None) or a new one (with its setup seconds).
+
+        An idle connection with anything to read has been closed (or reset) by the server,
+        or holds bytes nobody asked for: it is dropped before use, so a request is never
+        sent on a connection already known to be dead and never needs a silent resend."""
+        idle = self._idle
+        while idle:
+            sock = idle.pop()
+            if _select([sock], (), (), 0)[0]:
+                sock.close()
+                continue
             self._in_use += 1
-            return self._idle.pop(), None
+            return sock, None
         return self._acquire_new()
 
     def _acquire_new(self) -> tuple[socket.socket, float]:

@@ -112,6 +112,13 @@ def load_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = data[exc.start : exc.end].hex(" ")
+            raise MalformedEventError(
+                f"{what} is not valid UTF-8 (byte {bad} at offset {exc.start}): {excerpt(data)!r}"
+            ) from None
         raise MalformedEventError(f"{what} is not JSON: {excerpt(data)!r}") from None
     if not isinstance(obj, dict):
         raise MalformedEventError(f"{what} is not a JSON object: {excerpt(data)!r}")

@@ -692,6 +692,32 @@ def test_retry_after_forms(
     assert info.value.retry_after == expected
 
 
+@pytest.mark.parametrize("how", ["close", "reset"])
+def test_a_request_written_on_a_reused_connection_is_never_resent(
+    serve: Callable[[Script], ScriptedServer], how: str
+) -> None:
+    """The server takes the second request on the kept-alive connection, then closes (or
+    resets) it without answering: the request may have been acted on, so the client fails
+    it with ConnectError instead of sending it again behind the caller's back."""
+
+    def script(conn: Connection) -> None:
+        assert conn.read_request() is not None
+        conn.send(chunked_sse(VLLM_EVENTS))
+        assert conn.read_request() is not None
+        if how == "reset":
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    server = serve(script)
+    with client_for(server.url) as client:
+        assert "".join(c.text for c in collect(client, chat("a"))) == "Hello world"
+        word = "reset" if how == "reset" else "closed"
+        with pytest.raises(ConnectError, match=f"server {word} the connection before answering"):
+            collect(client, chat("b"))
+    assert server.connections == 1
+    assert len(server.requests) == 2
+
+
 def test_http_404_on_a_wrong_path_then_the_connection_is_reused(
     serve: Callable[[Script], ScriptedServer],
 ) -> None:

@@ -324,11 +324,17 @@ def test_null_error_field_is_not_an_error() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"not json", b"{", b'{"choices": [', b"", b"\xff\xfe"],
-    ids=["text", "open-brace", "truncated", "empty", "bad-utf8"],
+    [b"not json", b"{", b'{"choices": [', b""],
+    ids=["text", "open-brace", "truncated", "empty"],
 )
 def test_non_json_raises_malformed_event(data: bytes) -> None:
     with pytest.raises(MalformedEventError, match="not JSON"):
+        parse_event(data, T)
+
+
+def test_bytes_that_are_not_utf8_are_named_with_their_offset() -> None:
+    data = b'{"choices":[{"delta":{"content":" \xff\xfe"}}]}'
+    with pytest.raises(MalformedEventError, match=r"not valid UTF-8 \(byte ff at offset 34\)"):
         parse_event(data, T)
 
 
