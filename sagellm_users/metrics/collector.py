@@ -38,6 +38,8 @@ _COUNTERS = (
     "output_tokens_estimated",
     "input_tokens_estimated",
     "good",
+    "retried",
+    "retries",
 )
 
 StatsKey = tuple[str, str]
@@ -71,6 +73,12 @@ class EndpointStats:
     input_tokens_estimated: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see metrics.slo)."""
+    retried: int = 0
+    """Requests sent more than once (``--retries``), whatever their outcome."""
+    retries: int = 0
+    """Attempts after the first, all requests together."""
+    retry_failures: Counter[str] = field(default_factory=Counter)
+    """How the retried attempts failed (``"HTTPStatusError 429"``: count)."""
     first_send: float | None = None
     """Wall-clock time of the first send."""
     last_done: float | None = None
@@ -84,6 +92,10 @@ class EndpointStats:
         sent = record.wall_send
         if self.first_send is None or sent < self.first_send:
             self.first_send = sent
+        if record.retry_errors:
+            self.retried += 1
+            self.retries += len(record.retry_errors)
+            self.retry_failures.update(record.retry_errors)
         if record.status == "cancelled":
             self.cancelled += 1
             return
@@ -117,6 +129,7 @@ class EndpointStats:
         for name in _COUNTERS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
+        self.retry_failures.update(other.retry_failures)
         self.models |= other.models
         self.backends |= other.backends
         for key, message in other.failure_examples.items():
@@ -147,6 +160,7 @@ class EndpointStats:
     def to_wire(self) -> dict[str, Any]:
         data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
         data["failures"] = dict(self.failures)
+        data["retry_failures"] = dict(self.retry_failures)
         data["failure_examples"] = dict(self.failure_examples)
         data["models"] = sorted(self.models)
         data["backends"] = sorted(self.backends)
@@ -160,6 +174,9 @@ class EndpointStats:
     def from_wire(cls, data: dict[str, Any]) -> EndpointStats:
         stats = cls(
             failures=Counter({str(k): int(v) for k, v in data["failures"].items()}),
+            retry_failures=Counter(
+                {str(k): int(v) for k, v in data.get("retry_failures", {}).items()}
+            ),
             failure_examples={str(k): str(v) for k, v in data["failure_examples"].items()},
             models={str(m) for m in data.get("models", ())},
             backends={str(b) for b in data.get("backends", ())},
@@ -167,7 +184,7 @@ class EndpointStats:
             last_done=data["last_done"],
         )
         for name in _COUNTERS:
-            setattr(stats, name, int(data[name]))
+            setattr(stats, name, int(data.get(name, 0)))
         for name in DISTRIBUTIONS:
             setattr(stats, name, Distribution.from_wire(data[name]))
         return stats

@@ -69,6 +69,16 @@ class RequestRecord:
     """Multi-turn workloads: the conversation this request belongs to."""
     turn: int | None = None
     """Multi-turn workloads: 1 for a conversation's first request, then 2, 3..."""
+    retry_errors: list[str] = field(default_factory=list)
+    """``--retries``: how each earlier attempt failed (``"HTTPStatusError 429"``), in order;
+    the timings above are the last attempt's."""
+    retry_wait_s: float = 0.0
+    """Seconds waited between attempts (Retry-After or back-off)."""
+
+    @property
+    def retries(self) -> int:
+        """Attempts after the first."""
+        return len(self.retry_errors)
 
     # -- token counts with their provenance ------------------------------------------------
     @property
@@ -214,6 +224,8 @@ class RequestRecord:
             intended_wall=data.get("intended_wall"),
             session=data.get("session"),
             turn=data.get("turn"),
+            retry_errors=[str(e) for e in data.get("retry_errors") or ()],
+            retry_wait_s=seconds("retry_wait_ms"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -259,4 +271,7 @@ class RequestRecord:
             "intended_wall": None if self.intended_wall is None else round(self.intended_wall, 6),
             "session": self.session,
             "turn": self.turn,
+            "retries": self.retries,
+            "retry_errors": self.retry_errors,
+            "retry_wait_ms": ms(self.retry_wait_s),
         }

@@ -65,6 +65,11 @@ def _throughput_line(stats: EndpointStats, window: float) -> str:
     return line
 
 
+def _retry_line(stats: EndpointStats) -> str:
+    how = ", ".join(f"{label} x{count}" for label, count in stats.retry_failures.most_common())
+    return f"  retried {stats.retried} requests, {stats.retries} retries ({how})"
+
+
 def render_summary(
     by_name: dict[str, EndpointStats],
     total: EndpointStats,
@@ -89,6 +94,8 @@ def render_summary(
                 f"  note: {stats.output_tokens_estimated} requests had no usage from the "
                 "server; their output tokens are chunk counts (estimate)"
             )
+        if stats.retries:
+            out.append(_retry_line(stats))
         if stats.succeeded:
             out.extend(_table([header, *_latency_rows(stats, percentiles)]))
         for error_class, count in stats.failures.most_common():

@@ -102,6 +102,11 @@ class MetricsBlock(BaseModel):
     good_requests: int | None = None
     """Successful requests meeting every per-request SLO (None without such SLOs)."""
     request_goodput: float | None = None
+    retried: int = 0
+    """Requests sent more than once (``--retries``); their failed attempts are in
+    ``retry_failures``, never in ``failures``."""
+    retries: int = 0
+    retry_failures: dict[str, int] = {}
 
     @classmethod
     def of(
@@ -134,6 +139,9 @@ class MetricsBlock(BaseModel):
                 FailureClass(error_class=k, count=v, example=stats.failure_examples.get(k, ""))
                 for k, v in stats.failures.most_common()
             ],
+            retried=stats.retried,
+            retries=stats.retries,
+            retry_failures=dict(stats.retry_failures.most_common()),
             token_provenance=TokenProvenance(
                 output_from_usage=stats.succeeded - stats.output_tokens_estimated,
                 output_estimated=stats.output_tokens_estimated,

@@ -19,7 +19,8 @@ from locust.exception import StopUser
 from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.metrics import RequestRecord
-from sagellm_users.users.runtime import LLMRuntime, runtime_of
+from sagellm_users.users.retry import attempt_label
+from sagellm_users.users.runtime import RETRY_ROW, LLMRuntime, runtime_of
 from sagellm_users.workloads.traffic import NextRequest, UserTraffic
 
 __all__ = ["LLMUser"]
@@ -176,25 +177,29 @@ class LLMUser(User):
         stream = None
         llm = self.llm
         llm.in_flight += 1
+        attempt = 1
         try:
-            if not request.model:
-                request.model = record.model = self.llm.resolve_model(self.client)
-            stream = self.client.stream(request)
-            _consume(stream, record, reply)
+            while True:
+                try:
+                    if not request.model:
+                        request.model = record.model = self.llm.resolve_model(self.client)
+                    stream = self.client.stream(request)
+                    _consume(stream, record, reply)
+                    break
+                except (LLMError, ConfigError) as exc:
+                    if not llm.retry.should_retry(exc, attempt, bool(record.t_out)):
+                        raise
+                    failed, stream = stream, None
+                    self._retry_after(exc, attempt, record, failed)
+                    attempt += 1
         except (LLMError, ConfigError) as exc:
-            record.status = "error"
-            record.error_class = type(exc).__name__
-            record.error_message = str(exc)
-            error = exc
+            error = _failed(record, exc, str(exc))
         except GreenletExit:
             record.status = "cancelled"
             record.error_message = "the user was stopped while the request was in flight"
             raise
         except Exception as exc:
-            record.status = "error"
-            record.error_class = type(exc).__name__
-            record.error_message = f"unexpected error in the client: {exc!r}"
-            error = exc
+            error = _failed(record, exc, f"unexpected error in the client: {exc!r}")
             raise
         finally:
             if stream is not None:
@@ -210,6 +215,41 @@ class LLMUser(User):
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))
         return record
+
+    def _retry_after(
+        self,
+        exc: BaseException,
+        attempt: int,
+        record: RequestRecord,
+        stream: ResponseStream | None,
+    ) -> None:
+        """A failed attempt that will be retried: shown in Locust's table as a RETRY row,
+        counted in the record, then the wait (Retry-After or back-off) before the next."""
+        started = record.t_start
+        if stream is not None:
+            stream.close()
+            if stream.t_send is not None:
+                started = stream.t_send
+        elapsed = perf_counter() - started
+        self.environment.events.request.fire(
+            request_type=RETRY_ROW,
+            name=record.name,
+            response_time=elapsed * 1e3,
+            response_length=0,
+            exception=exc,
+            context={},
+        )
+        wait = self.llm.retry.wait(exc, attempt)
+        record.retry_errors.append(attempt_label(exc))
+        record.retry_wait_s += wait
+        gevent.sleep(wait)
+
+
+def _failed(record: RequestRecord, exc: BaseException, message: str) -> BaseException:
+    record.status = "error"
+    record.error_class = type(exc).__name__
+    record.error_message = message
+    return exc
 
 
 def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | None) -> None:

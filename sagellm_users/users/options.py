@@ -114,6 +114,21 @@ def add_arguments(parser: Any) -> None:
         help="Seconds a whole request may take; 0 means no limit (default 0)",
     )
     add(
+        "--retries",
+        type=int,
+        default=0,
+        help="Send a request again up to N times when it failed before any output: "
+        "connection errors, 408, 429 (after its Retry-After), 5xx. Each retry is counted "
+        "and shown apart (RETRY rows); default 0",
+    )
+    add(
+        "--retry-max-wait",
+        type=float,
+        default=30.0,
+        help="Longest wait before one retry, in seconds: a longer Retry-After is cut to "
+        "it (default 30)",
+    )
+    add(
         "--warmup",
         default="",
         help="Leave the start out of the report: a time (30s, 2m) or requests (200req)",
@@ -237,6 +252,8 @@ _FLAGS = {
     "connect_timeout": "--connect-timeout",
     "read_timeout": "--read-timeout",
     "request_timeout": "--request-timeout",
+    "retries": "--retries",
+    "retry_max_wait": "--retry-max-wait",
     "prompt": "--prompt",
     "model": "--model",
 }
@@ -261,6 +278,8 @@ class LLMOptions(BaseModel):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)
     request_timeout: float | None = Field(None, gt=0)
+    retries: int = Field(0, ge=0, le=100)
+    retry_max_wait: float = Field(30.0, gt=0)
     llm_records: Path | None = None
     mock_args: tuple[str, ...] = ()
     reports: tuple[Path, ...] = ()
@@ -330,6 +349,8 @@ class LLMOptions(BaseModel):
             "connect_timeout": get(ns, "connect_timeout", 10.0),
             "read_timeout": get(ns, "read_timeout", 300.0),
             "request_timeout": request_timeout if request_timeout else None,
+            "retries": get(ns, "retries", 0),
+            "retry_max_wait": get(ns, "retry_max_wait", 30.0),
             "llm_records": Path(records) if records else None,
             "mock_args": mock_args,
             "slo": _checked_slo(str(get(ns, "slo", "") or "")),

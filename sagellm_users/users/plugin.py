@@ -215,8 +215,12 @@ def _check_host(host: str) -> None:
 
 
 def _needs_host(environment: Environment) -> bool:
-    """Whether any user class talks to a server (in-process users need none)."""
-    return any(not issubclass(cls, LocalEngineUser) for cls in environment.user_classes)
+    """Whether any user class talks to a server and names none itself (in-process users
+    need none; a class with its own ``host`` attribute keeps it)."""
+    return any(
+        not issubclass(cls, LocalEngineUser) and not getattr(cls, "host", None)
+        for cls in environment.user_classes
+    )
 
 
 def _check_user_classes(environment: Environment, options: LLMOptions) -> None:

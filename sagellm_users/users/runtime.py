@@ -25,6 +25,7 @@ from sagellm_users.metrics.timeline import Timeline
 from sagellm_users.metrics.window import MeasurementWindow
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.recorder import DeferredRecorder
+from sagellm_users.users.retry import RetryPolicy
 from sagellm_users.workloads.arrivals import ArrivalSchedule
 from sagellm_users.workloads.build import DatasetCache
 from sagellm_users.workloads.traffic import RequestDefaults, Workload
@@ -37,14 +38,16 @@ if TYPE_CHECKING:
     from sagellm_users.users.server_watch import ServerWatch
     from sagellm_users.users.slo_watch import EarlyStop
 
-__all__ = ["METRIC_ROW_TYPES", "LLMRuntime", "runtime_of"]
+__all__ = ["METRIC_ROW_TYPES", "RETRY_ROW", "LLMRuntime", "runtime_of"]
 
 _ATTRIBUTE = "sagellm_runtime"
 
 E2E_ROW = "E2E"
 TTFT_ROW = "TTFT"
 TBT_ROW = "TBT"
-METRIC_ROW_TYPES = frozenset({TTFT_ROW, TBT_ROW})
+RETRY_ROW = "RETRY"
+"""A failed attempt that ``--retries`` sent again (the request's own row comes later)."""
+METRIC_ROW_TYPES = frozenset({TTFT_ROW, TBT_ROW, RETRY_ROW})
 """Request types of the per-token rows, kept out of Locust's "Aggregated" row."""
 
 
@@ -73,6 +76,7 @@ class LLMRuntime:
         """The run over time, by each request's end (see metrics.timeline): this process's
         buckets, or on a master every worker's merged."""
         self.in_flight = 0
+        self.retry = RetryPolicy(options.retries, options.retry_max_wait)
         """Requests this process has sent and not yet finished."""
         self.collector.good_request = good_request_rule(options.slos)
         self.window = MeasurementWindow(options.warmup, options.measure_after_spawn)
