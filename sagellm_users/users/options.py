@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,20 @@ def add_arguments(parser: Any) -> None:
         type=float,
         default=0.0,
         help="Seconds a whole request may take; 0 means no limit (default 0)",
+    )
+    add(
+        "--ca-bundle",
+        default="",
+        include_in_web_ui=False,
+        help="Verify https servers against the CA certificates in this PEM file instead of "
+        "the system's (a private CA)",
+    )
+    add(
+        "--insecure",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="Do not verify https certificates (a warning says so); only for test servers",
     )
     add(
         "--retries",
@@ -278,6 +293,8 @@ class LLMOptions(BaseModel):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)
     request_timeout: float | None = Field(None, gt=0)
+    ca_bundle: str = ""
+    insecure: bool = False
     retries: int = Field(0, ge=0, le=100)
     retry_max_wait: float = Field(30.0, gt=0)
     llm_records: Path | None = None
@@ -303,6 +320,13 @@ class LLMOptions(BaseModel):
     """Open loop when > 0: requests per second across the test."""
     arrival: str = "poisson"
     burstiness: float = Field(1.0, gt=0)
+
+    @property
+    def verify(self) -> bool | str:
+        """What TLS verification uses: the CA bundle, off (``--insecure``), or the system's."""
+        if self.insecure:
+            return False
+        return self.ca_bundle or True
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -349,6 +373,8 @@ class LLMOptions(BaseModel):
             "connect_timeout": get(ns, "connect_timeout", 10.0),
             "read_timeout": get(ns, "read_timeout", 300.0),
             "request_timeout": request_timeout if request_timeout else None,
+            "ca_bundle": _checked_ca_bundle(str(get(ns, "ca_bundle", "") or "")),
+            "insecure": bool(get(ns, "insecure", False)),
             "retries": get(ns, "retries", 0),
             "retry_max_wait": get(ns, "retry_max_wait", 30.0),
             "llm_records": Path(records) if records else None,
@@ -386,6 +412,11 @@ class LLMOptions(BaseModel):
             raise ConfigError(
                 "--request-rate: a multi-turn workload paces itself (think time between "
                 "turns); drop --request-rate, or drop [session] from the workload"
+            )
+        if values["insecure"] and values["ca_bundle"]:
+            raise ConfigError(
+                "--insecure and --ca-bundle contradict each other: --ca-bundle verifies "
+                "against your CA, --insecure verifies nothing; keep one"
             )
         if values["slo_early_stop"] and not values["slo"].strip():
             raise ConfigError(
@@ -449,6 +480,23 @@ def _checked_model(flag: str, value: str) -> str:
         f"{flag}: no such directory {value!r}; give the model's directory (config.json, "
         "weights, tokenizer) or a hub id such as org/name"
     )
+
+
+def _checked_ca_bundle(path: str) -> str:
+    """A PEM file Python's TLS can load CA certificates from (checked now, not at the first
+    https request)."""
+    if not path:
+        return path
+    if not Path(path).is_file():
+        raise ConfigError(f"--ca-bundle: no such file {path!r}; give a PEM file of CA certificates")
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, ValueError, OSError) as exc:
+        raise ConfigError(
+            f"--ca-bundle: {path!r} holds no CA certificate Python can load ({exc}); give a "
+            "PEM file (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    return path
 
 
 def _checked_python(value: str) -> str:

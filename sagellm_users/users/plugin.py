@@ -53,6 +53,11 @@ from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
 from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
+from sagellm_users.users.web_secrets import (
+    hide_secrets,
+    keep_launch_secrets,
+    restore_blank_secrets,
+)
 from sagellm_users.workloads.build import DatasetCache
 
 if TYPE_CHECKING:
@@ -124,6 +129,7 @@ def _on_init(
         except ConfigError as exc:
             _fail(str(exc))
     # Everything is valid: only now start anything.
+    _guard_secrets(environment, options, web_ui)
     runtime = LLMRuntime(environment, options)
     runtime.records = records
     runtime.datasets = datasets
@@ -212,6 +218,22 @@ def _check_host(host: str) -> None:
         parse_base_url(host)
     except ConfigError as exc:
         _fail(f"--host: {exc}")
+
+
+def _guard_secrets(environment: Environment, options: LLMOptions, web_ui: WebUI | None) -> None:
+    """Keep the API key off the web UI's page (an empty form field keeps it; registered
+    before the options are re-read at each start) and say loudly when TLS is not verified."""
+    launch_secrets = keep_launch_secrets(environment)
+    environment.events.test_start.add_listener(
+        lambda **_kw: restore_blank_secrets(environment, launch_secrets)
+    )
+    if web_ui is not None:
+        hide_secrets(web_ui)
+    if options.insecure:
+        log.warning(
+            "sagellm: --insecure: https certificates are not verified, so anyone on the path "
+            "can read or change the traffic (API key included); use --ca-bundle for a private CA"
+        )
 
 
 def _needs_host(environment: Environment) -> bool:

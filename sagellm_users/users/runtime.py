@@ -141,6 +141,7 @@ class LLMRuntime:
             api_key=o.api_key.get_secret_value() if o.api_key else None,
             headers=o.headers,
             timeouts=Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout),
+            verify=o.verify,
         )
 
     def local_client(self, engine: str) -> LocalEngineClient:

@@ -99,6 +99,7 @@ def _prepare(
                 model=options.model,
                 api_key=options.api_key.get_secret_value() if options.api_key else None,
                 headers=options.headers,
+                verify=options.verify,
             )
             conversations = runtime.datasets.get(spec)
             runtime.workload = build_workload(spec, counter, conversations, process)

@@ -35,6 +35,7 @@ def make_counter(
     model: str = "",
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
+    verify: bool | str = True,
 ) -> TokenCounter:
     """The counter ``choice`` names (see ``WorkloadSpec.tokenizer``)."""
     if choice == "estimate":
@@ -44,7 +45,7 @@ def make_counter(
             raise ConfigError(
                 "tokenizer 'server' needs a server: pass --host, or give a tokenizer path"
             )
-        return server_counter(host, model, api_key=api_key, headers=headers)
+        return server_counter(host, model, api_key=api_key, headers=headers, verify=verify)
     if choice != "auto":
         return load_tokenizer(choice)
     for directory in model_dirs:
@@ -52,7 +53,7 @@ def make_counter(
             return load_tokenizer(directory)
     if host:
         try:
-            return server_counter(host, model, api_key=api_key, headers=headers)
+            return server_counter(host, model, api_key=api_key, headers=headers, verify=verify)
         except ConfigError as exc:
             log.warning(
                 "sagellm: prompt lengths are estimated (4 characters per token), not exact: "

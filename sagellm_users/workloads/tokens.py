@@ -177,10 +177,11 @@ def server_counter(
     *,
     api_key: str | None = None,
     headers: dict[str, str] | None = None,
+    verify: bool | str = True,
 ) -> ServerCounter:
     """A :class:`ServerCounter` for the vLLM-compatible server at ``host``, checked with one
     ``/tokenize`` call now, so a server without the route fails before any load is sent."""
-    client = create_client("vllm", host, api_key=api_key, headers=headers)
+    client = create_client("vllm", host, api_key=api_key, headers=headers, verify=verify)
     assert isinstance(client, VLLMClient)
     counter = ServerCounter(client, model)
     try:
