@@ -147,10 +147,9 @@ def test_secrets_appear_in_no_log_record_report_or_page(
         assert answer is not None and answer["success"], answer
         assert run.wait_for(8, timeout=30)
         pages = [start_page]
-        for path in ("/", "/stats/requests", "/llm/", "/llm/stats", "/llm/timeline"):
-            pages.append(client.get(path).get_data(as_text=True))
-        pages += [client.get(p).get_data(as_text=True) for p in ("/llm/report.json",)]
-        pages.append(client.get("/llm/report.html").get_data(as_text=True))
+        routes = ["/", "/stats/requests", "/llm/", "/llm/stats", "/llm/timeline"]
+        routes += ["/llm/report.json", "/llm/report.html"]
+        pages += [client.get(route).get_data(as_text=True) for route in routes]
         run.finish()
         run.environment.events.quit.fire(exit_code=0)  # the summary and report files
     printed = capsys.readouterr()
