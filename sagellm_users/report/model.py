@@ -48,6 +48,7 @@ __all__ = [
     "EndpointReport",
     "FailureClass",
     "LLMReport",
+    "LostWorker",
     "MetricsBlock",
     "RunInfo",
     "SLOResult",
@@ -165,6 +166,15 @@ class RunInfo(BaseModel):
     options: dict[str, Any] = Field(description="sagellm options of the run, secrets removed")
 
 
+class LostWorker(BaseModel):
+    """A worker the master stopped hearing from during the run (killed, frozen, cut off)."""
+
+    worker: str
+    lost_at: datetime
+    last_report_at: datetime | None
+    """Its last report's arrival: what it measured after that is not in the report."""
+
+
 class LLMReport(BaseModel):
     """One load test's result. ``schema_version`` changes when a field changes meaning."""
 
@@ -197,6 +207,10 @@ class LLMReport(BaseModel):
     """The run over time: one point per time bucket (throughput, latency, users, errors)."""
     distributions: list[DistributionPlot] = Field(default_factory=list)
     """Histogram and CDF of each timing, overall and per User class when several ran."""
+    lost_workers: list[LostWorker] = Field(default_factory=list)
+    """Workers lost mid-run; when any, the report is partial (see ``partial``)."""
+    partial: bool = False
+    """Some of what was measured never reached this report (a worker was lost)."""
 
     @property
     def slos_passed(self) -> bool:

@@ -58,6 +58,7 @@ from sagellm_users.users.web_secrets import (
     keep_launch_secrets,
     restore_blank_secrets,
 )
+from sagellm_users.users.worker_watch import WorkerWatch
 from sagellm_users.workloads.build import DatasetCache
 
 if TYPE_CHECKING:
@@ -184,9 +185,7 @@ def _register_listeners(
             lambda client_id, data: _report_to_master(runtime, data)
         )
     if isinstance(runner, MasterRunner):
-        events.worker_report.add_listener(
-            lambda client_id, data: _merge_worker_report(runtime, client_id, data)
-        )
+        _watch_workers(environment, runtime, runner)
     if web_ui is not None:
         runtime.live = True
         events.reset_stats.add_listener(runtime.recent.reset)
@@ -204,6 +203,20 @@ def _register_listeners(
         ticker = TimelineWatch(runtime)
         events.test_start.add_listener(lambda **_kw: ticker.start())
         events.test_stop.add_listener(lambda **_kw: ticker.stop())
+
+
+def _watch_workers(environment: Environment, runtime: LLMRuntime, runner: MasterRunner) -> None:
+    """Merge each worker's report, and notice a worker that stops sending them."""
+    watch = runtime.worker_watch = WorkerWatch(runner)
+    events = environment.events
+
+    def merge(client_id: str, data: dict[str, Any]) -> None:
+        watch.reported(str(client_id))
+        _merge_worker_report(runtime, client_id, data)
+
+    events.worker_report.add_listener(merge)
+    watch.start()
+    events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built
 
 
 def _check_shape(environment: Environment) -> None:
@@ -484,6 +497,12 @@ def _print_summary(runtime: LLMRuntime) -> None:
         text += "\n" + render_server_side(report.server)
     if report.client is not None:
         text += "\n" + render_client_health(report.client)
+    for lost in report.lost_workers:
+        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
+        text += (
+            f"\nPARTIAL: worker {lost.worker} was lost at {lost.lost_at:%H:%M:%S} UTC (last "
+            f"report {last}); what it measured after its last report is not in this report"
+        )
     for path in runtime.options.reports:
         write_report(report, path)
         text += f"\nReport: {path}"
@@ -495,7 +514,7 @@ def _report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
     """The report as of now; ``timeline=False`` for the live JSON, which polls it apart."""
     options = runtime.options
     stop = runtime.early_stop
-    return build_report(
+    report = build_report(
         runtime.collector,
         percentiles=list(options.percentiles),
         host=runtime.environment.host,
@@ -517,3 +536,8 @@ def _report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
         sweep=runtime.sweep,
         timeline=runtime.timeline if timeline else None,
     )
+    watch = runtime.worker_watch
+    if watch is not None and watch.lost:
+        report.lost_workers = list(watch.lost.values())
+        report.partial = True
+    return report

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from sagellm_users.report.workload import SweepReport
     from sagellm_users.users.server_watch import ServerWatch
     from sagellm_users.users.slo_watch import EarlyStop
+    from sagellm_users.users.worker_watch import WorkerWatch
 
 __all__ = ["METRIC_ROW_TYPES", "RETRY_ROW", "LLMRuntime", "runtime_of"]
 
@@ -65,6 +66,9 @@ def runtime_of(environment: Environment) -> LLMRuntime:
 
 class LLMRuntime:
     """What every user of one environment shares."""
+
+    worker_watch: WorkerWatch | None = None
+    """On a master: which workers were lost mid-run."""
 
     def __init__(self, environment: Environment, options: LLMOptions) -> None:
         self.environment = environment

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import locust.runners
+import orjson
 import pytest
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -144,3 +147,49 @@ def test_each_worker_runs_its_own_in_process_engine(
     assert [e["process"] for e in entries] == ["worker 0", "worker 1"]
     assert {e["engine"] for e in entries} == {"vllm"}
     assert runtime.collector.total().total_output_tokens == 4 * runtime.collector.total().succeeded
+
+
+def test_a_lost_worker_is_named_and_the_report_is_partial(
+    mock_url: str, fast_reports: None, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A worker that dies without a word (its greenlets killed: no quit message, no more
+    heartbeats) is noticed by the master, which keeps what it reported, goes on with the
+    other worker and marks the report partial."""
+    monkeypatch.setattr(locust.runners, "HEARTBEAT_INTERVAL", 0.2)
+    monkeypatch.setattr(locust.runners, "HEARTBEAT_LIVENESS", 2)
+    args = ["--host", mock_url, "--max-tokens", "4"]
+    master_env = make_env(args)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    assert isinstance(master, MasterRunner)
+    workers: list[WorkerRunner] = []
+    for _ in range(2):
+        env = make_env(args)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        workers.append(worker)
+    assert wait_until(lambda: master.worker_count == 2)
+    master.start(4, spawn_rate=4)
+    runtime = runtime_of(master_env)
+    assert wait_until(lambda: runtime.collector.total().requests >= 20)
+
+    doomed, survivor = workers
+    doomed.user_greenlets.kill(block=True)
+    doomed.greenlet.kill(block=True)  # heartbeats and reports stop; the master hears nothing
+    before = runtime.collector.total().requests
+    watch = runtime.worker_watch
+    assert watch is not None
+    assert wait_until(lambda: doomed.client_id in watch.lost, timeout=20)
+    assert wait_until(lambda: runtime.collector.total().requests >= before + 20)  # goes on
+    master.quit()
+    survivor.quit()
+    master_env.events.quitting.fire(environment=master_env)  # the final report is built
+
+    report = runtime.final_report
+    assert report is not None and report.partial
+    assert [lost.worker for lost in report.lost_workers] == [doomed.client_id]
+    lost = report.lost_workers[0]
+    assert lost.last_report_at is not None and lost.last_report_at <= lost.lost_at
+    assert report.total.requests >= before  # what the lost worker had reported stays
+    assert any(doomed.client_id in m and "stopped sending heartbeats" in m for m in caplog.messages)
+    assert orjson.loads(report.model_dump_json())["partial"] is True

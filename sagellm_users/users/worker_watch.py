@@ -1,0 +1,78 @@
+"""On a master: notice a worker that stopped sending heartbeats, and say so in the report.
+
+Locust marks a worker "missing" after a few silent heartbeats (killed, frozen, cut off) and
+goes on with the others, but fires no event and leaves nothing in the results. This watch
+polls the master's worker list once a second; a worker that turns missing is logged with
+its id, when it was lost and when its last report arrived, and the final report is marked
+partial: what that worker measured after its last report never reached the master. What
+it had reported stays in every number.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import gevent
+from gevent import Greenlet
+from locust.runners import STATE_MISSING, MasterRunner
+
+from sagellm_users.report.model import LostWorker
+
+__all__ = ["WorkerWatch"]
+
+log = logging.getLogger("sagellm_users")
+
+POLL_S = 1.0
+
+
+class WorkerWatch:
+    """Tracks each worker's last report and which workers were lost, on one master."""
+
+    def __init__(self, runner: MasterRunner) -> None:
+        self._runner = runner
+        self._last_report: dict[str, float] = {}
+        self.lost: dict[str, LostWorker] = {}
+        self._greenlet: Greenlet | None = None
+
+    def reported(self, client_id: str) -> None:
+        """A report from ``client_id`` arrived now."""
+        self._last_report[client_id] = time.time()
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._loop)
+
+    def stop(self) -> None:
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.kill(block=False)
+        self.check()  # one last look: a worker lost in the final second still counts
+
+    def _loop(self) -> None:
+        while True:
+            gevent.sleep(POLL_S)
+            self.check()
+
+    def check(self) -> None:
+        for node in list(self._runner.clients.values()):
+            if node.state != STATE_MISSING or node.id in self.lost:
+                continue
+            last = self._last_report.get(node.id)
+            lost = LostWorker(
+                worker=str(node.id),
+                lost_at=datetime.now(UTC),
+                last_report_at=None if last is None else datetime.fromtimestamp(last, UTC),
+            )
+            self.lost[node.id] = lost
+            since = (
+                "never reported" if last is None else f"last report {time.time() - last:.1f} s ago"
+            )
+            log.warning(
+                "sagellm: worker %s stopped sending heartbeats (%s); the test goes on with the "
+                "others, and the report is marked partial: what it measured after its last "
+                "report is not in it",
+                node.id,
+                since,
+            )
