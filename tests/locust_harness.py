@@ -16,7 +16,7 @@ from locust import User
 from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
 from locust.env import Environment
 from locust.event import Events
-from locust.runners import LocalRunner
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.web import WebUI
 
 from sagellm_users import OpenAIChatUser
@@ -120,4 +120,22 @@ def make_env(args: list[str], user: type[User] = OpenAIChatUser) -> Environment:
     return env
 
 
-__all__ = ["LocalRun", "make_env", "parse_args", "stats_row", "wait_until"]
+def start_cluster(
+    args: list[str], workers: int = 2
+) -> tuple[Environment, MasterRunner, list[WorkerRunner]]:
+    """An in-process master and ``workers`` workers with sagellm installed, all connected."""
+    master_env = make_env(args)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    assert isinstance(master, MasterRunner)
+    started: list[WorkerRunner] = []
+    for _ in range(workers):
+        env = make_env(args)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        started.append(worker)
+    assert wait_until(lambda: master.worker_count == workers)
+    return master_env, master, started
+
+
+__all__ = ["LocalRun", "make_env", "parse_args", "start_cluster", "stats_row", "wait_until"]

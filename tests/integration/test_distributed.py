@@ -14,7 +14,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sagellm_users import VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users import runtime_of
-from tests.locust_harness import make_env, wait_until
+from tests.locust_harness import make_env, start_cluster, wait_until
 
 
 def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) -> None:
@@ -157,18 +157,7 @@ def test_a_lost_worker_is_named_and_the_report_is_partial(
     other worker and marks the report partial."""
     monkeypatch.setattr(locust.runners, "HEARTBEAT_INTERVAL", 0.2)
     monkeypatch.setattr(locust.runners, "HEARTBEAT_LIVENESS", 2)
-    args = ["--host", mock_url, "--max-tokens", "4"]
-    master_env = make_env(args)
-    master = master_env.create_master_runner("127.0.0.1", 0)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
-    assert isinstance(master, MasterRunner)
-    workers: list[WorkerRunner] = []
-    for _ in range(2):
-        env = make_env(args)
-        worker = env.create_worker_runner("127.0.0.1", master.server.port)
-        env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        workers.append(worker)
-    assert wait_until(lambda: master.worker_count == 2)
+    master_env, master, workers = start_cluster(["--host", mock_url, "--max-tokens", "4"])
     master.start(4, spawn_rate=4)
     runtime = runtime_of(master_env)
     assert wait_until(lambda: runtime.collector.total().requests >= 20)

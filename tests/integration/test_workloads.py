@@ -7,13 +7,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from locust.runners import MasterRunner, WorkerRunner
 
 from sagellm_users import GenerationRequest, OpenAIChatUser, OpenAICompletionsUser, RequestRecord
 from sagellm_users.report.workload import render_arrivals
 from sagellm_users.users import runtime_of
 from sagellm_users.workloads import load_tokenizer
-from tests.locust_harness import LocalRun, make_env, wait_until
+from tests.locust_harness import LocalRun, start_cluster, wait_until
 from tests.offline_tokenizer import build_tokenizer
 
 
@@ -143,17 +142,7 @@ def test_multi_turn_sessions_grow_their_history(mock_url: str, tmp_path: Path) -
 def test_workers_share_the_open_loop_rate(mock_url: str, fast_reports: None) -> None:
     args = ["--host", mock_url, "--input-tokens", "16", "--max-tokens", "2"]
     args += ["--request-rate", "40", "--arrival", "constant"]
-    master_env = make_env(args)
-    master = master_env.create_master_runner("127.0.0.1", 0)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
-    assert isinstance(master, MasterRunner)
-    workers: list[WorkerRunner] = []
-    for _ in range(2):
-        env = make_env(args)
-        worker = env.create_worker_runner("127.0.0.1", master.server.port)
-        env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        workers.append(worker)
-    assert wait_until(lambda: master.worker_count == 2)
+    master_env, master, workers = start_cluster(args)
     master.start(8, spawn_rate=8)
     arrivals = runtime_of(master_env).collector.arrivals
     assert wait_until(lambda: arrivals.requests >= 100, timeout=30)
