@@ -4,7 +4,9 @@ Used by the locustfiles' embedded default target and by tests. Readiness is the 
 one JSON line on stdout, read with ``selectors`` and a deadline (no sleeping, no polling of
 the port). Stderr is drained by a thread into a bounded tail, reported if startup fails.
 The child runs with ``--exit-on-stdin-eof`` and a pipe as its stdin, so it exits when this
-process does, however this process ends.
+process does, however this process ends. It runs in its own session, so a Ctrl-C in the
+terminal reaches only this process, which stops the server when it is done with it (a load
+test's in-flight requests are then cancelled, not cut by a server that died first).
 
 Works unchanged in a gevent monkey-patched process (as under Locust): ``selectors``,
 ``subprocess`` and ``threading`` are then gevent's cooperative versions.
@@ -103,6 +105,7 @@ class MockServerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            start_new_session=True,
         )
         self.process = proc
         assert proc.stderr is not None

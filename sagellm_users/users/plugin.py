@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import gevent
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_CLEANUP,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from sagellm_users.backends import BACKENDS
 from sagellm_users.backends.http import parse_base_url
@@ -51,6 +57,12 @@ from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
+from sagellm_users.users.stopping import (
+    Shutdown,
+    interrupt_main_greenlet,
+    quit_workers_first,
+    send_final_report,
+)
 from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.users.web_secrets import (
@@ -79,6 +91,8 @@ _ENGINES_KEY = "sagellm_engines"
 _TIMELINE_KEY = "sagellm_timeline"
 SLO_FAILED_EXIT = 3
 """Process exit code when an --slo objective is not met."""
+USERS_KILL_WAIT_S = 10.0
+"""How long a shutdown waits for cancelled users to end (killing them takes milliseconds)."""
 
 
 def install(events: Events) -> None:
@@ -125,11 +139,14 @@ def _on_init(
     if options.llm_records is not None:
         try:
             records = RecordsWriter(options.llm_records)
-            if not is_worker:
+            if isinstance(runner, MasterRunner):
+                records = None  # only the workers send requests, each to its own file
+            elif not is_worker:
                 records.open()
         except ConfigError as exc:
             _fail(str(exc))
     # Everything is valid: only now start anything.
+    interrupt_main_greenlet()  # Ctrl-C must not kill whichever greenlet happens to run
     _guard_secrets(environment, options, web_ui)
     runtime = LLMRuntime(environment, options)
     runtime.records = records
@@ -143,8 +160,11 @@ def _on_init(
     mock = None
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
-    _register_listeners(environment, runtime, runner, web_ui, records)
-    environment.events.quitting.add_listener(lambda **_kw: _on_quitting(runtime, runner, mock))
+    shutdown = Shutdown(runner, lambda: runtime.in_flight)
+    _register_listeners(environment, runtime, runner, web_ui, records, shutdown=shutdown)
+    environment.events.quitting.add_listener(
+        lambda **_kw: _on_quitting(runtime, runner, mock, shutdown)
+    )
 
 
 def _register_listeners(
@@ -153,6 +173,8 @@ def _register_listeners(
     runner: Runner | None,
     web_ui: WebUI | None,
     records: RecordsWriter | None,
+    *,
+    shutdown: Shutdown,
 ) -> None:
     is_worker = isinstance(runner, WorkerRunner)
     events = environment.events
@@ -170,6 +192,8 @@ def _register_listeners(
         recorder = runtime.recorder
         events.test_start.add_listener(lambda **_kw: recorder.start())
         events.test_stop.add_listener(lambda **_kw: recorder.stop())
+        events.test_stopping.add_listener(lambda **_kw: shutdown.users_stopping())
+        events.test_stop.add_listener(lambda **_kw: shutdown.unguard())
         heap = _FrozenHeap()
         events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
         events.test_stop.add_listener(lambda **_kw: heap.thaw())
@@ -185,7 +209,7 @@ def _register_listeners(
             lambda client_id, data: _report_to_master(runtime, data)
         )
     if isinstance(runner, MasterRunner):
-        _watch_workers(environment, runtime, runner)
+        _watch_workers(environment, runtime, runner, shutdown)
     if web_ui is not None:
         runtime.live = True
         events.reset_stats.add_listener(runtime.recent.reset)
@@ -205,8 +229,11 @@ def _register_listeners(
         events.test_stop.add_listener(lambda **_kw: ticker.stop())
 
 
-def _watch_workers(environment: Environment, runtime: LLMRuntime, runner: MasterRunner) -> None:
-    """Merge each worker's report, and notice a worker that stops sending them."""
+def _watch_workers(
+    environment: Environment, runtime: LLMRuntime, runner: MasterRunner, shutdown: Shutdown
+) -> None:
+    """Merge each worker's report, notice a worker that stops sending them, and wait for
+    every worker's last one when quitting."""
     watch = runtime.worker_watch = WorkerWatch(runner)
     events = environment.events
 
@@ -215,6 +242,7 @@ def _watch_workers(environment: Environment, runtime: LLMRuntime, runner: Master
         _merge_worker_report(runtime, client_id, data)
 
     events.worker_report.add_listener(merge)
+    quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
     watch.start()
     events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built
 
@@ -299,29 +327,41 @@ def _on_quitting(
     runtime: LLMRuntime,
     runner: Runner | None,
     mock: MockServerProcess | None,
+    shutdown: Shutdown,
 ) -> None:
     """Everything at shutdown, in the one order that loses nothing.
 
     On Ctrl-C or SIGTERM Locust fires ``quitting`` *before* it stops the users, so a
     load-generating process stops them first: each in-flight request is recorded as
-    cancelled and every queued one is recorded (test_stop) before the records file
-    closes and the report is built; the embedded mock goes last, so no request fails
-    only because the test was ending."""
-    if (
-        runner is not None
-        and not isinstance(runner, MasterRunner)
-        and runner.state in (STATE_SPAWNING, STATE_RUNNING)
-    ):
-        runner.stop()
-    runtime.close()
-    stop_engines(runtime.engines)
-    if not isinstance(runner, WorkerRunner):
-        if runtime.server_watch is not None:
-            runtime.server_watch.stop()
-        # quitting comes before Locust picks the exit code; quit, after its own tables.
-        _finish(runtime)
-    if mock is not None:
-        mock.stop()
+    cancelled (--stop-timeout lets it finish first) and every queued one is recorded
+    (test_stop) before the records file closes and the report is built;
+    a worker then sends its final report, and a master first waits for every worker's
+    (see users.stopping). The embedded mock goes last, so no request fails only because
+    the test was ending. A second Ctrl-C or SIGTERM meanwhile cancels what is waited for."""
+    if shutdown.begun:  # a second SIGTERM, or Locust's own second run once the runner quit
+        shutdown.again(signalled=False)
+        shutdown.wait_for_exit()  # the first one writes the files and exits
+        return
+    with shutdown.running():
+        if isinstance(runner, MasterRunner):
+            runner.quit()  # waits for the workers' final reports; Locust's quit comes later
+        elif runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
+            runner.stop()
+            if isinstance(runner, WorkerRunner):
+                send_final_report(runner)
+        elif runner is not None and runner.state == STATE_CLEANUP:
+            # SIGTERM while the users stop (--stop-timeout after --run-time): stop now.
+            shutdown.again()
+            runner.user_greenlets.join(timeout=USERS_KILL_WAIT_S)
+        runtime.close()
+        stop_engines(runtime.engines)
+        if not isinstance(runner, WorkerRunner):
+            if runtime.server_watch is not None:
+                runtime.server_watch.stop()
+            # quitting comes before Locust picks the exit code; quit, after its own tables.
+            _finish(runtime)
+        if mock is not None:
+            mock.stop()
 
 
 def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
