@@ -238,9 +238,12 @@ def _watch_workers(
     events = environment.events
 
     def merge(client_id: str, data: dict[str, Any]) -> None:
+        if not watch.accepts(str(client_id)):
+            return
         watch.reported(str(client_id))
         _merge_worker_report(runtime, client_id, data)
 
+    events.worker_connect.add_listener(lambda client_id, **_kw: watch.joined(str(client_id)))
     events.worker_report.add_listener(merge)
     quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
     watch.start()

@@ -6,6 +6,12 @@ polls the master's worker list once a second; a worker that turns missing is log
 its id, when it was lost and when its last report arrived, and the final report is marked
 partial: what that worker measured after its last report never reached the master. What
 it had reported stays in every number.
+
+It also tells the master's merge which reports to take. Locust hands on a report from any
+process that sends one to the master's port, also from a worker that joined a previous
+master on that port: a master restarted mid-test finds the old run's workers still running
+their users for up to a minute (Locust's master heartbeat timeout) and reporting to it.
+Only workers that joined this master count; the others are named once in the log.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 import gevent
+import locust.runners
 from gevent import Greenlet
 from locust.runners import STATE_MISSING, MasterRunner
 
@@ -34,7 +41,29 @@ class WorkerWatch:
         self._runner = runner
         self._last_report: dict[str, float] = {}
         self.lost: dict[str, LostWorker] = {}
+        self._joined: set[str] = set()
+        self._strangers: set[str] = set()
         self._greenlet: Greenlet | None = None
+
+    def joined(self, client_id: str) -> None:
+        """``client_id`` connected to this master (Locust's ``worker_connect``)."""
+        self._joined.add(client_id)
+
+    def accepts(self, client_id: str) -> bool:
+        """Whether a report from ``client_id`` belongs to this master's test: the worker
+        joined it. A stranger is named in the log the first time."""
+        if client_id in self._joined:
+            return True
+        if client_id not in self._strangers:
+            self._strangers.add(client_id)
+            log.warning(
+                "sagellm: ignoring reports from worker %s, which never joined this master "
+                "(it was started for an earlier master on this port, which stopped or was "
+                "restarted; it stops its users once it has heard no heartbeat for %d s)",
+                client_id,
+                locust.runners.MASTER_HEARTBEAT_TIMEOUT,
+            )
+        return False
 
     def reported(self, client_id: str) -> None:
         """A report from ``client_id`` arrived now."""

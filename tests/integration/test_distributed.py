@@ -9,7 +9,7 @@ from typing import Any
 import locust.runners
 import orjson
 import pytest
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_STOPPED, MasterRunner, WorkerRunner
 
 from sagellm_users import VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
@@ -182,3 +182,84 @@ def test_a_lost_worker_is_named_and_the_report_is_partial(
     assert report.total.requests >= before  # what the lost worker had reported stays
     assert any(doomed.client_id in m and "stopped sending heartbeats" in m for m in caplog.messages)
     assert orjson.loads(report.model_dump_json())["partial"] is True
+
+
+def test_workers_stop_cleanly_when_their_master_is_gone(
+    mock_url: str,
+    fast_reports: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: Any,
+) -> None:
+    """A master that dies without a word (killed, its host gone) sends no more heartbeats:
+    each worker stops its users once Locust's master heartbeat timeout passes, records the
+    requests it had in flight as cancelled and closes a whole records file."""
+    monkeypatch.setattr(locust.runners, "HEARTBEAT_INTERVAL", 0.1)
+    monkeypatch.setattr(locust.runners, "MASTER_HEARTBEAT_TIMEOUT", 1.5)
+    args = ["--host", mock_url, "--max-tokens", "64", "--llm-records", str(tmp_path / "run.jsonl")]
+    _master_env, master, workers = start_cluster(args, workers=2)
+    submitted: dict[int, list[RequestRecord]] = {}
+    for worker in workers:
+        runtime = runtime_of(worker.environment)
+        seen = submitted[worker.worker_index] = []
+        original = runtime.submit
+
+        def submit(
+            record: RequestRecord,
+            exception: BaseException | None = None,
+            seen: list[RequestRecord] = seen,
+            original: Callable[..., None] = original,
+        ) -> None:
+            seen.append(record)
+            original(record, exception)
+
+        runtime.submit = submit  # type: ignore[method-assign]
+    master.start(4, spawn_rate=4)
+    assert wait_until(lambda: all(len(seen) >= 5 for seen in submitted.values()))
+
+    master.greenlet.kill(block=True)  # no quit message, no more heartbeats
+    master.server.close(linger=0)
+
+    def stopped(worker: WorkerRunner) -> bool:
+        return worker.state == STATE_STOPPED and not worker.user_greenlets
+
+    assert wait_until(lambda: all(stopped(worker) for worker in workers), 20)
+    for worker in workers:
+        worker.environment.events.quitting.fire(environment=worker.environment)
+
+    assert any("Didn't get heartbeat from master" in m for m in caplog.messages)
+    for worker in workers:
+        seen = submitted[worker.worker_index]
+        path = tmp_path / f"run.worker{worker.worker_index}.jsonl"
+        lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
+        assert [line["id"] for line in lines] == [r.request_id for r in seen]
+        statuses = [line["status"] for line in lines]
+        assert set(statuses) == {"ok", "cancelled"}, "in-flight requests are there, cancelled"
+        assert runtime_of(worker.environment).in_flight == 0
+
+
+def test_a_restarted_master_ignores_the_old_runs_workers(
+    mock_url: str, fast_reports: None, caplog: Any
+) -> None:
+    """A master restarted on the same port gets reports from the previous master's workers,
+    which run their users until their heartbeat timeout: none of it enters the new run."""
+    args = ["--host", mock_url, "--max-tokens", "8"]
+    _old_env, old, workers = start_cluster(args, workers=1)
+    old.start(2, spawn_rate=2)
+    (worker,) = workers
+    assert wait_until(lambda: len(worker.user_greenlets) == 2)
+    port = old.server.port
+    old.greenlet.kill(block=True)
+    old.server.close(linger=0)
+
+    new_env = make_env(args)
+    new = new_env.create_master_runner("127.0.0.1", port)
+    new_env.events.init.fire(environment=new_env, runner=new, web_ui=None)
+    stranger = f"ignoring reports from worker {worker.client_id}, which never joined this master"
+    assert wait_until(lambda: any(stranger in m for m in caplog.messages))
+    reported_requests = worker.stats.total.num_requests  # the old run goes on meanwhile
+    assert wait_until(lambda: worker.stats.total.num_requests > reported_requests)
+    assert runtime_of(new_env).collector.total().requests == 0
+    assert sum(stranger in m for m in caplog.messages) == 1, "named once"
+    new.quit()
+    worker.quit()
