@@ -11,7 +11,9 @@ It also tells the master's merge which reports to take. Locust hands on a report
 process that sends one to the master's port, also from a worker that joined a previous
 master on that port: a master restarted mid-test finds the old run's workers still running
 their users for up to a minute (Locust's master heartbeat timeout) and reporting to it.
-Only workers that joined this master count; the others are named once in the log.
+Only workers that joined this master (sent it ``client_ready``, which puts them in its worker
+list; with ``--processes`` that can come before the plugin is set up) count; the others are
+named once in the log.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class WorkerWatch:
         """Whether a report from ``client_id`` belongs to this master's test: the worker
         joined it. A stranger is named in the log the first time."""
         if client_id in self._joined:
+            return True
+        if client_id in self._runner.clients:  # joined before this watch was installed
+            self._joined.add(client_id)
             return True
         if client_id not in self._strangers:
             self._strangers.add(client_id)

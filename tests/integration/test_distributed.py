@@ -263,3 +263,31 @@ def test_a_restarted_master_ignores_the_old_runs_workers(
     assert sum(stranger in m for m in caplog.messages) == 1, "named once"
     new.quit()
     worker.quit()
+
+
+def test_workers_that_joined_before_the_plugin_was_set_up_are_merged(
+    mock_url: str, fast_reports: None
+) -> None:
+    """With --processes (and the web UI) Locust's forked workers join the master before its
+    init event sets sagellm up: their reports count like any other worker's."""
+    args = ["--host", mock_url, "--max-tokens", "4"]
+    master_env = make_env(args)
+    master = master_env.create_master_runner("127.0.0.1", 0)
+    assert isinstance(master, MasterRunner)
+    workers = []
+    for _ in range(2):
+        env = make_env(args)
+        worker = env.create_worker_runner("127.0.0.1", master.server.port)
+        env.events.init.fire(environment=env, runner=worker, web_ui=None)
+        workers.append(worker)
+    assert wait_until(lambda: master.worker_count == 2)
+    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    master.start(2, spawn_rate=2)
+    runtime = runtime_of(master_env)
+    assert wait_until(lambda: runtime.collector.total().requests >= 10)
+    master.quit()
+    for worker in workers:
+        worker.quit()
+    watch = runtime.worker_watch
+    assert watch is not None
+    assert all(watch.accepts(str(worker.client_id)) for worker in workers)
