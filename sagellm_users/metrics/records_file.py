@@ -6,6 +6,7 @@ itself) and means Ctrl-C, SIGTERM or a crash loses nothing already measured.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +31,15 @@ class RecordsWriter:
             raise ConfigError(
                 f"--llm-records {str(path)!r}: directory {str(parent)!r} does not exist; "
                 "create it or choose another path"
+            )
+        if self.path.is_dir():
+            raise ConfigError(
+                f"--llm-records {str(path)!r}: is a directory; give a file name in it"
+            )
+        if not os.access(parent, os.W_OK):
+            raise ConfigError(
+                f"--llm-records {str(path)!r}: directory {str(parent)!r} is not writable; "
+                "choose another path"
             )
 
     def use_suffix(self, suffix: str) -> None:

@@ -7,8 +7,15 @@ seed, and is fast enough that one mock process out-streams what one Locust worke
 the current process.
 """
 
+from .cli import check_mock_args
 from .config import MockServerConfig
 from .launcher import MockServerProcess, MockServerStartError
 from .server import serve
 
-__all__ = ["MockServerConfig", "MockServerProcess", "MockServerStartError", "serve"]
+__all__ = [
+    "MockServerConfig",
+    "MockServerProcess",
+    "MockServerStartError",
+    "check_mock_args",
+    "serve",
+]

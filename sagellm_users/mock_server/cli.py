@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import NoReturn
+
+from sagellm_users.errors import ConfigError
 
 from .config import MockServerConfig, parse_token_range
 from .faults import FAULT_RATE_FIELDS
 
-__all__ = ["build_parser", "parse_config"]
+__all__ = ["build_parser", "check_mock_args", "parse_config"]
 
 _FAULT_HELP = {
     "error_rate_500": "HTTP 500 with vLLM's JSON error body",
@@ -44,10 +47,19 @@ def _token_range(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _RaisingParser(argparse.ArgumentParser):
+    """Reports a bad flag as a ValueError instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
+
+
+def build_parser(
+    parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+) -> argparse.ArgumentParser:
     """The argument parser; defaults come from :class:`MockServerConfig`."""
     d = MockServerConfig()
-    p = argparse.ArgumentParser(
+    p = parser_class(
         prog="sagellm-mock-server",
         description=(
             "OpenAI-compatible mock LLM server speaking vLLM's streaming wire format. "
@@ -147,6 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit when stdin closes (dies with the process that launched it)",
     )
     return p
+
+
+def check_mock_args(argv: Sequence[str]) -> None:
+    """Check mock server flags (a load test's ``--mock-args``) in this process, so a bad
+    one stops the run with one line instead of the server's usage text."""
+    try:
+        ns = build_parser(_RaisingParser).parse_args(list(argv))
+        MockServerConfig(**{f.name: getattr(ns, f.name) for f in fields(MockServerConfig)})
+    except ValueError as exc:
+        raise ConfigError(
+            f"--mock-args: {exc}; see python -m sagellm_users.mock_server --help"
+        ) from None
 
 
 def parse_config(argv: Sequence[str] | None = None) -> MockServerConfig:

@@ -206,7 +206,17 @@ def check_report_path(path: Path, option: str = "--llm-report") -> None:
         known = ", ".join(sorted(WRITERS))
         raise ConfigError(f"{option} {str(path)!r}: unknown format; end the name in {known}")
     if not path.parent.is_dir():
-        raise ConfigError(f"{option} {str(path)!r}: directory {str(path.parent)!r} does not exist")
+        raise ConfigError(
+            f"{option} {str(path)!r}: directory {str(path.parent)!r} does not exist; create it "
+            "or choose another path"
+        )
+    if path.is_dir():
+        raise ConfigError(f"{option} {str(path)!r}: is a directory; give a file name in it")
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(
+            f"{option} {str(path)!r}: directory {str(path.parent)!r} is not writable; choose "
+            "another path"
+        )
 
 
 def write_report(report: LLMReport, path: Path) -> None:

@@ -350,13 +350,22 @@ class LLMOptions(BaseModel):
         get = getattr
         prompt_file = str(get(ns, "prompt_file", "") or "")
         prompts = _read_prompts(prompt_file) if prompt_file else (str(get(ns, "prompt", "")),)
+        if not prompts[0].strip():
+            raise ConfigError(
+                "--prompt: empty; give the text every request sends, or leave --prompt out "
+                "for the default"
+            )
         temperature = get(ns, "temperature", None)
         request_timeout = float(get(ns, "request_timeout", 0) or 0)
         records = str(get(ns, "llm_records", "") or "")
+        mock_text = str(get(ns, "mock_args", "") or "")
         try:
-            mock_args = tuple(shlex.split(str(get(ns, "mock_args", "") or "")))
+            mock_args = tuple(shlex.split(mock_text))
         except ValueError as exc:
-            raise ConfigError(f"--mock-args: cannot split {exc}") from None
+            raise ConfigError(
+                f"--mock-args: cannot split {mock_text!r} as a shell would ({exc}); balance "
+                "its quotes"
+            ) from None
         warmup = parse_warmup(str(get(ns, "warmup", "") or ""))
         values: dict[str, Any] = {
             "backend": _checked_backend(str(get(ns, "backend", "") or "openai")),

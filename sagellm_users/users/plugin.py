@@ -30,7 +30,7 @@ from sagellm_users.backends import BACKENDS
 from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError, EngineStartError
 from sagellm_users.metrics import RecordsWriter, render_summary
-from sagellm_users.mock_server import MockServerProcess, MockServerStartError
+from sagellm_users.mock_server import MockServerProcess, MockServerStartError, check_mock_args
 from sagellm_users.report import (
     EarlyStopInfo,
     LLMReport,
@@ -51,6 +51,7 @@ from sagellm_users.users.engines import (
     stop_engines,
 )
 from sagellm_users.users.health_probe import HealthProbe
+from sagellm_users.users.ignored_options import check_engine_options, check_shape_options
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.options import LLMOptions, add_arguments
@@ -71,7 +72,7 @@ from sagellm_users.users.web_secrets import (
     restore_blank_secrets,
 )
 from sagellm_users.users.worker_watch import WorkerWatch
-from sagellm_users.workloads.build import DatasetCache
+from sagellm_users.workloads.build import DatasetCache, check_tokenizer
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -126,12 +127,17 @@ def _on_init(
         _check_host(environment.host)
     _check_user_classes(environment, options)
     try:
-        engine_plan = engine_specs(engines_needed(environment.user_classes), options)
+        needed = engines_needed(environment.user_classes)
+        check_engine_options(needed, options)
+        engine_plan = engine_specs(needed, options)
         for path in options.reports:
             check_report_path(path)
         datasets = DatasetCache()
         if options.workload is not None:
             datasets.get(options.workload)  # read and checked once, before any load
+            check_tokenizer(options.workload.tokenizer)
+        check_mock_args(options.mock_args)
+        check_shape_options(environment.parsed_options, environment.shape_class)
         _check_shape(environment)
     except ConfigError as exc:
         _fail(str(exc))
@@ -498,7 +504,9 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
 def _finish(runtime: LLMRuntime) -> None:
     """Build the final report once; with --slo, its verdict decides the exit code."""
     report = runtime.final_report = _report(runtime)
-    if report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
+    if runtime.options_error is not None:  # the last test start was refused: nothing ran
+        runtime.environment.process_exit_code = 1
+    elif report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
         passed = report.sweep.capacity is not None
         runtime.environment.process_exit_code = 0 if passed else SLO_FAILED_EXIT
     elif report.slos:  # an early stop always has its objectives here

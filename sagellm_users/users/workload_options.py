@@ -130,4 +130,15 @@ def arrival_values(ns: Any) -> dict[str, Any]:
     if kind not in ARRIVAL_KINDS:
         kinds = ", ".join(ARRIVAL_KINDS)
         raise ConfigError(f"--arrival: unknown kind {kind!r}; choose one of {kinds}")
+    # Closed-loop runs have no arrivals: shaping them would be silently ignored.
+    if rate == 0 and kind != "poisson":
+        raise ConfigError(
+            f"--arrival {kind}: arrivals exist only in an open-loop run; add --request-rate "
+            "R (requests per second), or drop --arrival"
+        )
+    if burstiness != 1.0 and kind != "gamma":
+        raise ConfigError(
+            f"--burstiness {burstiness:g}: only gamma arrivals have a burstiness; add "
+            "--arrival gamma (and --request-rate R), or drop --burstiness"
+        )
     return {"request_rate": rate, "arrival": kind, "burstiness": burstiness}

@@ -27,6 +27,13 @@ __all__ = ["DatasetCache", "build_workload", "make_counter"]
 log = logging.getLogger("sagellm_users")
 
 
+def check_tokenizer(choice: str) -> None:
+    """Load a tokenizer named by path now, before any load: the counter itself is built at
+    each test start, where a bad path would only stop the test it had just started."""
+    if choice not in ("auto", "server", "estimate"):
+        load_tokenizer(choice)
+
+
 def make_counter(
     choice: str,
     *,

@@ -178,6 +178,9 @@ def test_sigterm_mid_run_loses_no_finished_request(tmp_path: Path) -> None:
         (["--llm-percentiles", "50,abc"], "--llm-percentiles"),
         (["--warmup", "soon"], "--warmup"),
         (["--slo-early-stop"], "--slo-early-stop: there is no objective"),
+        (["--step-users", "4:4:8"], "--step-users: no load shape runs"),
+        (["--mock-args", "--ttft-ms -5"], "--mock-args: invalid mock server config"),
+        (["--input-tokens", "8", "--tokenizer", "/nonexistent"], "tokenizer path"),
     ],
 )
 def test_invalid_options_stop_before_any_load(args: list[str], message: str) -> None:
