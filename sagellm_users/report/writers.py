@@ -49,6 +49,8 @@ _SCALARS = (
     "total_token_throughput",
     "total_input_tokens",
     "total_output_tokens",
+    "retried",
+    "retries",
 )
 
 
@@ -106,17 +108,33 @@ def render_markdown(report: LLMReport) -> bytes:
         f"excluded: {w.excluded_requests} requests",
         f"- {report.tool.name} {report.tool.version}, Locust {report.tool.locust}, "
         f"Python {report.tool.python}",
+    ]
+    for lost in report.lost_workers:
+        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
+        lines.append(
+            f"- **PARTIAL**: worker `{lost.worker}` was lost at {lost.lost_at:%H:%M:%S} UTC "
+            f"(last report {last}); what it measured after its last report is not in this report"
+        )
+    lines += [
         "",
-        "| scope | requests | completed | failed | error rate | req/s | output tok/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scope | requests | completed | failed | cancelled | error rate | retried | req/s "
+        "| output tok/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for scope, block in _slices(report):
         label = "all" if scope == "total" else _slice_label(block)
         lines.append(
             f"| {label} | {block.requests} | {block.completed} | {block.failed} | "
-            f"{block.error_rate:.2%} | {block.request_throughput:.2f} | "
-            f"{block.output_throughput:.1f} |"
+            f"{block.cancelled} | {block.error_rate:.2%} | {block.retried} | "
+            f"{block.request_throughput:.2f} | {block.output_throughput:.1f} |"
         )
+    if report.total.retried:
+        how = ", ".join(f"{k} x{v}" for k, v in report.total.retry_failures.items())
+        lines += [
+            "",
+            f"Retried {report.total.retried} requests, {report.total.retries} retries ({how}); "
+            "each request counts once, by its last attempt.",
+        ]
     labels = [f"p{p:g}" for p in report.percentiles]
     lines += [
         "",

@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -23,6 +24,11 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from sagellm_users.metrics.collector import MetricsCollector
+from sagellm_users.metrics.record import RequestRecord
+from sagellm_users.report import build_report
+from sagellm_users.report.html import render_html_report
+from sagellm_users.report.model import LostWorker
 from tests.e2e.chromium import ARTIFACTS, canvas_ink, chromium, console_errors, wait_for
 from tests.e2e.locust_process import ROOT, run_locust, start_locust
 
@@ -197,3 +203,46 @@ def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
         _charts_hold_data(driver, ("cmp-cdf-ttft_ms", "cmp-ts-output"))
         assert console_errors(driver) == []
         _shot(driver, "comparison.png")
+
+
+def test_the_report_says_when_it_is_partial_and_what_was_cancelled_or_retried(
+    tmp_path: Path,
+) -> None:
+    """A distributed run that lost a worker, stopped with requests in flight and retried
+    some: the HTML report says all three above its summary table."""
+    collector = MetricsCollector()
+    for i in range(6):
+        rec = RequestRecord(
+            request_id=i, user="ChatUser", backend="openai", api="chat",
+            name="/v1/chat/completions", model="tiny", stream=True,
+            wall_start=1_790_000_000.0 + i, t_start=5.0, t_send=5.0,
+            t_out=[5.04, 5.05, 5.06], t_done=5.06,
+            usage_prompt_tokens=8, usage_completion_tokens=3,
+        )  # fmt: skip
+        if i == 0:
+            rec.retry_errors = ["HTTPStatusError 429"]
+        if i == 5:
+            rec.status, rec.t_out, rec.t_done = "cancelled", [], 5.5
+        collector.add(rec)
+    built = build_report(
+        collector, percentiles=[50.0, 99.0], host="http://127.0.0.1:8000",
+        user_classes=["ChatUser"], options={}, warmup="none", measure_after_spawn=False,
+    )  # fmt: skip
+    lost = LostWorker(
+        worker="worker-7", lost_at=datetime(2026, 5, 6, 7, 8, 9, tzinfo=UTC), last_report_at=None
+    )
+    built = built.model_copy(update={"lost_workers": [lost], "partial": True})
+    out = tmp_path / "partial.html"
+    out.write_bytes(render_html_report(built))
+    with chromium() as driver:
+        driver.get(out.as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        summary = driver.find_element(By.ID, "summary").text
+        assert (
+            "PARTIAL: worker worker-7 was lost at 2026-05-06 07:08:09 UTC (last report never)"
+        ) in summary
+        assert "1 request(s) were in flight when the test stopped" in summary
+        assert "Retried 1 request(s), 1 retries (HTTPStatusError 429 x1)" in summary
+        headers = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#summary th")]
+        assert "cancelled" in headers and "retried" in headers
+        assert console_errors(driver) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -21,6 +22,7 @@ from sagellm_users.report import (
     render_markdown,
     write_report,
 )
+from sagellm_users.report.model import LostWorker
 
 VLLM_FIELDS = {
     "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
@@ -132,3 +134,36 @@ def test_empty_run_still_reports() -> None:
     data = orjson.loads(render_json(report))
     assert data["completed"] == 0 and data["mean_ttft_ms"] is None
     assert data["request_throughput"] == 0.0
+
+
+def test_partial_cancelled_and_retried_runs_say_so_in_markdown_and_csv() -> None:
+    collector = MetricsCollector()
+    retried = record(1)
+    retried.retry_errors = ["HTTPStatusError 429", "HTTPStatusError 429"]
+    collector.add(retried)
+    cancelled = record(2)
+    cancelled.status = "cancelled"
+    cancelled.t_out = []
+    collector.add(cancelled)
+    report = build_report(
+        collector,
+        percentiles=[50.0],
+        host="http://127.0.0.1:8000",
+        user_classes=["ChatUser"],
+        options={},
+        warmup="none",
+        measure_after_spawn=False,
+    )
+    lost = LostWorker(
+        worker="w1", lost_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), last_report_at=None
+    )
+    report = report.model_copy(update={"lost_workers": [lost], "partial": True})
+    text = render_markdown(report).decode()
+    assert (
+        "- **PARTIAL**: worker `w1` was lost at 03:04:05 UTC (last report never); what it "
+        "measured after its last report is not in this report"
+    ) in text
+    assert "| all | 2 | 1 | 0 | 1 | 0.00% | 1 |" in text
+    assert "Retried 1 requests, 2 retries (HTTPStatusError 429 x2)" in text
+    total = next(csv.DictReader(io.StringIO(render_csv(report).decode())))
+    assert (total["cancelled"], total["retried"], total["retries"]) == ("1", "1", "2")

@@ -128,6 +128,13 @@
     $("state").className = "state " + state.replace(/[^a-z_-]/gi, "");
     showTiles(stats);
     showEndpoints(stats);
+    const lost = cumulative.lost_workers || [];
+    $("partial").hidden = !lost.length;
+    $("partial").replaceChildren(...lost.map((w) => el("p", {className: "verdict fail",
+      text: "PARTIAL: worker " + w.worker + " was lost at " + D.when(w.lost_at) + " (last " +
+            "report " + (w.last_report_at ? D.when(w.last_report_at) : "never") + "); the " +
+            "test goes on with the others, and what it measured after its last report is " +
+            "missing"})));
     const slos = cumulative.slos || [];
     showPanel("slos", slos.length ? D.sloTable(cumulative) : null);
     const servers = cumulative.server || [];

@@ -126,7 +126,25 @@
     const parts = [config(report, suffix)];
 
     const summary = D.section(id("summary"), "Summary", "Times in milliseconds.");
+    for (const lost of report.lost_workers || []) {
+      summary.append(el("p", {className: "verdict fail", text: "PARTIAL: worker " + lost.worker +
+        " was lost at " + D.when(lost.lost_at) + " (last report " +
+        (lost.last_report_at ? D.when(lost.last_report_at) : "never") + "); what it " +
+        "measured after its last report is not in this report"}));
+    }
     summary.append(D.summaryTable(report));
+    const t = report.total || {};
+    if (t.cancelled) {
+      summary.append(el("p", {className: "note", text: D.num(t.cancelled, 0) + " request(s) " +
+        "were in flight when the test stopped: recorded as cancelled, neither failed nor in " +
+        "the error rate."}));
+    }
+    if (t.retried) {
+      const how = Object.entries(t.retry_failures || {}).map(([k, v]) => k + " x" + v);
+      summary.append(el("p", {className: "note", text: "Retried " + D.num(t.retried, 0) +
+        " request(s), " + D.num(t.retries, 0) + " retries (" + how.join(", ") + "): each " +
+        "request counts once, by its last attempt; the attempts that failed are only here."}));
+    }
     const p = (report.total || {}).token_provenance;
     if (p && (p.output_estimated || p.input_estimated)) {
       summary.append(el("p", {className: "note", text: "Token counts estimated (no usage " +
