@@ -600,6 +600,12 @@ def test_records_writer_missing_directory_raises_config_error(tmp_path: Path) ->
 def test_records_writer_unwritable_path_raises_config_error(tmp_path: Path) -> None:
     target = tmp_path / "a-directory"
     target.mkdir()
-    writer = RecordsWriter(target)  # the parent exists, but the path is a directory
+    with pytest.raises(ConfigError, match="is a directory; give a file name in it"):
+        RecordsWriter(target)  # the parent exists, but the path is a directory: refused at once
+
+
+def test_records_writer_that_cannot_open_its_file_raises_config_error(tmp_path: Path) -> None:
+    writer = RecordsWriter(tmp_path / "records.jsonl")
+    (tmp_path / "records.jsonl").mkdir()  # taken by a directory after the options were checked
     with pytest.raises(ConfigError, match="cannot be written"):
         writer.write(steady_record())
