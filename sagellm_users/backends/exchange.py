@@ -54,8 +54,14 @@ class _Sink:
     def on_headers_complete(self) -> None:
         self.headers_done = True
         # llhttp forgets the keep-alive verdict once the message completes: ask now.
-        if self.parser is not None:
-            self.keep_alive = self.parser.should_keep_alive()
+        parser, self.parser = self.parser, None
+        if parser is not None:
+            self.keep_alive = parser.should_keep_alive()
+        # Letting go of the parser here breaks the cycle parser -> bound callbacks -> sink
+        # -> parser: every answered request's parser is then freed by reference counting
+        # as the exchange ends, not by a full garbage collection a minute later. (A cycle
+        # per request kept ~16,000 objects a second waiting at 2,000 requests/s, and the
+        # heap grew around them: 50 MiB/hour of resident memory in the soak.)
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
@@ -290,6 +296,7 @@ class HttpExchange:
     def _abort(self) -> None:
         if self.t_done is None:
             self.t_done = perf_counter()
+        self._sink.parser = None  # the cycle on_headers_complete breaks, if it never came
         self._end_reads()
         sock, self._sock = self._sock, None
         if sock is not None:

@@ -11,6 +11,7 @@ on sleeps. The module works both with plain threads and under gevent's monkey-pa
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import json
 import socket
@@ -24,6 +25,7 @@ from typing import Any
 import pytest
 
 from sagellm_users.backends import GenerationRequest, OpenAIClient, Timeouts
+from sagellm_users.backends import exchange as exchange_module
 from sagellm_users.backends.base import Chunk, Usage
 from sagellm_users.backends.cooperative import CooperativeReader
 from sagellm_users.backends.http import HttpTransport, parse_base_url
@@ -571,6 +573,37 @@ def test_connection_is_reused_across_requests(serve: Callable[[Script], Scripted
     assert len(server.requests) == 2
     assert first.connect_s is not None
     assert second.connect_s is None  # a pooled connection: no setup time
+
+
+def _sinks_alive() -> int:
+    return sum(isinstance(o, exchange_module._Sink) for o in gc.get_objects())
+
+
+def test_finished_requests_leave_no_cycles_for_the_garbage_collector(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    """A cycle per request is freed only by a full collection, which at thousands of
+    requests a second comes a minute later with tens of thousands of objects waiting: the
+    heap grows around them. Every exchange must be freed by reference counting alone."""
+    answered = serve(answer(*[chunked_sse(VLLM_EVENTS)] * 3))
+
+    def close_unanswered(conn: Connection) -> None:
+        assert conn.read_request() is not None
+
+    unanswered = serve(close_unanswered)
+    gc.collect()
+    before = _sinks_alive()
+    gc.disable()
+    try:
+        with client_for(answered.url) as client:
+            for _ in range(3):
+                assert "".join(c.text for c in collect(client, chat())) == "Hello world"
+        with client_for(unanswered.url) as client, pytest.raises(ConnectError):
+            collect(client, chat())
+        left = _sinks_alive() - before
+    finally:
+        gc.enable()
+    assert left == 0, f"{left} exchanges were left in reference cycles"
 
 
 def test_stale_pooled_connection_is_replaced(serve: Callable[[Script], ScriptedServer]) -> None:
