@@ -10,6 +10,13 @@ and timeouts are not armed per read but by one lazy timer per request (see
 :class:`~sagellm_users.backends.http.HttpExchange`), which wakes the reader only when a
 deadline really passed.
 
+Each read lands in one buffer per event loop and is copied out at its exact size. Why not
+``recv(size)``: that allocates ``size`` bytes (64 KiB) for every read and shrinks the block
+to the few hundred bytes an event has; at 20,000 reads a second the C heap fragments around
+those remnants and never gives the space back (the soak's resident memory grew by 100
+MiB/hour that way, against a flat line now). Copying out before anything else can run on
+the loop makes one buffer safe for every reader on it.
+
 Only plain TCP gevent sockets qualify (TLS needs the SSL layer's own reads); anything else
 returns ``None`` from :meth:`CooperativeReader.for_socket` and keeps the portable path. The
 module touches three attributes of gevent's socket (``_sock``, ``_read_event``, ``hub``),
@@ -20,13 +27,27 @@ from __future__ import annotations
 
 import socket
 import ssl
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from gevent import getcurrent
 from gevent import ssl as gssl
 
-__all__ = ["CooperativeReader", "Expired"]
+__all__ = ["READ_BUFFER_BYTES", "CooperativeReader", "Expired"]
+
+READ_BUFFER_BYTES = 65536
+"""The most one read returns (one per event loop: a loop runs one reader at a time)."""
+
+_buffers: weakref.WeakKeyDictionary[Any, memoryview] = weakref.WeakKeyDictionary()
+"""Event loop (gevent hub, one per OS thread) -> its read buffer."""
+
+
+def _buffer_for(hub: Any) -> memoryview:
+    view = _buffers.get(hub)
+    if view is None:
+        view = _buffers[hub] = memoryview(bytearray(READ_BUFFER_BYTES))
+    return view
 
 
 class Expired(Exception):
@@ -36,12 +57,23 @@ class Expired(Exception):
 class CooperativeReader:
     """Reads one connection for one request; owns that request's deadline timer."""
 
-    __slots__ = ("_drained", "_hub", "_owner", "_raw", "_switch", "_timer", "_watcher", "expired")
+    __slots__ = (
+        "_buffer",
+        "_drained",
+        "_hub",
+        "_owner",
+        "_raw",
+        "_switch",
+        "_timer",
+        "_watcher",
+        "expired",
+    )
 
     def __init__(self, raw: socket.socket, watcher: Any, hub: Any) -> None:
         self._raw = raw
         self._watcher = watcher
         self._hub = hub
+        self._buffer = _buffer_for(hub)
         self._timer: Any = None
         self._owner: Any = None
         self._switch: Callable[[], Any] | None = None
@@ -62,18 +94,21 @@ class CooperativeReader:
         return cls(raw, watcher, hub)
 
     def recv(self, size: int) -> bytes:
-        """One read of up to ``size`` bytes; raises :class:`Expired` after :meth:`expire`."""
-        raw = self._raw
+        """One read of up to ``size`` bytes (at most :data:`READ_BUFFER_BYTES`); raises
+        :class:`Expired` after :meth:`expire`."""
+        raw, buffer = self._raw, self._buffer
+        size = min(size, READ_BUFFER_BYTES)
         if self._drained:
             self._wait()
         while True:
             try:
-                data = raw.recv(size)
+                count = raw.recv_into(buffer, size)
             except BlockingIOError:
                 self._wait()
                 continue
-            self._drained = len(data) < size
-            return data
+            self._drained = count < size
+            # Copied out before this greenlet can yield: the buffer is the loop's, not ours.
+            return buffer[:count].tobytes()
 
     def _wait(self) -> None:
         """Sleep until the socket is readable: ``Hub.wait`` without its ``Waiter``.

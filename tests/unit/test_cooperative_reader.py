@@ -9,7 +9,7 @@ import gevent.socket
 import pytest
 from gevent.hub import get_hub
 
-from sagellm_users.backends.cooperative import CooperativeReader, Expired
+from sagellm_users.backends.cooperative import READ_BUFFER_BYTES, CooperativeReader, Expired
 
 
 @pytest.fixture
@@ -78,3 +78,43 @@ def test_expire_wakes_a_waiting_reader(
         reading.get(timeout=10)
     with pytest.raises(Expired):
         reader.recv(64)  # and every later read
+
+
+def test_readers_on_one_loop_share_a_buffer_but_never_each_others_bytes() -> None:
+    """Each read is copied out of the loop's one buffer at its exact size, so a later read
+    by another reader cannot change what an earlier one returned."""
+    pairs = [gevent.socket.socketpair() for _ in range(3)]
+    try:
+        readers = [_reader(a) for a, _b in pairs]
+        assert len({id(r._buffer.obj) for r in readers}) == 1, "one buffer per event loop"
+        reading = [gevent.spawn(lambda r=r: [r.recv(65536), r.recv(65536)]) for r in readers]
+        gevent.idle()
+        for turn in range(2):
+            for index, (_a, b) in enumerate(pairs):
+                b.sendall(bytes([65 + index]) * (100 * (index + 1) + turn))
+            gevent.idle()
+        results = [g.get(timeout=10) for g in reading]
+        for index, (first, second) in enumerate(results):
+            letter = bytes([65 + index])
+            assert first == letter * (100 * (index + 1))
+            assert second == letter * (100 * (index + 1) + 1)
+    finally:
+        for a, b in pairs:
+            a.close()
+            b.close()
+
+
+def test_a_read_returns_no_more_than_the_buffer_holds(
+    pair: tuple[gevent.socket.socket, gevent.socket.socket],
+) -> None:
+    a, b = pair
+    reader = _reader(a)
+    payload = bytes(range(256)) * 1024  # 256 KiB, more than one read takes
+    sending = gevent.spawn(b.sendall, payload)
+    received = b""
+    while len(received) < len(payload):
+        data = gevent.spawn(reader.recv, 1 << 20).get(timeout=10)
+        assert 0 < len(data) <= READ_BUFFER_BYTES
+        received += data
+    sending.get(timeout=10)
+    assert received == payload
