@@ -56,6 +56,13 @@ POINT_PERCENTILES: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 """Point field prefix -> (bucket distribution, percentiles kept), e.g. ``ttft_p99_ms``."""
 
+_PERCENTILE_KEYS: tuple[tuple[str, str, tuple[tuple[float, str], ...]], ...] = tuple(
+    (prefix, source, tuple((p, f"{prefix}_p{p:g}_ms") for p in percentiles))
+    for prefix, (source, percentiles) in POINT_PERCENTILES.items()
+)
+"""(prefix, source, ((percentile, point key), ...)): the keys made once, so the points of
+a long run share their key strings instead of holding a dozen copies each."""
+
 _WEIGHTS = {"ttft": "completed", "tpot": "completed", "e2el": "completed", "itl": "itl_count"}
 """The count each percentile is weighted by when two points merge."""
 
@@ -154,11 +161,11 @@ class Bucket:
             "itl_count": self.itl.count,
         }
         _add_rates(point, width)
-        for prefix, (source, percentiles) in POINT_PERCENTILES.items():
+        for _prefix, source, keys in _PERCENTILE_KEYS:
             dist: Distribution = getattr(self, source)
-            for p in percentiles:
+            for p, key in keys:
                 value = dist.percentile(p)
-                point[f"{prefix}_p{p:g}_ms"] = None if value is None else value * 1e3
+                point[key] = None if value is None else value * 1e3
         return point
 
 
@@ -177,9 +184,8 @@ def merge_points(first: dict[str, Any], second: dict[str, Any], width: float) ->
         merged[name] = first[name] + second[name]
     merged["errors"] = dict(Counter(first["errors"]) + Counter(second["errors"]))
     _add_rates(merged, width)
-    for prefix, (_source, percentiles) in POINT_PERCENTILES.items():
-        for p in percentiles:
-            key = f"{prefix}_p{p:g}_ms"
+    for prefix, _source, keys in _PERCENTILE_KEYS:
+        for _p, key in keys:
             weight = _WEIGHTS.get(prefix)
             merged[key] = _weighted(
                 first[key],
