@@ -17,6 +17,7 @@ import pytest
 
 from sagellm_users.mock_server import MockServerProcess
 from sagellm_users.workloads.tokens import ServerCounter, server_counter
+from tests.fault_tally import TALLY, summary_lines
 
 MOCK_TTFT_MS = 40.0
 MOCK_TBT_MS = 8.0
@@ -52,3 +53,13 @@ def served(mock_url: str) -> Iterator[ServerCounter]:
         yield counter
     finally:
         counter.close()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    rows = config.stash.get(TALLY, [])
+    if rows:
+        terminalreporter.section("fault suite")
+        for line in summary_lines(rows):
+            terminalreporter.write_line(line)

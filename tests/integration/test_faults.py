@@ -32,6 +32,7 @@ import pytest
 from sagellm_users import OpenAIChatUser
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.mock_server import MockServerProcess
+from tests.fault_tally import FaultRow, add_row
 from tests.locust_harness import LocalRun, stats_row
 from tests.mock_http import call
 
@@ -99,11 +100,24 @@ def run_against(url: str, records: Path, *extra: str, requests: int = REQUESTS) 
     return run
 
 
-def assert_recorded_exactly_once(run: LocalRun, records: Path) -> list[dict[str, object]]:
+def assert_recorded_exactly_once(
+    run: LocalRun, records: Path, tally: tuple[pytest.Config, str, int] | None = None
+) -> list[dict[str, object]]:
     """Every finished request is in the records file once, and the report and Locust's
-    table count the same requests."""
+    table count the same requests. With ``tally`` (config, fault, injected count) the
+    run's row goes into the suite's summary first, so a failure still shows its counts."""
     lines = [orjson.loads(line) for line in records.read_bytes().splitlines()]
     ids = [line["id"] for line in lines]
+    if tally is not None:
+        config, fault, injected = tally
+        status = Counter(r.status for r in run.records)
+        lost = {r.request_id for r in run.records} - set(ids)
+        add_row(
+            config,
+            FaultRow(
+                fault, len(run.records), status["error"], status["cancelled"], injected, len(lost)
+            ),
+        )
     assert len(ids) == len(set(ids)) == len(run.records)
     assert sorted(ids) == sorted(r.request_id for r in run.records)
     total = run.runtime.collector.total()
@@ -136,7 +150,9 @@ def assert_healthy_requests_are_true(healthy: Sequence[RequestRecord]) -> None:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-def test_each_fault_is_classed_and_leaves_healthy_traffic_true(fault: str, tmp_path: Path) -> None:
+def test_each_fault_is_classed_and_leaves_healthy_traffic_true(
+    fault: str, tmp_path: Path, pytestconfig: pytest.Config
+) -> None:
     expected = FAULTS[fault]
     mock_args = [
         "--ttft-ms",
@@ -159,7 +175,7 @@ def test_each_fault_is_classed_and_leaves_healthy_traffic_true(fault: str, tmp_p
         records = tmp_path / "run.jsonl"
         run = run_against(mock.url, records)
         injected = injected_faults(mock.url)
-    lines = assert_recorded_exactly_once(run, records)
+    lines = assert_recorded_exactly_once(run, records, (pytestconfig, fault, injected[fault]))
     assert set(injected) == {fault} and injected[fault] >= 5  # 25% of at least 80
 
     cancelled = [r for r in run.records if r.status == "cancelled"]
