@@ -97,8 +97,11 @@ def test_the_in_process_engine_on_the_same_model(
         assert len(row["tokens_per_chunk"]) == len(row["out_ms"])
         assert sum(row["tokens_per_chunk"]) == MAX_TOKENS
     assert total["itl_ms"]["count"] == sum(len(row["out_ms"]) - 1 for row in ok)
-    merged = sum(len(row["out_ms"]) < MAX_TOKENS for row in ok)
-    assert merged <= len(ok) // 20, "nearly every token arrives in an output of its own"
+    # Counted by token, not by request: on a loaded machine a tenth of the requests may
+    # carry one merged pair, yet nearly every token still comes alone; a reader that took
+    # whole responses (or every other delta) would fail this by far.
+    alone = sum(n == 1 for row in ok for n in row["tokens_per_chunk"])
+    assert alone >= 0.9 * MAX_TOKENS * len(ok), "nearly every token arrives in an output of its own"
     assert total["ttft_ms"]["min"] > 0
     (engine,) = report["engines"]
     assert (engine["engine"], engine["version"], engine["model"]) == ("vllm", "0.32.0", "tiny")
