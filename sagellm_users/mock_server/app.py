@@ -228,22 +228,22 @@ class MockApp:
         if fault is not Fault.NONE:
             self.injected[fault.value] += 1
         if fault is Fault.RESET:
-            self._log(request, 0)
+            self._log(request, "reset", fault)
             conn.reset()
             return
         if fault is Fault.HTTP_404:
             message = f"The model `{c.model}-injected-404` does not exist."
             body = _error(lmdeploy, message, "NotFoundError", 404, "model")
-            self._reply(conn, request, 404, body)
+            self._reply(conn, request, 404, body, fault=fault)
             return
         if fault is Fault.HTTP_500:
             body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
-            self._reply(conn, request, 500, body)
+            self._reply(conn, request, 500, body, fault=fault)
             return
         if fault is Fault.HTTP_429:
             body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
             retry = str(c.retry_after_s).encode()
-            self._reply(conn, request, 429, body, extra=((b"retry-after", retry),))
+            self._reply(conn, request, 429, body, extra=((b"retry-after", retry),), fault=fault)
             return
         plan = self.planner.plan(
             max_tokens=max_tokens,
@@ -260,7 +260,7 @@ class MockApp:
         response_id = prefix.decode() + plan.request_hex
 
         def done(status: int) -> None:
-            self._log(request, status)
+            self._log(request, status, fault)
             if send_log is not None and sent is not None:
                 send_log.write(response_id, request.t_received, sent)
             conn.response_done()
@@ -348,6 +348,7 @@ class MockApp:
         *,
         content_type: bytes | None = b"application/json",
         extra: tuple[tuple[bytes, bytes], ...] = (),
+        fault: Fault = Fault.NONE,
     ) -> None:
         conn.write(
             simple_response(
@@ -358,16 +359,18 @@ class MockApp:
                 extra=extra,
             )
         )
-        self._log(request, status)
+        self._log(request, status, fault)
         conn.response_done()
 
-    def _log(self, request: Request, status: int) -> None:
+    def _log(self, request: Request, status: int | str, fault: Fault = Fault.NONE) -> None:
+        """One stderr line; an injected fault is named, and a reset has no status to show."""
         if not self.config.log_requests:
             return
         ms = (time.perf_counter() - request.t_received) * 1000.0
         method = request.method.decode("latin-1")
         path = request.path.decode("latin-1")
-        sys.stderr.write(f"sagellm-mock-server: {method} {path} {status} {ms:.1f} ms\n")
+        injected = "" if fault is Fault.NONE else f" fault={fault.value}"
+        sys.stderr.write(f"sagellm-mock-server: {method} {path} {status} {ms:.1f} ms{injected}\n")
 
 
 def _encoder_class(req: GenerationRequest) -> type[StreamEncoder]:

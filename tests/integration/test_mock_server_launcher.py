@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError
+from tests.mock_http import call
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,6 +62,28 @@ def test_log_requests_writes_one_stderr_line_per_request() -> None:
     assert mock.stop() == 0
     lines = mock.stderr_tail().splitlines()
     assert len(lines) == 2 and "GET /health 200" in lines[1]
+
+
+def test_log_requests_names_injected_faults() -> None:
+    faults = ["--error-rate-reset", "0.5", "--error-rate-500", "0.5"]
+    mock = MockServerProcess(["--log-requests", "--seed", "1", *faults])
+    url = mock.start()
+    body = {"model": "mock-llm", "messages": [{"role": "user", "content": "hi"}]}
+    statuses = []
+    for _ in range(8):
+        try:
+            statuses.append(call(url, "POST", "/v1/chat/completions", body)[0])
+        except (ConnectionError, http.client.RemoteDisconnected):
+            statuses.append(0)  # the reset
+    assert mock.stop() == 0
+    lines = mock.stderr_tail().splitlines()[1:]
+    assert len(lines) == 8
+    for status, line in zip(statuses, lines, strict=True):
+        if status == 500:
+            assert " /v1/chat/completions 500 " in line and line.endswith(" fault=500")
+        else:
+            assert " /v1/chat/completions reset " in line and line.endswith(" fault=reset")
+    assert 0 in statuses and 500 in statuses
 
 
 def test_context_manager_and_sigint_exit_cleanly() -> None:
