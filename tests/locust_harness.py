@@ -97,6 +97,21 @@ class LocalRun:
         return self.records
 
 
+def capture_submitted(environment: Environment) -> list[RequestRecord]:
+    """A list that receives every record the environment's runtime is given, in order
+    (wrapping its ``submit``), for runners a test creates itself."""
+    runtime = runtime_of(environment)
+    seen: list[RequestRecord] = []
+    original = runtime.submit
+
+    def submit(record: RequestRecord, exception: BaseException | None = None) -> None:
+        seen.append(record)
+        original(record, exception)
+
+    runtime.submit = submit  # type: ignore[method-assign]
+    return seen
+
+
 def stats_row(environment: Environment, method: str, name: str) -> Any:
     return environment.stats.entries[(name, method)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from locust.runners import STATE_STOPPED, MasterRunner, WorkerRunner
 from sagellm_users import VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.users import runtime_of
-from tests.locust_harness import make_env, start_cluster, wait_until
+from tests.locust_harness import capture_submitted, make_env, start_cluster, wait_until
 
 
 def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) -> None:
@@ -30,21 +29,7 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
         env = make_env(args)
         worker = env.create_worker_runner("127.0.0.1", master.server.port)
         env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        runtime = runtime_of(env)
-        seen: list[RequestRecord] = []
-        original = runtime.submit
-
-        def submit(
-            record: RequestRecord,
-            exception: BaseException | None = None,
-            seen: list[RequestRecord] = seen,
-            original: Callable[..., None] = original,
-        ) -> None:
-            seen.append(record)
-            original(record, exception)
-
-        runtime.submit = submit  # type: ignore[method-assign]
-        worker_records.append(seen)
+        worker_records.append(capture_submitted(env))
         workers.append(worker)
 
     assert wait_until(lambda: master.worker_count == 2)
@@ -200,20 +185,7 @@ def test_workers_stop_cleanly_when_their_master_is_gone(
     _master_env, master, workers = start_cluster(args, workers=2)
     submitted: dict[int, list[RequestRecord]] = {}
     for worker in workers:
-        runtime = runtime_of(worker.environment)
-        seen = submitted[worker.worker_index] = []
-        original = runtime.submit
-
-        def submit(
-            record: RequestRecord,
-            exception: BaseException | None = None,
-            seen: list[RequestRecord] = seen,
-            original: Callable[..., None] = original,
-        ) -> None:
-            seen.append(record)
-            original(record, exception)
-
-        runtime.submit = submit  # type: ignore[method-assign]
+        submitted[worker.worker_index] = capture_submitted(worker.environment)
     master.start(4, spawn_rate=4)
     assert wait_until(lambda: all(len(seen) >= 5 for seen in submitted.values()))
 
