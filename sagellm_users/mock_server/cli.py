@@ -134,6 +134,10 @@ def build_parser(
     srv.add_argument("--workers", type=int, default=d.workers)
     srv.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     srv.add_argument(
+        "--tls-cert", metavar="PEM", default=None, help="serve https with this certificate chain"
+    )
+    srv.add_argument("--tls-key", metavar="PEM", default=None, help="the certificate's key")
+    srv.add_argument(
         "--send-timestamps",
         action="store_true",
         help="add mock_t_request / mock_t_send (time.perf_counter) to every JSON chunk",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import ssl
 from dataclasses import dataclass, fields
 
 from .faults import FAULT_RATE_FIELDS
@@ -48,7 +49,7 @@ class MockServerConfig:
     ``max_concurrency`` 0 means unlimited. Error rates (``error_rate_<fault>``, see
     :mod:`.faults`) are probabilities in [0, 1] whose sum must not exceed 1. ``port`` 0
     picks a free port; ``workers`` > 1 forks that many processes sharing one listening
-    socket.
+    socket. ``tls_cert`` and ``tls_key`` (PEM files) make it serve https.
     """
 
     model: str = "mock-llm"
@@ -83,6 +84,8 @@ class MockServerConfig:
     stream_usage_null: bool = False
     send_log: str | None = None
     api_key: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -134,10 +137,39 @@ class MockServerConfig:
             "send_log",
             "must be a file in an existing directory",
         )
+        out.extend(self._tls_problems())
         need(bool(self.host), "host", "must not be empty")
         need(0 <= self.port <= 65535, "port", "must be within [0, 65535]")
         need(self.workers >= 1, "workers", "must be >= 1")
         return out
+
+    def _tls_problems(self) -> list[str]:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            return ["--tls-cert and --tls-key go together: give both (PEM files) or neither"]
+        missing = [
+            f"{name} ({_flag(name)}) must be an existing PEM file, got {path!r}"
+            for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key))
+            if path is not None and not os.path.isfile(path)
+        ]
+        if missing:
+            return missing
+        try:
+            self.ssl_context()
+        except (ssl.SSLError, OSError) as exc:
+            said = exc.args[-1] if exc.args else exc
+            return [
+                f"--tls-cert {self.tls_cert} and --tls-key {self.tls_key} are not a PEM "
+                f"certificate chain and its matching private key (OpenSSL: {said})"
+            ]
+        return []
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context when it serves https (``tls_cert`` and ``tls_key``)."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
     @property
     def error_rate_total(self) -> float:

@@ -88,7 +88,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_url(sock: socket.socket) -> str:
+def server_url(sock: socket.socket, *, tls: bool = False) -> str:
     """The URL clients should use; wildcard binds are advertised as loopback."""
     host, port = sock.getsockname()[:2]
     if host in ("0.0.0.0", ""):
@@ -97,7 +97,7 @@ def server_url(sock: socket.socket) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 def describe(config: MockServerConfig, url: str) -> str:

@@ -48,7 +48,9 @@ async def run_server(
         stop_event.set()
 
     app = MockApp(config, loop, seed=seed)
-    server = await loop.create_server(lambda: HttpConnection(app), sock=sock, backlog=BACKLOG)
+    server = await loop.create_server(
+        lambda: HttpConnection(app), sock=sock, backlog=BACKLOG, ssl=config.ssl_context()
+    )
     installed: list[signal.Signals] = []
     if own_process:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -72,7 +74,7 @@ async def run_server(
 
         watch_stdin_eof(on_eof)
     if on_ready is not None:
-        on_ready(server_url(sock))
+        on_ready(server_url(sock, tls=config.tls_cert is not None))
     try:
         await stop_event.wait()
     finally:

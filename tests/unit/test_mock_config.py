@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from sagellm_users.mock_server import MockServerConfig
 from sagellm_users.mock_server.cli import build_parser, parse_config
@@ -137,3 +138,20 @@ def test_send_log_needs_an_existing_directory(tmp_path: Path) -> None:
     MockServerConfig(send_log=str(tmp_path / "send.jsonl"))
     with pytest.raises(ValueError, match=r"send_log .*--send-log.* existing directory"):
         MockServerConfig(send_log=str(tmp_path / "missing" / "send.jsonl"))
+
+
+def test_tls_needs_a_matching_certificate_and_key(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, other = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(other))
+    assert MockServerConfig().ssl_context() is None
+    assert MockServerConfig(tls_cert=str(cert), tls_key=str(key)).ssl_context() is not None
+    with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
+        MockServerConfig(tls_cert=str(cert))
+    with pytest.raises(ValueError, match=r"tls_key \(--tls-key\) must be an existing PEM file"):
+        MockServerConfig(tls_cert=str(cert), tls_key=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="not a PEM certificate chain and its matching"):
+        MockServerConfig(tls_cert=str(cert), tls_key=str(other))  # a certificate, not its key
