@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from sagellm_users.backends.cooperative import CooperativeReader, Expired
+from sagellm_users.backends.cooperative import (
+    READ_BUFFER_BYTES,
+    CooperativeReader,
+    Expired,
+    shared_read_buffer,
+)
 from sagellm_users.errors import (
     ConnectError,
     ProtocolError,
@@ -221,7 +226,12 @@ class HttpExchange:
         return data
 
     def _recv_portable(self) -> bytes:
-        """``sock.recv`` under a socket timeout: the path for TLS and sockets without gevent."""
+        """A read under a socket timeout: the path for TLS and sockets without gevent.
+
+        A gevent socket (TLS) reads into its loop's shared buffer and copies the bytes out,
+        as the cooperative reader does, rather than ``recv(65536)``: that allocates 64 KiB
+        per read and shrinks it to an event's size, which fragments the C heap over a
+        long run."""
         sock = self._sock
         assert sock is not None
         deadline = self._deadline
@@ -231,7 +241,12 @@ class HttpExchange:
             if remaining <= 0:
                 raise TimeoutError  # the request's time is up before this read
             sock.settimeout(min(read_timeout, remaining))
-        return sock.recv(_RECV_BYTES)
+        hub = getattr(sock, "hub", None)
+        if hub is None:  # not a gevent socket
+            return sock.recv(_RECV_BYTES)
+        buffer = shared_read_buffer(hub)
+        count = sock.recv_into(buffer, READ_BUFFER_BYTES)
+        return buffer[:count].tobytes()
 
     def _total_message(self) -> str:
         return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"

@@ -99,6 +99,37 @@ def test_a_ca_bundle_vouches_for_a_private_server(
     assert len(ok) >= 4 and all(r.output_tokens == 2 for r in ok)
 
 
+def _serving_files(ca: trustme.CA, directory: Path) -> tuple[Path, Path, Path]:
+    """The mock's certificate chain and key for 127.0.0.1, and the CA bundle vouching."""
+    cert, key, bundle = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    issued = ca.issue_cert("127.0.0.1")
+    issued.private_key_pem.write_to_path(str(key))
+    for i, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(str(cert), append=i > 0)
+    ca.cert_pem.write_to_path(str(bundle))
+    return cert, key, bundle
+
+
+def test_many_tls_streams_read_whole_through_the_shared_buffer(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """TLS reads land in the event loop's one read buffer and are copied out at once:
+    with 16 streams read in turn, a byte left over from another stream would break an
+    event's JSON or its token count."""
+    cert, key, bundle = _serving_files(ca, tmp_path)
+    mock_args = ["--ttft-ms", "5", "--tbt-ms", "1", "--tls-cert", str(cert), "--tls-key", str(key)]
+    with MockServerProcess(mock_args) as mock:
+        assert mock.url is not None and mock.url.startswith("https://127.0.0.1:")
+        args = ["--host", mock.url, "--ca-bundle", str(bundle), "--max-tokens", "32"]
+        run = LocalRun([OpenAIChatUser], [*args, "--server-metrics-interval", "0"])
+        run.run_until(requests=200, users=16, timeout=60)
+    finished = [r for r in run.records if r.status != "cancelled"]
+    assert len(finished) >= 200
+    assert not [r.error_message for r in finished if not r.ok]
+    assert all(r.output_tokens == 32 and len(r.t_out) == 32 for r in finished)
+    assert all(r.output_tokens_source == "usage" for r in finished)
+
+
 def test_insecure_skips_verification_and_says_so(tls_url: str, caplog: Any) -> None:
     run = _tls_run(tls_url, "--insecure")
     assert len([r for r in run.records if r.ok]) >= 4
