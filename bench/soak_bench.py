@@ -4,6 +4,7 @@
     .venv/bin/python bench/soak_bench.py --processes 2         # a master and 2 forked workers
     .venv/bin/python bench/soak_bench.py --duration 3600       # the full hour
     .venv/bin/python bench/soak_bench.py --records             # also write the records file
+    .venv/bin/python bench/soak_bench.py --tls                 # over https (a private CA)
 
 The real ``locust`` command with ``locustfiles/chat.py`` and no ``--host`` (so it starts
 the embedded mock server on 127.0.0.1) runs ``--users`` users against a fast mock (5 ms
@@ -23,6 +24,10 @@ the request count and rate read from its JSON report cover the part the line was
 to. The records file (``--records``) goes to a temporary directory and is deleted at the
 end; it grows on disk (about 1.4 MB/s at 2,000 requests/s: 5 GB in an hour), not in the
 load generator's memory, since each line is written and flushed as its request finishes.
+
+With ``--tls`` the mock serves https with a certificate from a private CA made for the run
+(``trustme``, a test dependency), and Locust verifies it with ``--ca-bundle``: the TLS read
+path is the one the client takes for https servers.
 
 The short default (300 s) finds a gross leak; a slow one needs the hour: a slope's
 uncertainty shrinks with the measured span to the power 1.5 (the ``± s.e.`` column).
@@ -220,11 +225,32 @@ def _rss(proc: psutil.Process) -> int:
         return 0
 
 
+def tls_files(work: Path) -> tuple[list[str], list[str]]:
+    """A private CA and a certificate for 127.0.0.1 in ``work``: (mock args, locust args)."""
+    try:
+        import trustme  # noqa: PLC0415 - a test dependency, needed by --tls only
+    except ImportError:
+        sys.exit("--tls needs trustme (a test dependency): pip install -e '.[dev]'")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    cert, key, bundle = work / "cert.pem", work / "key.pem", work / "ca.pem"
+    issued.private_key_pem.write_to_path(str(key))
+    for i, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(str(cert), append=i > 0)
+    ca.cert_pem.write_to_path(str(bundle))
+    return ["--tls-cert", str(cert), "--tls-key", str(key)], ["--ca-bundle", str(bundle)]
+
+
 def locust_command(args: argparse.Namespace, work: Path, warmup_s: float) -> list[str]:
+    mock_args = shlex.split(args.mock_args)
+    tls_args: list[str] = []
+    if args.tls:
+        tls_mock_args, tls_args = tls_files(work)
+        mock_args += tls_mock_args
     cmd = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "chat.py"),
         "--headless", "--only-summary", "-u", str(args.users), "-r", str(args.users),
-        "-t", f"{math.ceil(args.duration)}s", "--mock-args", args.mock_args,
+        "-t", f"{math.ceil(args.duration)}s", "--mock-args", shlex.join(mock_args), *tls_args,
         "--max-tokens", str(args.max_tokens), "--ignore-eos",
         "--warmup", f"{warmup_s:g}s", "--llm-report", str(work / "report.json"),
     ]  # fmt: skip
@@ -300,7 +326,8 @@ def print_results(
         f"soak: locust -f locustfiles/chat.py -u {args.users} --max-tokens {args.max_tokens} "
         f"--mock-args {shlex.quote(args.mock_args)}"
         f"{f' --processes {args.processes}' if args.processes else ''}"
-        f"{' --llm-records' if args.records else ''}; {args.duration:g} s, RSS every "
+        f"{' --llm-records' if args.records else ''}{' over https' if args.tls else ''}; "
+        f"{args.duration:g} s, RSS every "
         f"{args.interval:g} s, first {warmup_s:g} s left out"
     )
     print(
@@ -367,6 +394,7 @@ def main() -> None:
         "--processes", type=int, default=0, help="locust --processes N (0: one process)"
     )
     parser.add_argument("--records", action="store_true", help="also write --llm-records")
+    parser.add_argument("--tls", action="store_true", help="over https, verified (a private CA)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument(
         "--warmup", type=float, help="seconds left out (default: 90 or duration/5, the longer)"
