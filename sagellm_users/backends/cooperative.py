@@ -18,10 +18,7 @@ MiB/hour that way, against a flat line now). Copying out before anything else ca
 the loop makes one buffer safe for every reader on it.
 
 Only plain TCP gevent sockets qualify (TLS needs the SSL layer's own reads); anything else
-returns ``None`` from :meth:`CooperativeReader.for_socket` and keeps the portable path. A
-gevent TLS socket still reads into its loop's buffer (:func:`shared_read_buffer`): gevent's
-SSL read waits only while OpenSSL has delivered nothing, and returns as soon as one read
-delivered bytes, so nothing of another reader's is in the buffer across a switch. The
+returns ``None`` from :meth:`CooperativeReader.for_socket` and keeps the portable path. The
 module touches three attributes of gevent's socket (``_sock``, ``_read_event``, ``hub``),
 stable across gevent 20-26; the tests run both paths.
 """
@@ -37,7 +34,7 @@ from typing import Any
 from gevent import getcurrent
 from gevent import ssl as gssl
 
-__all__ = ["READ_BUFFER_BYTES", "CooperativeReader", "Expired", "shared_read_buffer"]
+__all__ = ["READ_BUFFER_BYTES", "CooperativeReader", "Expired"]
 
 READ_BUFFER_BYTES = 65536
 """The most one read returns (one per event loop: a loop runs one reader at a time)."""
@@ -46,9 +43,7 @@ _buffers: weakref.WeakKeyDictionary[Any, memoryview] = weakref.WeakKeyDictionary
 """Event loop (gevent hub, one per OS thread) -> its read buffer."""
 
 
-def shared_read_buffer(hub: Any) -> memoryview:
-    """The read buffer of ``hub``'s loop. Whoever reads into it copies the bytes out
-    before the greenlet can yield."""
+def _buffer_for(hub: Any) -> memoryview:
     view = _buffers.get(hub)
     if view is None:
         view = _buffers[hub] = memoryview(bytearray(READ_BUFFER_BYTES))
@@ -78,7 +73,7 @@ class CooperativeReader:
         self._raw = raw
         self._watcher = watcher
         self._hub = hub
-        self._buffer = shared_read_buffer(hub)
+        self._buffer = _buffer_for(hub)
         self._timer: Any = None
         self._owner: Any = None
         self._switch: Callable[[], Any] | None = None

@@ -110,12 +110,9 @@ def _serving_files(ca: trustme.CA, directory: Path) -> tuple[Path, Path, Path]:
     return cert, key, bundle
 
 
-def test_many_tls_streams_read_whole_through_the_shared_buffer(
-    ca: trustme.CA, tmp_path: Path
-) -> None:
-    """TLS reads land in the event loop's one read buffer and are copied out at once:
-    with 16 streams read in turn, a byte left over from another stream would break an
-    event's JSON or its token count."""
+def test_many_tls_streams_from_the_mock_are_read_whole(ca: trustme.CA, tmp_path: Path) -> None:
+    """The mock's https beside 16 concurrent streams: every event of every stream is read
+    whole through the TLS read path (exact token counts from the server's usage)."""
     cert, key, bundle = _serving_files(ca, tmp_path)
     mock_args = ["--ttft-ms", "5", "--tbt-ms", "1", "--tls-cert", str(cert), "--tls-key", str(key)]
     with MockServerProcess(mock_args) as mock:
