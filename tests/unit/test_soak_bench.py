@@ -124,4 +124,23 @@ def test_verdict_fails_what_was_not_measured() -> None:
 
 def test_default_warmup_covers_the_first_full_collection_or_a_fifth() -> None:
     assert soak.default_warmup(300.0) == 90.0
-    assert soak.default_warmup(3600.0) == 720.0
+    assert soak.default_warmup(1000.0) == 200.0
+    # 15 minutes short of measuring 15 minutes past the timeline's filling: a fifth still
+    assert soak.default_warmup(2759.0) == pytest.approx(551.8)
+
+
+def test_a_long_run_leaves_the_timeline_filling_out_and_gets_no_allowance() -> None:
+    full = soak.MAX_POINTS + 60.0
+    assert soak.default_warmup(3600.0) == soak.default_warmup(full + 900.0) == full
+    assert soak.filling_allowance(soak.default_warmup(3600.0)) == 0.0
+    assert soak.filling_allowance(soak.default_warmup(300.0)) == soak.TIMELINE_FILL_MIB_H
+
+
+def test_verdict_adds_the_filling_allowance_and_says_so() -> None:
+    fit = soak.Fit(12.0, 0.1, 100, 70.0, 71.0, 71.0)
+    assert soak.verdict({"locust": fit}, 8.0, 10.0) == (
+        True,
+        "flat: slope 12.00 MiB/h < bound 8 + 10 MiB/h (locust, the timeline filling)",
+    )
+    flat, line = soak.verdict({"locust": fit}, 8.0)
+    assert not flat and line.startswith("GROWS: slope 12.00 MiB/h >= bound 8 MiB/h")
