@@ -136,12 +136,16 @@ def make_env(args: list[str], user: type[User] = OpenAIChatUser) -> Environment:
 
 
 def start_cluster(
-    args: list[str], workers: int = 2
+    args: list[str], workers: int = 2, *, set_up_master_last: bool = False
 ) -> tuple[Environment, MasterRunner, list[WorkerRunner]]:
-    """An in-process master and ``workers`` workers with sagellm installed, all connected."""
+    """An in-process master and ``workers`` workers with sagellm installed, all connected.
+
+    ``set_up_master_last``: the master's init event fires only once the workers joined,
+    as with Locust's ``--processes`` and web UI."""
     master_env = make_env(args)
     master = master_env.create_master_runner("127.0.0.1", 0)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    if not set_up_master_last:
+        master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
     assert isinstance(master, MasterRunner)
     started: list[WorkerRunner] = []
     for _ in range(workers):
@@ -150,6 +154,8 @@ def start_cluster(
         env.events.init.fire(environment=env, runner=worker, web_ui=None)
         started.append(worker)
     assert wait_until(lambda: master.worker_count == workers)
+    if set_up_master_last:
+        master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
     return master_env, master, started
 
 

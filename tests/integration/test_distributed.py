@@ -8,7 +8,7 @@ from typing import Any
 import locust.runners
 import orjson
 import pytest
-from locust.runners import STATE_STOPPED, MasterRunner, WorkerRunner
+from locust.runners import STATE_STOPPED, WorkerRunner
 
 from sagellm_users import VLLMLocalUser
 from sagellm_users.metrics import RequestRecord
@@ -18,21 +18,8 @@ from tests.locust_harness import capture_submitted, make_env, start_cluster, wai
 
 def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) -> None:
     args = ["--host", mock_url, "--max-tokens", "8"]
-    master_env = make_env(args)
-    master = master_env.create_master_runner("127.0.0.1", 0)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
-    assert isinstance(master, MasterRunner)
-
-    worker_records: list[list[RequestRecord]] = []
-    workers: list[WorkerRunner] = []
-    for _ in range(2):
-        env = make_env(args)
-        worker = env.create_worker_runner("127.0.0.1", master.server.port)
-        env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        worker_records.append(capture_submitted(env))
-        workers.append(worker)
-
-    assert wait_until(lambda: master.worker_count == 2)
+    master_env, master, workers = start_cluster(args, workers=2)
+    worker_records = [capture_submitted(worker.environment) for worker in workers]
     master.start(4, spawn_rate=4)
     assert wait_until(lambda: all(len(seen) >= 10 for seen in worker_records))
     assert wait_until(lambda: runtime_of(master_env).collector.total().requests >= 10)
@@ -72,16 +59,7 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
 def test_master_stops_the_test_once_an_slo_is_lost(mock_url: str, fast_reports: None) -> None:
     """--slo-early-stop judges the merged data on the master and quits every worker."""
     args = ["--host", mock_url, "--max-tokens", "4", "--slo", "ttft_max<=1ms", "--slo-early-stop"]
-    master_env = make_env(args)
-    master = master_env.create_master_runner("127.0.0.1", 0)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
-    workers = []
-    for _ in range(2):
-        env = make_env(args)
-        worker = env.create_worker_runner("127.0.0.1", master.server.port)
-        env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        workers.append(worker)
-    assert wait_until(lambda: master.worker_count == 2)
+    master_env, master, workers = start_cluster(args, workers=2)
     runtime = runtime_of(master_env)
     master.start(2, spawn_rate=2)
     assert wait_until(lambda: runtime.early_stop is not None)
@@ -243,17 +221,7 @@ def test_workers_that_joined_before_the_plugin_was_set_up_are_merged(
     """With --processes (and the web UI) Locust's forked workers join the master before its
     init event sets sagellm up: their reports count like any other worker's."""
     args = ["--host", mock_url, "--max-tokens", "4"]
-    master_env = make_env(args)
-    master = master_env.create_master_runner("127.0.0.1", 0)
-    assert isinstance(master, MasterRunner)
-    workers = []
-    for _ in range(2):
-        env = make_env(args)
-        worker = env.create_worker_runner("127.0.0.1", master.server.port)
-        env.events.init.fire(environment=env, runner=worker, web_ui=None)
-        workers.append(worker)
-    assert wait_until(lambda: master.worker_count == 2)
-    master_env.events.init.fire(environment=master_env, runner=master, web_ui=None)
+    master_env, master, workers = start_cluster(args, workers=2, set_up_master_last=True)
     master.start(2, spawn_rate=2)
     runtime = runtime_of(master_env)
     assert wait_until(lambda: runtime.collector.total().requests >= 10)
