@@ -163,6 +163,11 @@ class MockServerConfig:
             ]
         return []
 
+    @property
+    def https(self) -> bool:
+        """Serves https (``tls_cert`` and ``tls_key`` given)."""
+        return self.tls_cert is not None
+
     def ssl_context(self) -> ssl.SSLContext | None:
         """The server's TLS context when it serves https (``tls_cert`` and ``tls_key``)."""
         if self.tls_cert is None or self.tls_key is None:

@@ -74,7 +74,7 @@ async def run_server(
 
         watch_stdin_eof(on_eof)
     if on_ready is not None:
-        on_ready(server_url(sock, tls=config.tls_cert is not None))
+        on_ready(server_url(sock, tls=config.https))
     try:
         await stop_event.wait()
     finally:

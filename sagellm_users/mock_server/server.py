@@ -42,7 +42,7 @@ def serve(config: MockServerConfig, *, on_ready: ReadyCallback | None = None) ->
     sock = bind_socket(config.host, config.port)
     if config.workers > 1:
         return serve_workers(config, sock, ready)
-    sys.stderr.write(describe(config, server_url(sock, tls=config.tls_cert is not None)))
+    sys.stderr.write(describe(config, server_url(sock, tls=config.https)))
     loop = new_event_loop()
     try:
         loop.run_until_complete(

@@ -107,7 +107,7 @@ class _Supervisor:
 
 def serve_workers(config: MockServerConfig, sock: socket.socket, ready: ReadyCallback) -> int:
     """Serve with ``config.workers`` processes on ``sock``; returns the exit status."""
-    url = server_url(sock, tls=config.tls_cert is not None)
+    url = server_url(sock, tls=config.https)
     parent_r, parent_w = os.pipe()
     # Until every process has its handlers, a stop signal must wait rather than kill.
     block_stop_signals()
