@@ -263,13 +263,10 @@ def tls_files(work: Path) -> tuple[list[str], list[str]]:
     except ImportError:
         sys.exit("--tls needs trustme (a test dependency): pip install -e '.[dev]'")
     ca = trustme.CA()
-    issued = ca.issue_cert("127.0.0.1")
-    cert, key, bundle = work / "cert.pem", work / "key.pem", work / "ca.pem"
-    issued.private_key_pem.write_to_path(str(key))
-    for i, pem in enumerate(issued.cert_chain_pems):
-        pem.write_to_path(str(cert), append=i > 0)
+    served, bundle = work / "served.pem", work / "ca.pem"  # the key and chain in one file
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(served))
     ca.cert_pem.write_to_path(str(bundle))
-    return ["--tls-cert", str(cert), "--tls-key", str(key)], ["--ca-bundle", str(bundle)]
+    return ["--tls-cert", str(served), "--tls-key", str(served)], ["--ca-bundle", str(bundle)]
 
 
 def locust_command(args: argparse.Namespace, work: Path, warmup_s: float) -> list[str]:

@@ -99,22 +99,22 @@ def test_a_ca_bundle_vouches_for_a_private_server(
     assert len(ok) >= 4 and all(r.output_tokens == 2 for r in ok)
 
 
-def _serving_files(ca: trustme.CA, directory: Path) -> tuple[Path, Path, Path]:
-    """The mock's certificate chain and key for 127.0.0.1, and the CA bundle vouching."""
-    cert, key, bundle = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
-    issued = ca.issue_cert("127.0.0.1")
-    issued.private_key_pem.write_to_path(str(key))
-    for i, pem in enumerate(issued.cert_chain_pems):
-        pem.write_to_path(str(cert), append=i > 0)
-    ca.cert_pem.write_to_path(str(bundle))
-    return cert, key, bundle
-
-
 def test_many_tls_streams_from_the_mock_are_read_whole(ca: trustme.CA, tmp_path: Path) -> None:
     """The mock's https beside 16 concurrent streams: every event of every stream is read
     whole through the TLS read path (exact token counts from the server's usage)."""
-    cert, key, bundle = _serving_files(ca, tmp_path)
-    mock_args = ["--ttft-ms", "5", "--tbt-ms", "1", "--tls-cert", str(cert), "--tls-key", str(key)]
+    served, bundle = tmp_path / "served.pem", tmp_path / "ca.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(served))
+    ca.cert_pem.write_to_path(str(bundle))
+    mock_args = [
+        "--ttft-ms",
+        "5",
+        "--tbt-ms",
+        "1",
+        "--tls-cert",
+        str(served),
+        "--tls-key",
+        str(served),
+    ]
     with MockServerProcess(mock_args) as mock:
         assert mock.url is not None and mock.url.startswith("https://127.0.0.1:")
         args = ["--host", mock.url, "--ca-bundle", str(bundle), "--max-tokens", "32"]
