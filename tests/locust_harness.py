@@ -57,18 +57,13 @@ class LocalRun:
         self.environment.events.init.fire(
             environment=self.environment, runner=self.runner, web_ui=self.web_ui
         )
-        self.records: list[RequestRecord] = []
         self._target = 0
         self._reached = Event()
-        original_submit = self.runtime.submit
+        self.records = capture_submitted(self.environment, then=self._count)
 
-        def submit(record: RequestRecord, exception: BaseException | None = None) -> None:
-            self.records.append(record)
-            original_submit(record, exception)
-            if len(self.records) >= self._target:
-                self._reached.set()
-
-        self.runtime.submit = submit  # type: ignore[method-assign]
+    def _count(self) -> None:
+        if len(self.records) >= self._target:
+            self._reached.set()
 
     @property
     def runtime(self) -> LLMRuntime:
@@ -97,9 +92,11 @@ class LocalRun:
         return self.records
 
 
-def capture_submitted(environment: Environment) -> list[RequestRecord]:
+def capture_submitted(
+    environment: Environment, then: Callable[[], None] | None = None
+) -> list[RequestRecord]:
     """A list that receives every record the environment's runtime is given, in order
-    (wrapping its ``submit``), for runners a test creates itself."""
+    (wrapping its ``submit``); ``then`` is called after each one is submitted."""
     runtime = runtime_of(environment)
     seen: list[RequestRecord] = []
     original = runtime.submit
@@ -107,6 +104,8 @@ def capture_submitted(environment: Environment) -> list[RequestRecord]:
     def submit(record: RequestRecord, exception: BaseException | None = None) -> None:
         seen.append(record)
         original(record, exception)
+        if then is not None:
+            then()
 
     runtime.submit = submit  # type: ignore[method-assign]
     return seen
