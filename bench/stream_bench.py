@@ -72,8 +72,8 @@ def one_request(transport: HttpTransport, body: bytes, samples: Samples) -> None
             if event == b"[DONE]":
                 continue
             chunk = parse_event(event, t_read)
-            if not chunk.has_output:
-                continue
+            if not (chunk.has_output or (chunk.step and last is not None)):
+                continue  # the role chunk and the usage chunk are no decode steps
             sent = _stamp(event, _SEND_KEY)
             samples.events += 1
             samples.delays.append(t_read - sent)

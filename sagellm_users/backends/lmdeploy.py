@@ -61,7 +61,9 @@ def parse_generate_event(data: bytes, t: float) -> Chunk:
     text = obj.get("text") or ""
     ids = obj.get("output_ids")
     chunk = Chunk(t, text=text if isinstance(text, str) else "")
-    chunk.has_output = bool(chunk.text) or bool(ids)
+    # A step when it carries a token: LMDeploy strips the EOS token, so the event of the
+    # step that produced it and the final event carry neither text nor ids.
+    chunk.has_output = chunk.step = bool(chunk.text) or bool(ids)
     chunk.usage = Usage(_int(meta.get("prompt_tokens")), _int(meta.get("completion_tokens")))
     chunk.finish_reason = reason if isinstance(reason, str) else None
     return chunk

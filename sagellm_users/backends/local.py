@@ -132,10 +132,12 @@ class LocalStream(Closeable):
                 return
             n = int(message["n"])
             text = message["text"]
+            token = n > 0 or bool(text)
             yield Chunk(
                 float(message["t"]),
                 text,
-                has_output=n > 0 or bool(text),
+                has_output=token,
+                step=token,
                 n_tokens=n,
                 usage=Usage(message["pt"], message["ct"]),
                 finish_reason=message["fin"],

@@ -136,9 +136,10 @@ def parse_event(data: bytes, t: float) -> Chunk:
         chunk.usage = _usage(usage)
     choices = obj.get("choices")
     if not choices:
-        return chunk
+        return chunk  # a usage-only event (``choices: []``): no decode step
     if not isinstance(choices, list):
         raise MalformedEventError(f"'choices' is not a list: {excerpt(data)!r}")
+    chunk.step = True
     texts: list[str] = []
     for choice in choices:
         if not isinstance(choice, dict):

@@ -97,7 +97,9 @@ class SageLLMAdapter:
                 if event.error or event.finish_reason == "error":
                     raise RuntimeError(f"sageLLM ended the request with an error: {event.error}")
                 total = len(event.output_tokens or ()) or completion
-                yield Output(t, "", 0, event.prompt_tokens, total, event.finish_reason)
+                # A decode step when it carries a token no delta did (the EOS token).
+                new = max(0, total - completion)
+                yield Output(t, "", new, event.prompt_tokens, total, event.finish_reason)
 
     async def stop(self) -> None:
         engine, self._engine = self._engine, None

@@ -1,12 +1,16 @@
 """One :class:`RequestRecord` per request: raw timestamps first, metrics derived from them.
 
 Raw ``perf_counter()`` readings are kept so anyone can recompute every metric; the derived
-values follow the definitions in DESIGN.md exactly:
+values follow the definitions in docs/metrics.md exactly. ``t_out`` holds the decode steps:
+the first output-carrying chunk, then every chunk that is one step of the request, empty
+ones included (vLLM sends one chunk per step; an empty one is held-back text or the EOS
+token), so on vLLM ``len(t_out) == N_out``:
 
 * TTFT = first output-carrying chunk - t_send
-* ITL  = every gap between consecutive output-carrying chunks (one sample per gap)
+* ITL  = every gap between consecutive decode steps (one sample per gap)
 * TBT  = mean of the request's ITL samples
-* E2E  = last output-carrying chunk - t_send (stream close is ``t_done``, kept apart)
+* E2E  = last decode step (the ``finish_reason`` chunk included) - t_send; the stream's
+  close is ``t_done``, kept apart
 * TPOT = (E2E - TTFT) / (N_out - 1), only when N_out > 1
 """
 
@@ -42,9 +46,10 @@ class RequestRecord:
     t_send: float | None = None
     connect_s: float | None = None
     t_out: list[float] = field(default_factory=list)
-    """perf_counter() of each output-carrying chunk, in arrival order."""
+    """perf_counter() of each decode step (the first output-carrying chunk, then every
+    step, empty ones included), in arrival order."""
     tokens_per_chunk: list[int] | None = None
-    """Tokens carried by each output chunk, when the server says so."""
+    """Tokens carried by each decode step, when the server says so."""
     t_done: float | None = None
     prompt_chars: int = 0
     usage_prompt_tokens: int | None = None
@@ -133,7 +138,7 @@ class RequestRecord:
 
     @property
     def itl_per_token(self) -> list[float]:
-        """ITL divided by the tokens of the later chunk, when chunks carry k > 1 tokens."""
+        """ITL divided by the tokens of the later step, when steps carry k > 1 tokens."""
         counts, t = self.tokens_per_chunk, self.t_out
         if counts is None or len(counts) != len(t):
             return []
@@ -148,9 +153,9 @@ class RequestRecord:
 
     @property
     def tpot(self) -> float | None:
-        """None unless output arrived in two or more chunks: when every token comes at once
-        (non-streamed, or one big chunk) no per-token time was observed, and 0 would read
-        as infinitely fast decoding."""
+        """None unless output arrived in two or more decode steps: when every token comes
+        at once (non-streamed, or one big chunk) no per-token time was observed, and 0
+        would read as infinitely fast decoding."""
         n_out = self.output_tokens
         if n_out <= 1 or self.t_send is None or len(self.t_out) < 2:
             return None

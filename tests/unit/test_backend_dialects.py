@@ -29,6 +29,17 @@ def test_generate_event_carries_text_and_running_counts() -> None:
     ) == (4, 2)
     final = parse_generate_event(EVENT.replace(b"null,", b'{"type":"stop"},', 1), 2.0)
     assert final.finish_reason == "stop"
+    assert chunk.step and final.step
+
+
+def test_generate_events_without_a_token_are_no_decode_steps() -> None:
+    # LMDeploy strips the EOS token: the step that produced it and the final event carry
+    # no text and no ids, and completion_tokens does not count EOS.
+    eos_step = EVENT.replace(b'" hi"', b'""').replace(b"[7]", b"[]")
+    final = eos_step.replace(b"null,", b'{"type":"stop"},', 1)
+    for data in (eos_step, final):
+        chunk = parse_generate_event(data, 3.0)
+        assert not chunk.step and not chunk.has_output
 
 
 @pytest.mark.parametrize(

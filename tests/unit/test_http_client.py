@@ -295,14 +295,16 @@ USAGE_EVENT = {
     "object": "chat.completion.chunk",
     "model": "m",
     "choices": [],
-    "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+    "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
 }
 DONE = b"[DONE]"
 TOKENS = ["Hel", "lo", " wor", "ld"]
+# vLLM's shape of a stream that stops on EOS: the role chunk, one chunk per token, the EOS
+# step as an empty chunk with finish_reason "stop" (usage counts it: 5), the usage chunk.
 VLLM_EVENTS = sse(
     delta("", role="assistant"),
     *(delta(t) for t in TOKENS),
-    delta("", finish="length"),
+    delta("", finish="stop"),
     USAGE_EVENT,
     DONE,
 )
@@ -388,8 +390,9 @@ def test_chunked_stream_is_parsed_into_chunks(serve: Callable[[Script], Scripted
         chunks = list(stream)
     assert [c.text for c in chunks] == ["", *TOKENS, "", ""]
     assert [c.has_output for c in chunks] == [False, True, True, True, True, False, False]
-    assert chunks[-2].finish_reason == "length"
-    assert chunks[-1].usage == Usage(prompt_tokens=5, completion_tokens=4)
+    assert [c.step for c in chunks] == [True, True, True, True, True, True, False]
+    assert chunks[-2].finish_reason == "stop"
+    assert chunks[-1].usage == Usage(prompt_tokens=5, completion_tokens=5)
     assert stream.status == 200
     assert stream.t_send is not None and stream.t_done is not None
     assert stream.connect_s is not None and stream.connect_s >= 0
@@ -473,7 +476,7 @@ def test_content_length_stream(serve: Callable[[Script], ScriptedServer]) -> Non
     with client_for(server.url) as client:
         chunks = collect(client, chat())
     assert "".join(c.text for c in chunks) == "Hello world"
-    assert chunks[-1].usage == Usage(5, 4)
+    assert chunks[-1].usage == Usage(5, 5)
 
 
 def test_close_delimited_stream(serve: Callable[[Script], ScriptedServer]) -> None:
@@ -519,9 +522,9 @@ def test_streamed_generate_collects_the_text(serve: Callable[[Script], ScriptedS
     with client_for(server.url) as client:
         completion = client.generate(chat())
     assert completion.text == "Hello world"
-    assert completion.chunks == 4
-    assert completion.usage == Usage(5, 4)
-    assert completion.finish_reason == "length"
+    assert completion.chunks == 5, "four tokens and the EOS step"
+    assert completion.usage == Usage(5, 5)
+    assert completion.finish_reason == "stop"
     assert completion.t_first_output is not None and completion.t_send is not None
     assert completion.t_send < completion.t_first_output <= completion.t_done
 

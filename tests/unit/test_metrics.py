@@ -1,4 +1,4 @@
-"""Request records, metric derivation per DESIGN.md, distributions, collector and outputs."""
+"""Request records, metric derivation per docs/metrics.md, distributions, collector, outputs."""
 
 from __future__ import annotations
 

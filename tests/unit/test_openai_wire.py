@@ -148,8 +148,8 @@ def test_build_payload_does_not_change_the_request() -> None:
 
 def test_role_only_chunk_has_no_output() -> None:
     chunk = parse_event(_chat_chunk(_delta(role="assistant", content="")), T)
-    assert chunk == Chunk(T, response_id="chatcmpl-1")
-    assert not chunk.has_output
+    assert chunk == Chunk(T, response_id="chatcmpl-1", step=True)
+    assert not chunk.has_output, "a step only once output has begun: not TTFT"
 
 
 def test_role_only_chunk_without_content_key() -> None:
@@ -180,6 +180,15 @@ def test_empty_last_content_chunk_with_finish_reason() -> None:
     assert chunk.finish_reason == "length"
 
 
+def test_empty_chunks_are_decode_steps() -> None:
+    # vLLM's EOS step and a step whose text it holds back (part of a UTF-8 character).
+    eos = parse_event(_chat_chunk(_delta(content="", finish="stop")), T)
+    held_back = parse_event(_chat_chunk(_delta(content="")), T)
+    assert eos.step and held_back.step
+    assert not eos.has_output and not held_back.has_output
+    assert parse_event(_chat_chunk(_delta(content="x")), T).step
+
+
 def test_last_token_with_finish_reason() -> None:
     chunk = parse_event(_chat_chunk(_delta(content="end", finish="stop")), T)
     assert chunk.has_output
@@ -192,6 +201,7 @@ def test_usage_chunk_with_empty_choices() -> None:
     chunk = parse_event(_chat_chunk(usage=usage), T)
     assert chunk.usage == Usage(prompt_tokens=12, completion_tokens=28)
     assert not chunk.has_output
+    assert not chunk.step, "a usage-only chunk is no decode step"
     assert chunk.finish_reason is None
 
 
@@ -273,6 +283,7 @@ def test_completions_empty_last_text_chunk() -> None:
     data = _event({"choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
     chunk = parse_event(data, T)
     assert not chunk.has_output
+    assert chunk.step
     assert chunk.finish_reason == "length"
 
 
