@@ -40,7 +40,7 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _token_range(text: str) -> tuple[int, int]:
+def _token_range(text: str) -> tuple[int, int] | None:
     try:
         return parse_token_range(text)
     except ValueError as exc:
@@ -76,12 +76,22 @@ def build_parser(
         default=d.default_max_tokens,
         help="output length when a request sets no max_tokens (%(default)s)",
     )
+    natural = d.natural_output_tokens
+    shown = "off" if natural is None else f"{natural[0]}:{natural[1]}"
     model.add_argument(
         "--natural-output-tokens",
         type=_token_range,
-        default=None,
-        metavar="MIN[:MAX]",
-        help="where the fake model emits EOS (uniform in range); off by default",
+        default=natural,
+        metavar="MIN[:MAX]|off",
+        help=f"where the fake model emits EOS, counting it, uniform in the range ({shown}); "
+        "a request with ignore_eos runs to max_tokens; off: every request does",
+    )
+    model.add_argument(
+        "--held-back-rate",
+        type=float,
+        default=d.held_back_rate,
+        help="share of mid-stream tokens sent with empty text, as vLLM holds back part of "
+        "a multi-byte character (%(default)s)",
     )
     timing = p.add_argument_group("timing (milliseconds)")
     timing.add_argument("--ttft-ms", type=float, default=d.ttft_ms)

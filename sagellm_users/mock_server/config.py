@@ -22,14 +22,17 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def parse_token_range(text: str) -> tuple[int, int]:
-    """Parse ``MIN[:MAX]`` (for ``--natural-output-tokens``) into an inclusive range.
+def parse_token_range(text: str) -> tuple[int, int] | None:
+    """Parse ``MIN[:MAX]`` (for ``--natural-output-tokens``) into an inclusive range, or
+    ``off`` into None.
 
     A single number means a fixed length. Raises ``ValueError`` with a readable message.
     """
+    if text.strip().lower() == "off":
+        return None
     parts = text.split(":")
     if len(parts) not in (1, 2) or not all(p.strip() for p in parts):
-        raise ValueError(f"expected MIN or MIN:MAX, got {text!r}")
+        raise ValueError(f"expected MIN, MIN:MAX or off, got {text!r}")
     try:
         low = int(parts[0])
         high = int(parts[-1])
@@ -45,7 +48,10 @@ class MockServerConfig:
     """Everything the mock server simulates, and where it listens.
 
     Times are in milliseconds. ``natural_output_tokens`` is the inclusive range from which
-    the fake model's end-of-sequence position is drawn (``None``: it never stops early).
+    the fake model's end-of-sequence position is drawn, counting the EOS token (``None``:
+    it never stops early); by default a request that does not ignore EOS stops on it, like
+    real chat traffic. ``held_back_rate`` is the share of mid-stream tokens sent with empty
+    text, as vLLM sends a token whose text it holds back.
     ``max_concurrency`` 0 means unlimited. Error rates (``error_rate_<fault>``, see
     :mod:`.faults`) are probabilities in [0, 1] whose sum must not exceed 1. ``port`` 0
     picks a free port; ``workers`` > 1 forks that many processes sharing one listening
@@ -61,7 +67,8 @@ class MockServerConfig:
     tbt_jitter_ms: float = 0.0
     tbt_per_running_ms: float = 0.0
     default_max_tokens: int = 64
-    natural_output_tokens: tuple[int, int] | None = None
+    natural_output_tokens: tuple[int, int] | None = (8, 64)
+    held_back_rate: float = 0.02
     max_concurrency: int = 0
     error_rate_500: float = 0.0
     error_rate_429: float = 0.0
@@ -122,6 +129,7 @@ class MockServerConfig:
         need(self.default_max_tokens >= 1, "default_max_tokens", "must be >= 1")
         nat = self.natural_output_tokens
         need(nat is None or 1 <= nat[0] <= nat[1], "natural_output_tokens", "needs 1 <= MIN <= MAX")
+        need(0.0 <= self.held_back_rate <= 0.5, "held_back_rate", "must be within [0, 0.5]")
         need(self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = unlimited)")
         for name in FAULT_RATE_FIELDS:
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be within [0, 1]")

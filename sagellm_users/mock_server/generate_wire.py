@@ -6,9 +6,12 @@ Every stream event is one ``GenerateReqOutput`` serialised by pydantic::
            "completion_tokens":3,"finish_reason":null,"output_token_logprobs":null,
            "routed_experts":null}}
 
-``output_ids`` holds the ids of this event's tokens, ``completion_tokens`` counts all tokens
-so far, and the last event's ``finish_reason`` is an object (``{"type":"length"}``). The
-stream ends with ``data: [DONE]``; there is no role chunk and no usage chunk. A
+``output_ids`` holds the ids of this event's tokens and ``completion_tokens`` counts all
+tokens so far. As LMDeploy's engine does, the stream ends with an event of its own that
+carries no text and no ids and the ``finish_reason`` object (``{"type":"length"}``), and an
+EOS token is stripped: the step that produced it is an event with no text and no ids, and
+``completion_tokens`` never counts it. Then ``data: [DONE]``; there is no role chunk and no
+usage chunk. A token whose text is held back is an event with its id and empty text. A
 non-streaming request gets the same object with the whole text and every id. A generation
 that fails in the engine ends with ``finish_reason: {"type":"error"}``.
 """
@@ -20,13 +23,17 @@ from typing import Any
 
 import orjson
 
-from .simulation import TOKEN_JSON, TOKEN_TEXT
+from .simulation import EMPTY_TOKEN, TOKEN_JSON, TOKEN_TEXT
 from .wire import http_chunk
 
 __all__ = ["TOKEN_IDS", "GenerateStreamEncoder", "generate_body", "lmdeploy_error_body"]
 
-#: Token id of each vocabulary token (its position plus 100, clear of special ids).
-TOKEN_IDS: dict[bytes, int] = {word: 100 + i for i, word in enumerate(TOKEN_JSON)}
+#: Token id of each vocabulary token (its position plus 100, clear of special ids), and of
+#: a token whose text is held back (the first half of a multi-byte character).
+TOKEN_IDS: dict[bytes, int] = {
+    **{word: 100 + i for i, word in enumerate(TOKEN_JSON)},
+    EMPTY_TOKEN: 99,
+}
 
 
 def _meta(prompt_tokens: int, completion_tokens: int, finish: bytes) -> bytes:
@@ -63,8 +70,14 @@ class GenerateStreamEncoder:
         return self.token(word, n_done, 0.0)
 
     def final_token(self, word: bytes, n_done: int, finish_reason: str, t_send: float) -> bytes:
+        """The last step and the event that ends the generation (see the module's note)."""
         finish = b'{"type":"%b"}' % finish_reason.encode()
-        return self._event(word, b"%d" % TOKEN_IDS.get(word, 0), n_done, finish, t_send)
+        if finish_reason == "stop":  # ``word`` is EOS: stripped and not counted
+            n_done -= 1
+            last = self._event(EMPTY_TOKEN, b"", n_done, b"null", t_send)
+        else:
+            last = self.token(word, n_done, t_send)
+        return last + self._event(EMPTY_TOKEN, b"", n_done, finish, t_send)
 
     def preamble(self, t_send: float) -> bytes:
         return b""
@@ -84,7 +97,9 @@ def generate_body(
     prompt_tokens: int,
     timestamps: tuple[float, float] | None = None,
 ) -> bytes:
-    """A non-streaming ``/generate`` answer."""
+    """A non-streaming ``/generate`` answer (an EOS token stripped, as in a stream)."""
+    if finish_reason == "stop":
+        words = words[:-1]
     doc: dict[str, Any] = {
         "text": "".join(TOKEN_TEXT[w] for w in words),
         "output_ids": [TOKEN_IDS[w] for w in words],

@@ -8,10 +8,18 @@ depend on the requests' contents.
 Prompt token counting (documented rule, no tokenizer): a completion prompt counts one token
 per whitespace-separated piece (a token-id list counts its length); a chat prompt counts the
 pieces of every message's text content plus 4 per message for the chat template.
+
+Output follows a real vLLM stream (checked against vLLM 0.32): unless ``ignore_eos`` is
+set, generation stops on an EOS token drawn from ``natural_output_tokens``; the EOS token
+is the last decode step, sent as a chunk with empty text and ``finish_reason: "stop"``, and
+usage counts it. A share of mid-stream tokens (``held_back_rate``) carry empty text, as
+vLLM sends a token whose text it holds back (the first half of a multi-byte character):
+the next token carries a multi-byte word, as if it completed the character.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +31,7 @@ from .config import MockServerConfig
 from .faults import FAULT_RATE_FIELDS, HTTP_FAULTS, Fault, fault_for_field
 
 __all__ = [
+    "EMPTY_TOKEN",
     "TOKEN_JSON",
     "TOKEN_TEXT",
     "VOCABULARY",
@@ -47,8 +56,17 @@ VOCABULARY: tuple[str, ...] = (
 #: Each vocabulary token (" word") pre-encoded as a JSON string literal, ready to splice.
 TOKEN_JSON: tuple[bytes, ...] = tuple(orjson.dumps(" " + w) for w in VOCABULARY)
 
+#: A token with no text: the EOS step, or a token whose text is held back.
+EMPTY_TOKEN = b'""'
+
 #: The text of each pre-encoded token, for bodies that are built as a whole.
-TOKEN_TEXT: dict[bytes, str] = {orjson.dumps(" " + w): " " + w for w in VOCABULARY}
+TOKEN_TEXT: dict[bytes, str] = {
+    **{orjson.dumps(" " + w): " " + w for w in VOCABULARY},
+    EMPTY_TOKEN: "",
+}
+
+#: Words that are several bytes in UTF-8: the token after a held-back one carries one.
+_MULTIBYTE_JSON = tuple(orjson.dumps(" " + w) for w in VOCABULARY if not w.isascii())
 
 CHAT_TEMPLATE_TOKENS_PER_MESSAGE = 4
 
@@ -88,19 +106,38 @@ def output_length(
     min_tokens: int,
     natural: int | None,
 ) -> tuple[int, str]:
-    """How many tokens a request generates, and its finish reason.
+    """How many tokens a request generates (as usage counts them), and its finish reason.
 
-    ``natural`` is where the fake model would emit EOS. Without ``ignore_eos`` the stream
-    stops at ``max(natural, min_tokens)`` with ``"stop"`` when that fits in ``max_tokens``;
-    otherwise (EOS ignored, no natural length, or the cap comes first) it runs to exactly
-    ``max_tokens`` with ``"length"``, as vLLM reports a sequence cut by its length limit.
+    ``natural`` is the position of the EOS token the fake model would emit, counting EOS
+    (a natural length of 5 is four visible tokens, then EOS). As in vLLM, ``min_tokens``
+    keeps EOS out until that many tokens came, so EOS is at least token
+    ``min_tokens + 1``. Without ``ignore_eos`` the stream stops on EOS with ``"stop"``
+    when EOS fits in ``max_tokens``; otherwise (EOS ignored, no natural length, or the cap
+    comes first) it runs to exactly ``max_tokens`` with ``"length"``.
     """
     if ignore_eos or natural is None:
         return max_tokens, "length"
-    eos_at = max(natural, min_tokens)
+    eos_at = max(natural, min_tokens + 1)
     if eos_at <= max_tokens:
         return eos_at, "stop"
     return max_tokens, "length"
+
+
+def _hold_back(words: list[bytes], last: int, rate: float, rng: random.Random) -> None:
+    """Empty the text of about ``rate`` of the tokens ``words[1:last]``, the next token
+    carrying a multi-byte word: geometric skips, so a plan costs a draw per held-back
+    token, not per token."""
+    if rate <= 0.0:
+        return
+    log_miss = math.log1p(-rate) if rate < 1.0 else -math.inf
+    i = 0
+    while True:
+        i += 1 + (int(math.log(1.0 - rng.random()) / log_miss) if log_miss > -math.inf else 0)
+        if i >= last:
+            return
+        words[i] = EMPTY_TOKEN
+        words[i + 1] = rng.choice(_MULTIBYTE_JSON)
+        i += 1  # the token that completes the character is not held back itself
 
 
 @dataclass(slots=True)
@@ -170,6 +207,13 @@ class Planner:
         n, finish = output_length(
             max_tokens, ignore_eos=ignore_eos, min_tokens=min_tokens, natural=natural
         )
+        eos = finish == "stop"
+        words = rng.choices(TOKEN_JSON, k=n)
+        if eos:
+            words[-1] = EMPTY_TOKEN
+        # Held back: tokens 1 .. n-2, and never the one before EOS (its text would have
+        # no token to come with).
+        _hold_back(words, n - 1 - eos, c.held_back_rate, rng)
         ttft_ms = c.ttft_ms
         if c.ttft_jitter_ms > 0:
             ttft_ms = max(0.0, ttft_ms + rng.uniform(-c.ttft_jitter_ms, c.ttft_jitter_ms))
@@ -185,7 +229,7 @@ class Planner:
             request_hex=request_hex,
             n_tokens=n,
             finish_reason=finish,
-            words=rng.choices(TOKEN_JSON, k=n),
+            words=words,
             ttft_s=ttft_ms / 1000.0,
             tbt_s=c.tbt_ms / 1000.0,
             gaps_s=gaps,

@@ -1,18 +1,20 @@
 """Bytes on the wire: vLLM-shaped JSON chunks and bodies, SSE events, HTTP/1.1 framing.
 
-The shapes follow vLLM's OpenAI server (``serving_chat.py`` / ``serving_completion.py`` of
-the 0.10-0.11 releases, which serialise stream chunks with ``exclude_unset``):
+The shapes are byte for byte those of vLLM 0.32's OpenAI server (captured from a real one;
+it serialises stream chunks with ``exclude_unset``):
 
 * chat role chunk: ``choices[0] = {"index":0,"delta":{"role":"assistant","content":""},
-  "logprobs":null,"finish_reason":null}`` and a top-level ``"prompt_token_ids":null``;
+  "logprobs":null,"finish_reason":null}`` and top-level ``"prompt_token_ids":null,
+  "prompt_text":null``;
 * chat content chunk: ``{"index":0,"delta":{"content":" w"},"logprobs":null,
   "finish_reason":null,"token_ids":null}``; the last one carries ``finish_reason`` and
-  ``"stop_reason":null`` (before ``token_ids``);
+  ``"stop_reason":null`` (before ``token_ids``); when the stream stops on EOS its content
+  is ``""`` (the EOS step), and a token whose text is held back is ``""`` too;
 * completion chunk: ``{"index":0,"text":" w","logprobs":null,"finish_reason":null,
   "stop_reason":null,"prompt_token_ids":null,"token_ids":null}``;
-* usage chunk: ``"choices":[]`` and ``"usage":{"prompt_tokens","total_tokens",
-  "completion_tokens"}`` in that order; continuous usage puts the same object, after
-  ``choices``, into every chunk;
+* usage chunk: ``"choices":[]``, ``"usage":{"prompt_tokens","total_tokens",
+  "completion_tokens"}`` in that order (EOS counted), then ``"system_fingerprint"``;
+  continuous usage puts the same object, after ``choices``, into every chunk;
 * in-stream error: ``{"error": {"message", "type", "param", "code"}}`` written with
   ``json.dumps`` (spaces after separators), as vLLM does, then ``data: [DONE]``;
 * error bodies: ``{"error":{"message","type","param","code"}}`` (vLLM's current
@@ -50,6 +52,8 @@ __all__ = [
 ]
 
 SERVER_HEADER = b"server: sagellm-mock\r\n"
+#: What vLLM puts after the usage of its last chunk (``vllm-VERSION-HASH`` there).
+SYSTEM_FINGERPRINT = b',"system_fingerprint":"sagellm-mock"'
 END_OF_BODY = b"0\r\n\r\n"
 
 
@@ -252,11 +256,10 @@ class StreamEncoder:
         return b""
 
     def usage(self, completion_tokens: int, t_send: float) -> bytes:
-        """The ``include_usage`` chunk: empty ``choices`` and the totals."""
+        """The ``include_usage`` chunk: empty ``choices``, the totals, the fingerprint."""
         ts = b"" if self._t_request is None else _timestamps(self._t_request, t_send)
-        return _event_chunk(
-            self._pre + b"]" + _usage(self._prompt_tokens, completion_tokens) + ts + b"}"
-        )
+        usage = _usage(self._prompt_tokens, completion_tokens)
+        return _event_chunk(self._pre + b"]" + usage + SYSTEM_FINGERPRINT + ts + b"}")
 
     def error(self, message: str, err_type: str, code: int, t_send: float) -> bytes:
         """vLLM's in-stream error event (``json.dumps`` spacing)."""
@@ -288,7 +291,12 @@ class ChatStreamEncoder(StreamEncoder):
         usage = _usage(self._prompt_tokens, 0) if self._continuous else self._null
         ts = b"" if self._t_request is None else _timestamps(self._t_request, t_send)
         return _event_chunk(
-            self._pre + self.ROLE_CHOICE + usage + b',"prompt_token_ids":null' + ts + b"}"
+            self._pre
+            + self.ROLE_CHOICE
+            + usage
+            + b',"prompt_token_ids":null,"prompt_text":null'
+            + ts
+            + b"}"
         )
 
 

@@ -31,10 +31,10 @@ pytestmark = pytest.mark.e2e
 
 CHAT = str(ROOT / "locustfiles" / "chat.py")
 STREAM_ARGS = (
-    "--headless", "-u", "4", "-r", "2", "--max-tokens", "100",
+    "--headless", "-u", "4", "-r", "2", "--max-tokens", "100", "--ignore-eos",
     "--mock-args", "--ttft-ms 20 --tbt-ms 20",
 )  # fmt: skip
-"""Each answer streams for 2 s; the four users start 0.5 s apart."""
+"""Each answer streams for 2 s (EOS ignored); the four users start 0.5 s apart."""
 DEADLINE_S = 30.0
 
 

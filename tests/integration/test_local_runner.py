@@ -23,8 +23,11 @@ def test_chat_users_measure_the_mock_timing(mock_url: str, tmp_path: Path) -> No
     records_path = tmp_path / "records.jsonl"
     run = LocalRun(
         [OpenAIChatUser],
-        ["--host", mock_url, "--max-tokens", "20", "--llm-records", str(records_path)],
-    )
+        [
+            "--host", mock_url, "--max-tokens", "20", "--ignore-eos",
+            "--llm-records", str(records_path),
+        ],
+    )  # fmt: skip
     records = run.run_until(requests=24, users=4)
 
     assert all(r.status in ("ok", "cancelled") for r in records)

@@ -65,14 +65,18 @@ def test_generate_streams_lmdeploy_events(url: str) -> None:
     body = {"prompt": "a b c", "max_tokens": 4, "stream": True, "ignore_eos": True}
     events = stream_all(url, GENERATE, body)
     assert events[-1] == "[DONE]"
-    tokens = events[:-1]
+    *tokens, final = events[:-1]
     assert len(tokens) == 4
     for n, event in enumerate(tokens, 1):
         assert list(event) == ["text", "output_ids", "meta_info"]
-        assert event["text"].startswith(" ") and len(event["output_ids"]) == 1
+        assert len(event["output_ids"]) == 1
         meta = event["meta_info"]
         assert meta["prompt_tokens"] == 3 and meta["completion_tokens"] == n
-        assert meta["finish_reason"] == ({"type": "length"} if n == 4 else None)
+        assert meta["finish_reason"] is None
+    # As LMDeploy's engine does, an event of its own ends the generation.
+    assert (final["text"], final["output_ids"]) == ("", [])
+    assert final["meta_info"]["completion_tokens"] == 4
+    assert final["meta_info"]["finish_reason"] == {"type": "length"}
 
 
 def test_generate_without_stream_and_with_input_ids(url: str) -> None:

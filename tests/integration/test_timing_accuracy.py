@@ -27,8 +27,11 @@ pytestmark = pytest.mark.skipif(
 
 
 def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, float]]:
-    """(client read time, mock send time) for every output event of one request."""
-    request = GenerationRequest(api="chat", model="mock-llm", prompt="hi", max_tokens=tokens)
+    """(client read time, mock send time) for every decode step of one request (the
+    first content event, then every event with a choice: held-back ones are empty)."""
+    request = GenerationRequest(
+        api="chat", model="mock-llm", prompt="hi", max_tokens=tokens, ignore_eos=True
+    )
     exchange = transport.exchange(
         "POST", "/v1/chat/completions", orjson.dumps(build_payload(request)), {}
     )
@@ -41,7 +44,7 @@ def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, fl
                 continue
             obj = orjson.loads(event)
             choices = obj.get("choices")
-            if choices and choices[0]["delta"].get("content"):
+            if choices and (pairs or choices[0]["delta"].get("content")):
                 pairs.append((t_read, float(obj["mock_t_send"])))
     exchange.close()
     return pairs

@@ -22,7 +22,8 @@ def test_defaults_match_the_documented_values() -> None:
     assert (c.ttft_ms, c.tbt_ms, c.ttft_jitter_ms, c.tbt_jitter_ms) == (50.0, 10.0, 0.0, 0.0)
     assert (c.host, c.port, c.workers, c.seed) == ("127.0.0.1", 8000, 1, 0)
     assert c.max_concurrency == 0 and c.retry_after_s == 1
-    assert c.natural_output_tokens is None and c.api_key is None
+    assert c.natural_output_tokens == (8, 64) and c.held_back_rate == 0.02
+    assert c.api_key is None
     assert not (c.send_timestamps or c.log_requests or c.exit_on_stdin_eof)
 
 
@@ -35,6 +36,8 @@ def test_defaults_match_the_documented_values() -> None:
         ({"max_model_len": 0}, "--max-model-len"),
         ({"default_max_tokens": 0}, "--default-max-tokens"),
         ({"natural_output_tokens": (5, 2)}, "--natural-output-tokens"),
+        ({"held_back_rate": 0.6}, "held_back_rate (--held-back-rate) must be within [0, 0.5]"),
+        ({"held_back_rate": -0.1}, "--held-back-rate"),
         ({"max_concurrency": -1}, "--max-concurrency"),
         ({"error_rate_500": 1.5}, "--error-rate-500"),
         ({"error_rate_429": 0.6, "error_rate_stream": 0.6}, "add up to at most 1"),
@@ -58,9 +61,10 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"), [("5", (5, 5)), ("3:7", (3, 7)), (" 2 : 2 ", (2, 2))]
+    ("text", "expected"),
+    [("5", (5, 5)), ("3:7", (3, 7)), (" 2 : 2 ", (2, 2)), ("off", None), ("OFF", None)],
 )
-def test_token_range_parses(text: str, expected: tuple[int, int]) -> None:
+def test_token_range_parses(text: str, expected: tuple[int, int] | None) -> None:
     assert parse_token_range(text) == expected
 
 

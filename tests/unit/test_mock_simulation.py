@@ -12,6 +12,7 @@ from sagellm_users.mock_server import MockServerConfig
 from sagellm_users.mock_server.cli import build_parser
 from sagellm_users.mock_server.faults import FAULT_RATE_FIELDS, fault_for_field
 from sagellm_users.mock_server.simulation import (
+    EMPTY_TOKEN,
     TOKEN_JSON,
     TOKEN_TEXT,
     VOCABULARY,
@@ -27,14 +28,15 @@ from sagellm_users.mock_server.simulation import (
     ("max_tokens", "ignore_eos", "min_tokens", "natural", "expected"),
     [
         (10, False, 0, None, (10, "length")),  # no natural EOS: always the cap
-        (10, False, 0, 4, (4, "stop")),  # EOS before the cap
+        (10, False, 0, 4, (4, "stop")),  # EOS (the 4th token) before the cap
         (10, False, 0, 10, (10, "stop")),  # EOS exactly at the cap
         (10, False, 0, 12, (10, "length")),  # the cap comes first
         (10, True, 0, 4, (10, "length")),  # EOS ignored
-        (10, False, 7, 4, (7, "stop")),  # min_tokens defers EOS
+        (10, False, 7, 4, (8, "stop")),  # min_tokens defers EOS: it comes after 7 tokens
         (10, False, 3, 4, (4, "stop")),  # min_tokens below natural: no effect
+        (10, False, 3, 3, (4, "stop")),  # EOS after exactly min_tokens, as vLLM does
         (5, False, 9, 4, (5, "length")),  # min_tokens beyond the cap
-        (1, False, 0, 1, (1, "stop")),
+        (1, False, 0, 1, (1, "stop")),  # EOS at once: the only step is the EOS step
     ],
 )
 def test_output_length_rules(
@@ -206,3 +208,35 @@ def test_each_fault_strikes_where_documented_and_names_itself(fault: Fault, inde
     assert plan.error_at == index and plan.fault is fault
     named = plan.request_hex.startswith(f"fault-{fault.value}-")
     assert named == (fault is not Fault.NONE)
+
+
+def test_eos_is_an_empty_last_token_and_held_back_tokens_are_empty_mid_stream() -> None:
+    planner = Planner(MockServerConfig(natural_output_tokens=(30, 30), held_back_rate=0.2))
+    plans = [
+        planner.plan(max_tokens=64, ignore_eos=False, min_tokens=0, prompt_tokens=1)
+        for _ in range(200)
+    ]
+    assert all(p.n_tokens == 30 and p.finish_reason == "stop" for p in plans)
+    assert all(p.words[-1] == EMPTY_TOKEN and p.words[0] != EMPTY_TOKEN for p in plans)
+    held = [i for p in plans for i, w in enumerate(p.words[:-1]) if w == EMPTY_TOKEN]
+    # Candidates are tokens 1..27 (not the one before EOS); each hit skips the next one.
+    share = len(held) / (200 * 27)
+    assert 0.12 < share < 0.22, share
+    assert all(
+        p.words[i + 1] != EMPTY_TOKEN
+        for p in plans
+        for i in range(1, 28)
+        if p.words[i] == EMPTY_TOKEN
+    )
+    assert all(TOKEN_TEXT[p.words[-2]] for p in plans), "the token before EOS carries text"
+
+
+def test_length_finished_plans_end_on_a_token_with_text() -> None:
+    planner = Planner(MockServerConfig(natural_output_tokens=None, held_back_rate=0.5))
+    for _ in range(100):
+        plan = planner.plan(max_tokens=12, ignore_eos=False, min_tokens=0, prompt_tokens=1)
+        assert plan.finish_reason == "length" and plan.n_tokens == 12
+        assert plan.words[0] != EMPTY_TOKEN and plan.words[-1] != EMPTY_TOKEN
+    quiet = Planner(MockServerConfig(held_back_rate=0.0))
+    plan = quiet.plan(max_tokens=500, ignore_eos=True, min_tokens=0, prompt_tokens=1)
+    assert EMPTY_TOKEN not in plan.words

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
+from sagellm_users.mock_server.simulation import EMPTY_TOKEN
 from sagellm_users.mock_server.wire import (
     DONE_AND_END,
     ChatStreamEncoder,
@@ -80,8 +81,11 @@ def test_chat_stream_chunks_have_vllm_shapes_and_key_order() -> None:
             }
         ],
         "prompt_token_ids": None,
+        "prompt_text": None,
     }
-    assert list(role) == ["id", "object", "created", "model", "choices", "prompt_token_ids"]
+    assert list(role) == [
+        "id", "object", "created", "model", "choices", "prompt_token_ids", "prompt_text"
+    ]  # fmt: skip
     token = one(enc.token(WORD, 1, 0.0))
     assert token == {
         **HEAD_CHAT,
@@ -116,8 +120,12 @@ def test_chat_stream_chunks_have_vllm_shapes_and_key_order() -> None:
         "model": "m",
         "choices": [],
         "usage": {"prompt_tokens": 7, "total_tokens": 10, "completion_tokens": 3},
+        "system_fingerprint": "sagellm-mock",
     }
     assert list(usage["usage"]) == ["prompt_tokens", "total_tokens", "completion_tokens"]
+    eos = one(enc.final_token(EMPTY_TOKEN, 4, "stop", 0.0))
+    assert eos["choices"][0]["delta"] == {"content": ""}
+    assert eos["choices"][0]["finish_reason"] == "stop"
 
 
 def test_completion_stream_chunks_have_vllm_shapes() -> None:
@@ -140,6 +148,7 @@ def test_completion_stream_chunks_have_vllm_shapes() -> None:
         "model": "m",
         "choices": [],
         "usage": {"prompt_tokens": 7, "total_tokens": 9, "completion_tokens": 2},
+        "system_fingerprint": "sagellm-mock",
     }
 
 
@@ -164,6 +173,7 @@ def test_continuous_usage_rides_on_every_chunk() -> None:
         "choices",
         "usage",
         "prompt_token_ids",
+        "prompt_text",
     ]
     last = one(enc.final_token(WORD, 5, "length", 0.0))
     assert last["usage"]["completion_tokens"] == 5
