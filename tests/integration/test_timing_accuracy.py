@@ -37,7 +37,7 @@ def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, fl
     )
     exchange.send()
     decoder = SSEDecoder()
-    pairs = []
+    pairs: list[tuple[float, float]] = []
     for t_read, data in exchange.iter_body():
         for event in decoder.feed(data):
             if event == b"[DONE]":
