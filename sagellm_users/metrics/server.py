@@ -8,9 +8,10 @@ label sets (engines of a data-parallel server, finish reasons). The difference o
 snapshots is what the server did between them, so a test's window on the server lines up
 with the client's.
 
-Quantiles from a histogram use Prometheus' own ``histogram_quantile`` rule (linear
-interpolation inside the bucket, the first bucket starting at 0), so they are only as fine
-as the server's buckets: compare them with the client's exact percentiles with that in mind.
+vLLM's buckets are coarse, so a percentile is read off a histogram as the interval the
+counts and the sum prove it lies in (:meth:`BucketHistogram.quantile_bounds`; the rule is
+in :mod:`sagellm_users.metrics.histogram_bounds`), not as Prometheus' interpolated
+``histogram_quantile`` alone, which can contradict the histogram's own mean.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from sagellm_users.metrics.histogram_bounds import QuantileBounds, bound_quantile, interpolate
 
 __all__ = [
     "COUNTERS",
@@ -57,7 +60,8 @@ class ServerMetricsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class BucketHistogram:
-    """Cumulative bucket counts by upper bound (the last bound is +Inf) and the sum."""
+    """Cumulative bucket counts by upper bound (the last bound is +Inf) and the sum (NaN
+    when the server sent none: then the mean is unknown, not 0)."""
 
     bounds: tuple[float, ...]
     cumulative: tuple[float, ...]
@@ -69,7 +73,7 @@ class BucketHistogram:
 
     @property
     def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
+        return self.total / self.count if self.count and math.isfinite(self.total) else None
 
     def minus(self, earlier: BucketHistogram | None) -> BucketHistogram:
         """What was observed since ``earlier`` (a server restart shows as a reset: all)."""
@@ -80,18 +84,11 @@ class BucketHistogram:
 
     def quantile(self, q: float) -> float | None:
         """Prometheus' ``histogram_quantile(q)``; ``q`` in [0, 1]."""
-        count = self.count
-        if not count:
-            return None
-        rank = q * count
-        lower, below = 0.0, 0.0
-        for bound, cumulative in zip(self.bounds, self.cumulative, strict=True):
-            if cumulative >= rank and cumulative > below:
-                if math.isinf(bound):
-                    return lower  # the highest finite bound: Prometheus' answer too
-                return lower + (bound - lower) * (rank - below) / (cumulative - below)
-            lower, below = bound, cumulative
-        return lower
+        return interpolate(self.bounds, self.cumulative, q)
+
+    def quantile_bounds(self, q: float) -> QuantileBounds | None:
+        """Where the ``q`` quantile (0 < q <= 1) lies, by the buckets and the sum."""
+        return bound_quantile(self.bounds, self.cumulative, self.total, q)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +134,8 @@ def _histogram(
     if not buckets:
         return None
     bounds = tuple(sorted(buckets))
-    total = sum(v for _labels, v in by_name.get(f"{name}_sum", ()))
+    sums = [v for _labels, v in by_name.get(f"{name}_sum", ())]
+    total = math.fsum(sums) if sums else math.nan
     return BucketHistogram(bounds, tuple(buckets[b] for b in bounds), total)
 
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from sagellm_users.report.html import render_html
 from sagellm_users.report.model import SCHEMA_VERSION, LLMReport
+from sagellm_users.report.server import upgrade_version_1
 
 __all__ = ["ReportFileError", "load_report", "main", "unique_labels"]
 
@@ -27,7 +28,8 @@ class ReportFileError(Exception):
 
 
 def load_report(path: Path) -> dict[str, Any]:
-    """The report in ``path``, checked against the model and in its canonical JSON form."""
+    """The report in ``path``, checked against the model and in its canonical JSON form;
+    an older schema version is brought to the current one first."""
     try:
         raw = orjson.loads(path.read_bytes())
     except FileNotFoundError:
@@ -43,10 +45,14 @@ def load_report(path: Path) -> dict[str, Any]:
             f"{path}: not a sagellm-locust report (no 'schema_version' and 'total'); "
             "give a file written by --llm-report NAME.json"
         )
+    if raw["schema_version"] == 1:  # server percentiles were bare numbers
+        raw = {**raw, "schema_version": 2}
+        if isinstance(raw.get("server"), list):
+            raw["server"] = upgrade_version_1(raw["server"])
     if raw["schema_version"] != SCHEMA_VERSION:
         raise ReportFileError(
             f"{path}: report schema version {raw['schema_version']!r}, this sagellm-report "
-            f"reads version {SCHEMA_VERSION}; render it with the version that wrote it"
+            f"reads versions 1 to {SCHEMA_VERSION}; render it with the version that wrote it"
         )
     try:
         report = LLMReport.model_validate(raw)

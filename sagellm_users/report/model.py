@@ -61,7 +61,9 @@ __all__ = [
 
 _HEALTH_PERCENTILES = [50.0, 90.0, 99.0]
 
-SCHEMA_VERSION: Literal[1] = 1
+SCHEMA_VERSION: Literal[2] = 2
+"""2: each server-side percentile is an object (estimate, bounds, bucket, display), not a
+bare interpolated number; ``sagellm-report`` still reads version 1."""
 
 
 class ToolInfo(BaseModel):
@@ -178,7 +180,7 @@ class LostWorker(BaseModel):
 class LLMReport(BaseModel):
     """One load test's result. ``schema_version`` changes when a field changes meaning."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     created: datetime
     tool: ToolInfo
     run: RunInfo

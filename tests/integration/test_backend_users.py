@@ -69,7 +69,11 @@ def test_the_report_holds_the_server_view_and_its_counts_match(fast_mock: str) -
     assert server.generation_tokens is not None
     assert server.generation_tokens >= report.total.total_output_tokens
     assert server.ttft_ms is not None and server.ttft_ms.count == completed
-    assert server.itl_ms is not None and server.itl_ms.mean == pytest.approx(2.0, abs=0.01)
+    assert server.itl_ms is not None and server.itl_ms.mean is not None
+    assert server.itl_ms.mean == pytest.approx(2.0, abs=0.01)
+    p50 = server.itl_ms.percentiles["p50"]  # every gap is in vLLM's first bucket, (0, 10 ms]
+    assert p50 is not None and p50.kind == "at_most" and p50.upper is not None
+    assert p50.upper <= 2 * server.itl_ms.mean * (1 + 1e-9), "not the bucket's middle, 5 ms"
     assert server.running is not None and server.running.peak <= 3
     assert cancelled <= 3
 

@@ -11,7 +11,7 @@ import pytest
 
 from sagellm_users.metrics import MetricsCollector
 from sagellm_users.metrics.timeline import Timeline
-from sagellm_users.report import LLMReport, build_report
+from sagellm_users.report import SCHEMA_VERSION, LLMReport, build_report
 from sagellm_users.report.cli import load_report, main, unique_labels
 from sagellm_users.report.html import render_html, render_html_report
 from sagellm_users.report.writers import render_json
@@ -122,6 +122,7 @@ def test_labels_tell_same_named_files_apart() -> None:
         (b"[1, 2]", "not a sagellm-locust report"),
         (b'{"schema_version": 99, "total": {}}', "schema version 99"),
         (b'{"schema_version": 1, "total": {}}', "not a valid report: "),
+        (b'{"schema_version": 2, "total": {}}', "not a valid report: "),
     ],
 )
 def test_a_file_that_is_not_a_report_is_named_with_the_reason(
@@ -155,3 +156,45 @@ def test_a_saved_report_loads_back_to_the_same_json(tmp_path: Path) -> None:
     saved = tmp_path / "run.json"
     saved.write_bytes(render_json(report))
     assert load_report(saved) == orjson.loads(render_json(report))
+
+
+def _v1_server(mean_ms: float, percentiles: dict[str, float | None]) -> dict[str, Any]:
+    """A histogram as schema version 1 wrote it: bare interpolated numbers, no buckets."""
+    return {"count": 152, "mean": mean_ms, "percentiles": percentiles}
+
+
+def test_a_version_1_report_still_loads_without_its_impossible_percentiles(
+    tmp_path: Path,
+) -> None:
+    """Version 1 kept only ``histogram_quantile``'s number: the bucket is lost, but the mean
+    still bounds each percentile (Markov: p <= mean / (1 - q)), so what it cannot be is
+    shown as a bound and the rest as an interpolation ("~")."""
+    raw = orjson.loads(render_json(_report()))
+    raw["schema_version"] = 1
+    server = {
+        "host": "http://127.0.0.1:8000", "version": "0.32.0", "scrapes": 3,
+        "failed_scrapes": 0, "seconds": 10.0, "requests": 152, "prompt_tokens": 10,
+        "generation_tokens": 20, "preemptions": 0, "running": None, "waiting": None,
+        "kv_cache_usage": None,
+        "e2el_ms": _v1_server(16.9, {"p50": 150.0, "p99": 297.0}),
+        "itl_ms": _v1_server(10.0, {"p50": 5.0, "p99": 9.9}),
+        "queue_ms": _v1_server(0.006, {"p50": 150.0, "p99": None}),
+    }  # fmt: skip
+    raw["server"] = [server]
+    saved = tmp_path / "v1.json"
+    saved.write_bytes(orjson.dumps(raw))
+    loaded = load_report(saved)
+    assert loaded["schema_version"] == SCHEMA_VERSION
+    (read,) = loaded["server"]
+    shown = {
+        field: {k: (p and p["display"]) for k, p in read[field]["percentiles"].items()}
+        for field in ("e2el_ms", "itl_ms", "queue_ms")
+    }
+    assert shown == {
+        "e2el_ms": {"p50": "≤ 33.8", "p99": "~297"},
+        "itl_ms": {"p50": "~5.00", "p99": "~9.90"},
+        "queue_ms": {"p50": "≤ 0.012", "p99": None},
+    }
+    p50 = read["e2el_ms"]["percentiles"]["p50"]
+    assert p50["bucket"] is None and p50["histogram_quantile"] == 150.0
+    assert main([str(saved), "-o", str(tmp_path / "v1.html")]) == 0

@@ -1,14 +1,23 @@
-"""Parsing vLLM's /metrics, differencing scrapes and Prometheus-style quantiles."""
+"""Parsing vLLM's /metrics, differencing scrapes, Prometheus-style quantiles and the bounds
+the buckets and the sum put on each percentile."""
 
 from __future__ import annotations
 
+import math
+import random
+from collections.abc import Callable, Sequence
+
 import pytest
 
+from sagellm_users.metrics.histogram_bounds import QuantileBounds
 from sagellm_users.metrics.server import (
     BucketHistogram,
     ServerMetricsError,
     parse_vllm_metrics,
 )
+from sagellm_users.mock_server.metrics import ITL_BUCKETS, REQUEST_BUCKETS, TTFT_BUCKETS
+
+INF = float("inf")
 
 # Lines as vLLM 0.32's OpenAI server wrote them (two engines of a data-parallel server
 # here, so sums over label sets are exercised).
@@ -105,3 +114,80 @@ def test_minus_gives_what_happened_between_two_scrapes() -> None:
     restarted = BucketHistogram((0.1, float("inf")), (1.0, 1.0), 0.05)
     assert restarted.minus(late) is restarted  # counts fell: the server restarted
     assert late.minus(None) is late
+
+
+def _bucketed(bounds: Sequence[float], samples: Sequence[float]) -> BucketHistogram:
+    """Samples counted the way prometheus_client counts them (``le``: at most the bound)."""
+    edges = (*bounds, INF)
+    counts = [0] * len(edges)
+    for x in samples:
+        counts[next(i for i, b in enumerate(edges) if x <= b)] += 1
+    cumulative = [float(sum(counts[: i + 1])) for i in range(len(counts))]
+    return BucketHistogram(edges, tuple(cumulative), math.fsum(samples))
+
+
+DRAWS: dict[str, Callable[[random.Random], float]] = {
+    "lognormal": lambda r: r.lognormvariate(-4.0, 1.0),
+    "constant": lambda _r: 0.01,
+    "near zero": lambda r: r.uniform(0.0, 1e-4),
+    "bimodal": lambda r: r.choice((0.002, 0.7)) * r.uniform(0.9, 1.1),
+    "heavy tail": lambda r: r.paretovariate(1.5) * 0.01,
+    "beyond the last bucket": lambda r: r.choice((0.05, 4000.0)),
+}
+
+
+@pytest.mark.parametrize("draw", DRAWS, ids=list(DRAWS))
+@pytest.mark.parametrize("bounds", [TTFT_BUCKETS, ITL_BUCKETS, REQUEST_BUCKETS])
+def test_each_percentile_lies_within_its_bounds_and_they_rise_with_p(
+    draw: str, bounds: tuple[float, ...]
+) -> None:
+    rng = random.Random(f"{draw}-{len(bounds)}")
+    qs = (0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+    for n in (1, 2, 7, 100, 1000):
+        samples = sorted(DRAWS[draw](rng) for _ in range(n))
+        h = _bucketed(bounds, samples)
+        mean = math.fsum(samples) / n
+        previous: QuantileBounds | None = None
+        for q in qs:
+            b = h.quantile_bounds(q)
+            assert b is not None
+            exact = samples[max(1, math.ceil(q * n)) - 1]  # the sample at rank ceil(qN)
+            assert b.bucket_lower < exact <= b.bucket_upper, (q, n, b, exact)
+            assert b.low * (1 - 1e-9) <= exact <= b.high * (1 + 1e-9), (q, n, b, exact)
+            assert b.low <= b.estimate <= b.high
+            assert b.bucket_lower <= b.low and b.high <= b.bucket_upper
+            if q < 1:
+                assert b.high <= mean / (1 - q) * (1 + 1e-9), "Markov's inequality holds"
+            if previous is not None:
+                assert previous.low <= b.low and previous.high <= b.high
+                assert previous.estimate <= b.estimate
+            previous = b
+
+
+def test_without_a_sum_only_the_buckets_bound_a_percentile() -> None:
+    text = (
+        "# TYPE vllm:time_to_first_token_seconds histogram\n"
+        'vllm:time_to_first_token_seconds_bucket{le="0.1"} 4.0\n'
+        'vllm:time_to_first_token_seconds_bucket{le="0.25"} 10.0\n'
+        'vllm:time_to_first_token_seconds_bucket{le="+Inf"} 10.0\n'
+    )
+    ttft = parse_vllm_metrics(text, 0.0).histograms["ttft"]
+    assert ttft.mean is None, "no _sum line: the mean is unknown, not 0"
+    b = ttft.quantile_bounds(0.9)
+    assert b is not None and (b.low, b.high) == (0.1, 0.25)
+
+
+def test_a_sum_the_buckets_cannot_hold_is_ignored() -> None:
+    """Negative observations (or a sum from another reset) break the non-negative bound:
+    the buckets alone then say what is known."""
+    h = BucketHistogram((0.1, 0.25, INF), (4.0, 10.0, 10.0), -1.0)
+    b = h.quantile_bounds(0.9)
+    assert b is not None and (b.low, b.high) == (0.1, 0.25)
+
+
+def test_the_top_bucket_is_bounded_by_the_sum_when_it_can_be() -> None:
+    h = BucketHistogram((1.0, INF), (1.0, 2.0), 0.5 + 3.0)
+    b = h.quantile_bounds(1.0)
+    assert b is not None and b.bucket_upper == INF
+    assert b.low == 1.0 and b.high == pytest.approx(3.5), "at most the whole sum"
+    assert h.quantile_bounds(0.99) is not None

@@ -242,6 +242,41 @@ const SageDash = (() => {
     ], failures, {className: "data errors"});
   }
 
+  const SERVER_LEGEND = "Percentiles from vLLM's histogram buckets and sum, in ms: a number " +
+    "only where they pin it; ≤ at most, A-B between, ≈ within 10%, > above the top bucket, " +
+    "~ interpolated (older reports). Hover for the bucket.";
+
+  /** A number to three significant figures, as the report prints server timings:
+   *  "0.006", "9.80", "33.9", "80,000" ("-" when not measured). ``direction`` "up" or
+   *  "down" rounds that way, so an upper or lower bound printed still holds. */
+  function figure(value, direction) {
+    if (missing(value) || typeof value !== "number") return missing(value) ? "-" : String(value);
+    if (value === 0 || !isFinite(value)) return String(value);
+    const step = Math.pow(10, Math.floor(Math.log10(Math.abs(value))) - 2);
+    const scaled = value / step;
+    const rounded = step * (direction === "up" ? Math.ceil(scaled - 1e-6)
+      : direction === "down" ? Math.floor(scaled + 1e-6) : Math.floor(scaled + 0.5));
+    if (rounded === 0) return "0";
+    const d = Math.max(0, 2 - Math.floor(Math.log10(Math.abs(rounded)) + 1e-9));
+    const shown = rounded.toLocaleString("en-US", {minimumFractionDigits: d,
+                                                   maximumFractionDigits: d});
+    return Math.abs(rounded) < 1 ? shown.replace(/0+$/, "").replace(/\.$/, "") : shown;
+  }
+
+  /** One server-side percentile: the report's printed form ("≤ 300", "250-500", "10.0"),
+   *  with its histogram bucket and Prometheus' own interpolation on hover. */
+  function serverPercentile(p) {
+    if (missing(p)) return "-";
+    if (typeof p !== "object") return num(p);
+    const bucket = p.bucket ? "bucket (" + figure(p.bucket.lower) + ", " +
+      (missing(p.bucket.upper) ? "+Inf" : figure(p.bucket.upper)) + "] ms"
+      : "bucket not recorded (an older report)";
+    const title = bucket + "; at least " + figure(p.lower, "down") + ", at most " +
+      (missing(p.upper) ? "unbounded" : figure(p.upper, "up")) + "; histogram_quantile " +
+      figure(p.histogram_quantile);
+    return el("span", {title: title, "data-kind": p.kind}, [p.display]);
+  }
+
   /** What each server's /metrics said: counters, gauges, and its timing histograms. */
   function serverTables(servers) {
     const NAMES = {ttft_ms: "TTFT", itl_ms: "ITL", tpot_ms: "TPOT", e2el_ms: "E2E",
@@ -268,10 +303,11 @@ const SageDash = (() => {
         rows.length ? table([
           {title: "server-side", value: (r) => NAMES[r.metric] + " (ms)"},
           {title: "count", num: true, value: (r) => num(r.h.count, 0)},
-          {title: "mean", num: true, value: (r) => num(r.h.mean)},
+          {title: "mean", num: true, value: (r) => figure(r.h.mean)},
           ...labels.map((p) => ({title: p, num: true,
-                                 value: (r) => num((r.h.percentiles || {})[p])})),
+                                 value: (r) => serverPercentile((r.h.percentiles || {})[p])})),
         ], rows, {className: "data"}) : noData("no timing histograms scraped"),
+        rows.length ? el("p", {className: "note", text: SERVER_LEGEND}) : null,
       ]);
     });
   }
@@ -609,5 +645,6 @@ const SageDash = (() => {
   return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
           withGaps,
           summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
-          serverTables, chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
+          figure, serverPercentile, serverTables,
+          chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
 })();

@@ -189,7 +189,8 @@
 
     if (report.server && report.server.length) {
       const server = D.section(id("server"), "Server side (/metrics)",
-        "The server's own view, from histogram buckets: coarser than the client's times.");
+        "The server's own view, from histogram buckets: coarser than the client's times, " +
+        "so each percentile is shown as the bound its bucket and the sum prove.");
       server.append(...D.serverTables(report.server));
       parts.push(server);
     }
