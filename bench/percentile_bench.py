@@ -75,13 +75,18 @@ def ship(dist: Distribution, codec: str) -> Distribution:
     return Distribution.from_wire(json.loads(json.dumps(wire)))
 
 
-def check(name: str, values: list[float], workers: int) -> tuple[float, list[str]]:
+def check(
+    name: str, make: Callable[[], Distribution], values: list[float], workers: int
+) -> tuple[float, list[str]]:
     """The worst error over tolerance of the merged percentiles, and a printed row."""
-    single = Distribution(values)
-    parts = [Distribution(values[i::workers]) for i in range(workers)]
+    single = make()
+    single.extend(values)
+    parts = [make() for _ in range(workers)]
+    for i, part in enumerate(parts):
+        part.extend(values[i::workers])
     merged: dict[str, Distribution] = {}
     for codec in ("msgpack", "json"):
-        master = Distribution()
+        master = make()
         for part in parts:
             master.merge(ship(part, codec))
         merged[codec] = master
@@ -126,8 +131,10 @@ def main() -> int:
     worst = 0.0
     started = time.perf_counter()
     for name, (kind, draw) in SOURCES.items():
-        n = args.gaps if kind == "gaps" else args.requests
-        error, row = check(name, [draw(rng) for _ in range(n)], args.workers)
+        n, make = (
+            (args.gaps, Distribution.for_gaps) if kind == "gaps" else (args.requests, Distribution)
+        )
+        error, row = check(name, make, [draw(rng) for _ in range(n)], args.workers)
         worst = max(worst, error)
         print_row(row)
     seconds = time.perf_counter() - started

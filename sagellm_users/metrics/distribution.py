@@ -7,22 +7,27 @@ one process and merged across any number of workers, within ``max(0.1% of the va
 it: a 0.5% DDSketch printed p50 = p90 = p95 = p99 = 2,599.38 ms for E2E values spread over
 2,601-2,609 ms, a p99 below its own mean.
 
-How: a distribution keeps its samples exactly, as 8-byte doubles, up to
-:data:`EXACT_LIMIT` (65,536), so short runs and a worker's few seconds of per-request
-values are bit-exact, and ship exactly. Past that it folds them into fixed fine bins
-(:mod:`sagellm_users.metrics.bins`: 10 us wide below 0.05, 0.02% of the value above) and
-counts every later sample there: a sparse ``{key: count}``. Percentiles read each order
-statistic as its bin's midpoint clamped to [min, max] (the smallest and largest are exact),
-at most a tenth of the tolerance away. Bins are the same in every process, so merging adds
-counts: a merged distribution is the one that saw all samples, and since the mode depends
-on the count alone, it answers bit for bit alike. Per-chunk ITL gaps (30-1,000 per
-request) are the reason for the bins: binned, a report carries one entry per 10 us of
-spread instead of every gap, and memory stops growing with the run.
+How: a distribution keeps its samples exactly, as 8-byte doubles, up to its exact limit,
+then folds them into fixed fine bins (:mod:`sagellm_users.metrics.bins`: 10 us wide below
+0.05, 0.02% of the value above) and counts every later sample there: a sparse
+``{key: count}``. Percentiles read each order statistic as its bin's midpoint clamped to
+[min, max] (the smallest and largest are exact), at most a tenth of the tolerance away.
+Bins are the same in every process, so merging adds counts: a merged distribution is the
+one that saw all samples, and since the mode depends on the count alone (for a given
+limit), it answers bit for bit alike.
+
+Two limits, because the two kinds of samples differ by two or three orders of magnitude
+in number. Per-request values (TTFT, TPOT, E2E, token counts: one per request) keep
+:data:`EXACT_LIMIT` (65,536): runs of up to 65,536 requests are bit-exact, and a worker's
+few seconds of them travel to the master exactly. Per-chunk gaps (ITL: 30-1,000 per
+request, :meth:`Distribution.for_gaps`) keep :data:`GAP_EXACT_LIMIT` (1,024): the bins
+measure them within 5 us instead of shipping every gap, which at 65,536 made a worker's
+report of a few hundred requests 0.7 MiB of raw gaps instead of a few KiB of bins.
 
 Memory per distribution, whatever the run's length: at most 65,536 x 8 bytes = 512 KiB
-while exact; binned, one entry (60-90 bytes) per touched bin, at most about 61,000 bins
-(5 MiB) for values up to an hour, typically 2,000-20,000 (see the bins module). Count,
-sum, mean, standard deviation, min and max are exact in both modes.
+(gaps: 8 KiB) while exact; binned, one entry (60-90 bytes) per touched bin, at most about
+61,000 bins (5 MiB) for values up to an hour, typically 2,000-20,000 (see the bins
+module). Count, sum, mean, standard deviation, min and max are exact in both modes.
 
 Samples that are whole numbers (token counts) read back as whole numbers when binned: a
 flag remembers that every sample was one, and each bin then reads as the integer nearest
@@ -48,10 +53,12 @@ from sagellm_users.metrics.bins import (
     bin_value,
 )
 
-__all__ = ["EXACT_LIMIT", "Distribution"]
+__all__ = ["EXACT_LIMIT", "GAP_EXACT_LIMIT", "Distribution"]
 
 EXACT_LIMIT = 65_536
-"""Samples kept exactly before a distribution folds them into bins."""
+"""Samples a distribution keeps exactly before it folds them into bins (the default)."""
+GAP_EXACT_LIMIT = 1_024
+"""The same for per-chunk gaps (:meth:`Distribution.for_gaps`)."""
 
 
 class Distribution:
@@ -62,6 +69,7 @@ class Distribution:
         "_count",
         "_exact",
         "_integral",
+        "_limit",
         "_max",
         "_min",
         "_ranked",
@@ -79,6 +87,8 @@ class Distribution:
     valid while the count is unchanged (so adding a sample needs no write to drop them)."""
     _integral: bool
     """Binned: every sample so far was a whole number."""
+    _limit: int
+    """Samples kept exactly; one more folds them into bins."""
     _sorted: bool
     _count: int
     _sum: float
@@ -86,9 +96,15 @@ class Distribution:
     _min: float
     _max: float
 
-    def __init__(self, samples: Iterable[float] = ()) -> None:
+    def __init__(self, samples: Iterable[float] = (), *, exact_limit: int = EXACT_LIMIT) -> None:
+        self._limit = exact_limit
         self.clear()
         self.extend(samples)
+
+    @classmethod
+    def for_gaps(cls) -> Distribution:
+        """An empty distribution for per-chunk gaps: exact up to :data:`GAP_EXACT_LIMIT`."""
+        return cls(exact_limit=GAP_EXACT_LIMIT)
 
     def add(self, value: float) -> None:
         if not isfinite(value):
@@ -106,7 +122,7 @@ class Distribution:
             assert exact is not None
             exact.append(value)
             self._sorted = False
-            if len(exact) > EXACT_LIMIT:
+            if len(exact) > self._limit:
                 self._fold()
             return
         # bin_key inlined for the two signs a latency has: a call costs as much as the rest.
@@ -142,7 +158,7 @@ class Distribution:
             assert exact is not None
             exact.extend(batch)
             self._sorted = False
-            if len(exact) > EXACT_LIMIT:
+            if len(exact) > self._limit:
                 self._fold()
             return
         bins.update(batch_keys(batch, low))  # counted in C
@@ -150,7 +166,7 @@ class Distribution:
             self._integral = False
 
     def _fold(self) -> None:
-        """Move the exact samples into bins (the count passed :data:`EXACT_LIMIT`)."""
+        """Move the exact samples into bins (the count passed the exact limit)."""
         exact = self._exact
         assert exact is not None
         self._integral = not any(v % 1 for v in exact)
@@ -158,7 +174,8 @@ class Distribution:
         self._exact = None
 
     def merge(self, other: Distribution) -> None:
-        """Fold ``other`` in: the result is what adding its samples here would give."""
+        """Fold ``other`` in: the result is what adding its samples here would give (this
+        distribution's exact limit applies)."""
         if other._count == 0:
             return
         self._count += other._count
@@ -169,7 +186,7 @@ class Distribution:
         if self._exact is not None and other._exact is not None:
             self._exact.extend(other._exact)
             self._sorted = False
-            if len(self._exact) > EXACT_LIMIT:
+            if len(self._exact) > self._limit:
                 self._fold()
             return
         if self._exact is not None:
@@ -334,6 +351,7 @@ class Distribution:
         """A msgpack- and JSON-friendly form, for worker -> master reports and saved files.
         Binned, the sorted keys travel as differences (mostly 1: one byte in msgpack)."""
         data: dict[str, Any] = {
+            "limit": self._limit,
             "count": self._count,
             "sum": self._sum,
             "sumsq": self._sumsq,
@@ -356,7 +374,7 @@ class Distribution:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Distribution:
-        dist = cls()
+        dist = cls(exact_limit=int(data.get("limit", EXACT_LIMIT)))
         count = int(data["count"])
         if count == 0:
             return dist

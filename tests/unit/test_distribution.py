@@ -15,8 +15,9 @@ import orjson
 import pytest
 
 from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
+from sagellm_users.metrics.distribution import EXACT_LIMIT, GAP_EXACT_LIMIT, Distribution
 from sagellm_users.metrics.record import RequestRecord
+from sagellm_users.metrics.timeline import Bucket
 
 PERCENTILES = (0, 0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100)
 
@@ -277,3 +278,35 @@ def test_drained_worker_deltas_merge_to_the_single_process_result() -> None:
     gaps = [gap for record in records for gap in record.itl]
     assert len(gaps) > EXACT_LIMIT and not got.itl.is_exact
     assert_contract(got.itl, gaps, "itl")
+
+
+def test_gap_distributions_fold_early_and_their_limit_travels() -> None:
+    gaps = Distribution.for_gaps()
+    gaps.extend([0.01] * GAP_EXACT_LIMIT)
+    assert gaps.exact_samples() == [0.01] * GAP_EXACT_LIMIT
+    halves = [Distribution.from_wire(gaps.to_wire()) for _ in range(2)]
+    halves[0].merge(halves[1])
+    assert not halves[0].is_exact, "the limit came over the wire"
+    gaps.add(0.02)
+    assert not gaps.is_exact
+    assert Bucket().itl.to_wire()["limit"] == GAP_EXACT_LIMIT
+    assert Distribution().to_wire()["limit"] == EXACT_LIMIT
+
+
+def test_a_worker_report_ships_per_request_values_exactly_and_gaps_in_bins() -> None:
+    rng = random.Random(8)
+    worker = MetricsCollector()
+    for i in range(300):
+        gaps = [rng.lognormvariate(math.log(0.01), 0.3) for _ in range(255)]
+        worker.add(_record(i, "ChatUser", rng.uniform(0.05, 0.5), gaps))
+    single = worker.total()
+    assert single.ttft.is_exact and single.e2e.is_exact
+    assert not single.itl.is_exact
+    report = msgpack.packb(worker.drain())
+    assert len(report) < 40_000, "76,500 raw gaps would be 690 KB"
+    master = MetricsCollector()
+    master.merge_wire(msgpack.unpackb(report))
+    merged = master.total()
+    for name in ("ttft", "e2e", "itl", "tbt"):
+        for p in (0, 50, 90, 99, 99.9, 100):
+            assert getattr(merged, name).percentile(p) == getattr(single, name).percentile(p)
