@@ -125,7 +125,7 @@ class Distribution:
             if len(exact) > self._limit:
                 self._fold()
             return
-        # bin_key inlined for the two signs a latency has: a call costs as much as the rest.
+        # bin_key inlined for values >= 0 (every latency): a call costs as much as the rest.
         if value >= LINEAR_LIMIT:
             key = int(log(value) * LOG_SCALE - LOG_SHIFT)
         elif value >= 0:
