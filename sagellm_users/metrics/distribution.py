@@ -1,140 +1,94 @@
-"""A mergeable distribution: exact while small, a DDSketch once large.
+"""A mergeable distribution whose percentiles are numpy's linear percentiles of every sample.
 
-Why this shape: a load test must report percentiles within 1% of exact across any number of
-workers, with memory that does not grow with run length. DDSketch (Datadog's ``ddsketch``
-package) gives exactly that guarantee: every value is kept in a log-spaced bin whose width
-is ``2 * RELATIVE_ACCURACY`` of its value, bins merge by adding counts, and the bin count is
-capped (``BIN_LIMIT``, collapsing the lowest bins first, far below any latency we report).
-While a distribution holds at most ``EXACT_LIMIT`` samples it keeps them exactly, so short
-runs and tests get exact numbers, then it moves them into the sketch.
+The contract (shared by vllm bench serve, guidellm and AIPerf, which print exact
+percentiles): every percentile equals ``numpy.percentile(samples, p)`` over all samples, in
+one process and merged across any number of workers, within ``max(0.1% of the value,
+0.05 ms)``; it lies within [min, max] and grows with p. A relative-error sketch cannot keep
+it: a 0.5% DDSketch printed p50 = p90 = p95 = p99 = 2,599.38 ms for E2E values spread over
+2,601-2,609 ms, a p99 below its own mean.
 
-Percentiles interpolate linearly between the two closest ranks (numpy's default), also in
-sketch mode: the values at ranks ``floor(r)`` and ``ceil(r)`` are each within 0.5%, so
-their interpolation is too. Count, sum, mean, standard deviation, min and max are exact
-in both modes.
+How: a distribution keeps its samples exactly, as 8-byte doubles, up to its exact limit,
+then folds them into fixed fine bins (:mod:`sagellm_users.metrics.bins`: 10 us wide below
+0.05, 0.02% of the value above) and counts every later sample there: a sparse
+``{key: count}``. Percentiles read each order statistic as its bin's midpoint clamped to
+[min, max] (the smallest and largest are exact), at most a tenth of the tolerance away.
+Bins are the same in every process, so merging adds counts: a merged distribution is the
+one that saw all samples, and since the mode depends on the count alone (for a given
+limit), it answers bit for bit alike.
 
-The sketch's stores and mapping are used through their public API only; our own
-bookkeeping holds the exact summary statistics and the zero count.
+Two limits, because the two kinds of samples differ by two or three orders of magnitude
+in number. Per-request values (TTFT, TPOT, E2E, token counts: one per request) keep
+:data:`EXACT_LIMIT` (65,536): runs of up to 65,536 requests are bit-exact, and a worker's
+few seconds of them travel to the master exactly. Per-chunk gaps (ITL: 30-1,000 per
+request, :meth:`Distribution.for_gaps`) keep :data:`GAP_EXACT_LIMIT` (1,024): the bins
+measure them within 5 us instead of shipping every gap, which at 65,536 made a worker's
+report of a few hundred requests 0.7 MiB of raw gaps instead of a few KiB of bins.
+
+Memory per distribution, whatever the run's length: at most 65,536 x 8 bytes = 512 KiB
+(gaps: 8 KiB) while exact; binned, one entry (60-90 bytes) per touched bin, at most about
+61,000 bins (5 MiB) for values up to an hour, typically 2,000-20,000 (see the bins
+module). Count, sum, mean, standard deviation, min and max are exact in both modes.
+
+Samples that are whole numbers (token counts) read back as whole numbers when binned: a
+flag remembers that every sample was one, and each bin then reads as the integer nearest
+its midpoint, which below 5,000 is the one integer it holds.
 """
 
 from __future__ import annotations
 
-import math
-from bisect import bisect_right
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable
+from itertools import accumulate, pairwise
+from math import inf, isfinite, log, sqrt
 from typing import Any
 
-from ddsketch.mapping import LogarithmicMapping
-from ddsketch.store import CollapsingHighestDenseStore, CollapsingLowestDenseStore
+from sagellm_users.metrics.bins import (
+    LINEAR_LIMIT,
+    LOG_SCALE,
+    LOG_SHIFT,
+    batch_keys,
+    bin_key,
+    bin_value,
+)
 
-__all__ = ["BIN_LIMIT", "EXACT_LIMIT", "RELATIVE_ACCURACY", "Distribution"]
+__all__ = ["EXACT_LIMIT", "GAP_EXACT_LIMIT", "Distribution"]
 
-RELATIVE_ACCURACY = 0.005
-"""Half of the 1% contract, so interpolating between two sketched ranks stays within it."""
-EXACT_LIMIT = 1024
-"""Samples kept exactly before a distribution switches to its sketch."""
-BIN_LIMIT = 4096
-"""Bins per sign: 4096 bins at 0.5% cover 18 decades (a nanosecond to 30 years)."""
-
-_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
-_MIN_POSITIVE = _MAPPING.min_possible
-_KEY = _MAPPING.key
-_LOG2_MULTIPLIER = (1 / math.log1p(2 * RELATIVE_ACCURACY / (1 - RELATIVE_ACCURACY))) * math.log(2)
-"""LogarithmicMapping's documented key, ceil(log2(v) * log(2) / log(gamma)), computed with the
-same float operations so a batch can be keyed in one comprehension (a method call per value
-was most of the cost of recording a request's gaps); a test holds it equal to ``_KEY``."""
-
-
-def batch_keys(values: list[float]) -> list[int]:
-    """``_KEY`` of each (positive) value."""
-    log, ceil, multiplier = math.log, math.ceil, _LOG2_MULTIPLIER
-    return [ceil(log(v, 2) * multiplier) for v in values]
-
-
-class _Sketch:
-    """Positive and negative DDSketch stores plus a zero count; counts are integers."""
-
-    __slots__ = ("negative", "positive", "zeros")
-
-    def __init__(self) -> None:
-        self.positive = CollapsingLowestDenseStore(BIN_LIMIT)
-        self.negative = CollapsingHighestDenseStore(BIN_LIMIT)  # type: ignore[no-untyped-call]
-        self.zeros = 0
-
-    def add(self, value: float) -> None:
-        if value > _MIN_POSITIVE:
-            self.positive.add(_MAPPING.key(value))
-        elif value < -_MIN_POSITIVE:
-            self.negative.add(_MAPPING.key(-value))
-        else:
-            self.zeros += 1
-
-    def merge(self, other: _Sketch) -> None:
-        self.positive.merge(other.positive)
-        self.negative.merge(other.negative)
-        self.zeros += other.zeros
-
-    def value_at(self, index: int) -> float:
-        """The value of the ``index``-th smallest sample (0-based), within the accuracy."""
-        # A rank of index + 0.5 selects the bin that holds sample ``index`` without
-        # depending on floating-point ties at bin boundaries.
-        rank = index + 0.5
-        negatives = self.negative.count
-        if rank < negatives:
-            key = self.negative.key_at_rank(negatives - rank - 1, lower=False)
-            return -float(_MAPPING.value(key))
-        if rank < negatives + self.zeros:
-            return 0.0
-        return float(_MAPPING.value(self.positive.key_at_rank(rank - negatives - self.zeros)))
-
-    def count_above(self, threshold: float) -> int:
-        """Samples in bins whose every value exceeds ``threshold`` (positive thresholds;
-        negative samples are never counted, so the result stays a lower bound)."""
-        if threshold <= _MIN_POSITIVE:
-            return int(self.positive.count)
-        first = _KEY(threshold) + 1
-        store = self.positive
-        return int(sum(c for i, c in enumerate(store.bins) if store.offset + i >= first))
-
-    def count_below(self, threshold: float) -> int:
-        """Samples in bins whose every value is under ``threshold`` (lower bound)."""
-        if threshold <= _MIN_POSITIVE:
-            return 0
-        last = _KEY(threshold) - 1
-        store = self.positive
-        below = sum(c for i, c in enumerate(store.bins) if store.offset + i <= last)
-        return int(below) + self.zeros + int(self.negative.count)
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"p": _bins(self.positive), "n": _bins(self.negative), "z": self.zeros}
-
-    @classmethod
-    def from_wire(cls, data: dict[str, Any]) -> _Sketch:
-        sketch = cls()
-        for key, count in data["p"]:
-            sketch.positive.add(int(key), count)
-        for key, count in data["n"]:
-            sketch.negative.add(int(key), count)
-        sketch.zeros = int(data["z"])
-        return sketch
-
-
-def _bins(store: CollapsingLowestDenseStore | CollapsingHighestDenseStore) -> list[list[int]]:
-    """Non-empty bins as ``[key, count]`` pairs (msgpack- and JSON-friendly)."""
-    if store.count == 0:
-        return []
-    offset = store.offset
-    return [[offset + i, int(c)] for i, c in enumerate(store.bins) if c]
+EXACT_LIMIT = 65_536
+"""Samples a distribution keeps exactly before it folds them into bins (the default)."""
+GAP_EXACT_LIMIT = 1_024
+"""The same for per-chunk gaps (:meth:`Distribution.for_gaps`)."""
 
 
 class Distribution:
     """Samples of one metric (any unit): add, merge, ask percentiles, ship as a dict."""
 
-    __slots__ = ("_count", "_exact", "_max", "_min", "_sketch", "_sorted", "_sum", "_sumsq")
+    __slots__ = (
+        "_bins",
+        "_count",
+        "_exact",
+        "_integral",
+        "_limit",
+        "_max",
+        "_min",
+        "_ranked",
+        "_sorted",
+        "_sum",
+        "_sumsq",
+    )
 
-    _exact: list[float] | None
-    _sketch: _Sketch | None
+    _exact: array[float] | None
+    """The samples while exact (None once binned)."""
+    _bins: Counter[int] | None
+    """Bin key -> samples, once binned (None while exact)."""
+    _ranked: tuple[int, list[int], list[int]] | None
+    """The count they were built at, the sorted bin keys and the samples up to each key:
+    valid while the count is unchanged (so adding a sample needs no write to drop them)."""
+    _integral: bool
+    """Binned: every sample so far was a whole number."""
+    _limit: int
+    """Samples kept exactly; one more folds them into bins."""
     _sorted: bool
     _count: int
     _sum: float
@@ -142,11 +96,19 @@ class Distribution:
     _min: float
     _max: float
 
-    def __init__(self, samples: Iterable[float] = ()) -> None:
+    def __init__(self, samples: Iterable[float] = (), *, exact_limit: int = EXACT_LIMIT) -> None:
+        self._limit = exact_limit
         self.clear()
         self.extend(samples)
 
+    @classmethod
+    def for_gaps(cls) -> Distribution:
+        """An empty distribution for per-chunk gaps: exact up to :data:`GAP_EXACT_LIMIT`."""
+        return cls(exact_limit=GAP_EXACT_LIMIT)
+
     def add(self, value: float) -> None:
+        if not isfinite(value):
+            raise ValueError(f"a distribution takes finite samples, got {value}")
         self._count += 1
         self._sum += value
         self._sumsq += value * value
@@ -154,58 +116,66 @@ class Distribution:
             self._min = value
         if value > self._max:
             self._max = value
-        sketch = self._sketch
-        if sketch is None:
+        bins = self._bins
+        if bins is None:
             exact = self._exact
             assert exact is not None
             exact.append(value)
             self._sorted = False
-            if len(exact) > EXACT_LIMIT:
-                self._to_sketch()
-        elif value > _MIN_POSITIVE:  # the hot case, inlined: a positive latency
-            sketch.positive.add(_KEY(value))
+            if len(exact) > self._limit:
+                self._fold()
+            return
+        # bin_key inlined for values >= 0 (every latency): a call costs as much as the rest.
+        if value >= LINEAR_LIMIT:
+            key = int(log(value) * LOG_SCALE - LOG_SHIFT)
+        elif value >= 0:
+            key = int(value * 1e5 + 0.5)
         else:
-            sketch.add(value)
+            key = bin_key(value)
+        bins[key] = bins.get(key, 0) + 1
+        if self._integral and value % 1:
+            self._integral = False
 
     def extend(self, values: Iterable[float]) -> None:
         """Add many samples at once (a request's ITL gaps): one pass per statistic."""
         batch = values if isinstance(values, list) else list(values)
         if not batch:
             return
+        total = sum(batch)
+        if not isfinite(total):
+            raise ValueError("a distribution takes finite samples")
         self._count += len(batch)
-        self._sum += sum(batch)
+        self._sum += total
         self._sumsq += sum([v * v for v in batch])
         low, high = min(batch), max(batch)
         if low < self._min:
             self._min = low
         if high > self._max:
             self._max = high
-        sketch = self._sketch
-        if sketch is None:
+        bins = self._bins
+        if bins is None:
             exact = self._exact
             assert exact is not None
             exact.extend(batch)
             self._sorted = False
-            if len(exact) > EXACT_LIMIT:
-                self._to_sketch()
-        elif low > _MIN_POSITIVE:
-            # Gaps of one request fall in few bins: count them in C, add each bin once.
-            store_add = sketch.positive.add
-            for key, count in Counter(batch_keys(batch)).items():
-                store_add(key, count)
-        else:
-            for value in batch:
-                sketch.add(value)
+            if len(exact) > self._limit:
+                self._fold()
+            return
+        bins.update(batch_keys(batch, low))  # counted in C
+        if self._integral and any(v % 1 for v in batch):
+            self._integral = False
 
-    def _to_sketch(self) -> None:
-        sketch = _Sketch()
-        for value in self._exact or ():
-            sketch.add(value)
-        self._sketch = sketch
+    def _fold(self) -> None:
+        """Move the exact samples into bins (the count passed the exact limit)."""
+        exact = self._exact
+        assert exact is not None
+        self._integral = not any(v % 1 for v in exact)
+        self._bins = Counter(batch_keys(exact, self._min))
         self._exact = None
 
     def merge(self, other: Distribution) -> None:
-        """Fold ``other`` in: the result is what adding its samples here would give."""
+        """Fold ``other`` in: the result is what adding its samples here would give (this
+        distribution's exact limit applies)."""
         if other._count == 0:
             return
         self._count += other._count
@@ -216,27 +186,32 @@ class Distribution:
         if self._exact is not None and other._exact is not None:
             self._exact.extend(other._exact)
             self._sorted = False
-            if len(self._exact) > EXACT_LIMIT:
-                self._to_sketch()
+            if len(self._exact) > self._limit:
+                self._fold()
             return
         if self._exact is not None:
-            self._to_sketch()
-        assert self._sketch is not None
-        if other._sketch is not None:
-            self._sketch.merge(other._sketch)
+            self._fold()
+        bins = self._bins
+        assert bins is not None
+        if other._bins is not None:
+            bins.update(other._bins)
+            self._integral = self._integral and other._integral
         else:
-            for value in other._exact or ():
-                self._sketch.add(value)
+            assert other._exact is not None
+            bins.update(batch_keys(other._exact, other._min))
+            self._integral = self._integral and not any(v % 1 for v in other._exact)
 
     def clear(self) -> None:
-        self._exact = []
-        self._sketch = None
+        self._exact = array("d")
+        self._bins = None
+        self._ranked = None
+        self._integral = True
         self._sorted = True
         self._count = 0
         self._sum = 0.0
         self._sumsq = 0.0
-        self._min = math.inf
-        self._max = -math.inf
+        self._min = inf
+        self._max = -inf
 
     @property
     def count(self) -> int:
@@ -249,7 +224,7 @@ class Distribution:
 
     def exact_samples(self) -> list[float] | None:
         """The samples themselves while the distribution is exact, else None."""
-        return None if self._exact is None else list(self._exact)
+        return None if self._exact is None else self._exact.tolist()
 
     @property
     def sum(self) -> float:
@@ -266,7 +241,7 @@ class Distribution:
         if n == 0:
             return None
         mean = self._sum / n
-        return math.sqrt(max(0.0, self._sumsq / n - mean * mean))
+        return sqrt(max(0.0, self._sumsq / n - mean * mean))
 
     @property
     def min(self) -> float | None:
@@ -277,36 +252,66 @@ class Distribution:
         return self._max if self._count else None
 
     def percentile(self, p: float) -> float | None:
-        """The ``p``-th percentile (0-100), linear interpolation between closest ranks."""
+        """The ``p``-th percentile (0-100): numpy's default ("linear") interpolation between
+        the two closest ranks, clamped between them so it never leaves [min, max] and
+        never decreases as ``p`` grows."""
         if not 0 <= p <= 100:
             raise ValueError(f"percentile must be within 0..100, got {p}")
         n = self._count
         if n == 0:
             return None
         rank = (n - 1) * p / 100
-        low = math.floor(rank)
+        low = int(rank)
         high = min(low + 1, n - 1)
         exact = self._exact
         if exact is not None:
             if not self._sorted:
-                exact.sort()
+                self._exact = exact = array("d", sorted(exact))
                 self._sorted = True
             lo_value, hi_value = exact[low], exact[high]
         else:
             lo_value, hi_value = self._value_at(low), self._value_at(high)
-        return lo_value + (hi_value - lo_value) * (rank - low)
+        value = lo_value + (hi_value - lo_value) * (rank - low)
+        return min(hi_value, max(lo_value, value))
+
+    def _rank(self) -> tuple[list[int], list[int]]:
+        """Sorted bin keys and the samples in bins up to each, built once per change."""
+        ranked = self._ranked
+        if ranked is None or ranked[0] != self._count:
+            bins = self._bins
+            assert bins is not None
+            keys = sorted(bins)
+            ranked = self._ranked = (self._count, keys, list(accumulate(bins[k] for k in keys)))
+        return ranked[1], ranked[2]
+
+    def _value_at(self, index: int) -> float:
+        """The ``index``-th smallest sample (0-based) of a binned distribution."""
+        if index == 0:
+            return self._min
+        if index == self._count - 1:
+            return self._max
+        keys, running = self._rank()
+        return self._bin_value(keys[bisect_right(running, index)])
+
+    def _bin_value(self, key: int) -> float:
+        value = bin_value(key)
+        if self._integral:
+            value = float(round(value))
+        return min(self._max, max(self._min, value))
 
     def count_above(self, threshold: float) -> int:
-        """How many samples are certainly above ``threshold``: exact while exact; in sketch
-        mode the samples in bins wholly above it (a lower bound, never an overcount)."""
+        """How many samples are certainly above ``threshold``: exact while exact; binned,
+        the samples in bins wholly above it (a lower bound, never an overcount)."""
         if self._count == 0 or self._max <= threshold:
             return 0
         if self._min > threshold:
             return self._count
         if self._exact is not None:
             return sum(1 for value in self._exact if value > threshold)
-        assert self._sketch is not None
-        return self._sketch.count_above(threshold)
+        keys, running = self._rank()
+        # Keys grow with values: a key above the threshold's holds only larger samples.
+        first = bisect_right(keys, bin_key(threshold))
+        return self._count - (running[first - 1] if first else 0)
 
     def count_below(self, threshold: float) -> int:
         """How many samples are certainly below ``threshold`` (see :meth:`count_above`)."""
@@ -316,13 +321,14 @@ class Distribution:
             return self._count
         if self._exact is not None:
             return sum(1 for value in self._exact if value < threshold)
-        assert self._sketch is not None
-        return self._sketch.count_below(threshold)
+        keys, running = self._rank()
+        end = bisect_left(keys, bin_key(threshold))
+        return running[end - 1] if end else 0
 
     def bin_counts(self, edges: list[float]) -> list[int]:
         """Samples per bin ``[edges[i], edges[i+1])`` for a histogram; samples outside the
-        edges count in the first or last bin. Exact while exact; in sketch mode each sketch
-        bin counts where its value lies (so a bin edge is within the sketch's accuracy)."""
+        edges count in the first or last bin. Exact while exact; binned, each fine bin
+        counts where its value reads (so an edge is within the percentile tolerance)."""
         if len(edges) < 2:
             raise ValueError("a histogram needs at least two edges")
         counts = [0] * (len(edges) - 1)
@@ -335,30 +341,17 @@ class Distribution:
             for value in self._exact:
                 counts[slot(value)] += 1
             return counts
-        assert self._sketch is not None
-        sketch = self._sketch
-        counts[0] += sketch.zeros + int(sketch.negative.count)
-        store = sketch.positive
-        if store.count:
-            for i, count in enumerate(store.bins):
-                if count:
-                    value = min(self._max, max(self._min, _MAPPING.value(store.offset + i)))
-                    counts[slot(value)] += int(count)
+        assert self._bins is not None
+        for key, count in self._bins.items():
+            counts[slot(self._bin_value(key))] += count
         return counts
-
-    def _value_at(self, index: int) -> float:
-        low, high = float(self._min), float(self._max)
-        if index == 0:
-            return low
-        if index == self._count - 1:
-            return high
-        assert self._sketch is not None
-        return min(high, max(low, self._sketch.value_at(index)))
 
     # -- shipping between processes --------------------------------------------------------
     def to_wire(self) -> dict[str, Any]:
-        """A msgpack- and JSON-friendly form, for worker -> master reports and saved files."""
+        """A msgpack- and JSON-friendly form, for worker -> master reports and saved files.
+        Binned, the sorted keys travel as differences (mostly 1: one byte in msgpack)."""
         data: dict[str, Any] = {
+            "limit": self._limit,
             "count": self._count,
             "sum": self._sum,
             "sumsq": self._sumsq,
@@ -366,15 +359,22 @@ class Distribution:
             "max": self._max if self._count else None,
         }
         if self._exact is not None:
-            data["exact"] = list(self._exact)
+            data["exact"] = self._exact.tolist()
         else:
-            assert self._sketch is not None
-            data["sketch"] = self._sketch.to_wire()
+            keys, _running = self._rank()
+            bins = self._bins
+            assert bins is not None
+            steps = [b - a for a, b in pairwise([0, *keys])]
+            data["bins"] = {
+                "key_steps": steps,
+                "counts": [bins[k] for k in keys],
+                "integral": self._integral,
+            }
         return data
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Distribution:
-        dist = cls()
+        dist = cls(exact_limit=int(data.get("limit", EXACT_LIMIT)))
         count = int(data["count"])
         if count == 0:
             return dist
@@ -384,9 +384,12 @@ class Distribution:
         dist._min = float(data["min"])
         dist._max = float(data["max"])
         if "exact" in data:
-            dist._exact = [float(v) for v in data["exact"]]
+            dist._exact = array("d", data["exact"])
             dist._sorted = False
         else:
+            bins = data["bins"]
+            keys = accumulate(int(step) for step in bins["key_steps"])
             dist._exact = None
-            dist._sketch = _Sketch.from_wire(data["sketch"])
+            dist._bins = Counter(dict(zip(keys, map(int, bins["counts"]), strict=True)))
+            dist._integral = bool(bins["integral"])
         return dist

@@ -19,9 +19,10 @@ How much traffic can still come (the horizon) is what makes "best case" finite:
 
 Percentiles use the report's definition (linear interpolation between closest ranks): with
 ``B`` samples beyond the bound and ``N`` samples in the best-case final run, the p-th
-percentile fails for certain once the lower of its two ranks is among the ``B``. In sketch
-mode ``B`` is a lower bound (:meth:`Distribution.count_above`), so the verdict can come late
-but never wrongly.
+percentile fails for certain once the lower of its two ranks is among the ``B``. Once a
+distribution is binned (past 65,536 samples; ITL 1,024) ``B`` is a lower bound
+(:meth:`Distribution.count_above` leaves out the bin that holds the bound), so the verdict
+can come late but never wrongly.
 """
 
 from __future__ import annotations

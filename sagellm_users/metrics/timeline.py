@@ -92,7 +92,7 @@ class Bucket:
         self.input_tokens = 0
         self.output_tokens = 0
         self.ttft = Distribution()
-        self.itl = Distribution()
+        self.itl = Distribution.for_gaps()
         self.tpot = Distribution()
         self.e2e = Distribution()
         self.lag = Distribution()

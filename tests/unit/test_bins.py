@@ -1,0 +1,47 @@
+"""The fixed fine bins behind Distribution: keys grow with values, read back within a tenth
+of the percentile tolerance, agree between the batch and single paths, bound memory."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from sagellm_users.metrics.bins import LINEAR_LIMIT, batch_keys, bin_key, bin_value
+from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
+
+
+def tolerance(value: float) -> float:
+    return max(1e-3 * abs(value), 5e-5)
+
+
+def test_grid_keys_grow_with_values_and_read_back_within_a_tenth_of_the_tolerance() -> None:
+    rng = random.Random(11)
+    values = [10 ** rng.uniform(-9, 7) for _ in range(50_000)]
+    values += [LINEAR_LIMIT * (1 + i * 1e-7) for i in range(-1000, 1000)]  # around the switch
+    values += [i * 5e-6 for i in range(-2000, 2000)]  # linear bin edges, both signs
+    values += [-v for v in values[:20_000]] + [0.0, -0.0]
+    values.sort()
+    keys = [bin_key(v) for v in values]
+    assert keys == sorted(keys)
+    assert batch_keys(values, min(values)) == keys
+    positive = [v for v in values if v >= 0]
+    assert batch_keys(positive, 0.0) == [bin_key(v) for v in positive]
+    for value, key in zip(values, keys, strict=True):
+        assert abs(bin_value(key) - value) <= tolerance(value) / 10 * 1.0001, value
+    distinct = sorted(set(keys))
+    readings = [bin_value(k) for k in distinct]
+    assert readings == sorted(set(readings)), "a bin's value grows with its key"
+    assert bin_value(bin_key(0.0)) == 0.0
+
+
+def test_keys_span_a_known_range() -> None:
+    """The bound the modules state: 5,001 linear keys, then 11,514 per decade."""
+    assert bin_key(LINEAR_LIMIT * (1 - 1e-12)) == 5000
+    assert bin_key(LINEAR_LIMIT * 1.0001) == 5001
+    decades = bin_key(LINEAR_LIMIT * 1e6) - bin_key(LINEAR_LIMIT)
+    assert 6 * 11_514 <= decades <= 6 * 11_515
+    assert bin_key(3600.0) < 61_000
+    rng = random.Random(2)
+    wide = Distribution(rng.lognormvariate(0, 3) * 1e-3 for _ in range(EXACT_LIMIT + 1))
+    bins = len(wide.to_wire()["bins"]["counts"])
+    assert bins <= 5001 + 11_515 * math.log10((wide.max or 0) / LINEAR_LIMIT) + 1
