@@ -54,7 +54,6 @@ class FirstRequestWatch(OpenAICompletionsUser):
         return super().build_request()
 
 
-@pytest.mark.xfail(strict=True, reason="each prompt is counted with /tokenize while users send")
 def test_no_tokenize_call_reaches_the_server_during_the_window(own_mock: str) -> None:
     FirstRequestWatch.watch(own_mock)
     args = ["--host", own_mock, "--input-tokens", "16:64", "--max-tokens", "2", "--seed", "3"]
@@ -73,7 +72,7 @@ def test_no_tokenize_call_reaches_the_server_during_the_window(own_mock: str) ->
     assert info["prompt_lengths"] == "exact"
 
 
-@pytest.mark.xfail(strict=True, reason="each prompt is counted with /tokenize while users send")
+@pytest.mark.xfail(strict=True, reason="the master reports only the last worker's workload")
 def test_each_worker_measures_once_and_the_master_sums_the_calls(
     own_mock: str, fast_reports: None
 ) -> None:
