@@ -13,6 +13,7 @@ import pytest
 
 from sagellm_users import GenerationRequest, OpenAICompletionsUser
 from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.report.workload import render_workload, render_workload_parts
 from sagellm_users.users import runtime_of
 from tests.locust_harness import LocalRun, start_cluster, wait_until
 from tests.mock_http import call
@@ -70,9 +71,15 @@ def test_no_tokenize_call_reaches_the_server_during_the_window(own_mock: str) ->
     assert info is not None
     assert info["tokenize_calls"] == before <= START_CALLS_BOUND, "every call is reported"
     assert info["prompt_lengths"] == "exact"
+    report = run.runtime.final_report
+    assert report is not None and report.workload is not None
+    assert report.workload["tokenize_calls"] == before, "in the JSON report"
+    assert (  # and in the terminal summary
+        "  prompts: exact, from 254 one-token words (4 checked as first words) measured with "
+        f"the server's /tokenize; {before} /tokenize calls, all before the load\n"
+    ) in render_workload_parts(report) + "\n"
 
 
-@pytest.mark.xfail(strict=True, reason="the master reports only the last worker's workload")
 def test_each_worker_measures_once_and_the_master_sums_the_calls(
     own_mock: str, fast_reports: None
 ) -> None:
@@ -94,4 +101,7 @@ def test_each_worker_measures_once_and_the_master_sums_the_calls(
     assert len(calls) == 2 and calls[0] == calls[1] <= START_CALLS_BOUND
     merged = runtime.workload_info
     assert merged is not None and merged["tokenize_calls"] == sum(calls)
+    assert f"; {sum(calls)} /tokenize calls from 2 processes, all before the load" in (
+        render_workload(merged)
+    )
     assert tokenize_requests(own_mock) == sum(calls), "none beyond those made at the start"
