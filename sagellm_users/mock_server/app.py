@@ -92,6 +92,8 @@ class MockApp:
         )
         self.injected: Counter[str] = Counter()
         """Faults injected so far, by kind (``Fault.value``)."""
+        self.tokenize_requests = 0
+        """``/tokenize`` requests answered so far (errors included), for ``/metrics``."""
         self.connections: set[HttpConnection] = set()
         self._model_json = orjson.dumps(config.model)
         self._auth = None if config.api_key is None else b"Bearer " + config.api_key.encode()
@@ -141,10 +143,17 @@ class MockApp:
         self._reply(conn, request, 200, b"", content_type=None)
 
     def _metrics(self, conn: HttpConnection, request: Request) -> None:
-        body = render_metrics(self.admission, self.histograms, self.config.model, self.injected)
+        body = render_metrics(
+            self.admission,
+            self.histograms,
+            self.config.model,
+            self.injected,
+            tokenize_requests=self.tokenize_requests,
+        )
         self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
 
     def _tokenize(self, conn: HttpConnection, request: Request) -> None:
+        self.tokenize_requests += 1
         try:
             body = tokenize_body(request.body, self.config)
         except RequestError as exc:

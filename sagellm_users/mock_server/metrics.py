@@ -10,6 +10,10 @@ What the mock measures: TTFT, end-to-end and queue time from the moment the requ
 parsed; inter-token latency as the scheduled gap before each streamed token (the pacer's
 deadlines, so the write lateness of 0-1.25 ms is not in it). KV-cache usage is running
 sequences over ``--max-concurrency`` (0 when unlimited); the mock never preempts.
+
+Beyond vLLM's names, under ``sagellm_mock:``: the faults it injected, and the ``/tokenize``
+requests it answered (a load tester that counts prompts with the server under test adds
+those requests to the load it measures; this shows how many it sent, and when).
 """
 
 from __future__ import annotations
@@ -122,9 +126,11 @@ def render_metrics(
     histograms: EngineHistograms,
     model: str,
     injected: Mapping[str, int] | None = None,
+    tokenize_requests: int = 0,
 ) -> bytes:
     """The exposition text, families in vLLM's order and with its labels; then the mock's
-    own count of injected faults by kind (when any were injected)."""
+    own counts: ``/tokenize`` requests (when any came) and injected faults by kind (when
+    any were injected)."""
     label = model.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     labels = f'engine="0",model_name="{label}"'
     kv_usage = admission.running / admission.limit if admission.limit else 0.0
@@ -140,6 +146,10 @@ def render_metrics(
     for name, attr, help_text in _HISTOGRAMS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         lines += getattr(histograms, attr).lines(name, labels)
+    if tokenize_requests:
+        name = "sagellm_mock:tokenize_requests"
+        lines += [f"# HELP {name} Requests to /tokenize answered.", f"# TYPE {name} counter"]
+        lines.append(f"{name}_total{{{labels}}} {float(tokenize_requests)}")
     if injected:
         name = "sagellm_mock:injected_faults"
         lines += [f"# HELP {name} Faults injected by the mock, by kind.", f"# TYPE {name} counter"]

@@ -109,17 +109,35 @@ def _load(value: float, unit: str) -> str:
     return f"{value:g} {unit}"
 
 
+_PROMPT_KEYS = ("token_source", "prompt_lengths", "prompt_build", "tokenize_calls", "processes")
+"""Workload info shown in the prompts line (or the warning), not as fields of their own."""
+
+
 def render_workload(info: dict[str, Any]) -> str:
-    """One block: the workload's fields, the token counter first when it only estimated."""
+    """One block: the workload's fields, a warning first when prompt lengths are only
+    estimated, and how prompts were counted with the ``/tokenize`` calls that took."""
     lines = ["Workload:"]
     if info.get("token_source") == "estimate":
         lines.append(
             "  prompt lengths are ESTIMATED (4 characters per token), not exact: pass "
             "--tokenizer PATH (or a server with /tokenize)"
         )
+    elif info.get("prompt_lengths") == "estimated":
+        lines.append(
+            "  prompt lengths are ESTIMATED, not exact (the server's tokenizer did not allow "
+            "exact ones, see prompts): pass --tokenizer PATH (the model's tokenizer.json)"
+        )
     for key, value in info.items():
-        if key != "token_source":
+        if key not in _PROMPT_KEYS:
             lines.append(f"  {key.replace('_', ' ')}: {value}")
+    calls = int(info.get("tokenize_calls", 0))
+    processes = int(info.get("processes", 1))
+    by = f" from {processes} processes" if processes > 1 else ""
+    if "prompt_build" in info:
+        made = f"{calls} /tokenize call{'' if calls == 1 else 's'}{by}"
+        lines.append(f"  prompts: {info['prompt_build']}; {made}, all before the load")
+    elif calls:  # a dataset's prompts, with a server counter: its check at the start
+        lines.append(f"  /tokenize calls before the load: {calls}{by}")
     return "\n".join(lines)
 
 

@@ -124,7 +124,7 @@ class LLMRuntime:
         self.sweep: SweepReport | None = None
         """What a sweep found, stage by stage."""
         self.workload_info: dict[str, Any] | None = None
-        """The workload as the report shows it (on a master: as the first worker told)."""
+        """The workload as the report shows it (on a master: every worker's, merged)."""
         setattr(environment, _ATTRIBUTE, self)
 
     # -- configuration ----------------------------------------------------------------------

@@ -2,9 +2,11 @@
 
 Both are built at each test start on every process that generates load (the host is known
 there by then, also on a worker, which learns it from the master's spawn message), so a
-``server`` token counter can ask the server under test. The open-loop rate is the test's
-total: the master splits it over the workers it has (again when one joins, or a sweep
-changes the rate) and tells each its rank; a local runner takes all of it.
+``server`` token counter can ask the server under test, before any user sends: each
+process asks for itself, once (not per user), and the master's report adds up the calls.
+The open-loop rate is the test's total: the master splits it over the workers it has
+(again when one joins, or a sweep changes the rate) and tells each its rank; a local
+runner takes all of it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sagellm_users.errors import ConfigError
 from sagellm_users.users.runtime import LLMRuntime
 from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule
 from sagellm_users.workloads.build import build_workload, make_counter
+from sagellm_users.workloads.traffic import merge_info
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -39,10 +42,16 @@ def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runne
     events = environment.events
     if isinstance(runner, MasterRunner):
         master = runner
-        events.test_start.add_listener(lambda **_kw: _broadcast(runtime, master))
+        infos: dict[str, dict[str, Any]] = {}  # by worker: the report adds up their calls
+
+        def start(**_kw: Any) -> None:
+            infos.clear()
+            _broadcast(runtime, master)
+
+        events.test_start.add_listener(start)
         events.worker_connect.add_listener(lambda **_kw: _broadcast(runtime, master))
         events.worker_report.add_listener(
-            lambda client_id, data: _take_workload_info(runtime, data)
+            lambda client_id, data: _take_workload_info(runtime, infos, client_id, data)
         )
         return
     pending: dict[str, ArrivalPlan] = {}
@@ -157,7 +166,12 @@ def _send_workload_info(runtime: LLMRuntime, data: dict[str, Any]) -> None:
         data[_WORKLOAD_KEY] = runtime.workload_info
 
 
-def _take_workload_info(runtime: LLMRuntime, data: dict[str, Any]) -> None:
+def _take_workload_info(
+    runtime: LLMRuntime, infos: dict[str, dict[str, Any]], client_id: str, data: dict[str, Any]
+) -> None:
+    """Keep a worker's workload info; the report's is all workers' together (each worker
+    built its own prompts, with its own /tokenize calls)."""
     info = data.get(_WORKLOAD_KEY)
     if info is not None:
-        runtime.workload_info = info
+        infos[str(client_id)] = info
+        runtime.workload_info = merge_info([infos[worker] for worker in sorted(infos)])

@@ -3,12 +3,14 @@
 * :mod:`.spec`: the workload file (TOML) and its validation;
 * :mod:`.lengths`: input and output length distributions;
 * :mod:`.tokens` and :mod:`.synthetic`: token counters and exact-length prompts;
+* :mod:`.calibration`: the words a server counts as one token each, measured before load;
 * :mod:`.datasets`: ShareGPT and JSONL prompt files;
 * :mod:`.traffic`: one user's stream of requests and conversations;
 * :mod:`.arrivals`: open-loop arrival schedules.
 """
 
 from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule
+from sagellm_users.workloads.calibration import WordCalibration, calibrate
 from sagellm_users.workloads.datasets import Conversation, load_dataset
 from sagellm_users.workloads.lengths import LengthSpec, length_sampler, parse_length
 from sagellm_users.workloads.spec import WorkloadSpec, load_workload, validate_workload
@@ -32,8 +34,10 @@ __all__ = [
     "TokenCounter",
     "TokenizerCounter",
     "UserTraffic",
+    "WordCalibration",
     "Workload",
     "WorkloadSpec",
+    "calibrate",
     "length_sampler",
     "load_dataset",
     "load_tokenizer",

@@ -99,7 +99,8 @@ def build_workload(
     conversations: Sequence[Conversation],
     process: str,
 ) -> Workload:
-    """The process's workload; its shared prefixes are made now, before any load."""
+    """The process's workload, with all it asks the server made now, before any load: the
+    words server-counted prompts are built from, and the shared prefixes."""
     workload = Workload(spec, counter, conversations, process=process)
-    workload.prefixes()
+    workload.prepare()
     return workload

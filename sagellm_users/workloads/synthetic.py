@@ -5,7 +5,9 @@ Each prompt is fresh random prose: common English words drawn from the synthesiz
 prefix cache (vLLM's automatic prefix caching, SGLang's radix cache) skip their shared
 prefill, and the test would measure cache hits it never meant to send; random words make
 a shared prefix of even a few tokens vanishingly rare (the first 7 words alone have 254^7,
-about 7e16, choices). Drawn from the given ``rng``, so one seed replays the same prompts.
+about 7e16, choices; with the fewest one-token words a server's calibration accepts, 4 x
+32^6, about 4e9, and a prefix cache shares whole blocks, vLLM's of 16 tokens: 4 x 32^15).
+Drawn from the given ``rng``, so one seed replays the same prompts.
 Words rather than random characters, because tokenizers split gibberish into many short
 tokens and the server's prefill would not see the token mix of real text.
 
@@ -19,9 +21,11 @@ How the length is hit depends on the counter (see :mod:`.tokens`):
   cut instead: encode, cut the ids at ``n``, decode and encode again until the count is
   ``n`` (a cut inside a word can re-encode one token off, so this is bounded, with a fresh
   draw as the way out). Exact either way.
-* the server's ``/tokenize``: words only, so choose how many by an interpolating search on
-  the word count, at most :data:`MAX_SERVER_CALLS` calls; exact when some word count gives
-  ``n`` tokens (always on the mock: one token per word), else the closest, flagged.
+* the server's ``/tokenize``: never called here, as each call would be a request to the
+  server under test during the load. The words that cost one token each were measured once
+  before the load (:mod:`.calibration`); a prompt of ``n`` tokens is ``n`` of them. When the
+  server's tokenizer did not allow that, ``n`` tokens' worth of words at the measured rate,
+  flagged not exact.
 * the characters-per-token estimate: ``4 n`` characters, never flagged exact.
 """
 
@@ -30,14 +34,15 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sagellm_users.metrics.record import _CHARS_PER_TOKEN
-from sagellm_users.workloads.tokens import TokenCounter, TokenizerCounter
+from sagellm_users.workloads.tokens import TokenCounter, TokenizerCounter, counts_locally
 
-__all__ = ["MAX_SERVER_CALLS", "WORDS", "PromptSynthesizer", "SyntheticPrompt"]
+if TYPE_CHECKING:
+    from sagellm_users.workloads.calibration import WordCalibration
 
-MAX_SERVER_CALLS = 6
-"""The most ``/tokenize`` calls one prompt may cost when the server counts."""
+__all__ = ["WORDS", "PromptSynthesizer", "SyntheticPrompt"]
 
 _CUT_ROUNDS = 8
 _DRAWS = 4
@@ -62,7 +67,6 @@ _WORD_TEXT = """
 WORDS: tuple[str, ...] = tuple(_WORD_TEXT.split())
 """Common lowercase English words of at most five letters: real tokenizers have nearly
 all of them, with their leading space, as single tokens."""
-_SHORTER = {k: tuple(w for w in WORDS if len(w) < k) for k in range(2, 6)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +75,31 @@ class SyntheticPrompt:
 
     text: str
     tokens: int
-    """The count the counter gave for ``text``."""
+    """The text's length: as a local tokenizer counted it, as the server's tokenizer counts
+    it (known from the calibrated words it is made of), or, when not exact, estimated."""
     exact: bool
-    """``tokens`` is the length asked for, counted by a tokenizer or the server."""
+    """``tokens`` is the length asked for, counted by a tokenizer or the server's."""
 
 
 class PromptSynthesizer:
-    """Makes prompts of a given token length with ``counter``, drawing words from ``rng``."""
+    """Makes prompts of a given token length with ``counter``, drawing words from ``rng``.
 
-    def __init__(self, counter: TokenCounter, rng: random.Random) -> None:
+    A counter that asks a server needs its ``calibration`` (:func:`.calibration.calibrate`),
+    made once before the load and shared by every user: this never calls that counter."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        rng: random.Random,
+        calibration: WordCalibration | None = None,
+    ) -> None:
+        if calibration is None and not counts_locally(counter):
+            raise ValueError(
+                f"prompts counted by {counter.description} need the words measured before "
+                "the load (calibrate the counter once and pass the calibration)"
+            )
         self.counter = counter
+        self.calibration = calibration
         self._rng = rng
         self._tokens_per_word = 1.0
         """Learned from the prompts made so far, to draw about the right number of words."""
@@ -94,9 +113,12 @@ class PromptSynthesizer:
             raise ValueError(f"a prompt needs at least 1 token, not {n_tokens}")
         if isinstance(self.counter, TokenizerCounter):
             return self._by_tokens(self.counter, n_tokens)
-        if self.counter.source == "estimate":
+        calibration = self.calibration
+        if calibration is None or calibration.tokens_per_word is None:
             return self._by_chars(n_tokens)
-        return self._by_words(n_tokens)
+        if calibration.exact:
+            return self._by_calibration(calibration, n_tokens)
+        return self._by_rate(calibration.tokens_per_word, n_tokens)
 
     def _words(self, k: int) -> list[str]:
         return self._rng.choices(WORDS, k=k)
@@ -145,39 +167,15 @@ class PromptSynthesizer:
         assert best is not None
         return SyntheticPrompt(best[1], best[0], exact=False)
 
-    def _by_words(self, n: int) -> SyntheticPrompt:
-        pool = self._words(self._enough_words(n))
-        k = max(1, min(len(pool), round(n / self._tokens_per_word)))
-        below: tuple[int, int] = (0, 0)  # (words, tokens): most words known to give < n
-        above: tuple[int, int] | None = None  # fewest words known to give > n
-        best: tuple[int, str] | None = None
-        for _ in range(MAX_SERVER_CALLS):
-            text = " ".join(pool[:k])
-            count = self.counter.count(text)
-            if best is None or (abs(count - n), count > n) < (abs(best[0] - n), best[0] > n):
-                best = (count, text)
-            if count == n:
-                break
-            if count < n:
-                below = (k, count)
-            else:
-                above = (k, count)
-            if above is not None and above[0] - below[0] <= 1:
-                # No word count gives n: the word after the shorter prefix costs too much,
-                # so swap it for a shorter one (shorter words tend to be fewer tokens).
-                old = pool[below[0]]
-                pool[below[0]] = self._rng.choice(_SHORTER.get(len(old)) or WORDS)
-                above, k = None, below[0] + 1
-                continue
-            step = round((n - count) * k / max(count, 1)) or (1 if count < n else -1)
-            k = max(k + step, below[0] + 1)
-            if above is not None:
-                k = min(k, above[0] - 1)
-            if k > len(pool):
-                pool += self._words(k - len(pool) + self._enough_words(n - count))
-        assert best is not None
-        self._learn(best[0], len(best[1].split()))
-        return SyntheticPrompt(best[1], best[0], exact=best[0] == n)
+    def _by_calibration(self, calibration: WordCalibration, n: int) -> SyntheticPrompt:
+        first = self._rng.choice(calibration.first)
+        words = self._rng.choices(calibration.words, k=n - 1)
+        return SyntheticPrompt(" ".join((first, *words)), n, exact=True)
+
+    def _by_rate(self, tokens_per_word: float, n: int) -> SyntheticPrompt:
+        k = max(1, round(n / tokens_per_word))
+        tokens = max(1, round(k * tokens_per_word))
+        return SyntheticPrompt(" ".join(self._words(k)), tokens, exact=False)
 
     def _by_chars(self, n: int) -> SyntheticPrompt:
         target = round(n * _CHARS_PER_TOKEN)
@@ -186,7 +184,8 @@ class PromptSynthesizer:
             # about five characters a word with its space: draw a little more than needed
             text = " ".join((text, *self._words((target - len(text)) // 4 + 1))).lstrip()
         text = text[:target].rstrip()  # one space less is still n tokens: round(n - 0.25)
-        return SyntheticPrompt(text, self.counter.count(text), exact=False)
+        # the estimate's own rule, whatever the counter: a server is not asked during load
+        return SyntheticPrompt(text, round(len(text) / _CHARS_PER_TOKEN), exact=False)
 
 
 class _WordCosts:

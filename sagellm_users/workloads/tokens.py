@@ -26,6 +26,7 @@ __all__ = [
     "TokenCounter",
     "TokenSource",
     "TokenizerCounter",
+    "counts_locally",
     "load_tokenizer",
     "server_counter",
 ]
@@ -72,6 +73,12 @@ class TokenizerCounter:
 
     def count(self, text: str) -> int:
         return len(self.encode(text))
+
+
+def counts_locally(counter: TokenCounter) -> bool:
+    """Whether counting with ``counter`` costs no request to a server: a local tokenizer or
+    the estimate (so it may count during the load; a server's count may not)."""
+    return isinstance(counter, TokenizerCounter) or counter.source == "estimate"
 
 
 def load_tokenizer(path: str | Path) -> TokenizerCounter:
@@ -129,6 +136,9 @@ class ServerCounter:
     Special tokens are left out (``add_special_tokens: false``), as a local tokenizer
     counts: the server adds its BOS to every prompt anyway, whatever the prompt is.
     Every failure is a :class:`ConfigError` naming the server and the way around it.
+    Every call is a request to the server under test, so each is counted (``calls``): the
+    report says how many were made, and prompts are built without it during the load
+    (see :mod:`.calibration`).
     """
 
     source: TokenSource = "server"
@@ -137,6 +147,10 @@ class ServerCounter:
         self.client = client
         self.model = model
         self.description = f"server /tokenize at {client.base_url}"
+        self.calls = 0
+        """``/tokenize`` requests made so far, failed ones included."""
+        self.max_model_len: int | None = None
+        """The server's context length, as its last answer gave it (None until then)."""
 
     def _fail(self, reason: str) -> ConfigError:
         return ConfigError(
@@ -144,11 +158,30 @@ class ServerCounter:
             "give --tokenizer PATH (the model's tokenizer.json) to count them locally instead"
         )
 
+    def pieces(self, text: str) -> tuple[list[int], list[str] | None]:
+        """The ids the server makes of ``text`` (without special tokens), and the text of
+        each token when the server gives it (vLLM's ``return_token_strs``; None otherwise)."""
+        ids, strs = self._ask(text, token_strs=True)
+        if (
+            isinstance(strs, list)
+            and len(strs) == len(ids)
+            and all(isinstance(t, str) for t in strs)
+        ):
+            return ids, strs
+        return ids, None
+
     def tokenize(self, text: str) -> list[int]:
         """The ids the server makes of ``text``, without special tokens."""
+        return self._ask(text, token_strs=False)[0]
+
+    def _ask(self, text: str, *, token_strs: bool) -> tuple[list[int], Any]:
+        """One ``/tokenize`` call: the ids, and the answer's ``token_strs`` as it came."""
         payload: dict[str, Any] = {"prompt": text, "add_special_tokens": False}
+        if token_strs:
+            payload["return_token_strs"] = True
         if self.model:
             payload["model"] = self.model
+        self.calls += 1
         try:
             status, body = self.client.request("POST", "/tokenize", payload)
         except LLMError as exc:
@@ -158,10 +191,14 @@ class ServerCounter:
         if status != 200:
             raise self._fail(str(HTTPStatusError(status, "", body)))
         try:
-            tokens = orjson.loads(body)["tokens"]
-            return [int(t) for t in tokens]
+            answer = orjson.loads(body)
+            ids = [int(t) for t in answer["tokens"]]
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise self._fail(f"the answer is not vLLM's token list: {excerpt(body)!r}") from None
+        limit = answer.get("max_model_len")
+        if isinstance(limit, int) and limit > 0:
+            self.max_model_len = limit
+        return ids, answer.get("token_strs")
 
     def count(self, text: str) -> int:
         return len(self.tokenize(text))

@@ -9,19 +9,23 @@ far with every turn, the model's real replies included, as a chat client does.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sagellm_users.backends import Api, GenerationRequest
+from sagellm_users.workloads.calibration import WordCalibration, calibrate
 from sagellm_users.workloads.datasets import Conversation
 from sagellm_users.workloads.lengths import length_sampler
 from sagellm_users.workloads.spec import WorkloadSpec
 from sagellm_users.workloads.synthetic import PromptSynthesizer
-from sagellm_users.workloads.tokens import TokenCounter
+from sagellm_users.workloads.tokens import TokenCounter, TokenizerCounter, counts_locally
 
-__all__ = ["NextRequest", "RequestDefaults", "UserTraffic", "Workload"]
+__all__ = ["NextRequest", "RequestDefaults", "UserTraffic", "Workload", "merge_info"]
+
+log = logging.getLogger("sagellm_users")
 
 Message = dict[str, Any]
 
@@ -72,7 +76,12 @@ class NextRequest:
 
 
 class Workload:
-    """The workload of one process: its spec, token counter, dataset and shared prefixes."""
+    """The workload of one process: its spec, token counter, dataset and shared prefixes.
+
+    What it needs from a server is asked once, in :meth:`prepare`, before any load: the
+    words a server-counted prompt is made of (see :mod:`.calibration`), shared by all the
+    process's users, and the shared prefixes. ``tokenize_calls`` says how many calls that
+    took, for the report."""
 
     def __init__(
         self,
@@ -86,6 +95,12 @@ class Workload:
         self.counter = counter
         self.conversations = conversations
         self.process = process
+        self.tokenize_calls = 0
+        """Calls to the server's ``/tokenize`` made by :meth:`prepare` (the counter's
+        check at its creation included)."""
+        self._calibration: WordCalibration | None = None
+        self._calibrated = False
+        self._prepared = False
         self._prefixes: list[tuple[str, int]] | None = None
         self._reply_tokens: dict[tuple[int, int], int] = {}
         self._users = 0
@@ -93,6 +108,37 @@ class Workload:
     @property
     def multi_turn(self) -> bool:
         return self.spec.session is not None
+
+    @property
+    def synthetic(self) -> bool:
+        """Whether prompts are made here (not read from a dataset) and need counting."""
+        return self.spec.input_tokens is not None or self.spec.shared_prefix is not None
+
+    def prepare(self) -> None:
+        """Ask the server what prompts need, once and before the load: the word calibration
+        when a server counts synthetic prompts, then the shared prefixes."""
+        if self._prepared:
+            return
+        calibration = self.calibration()
+        self.prefixes()
+        made = getattr(self.counter, "calls", None)  # a server counter counts its own
+        self.tokenize_calls = made if isinstance(made, int) else getattr(calibration, "calls", 0)
+        self._prepared = True
+
+    def calibration(self) -> WordCalibration | None:
+        """The words measured with the server's tokenizer, measured on first use (None:
+        prompts need none)."""
+        if not self._calibrated:
+            self._calibrated = True
+            if self.synthetic and not counts_locally(self.counter):
+                self._calibration = calibrate(self.counter)
+                if not self._calibration.exact:
+                    log.warning(
+                        "sagellm: prompt lengths are estimated, not exact: %s. Pass "
+                        "--tokenizer PATH (the model's tokenizer.json) for exact lengths",
+                        self._calibration.problem,
+                    )
+        return self._calibration
 
     def prefixes(self) -> list[tuple[str, int]]:
         """The shared system prompts and their token counts, the same on every process
@@ -103,9 +149,13 @@ class Workload:
             if shared is not None:
                 for group in range(shared.groups):
                     rng = random.Random(f"{self.spec.seed}/prefix/{group}")
-                    prompt = PromptSynthesizer(self.counter, rng).make(shared.tokens)
+                    prompt = self.synthesizer(rng).make(shared.tokens)
                     self._prefixes.append((prompt.text, prompt.tokens))
         return self._prefixes
+
+    def synthesizer(self, rng: random.Random) -> PromptSynthesizer:
+        """A prompt maker drawing from ``rng``, sharing this process's calibration."""
+        return PromptSynthesizer(self.counter, rng, self.calibration())
 
     def reply_tokens(self, entry: int, turn: int) -> int | None:
         """Tokens of a dataset entry's reference reply to ``turn`` (counted once)."""
@@ -127,11 +177,39 @@ class Workload:
         return UserTraffic(self, rng, prefix, f"{self.process}-{user}")
 
     def info(self) -> dict[str, Any]:
-        """The workload for the report: its spec and how prompt tokens were counted."""
+        """The workload for the report: its spec, how prompt tokens were counted, and the
+        ``/tokenize`` calls that took before the load."""
+        self.prepare()
         info = self.spec.describe()
         info["token_counter"] = self.counter.description
         info["token_source"] = self.counter.source
+        if self.synthetic:
+            calibration = self._calibration
+            if isinstance(self.counter, TokenizerCounter):
+                exact, how = True, "exact, each counted by the local tokenizer"
+            elif calibration is None:
+                exact, how = False, "estimated at 4 characters per token"
+            else:
+                exact, how = calibration.exact, calibration.describe()
+            info["prompt_lengths"] = "exact" if exact else "estimated"
+            info["prompt_build"] = how
+        info["tokenize_calls"] = self.tokenize_calls
         return info
+
+
+def merge_info(infos: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The workload as the master reports it from each worker's :meth:`Workload.info`:
+    the first's, with every worker's ``/tokenize`` calls added up and, when any worker
+    could only estimate prompt lengths, its account of why."""
+    merged = dict(infos[0])
+    merged["tokenize_calls"] = sum(int(info.get("tokenize_calls", 0)) for info in infos)
+    merged["processes"] = len(infos)
+    for info in infos:
+        if info.get("prompt_lengths") == "estimated":
+            merged["prompt_lengths"] = "estimated"
+            merged["prompt_build"] = info.get("prompt_build")
+            break
+    return merged
 
 
 class UserTraffic:
@@ -149,7 +227,7 @@ class UserTraffic:
         self._rng = rng
         self._prefix = prefix
         self._name = name
-        self._synth = PromptSynthesizer(workload.counter, rng)
+        self._synth = workload.synthesizer(rng) if workload.synthetic else None
         self._input = length_sampler(spec.input_tokens, rng) if spec.input_tokens else None
         output = spec.output_tokens
         self._output: Callable[[], int] | None = (
@@ -239,7 +317,7 @@ class UserTraffic:
         if entry is not None:
             return self._workload.conversations[entry].turns[turn], None
         sampler = self._input if turn == 0 else self._follow_up
-        assert sampler is not None
+        assert sampler is not None and self._synth is not None
         prompt = self._synth.make(sampler())
         return prompt.text, prompt.tokens
 

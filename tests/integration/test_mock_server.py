@@ -438,12 +438,17 @@ def test_metrics_count_what_the_engine_produced() -> None:
         assert mock.url is not None
         status, headers, body = call(mock.url, "GET", "/metrics")
         assert status == 200 and headers["content-type"].startswith("text/plain")
-        assert _metric_values(body.decode())["vllm:generation_tokens_total"] == 0
+        before = _metric_values(body.decode())
+        assert before["vllm:generation_tokens_total"] == 0
+        assert "sagellm_mock:tokenize_requests_total" not in before, "shown once one came"
         stream_all(mock.url, CHAT, {"messages": MESSAGES, "max_tokens": 5, "stream": True,
                                     "ignore_eos": True})  # fmt: skip
         call(mock.url, "POST", CMPL, {"prompt": "a b", "max_tokens": 3, "ignore_eos": True})
+        assert call(mock.url, "POST", "/tokenize", {"prompt": "a b"})[0] == 200
+        assert call(mock.url, "POST", "/tokenize", {"prompt": 7})[0] == 400
         _, _, body = call(mock.url, "GET", "/metrics")
     values = _metric_values(body.decode())
+    assert values["sagellm_mock:tokenize_requests_total"] == 2, "every /tokenize request"
     assert values["vllm:generation_tokens_total"] == 5 + 3
     assert values["vllm:request_success_total"] == 2
     assert values["vllm:prompt_tokens_total"] == 7 + 2

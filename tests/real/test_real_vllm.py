@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from sagellm_users.workloads.calibration import MAX_CALLS
 from tests.real.conftest import TIER_TIMEOUT_S
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(TIER_TIMEOUT_S)]
@@ -113,15 +114,19 @@ def test_prompts_have_the_exact_length_vllm_counts(
     vllm_url: str, tiny_model: Path, counter: str, tmp_path: Path
 ) -> None:
     """Synthetic prompts built to 20-200 tokens with the model's own tokenizer.json, or
-    with vLLM's /tokenize: vLLM's usage counts each one as built (plus the BOS token its
-    tokenizer adds to every prompt, the same for all)."""
+    from words measured with vLLM's /tokenize before the load: vLLM's usage counts each one
+    as built (plus the BOS token its tokenizer adds to every prompt, the same for all)."""
     records = tmp_path / "records.jsonl"
     tokenizer = str(tiny_model) if counter == "model" else "server"
     report = _locust_report(
         "completions.py", tmp_path, "--host", vllm_url, "--input-tokens", "20:200",
         "--tokenizer", tokenizer, "--llm-records", str(records),
     )  # fmt: skip
-    assert report["workload"]["token_source"] == ("tokenizer" if counter == "model" else "server")
+    workload = report["workload"]
+    assert workload["token_source"] == ("tokenizer" if counter == "model" else "server")
+    assert workload["prompt_lengths"] == "exact", workload
+    if counter == "server":  # the words were measured before the load, in a few calls
+        assert 0 < workload["tokenize_calls"] <= 1 + MAX_CALLS, workload
     rows = [orjson.loads(line) for line in records.read_bytes().splitlines()]
     built = [row["prompt_tokens"] for row in rows]
     assert all(isinstance(n, int) and 20 <= n <= 200 for n in built)

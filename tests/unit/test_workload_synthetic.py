@@ -1,5 +1,6 @@
-"""Synthetic prompts: exactly n tokens by a tokenizer or /tokenize, new text every call,
-the same texts for the same seed, and an estimate that never claims to be exact."""
+"""Synthetic prompts: exactly n tokens by a tokenizer or by words measured with /tokenize
+(never calling it again), new text every call, the same texts for the same seed, and
+estimates that never claim to be exact."""
 
 from __future__ import annotations
 
@@ -7,12 +8,8 @@ import random
 
 import pytest
 
-from sagellm_users.workloads.synthetic import (
-    MAX_SERVER_CALLS,
-    WORDS,
-    PromptSynthesizer,
-    SyntheticPrompt,
-)
+from sagellm_users.workloads.calibration import WordCalibration, calibrate
+from sagellm_users.workloads.synthetic import WORDS, PromptSynthesizer, SyntheticPrompt
 from sagellm_users.workloads.tokens import (
     EstimateCounter,
     ServerCounter,
@@ -38,6 +35,16 @@ def merging_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> TokenizerCoun
     return load_tokenizer(path)
 
 
+class UnevenServer:
+    """A server whose words cost one token, or two from four letters on."""
+
+    source: TokenSource = "server"
+    description = "fake server"
+
+    def count(self, text: str) -> int:
+        return sum(1 + len(w) // 4 for w in text.split())
+
+
 class CallCounter:
     """Wraps a counter, counting its calls."""
 
@@ -50,21 +57,6 @@ class CallCounter:
     def count(self, text: str) -> int:
         self.calls += 1
         return self.inner.count(text)
-
-
-class UnevenServer:
-    """A server whose words cost ``cost(word)`` tokens each, counted by call."""
-
-    source: TokenSource = "server"
-    description = "fake server"
-
-    def __init__(self, cost: int | None = None) -> None:
-        self.cost = cost
-        self.calls = 0
-
-    def count(self, text: str) -> int:
-        self.calls += 1
-        return sum(self.cost or 1 + len(w) // 4 for w in text.split())
 
 
 def _check_exact(counter: TokenCounter, prompts: list[SyntheticPrompt], n: int) -> None:
@@ -115,45 +107,35 @@ def test_same_seed_same_prompts(which: str, request: pytest.FixtureRequest) -> N
     assert run(7) != run(8)
 
 
-def test_server_lengths_are_exact_in_one_call(served: ServerCounter) -> None:
+def test_server_counted_prompts_are_exact_and_never_call_the_server(served: ServerCounter) -> None:
     counter = CallCounter(served)
-    synth = PromptSynthesizer(counter, random.Random(0))
+    calibration = calibrate(counter)
+    assert calibration.exact and calibration.words == WORDS, "the mock: every word one token"
+    calls = counter.calls
+    synth = PromptSynthesizer(counter, random.Random(0), calibration)
     for n in (1, 2, 7, 64, 2048):
-        before = counter.calls
         prompts = [synth.make(n) for _ in range(5)]
-        assert counter.calls - before == 5  # the mock counts one token per word
         _check_exact(served, prompts, n)
         assert len({p.text for p in prompts}) == 5 or n < 7
+    assert counter.calls == calls, "prompts are built without the server"
 
 
-def test_server_search_is_bounded_and_close() -> None:
-    server = UnevenServer()  # words cost 1 or 2 tokens
-    synth = PromptSynthesizer(server, random.Random(0))
-    rng = random.Random(1)
-    exact = 0
-    for _ in range(100):
-        n = rng.randint(1, 3000)
-        before = server.calls
+def test_a_server_counter_needs_its_calibration(served: ServerCounter) -> None:
+    with pytest.raises(ValueError, match=r"need the words measured before the load"):
+        PromptSynthesizer(served, random.Random(0))
+
+
+def test_estimated_by_the_measured_rate_when_words_do_not_add_up() -> None:
+    unsure = WordCalibration((), (), 1.5, calls=3, problem="merges across spaces")
+    synth = PromptSynthesizer(UnevenServer(), random.Random(0), unsure)
+    for n in (1, 2, 300):
         prompt = synth.make(n)
-        assert server.calls - before <= MAX_SERVER_CALLS
-        assert prompt.tokens == server.count(prompt.text)
-        assert prompt.exact == (prompt.tokens == n)
-        assert abs(prompt.tokens - n) <= max(2, n // 50)
-        exact += prompt.exact
-    assert exact >= 90
-
-
-def test_server_that_cannot_hit_n_returns_the_closest_flagged() -> None:
-    server = UnevenServer(cost=2)  # every word is 2 tokens: odd lengths are impossible
-    synth = PromptSynthesizer(server, random.Random(0))
-    for n in (1, 7, 301):
-        before = server.calls
-        prompt = synth.make(n)
-        assert server.calls - before <= MAX_SERVER_CALLS
-        assert not prompt.exact
-        assert prompt.tokens == (n - 1 if n > 1 else 2)  # below n when there is a choice
-    even = synth.make(300)
-    assert even.exact and even.tokens == 300
+        words = len(prompt.text.split())
+        assert not prompt.exact and words == max(1, round(n / 1.5))
+        assert prompt.tokens == max(1, round(words * 1.5))
+    nothing = WordCalibration((), (), None, calls=1, problem="/tokenize failed")
+    prompt = PromptSynthesizer(UnevenServer(), random.Random(0), nothing).make(40)
+    assert not prompt.exact and prompt.tokens == 40 and 159 <= len(prompt.text) <= 160
 
 
 @pytest.mark.parametrize("n", [1, 2, 10, 500, 2048])
@@ -173,9 +155,10 @@ def test_estimate_is_about_four_characters_a_token_and_flagged(n: int) -> None:
 @pytest.mark.parametrize("n", [0, -3])
 def test_a_prompt_needs_a_token(n: int, tokenizer: TokenizerCounter) -> None:
     counters: list[TokenCounter] = [tokenizer, EstimateCounter(), UnevenServer()]
+    calibration = WordCalibration(WORDS, WORDS[:4], 1.0, calls=7)
     for counter in counters:
         with pytest.raises(ValueError, match="at least 1 token"):
-            PromptSynthesizer(counter, random.Random(0)).make(n)
+            PromptSynthesizer(counter, random.Random(0), calibration).make(n)
 
 
 def test_prompt_is_frozen() -> None:

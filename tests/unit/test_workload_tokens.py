@@ -22,6 +22,7 @@ from sagellm_users.workloads.tokens import (
     load_tokenizer,
     server_counter,
 )
+from tests.fake_tokenize import TokenizeClient
 from tests.offline_tokenizer import build_tokenizer
 
 
@@ -169,3 +170,23 @@ def test_estimate_counter() -> None:
     assert counter.description == "estimate: 4 characters per token"
     assert counter.count("abcd" * 10) == 10
     assert counter.count("abc") == 1 and counter.count("") == 0
+
+
+def test_server_counter_counts_its_calls_and_reads_token_strings(
+    served: ServerCounter, tokenizer_json: Path
+) -> None:
+    assert served.calls == 1, "server_counter's check that the route exists"
+    assert served.max_model_len == 4096, "from the answer"
+    ids, strs = served.pieces("one two three")
+    assert len(ids) == 3 and strs is None, "the mock gives no token strings"
+    served.count("x")
+    assert served.calls == 3
+    client = TokenizeClient(Tokenizer.from_file(str(tokenizer_json)), max_model_len=64)
+    counter = ServerCounter(client)
+    ids, strs = counter.pieces("the quick brown fox")
+    assert strs is not None and len(strs) == len(ids) > 4
+    assert "".join(strs) == "theĠquickĠbrownĠfox", "byte-level BPE writes a space as Ġ"
+    assert counter.tokenize("the quick brown fox") == ids and counter.calls == 2
+    with pytest.raises(ConfigError, match=r"HTTP 400.*maximum context length is 64"):
+        counter.count("word " * 100)
+    assert counter.calls == 3 and counter.max_model_len == 64, "a failed call counts too"

@@ -12,7 +12,13 @@ from sagellm_users.backends import Api, GenerationRequest
 from sagellm_users.workloads.datasets import Conversation
 from sagellm_users.workloads.spec import WorkloadSpec
 from sagellm_users.workloads.tokens import EstimateCounter, TokenCounter, TokenSource
-from sagellm_users.workloads.traffic import NextRequest, RequestDefaults, UserTraffic, Workload
+from sagellm_users.workloads.traffic import (
+    NextRequest,
+    RequestDefaults,
+    UserTraffic,
+    Workload,
+    merge_info,
+)
 
 DEFAULTS = RequestDefaults(model="m", max_tokens=77)
 SYSTEM = {"role": "system", "content": "answer in one line"}
@@ -334,13 +340,72 @@ def test_dataset_output_tokens_take_the_entrys_then_the_replys_length() -> None:
 
 def test_info_describes_the_spec_and_the_counter() -> None:
     workload_spec = spec(name="w", input_tokens="8:16", session={"turns": 2})
-    info = Workload(workload_spec, WORDS).info()
+    workload = Workload(workload_spec, WORDS)
+    info = workload.info()
+    calibration = workload.calibration()
+    assert calibration is not None and calibration.exact
     assert info == {
         **workload_spec.describe(),
         "token_counter": "words",
         "token_source": "tokenizer",
+        "prompt_lengths": "exact",
+        "prompt_build": calibration.describe(),
+        "tokenize_calls": calibration.calls,
     }
     assert info["name"] == "w" and info["input_tokens"] == "uniform 8-16"
     estimate = Workload(workload_spec, EstimateCounter()).info()
     assert estimate["token_source"] == "estimate"
     assert estimate["token_counter"] == EstimateCounter.description
+    assert estimate["prompt_lengths"] == "estimated" and estimate["tokenize_calls"] == 0
+    assert estimate["prompt_build"] == "estimated at 4 characters per token"
+
+
+# -- prompts built before the load ----------------------------------------------------------------
+class CountingServer:
+    """A server's counter (one token a word) that counts its calls, as ServerCounter does."""
+
+    source: TokenSource = "server"
+    description = "server /tokenize at fake"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        return len(text.split())
+
+
+def test_the_server_is_asked_once_per_process_never_per_user_or_prompt() -> None:
+    server = CountingServer()
+    workload_spec = spec(input_tokens="5:50", shared_prefix={"groups": 2, "tokens": 30})
+    workload = Workload(workload_spec, server)
+    workload.prepare()
+    assert 0 < server.calls == workload.tokenize_calls
+    before = server.calls
+    for _ in range(10):
+        user = workload.traffic()
+        for _ in range(20):
+            nxt = user.next("chat", DEFAULTS)
+            system, question = messages(nxt)
+            words = len(f"{system['content']} {question['content']}".split())
+            assert nxt.prompt_tokens == words, "exact by the server's rule"
+    assert server.calls == before, "no call once the users send"
+    assert workload.info()["tokenize_calls"] == before
+
+
+def test_a_dataset_workload_needs_no_calibration() -> None:
+    server = CountingServer()
+    workload = Workload(dataset_spec(), server, (SHORT,))
+    workload.prepare()
+    assert workload.calibration() is None and server.calls == 0
+    info = workload.info()
+    assert info["tokenize_calls"] == 0 and "prompt_lengths" not in info
+    assert user_text(workload.traffic().next("chat", DEFAULTS)) == "say hi"
+
+
+def test_the_master_adds_up_its_workers_calls() -> None:
+    exact = {"name": "w", "prompt_lengths": "exact", "prompt_build": "exact", "tokenize_calls": 7}
+    unsure = {**exact, "prompt_lengths": "estimated", "prompt_build": "ESTIMATED: why"}
+    assert merge_info([exact, exact]) == {**exact, "tokenize_calls": 14, "processes": 2}
+    merged = merge_info([exact, {**unsure, "tokenize_calls": 3}, exact])
+    assert merged == {**unsure, "tokenize_calls": 17, "processes": 3}, "the worst one's why"
