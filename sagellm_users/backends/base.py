@@ -70,14 +70,14 @@ class Chunk:
     """One parsed stream event.
 
     ``t`` is the ``perf_counter()`` reading taken right after the read that completed this
-    event. ``has_output`` is true when the event carries generated output (text, reasoning,
-    tool-call deltas or token ids): the first such event is the first token (TTFT).
-    ``step`` is true when the event is one decode step of the request: it carries a
-    choice of this request (OpenAI), or a token (LMDeploy's ``/generate``, the in-process
-    engines), even when its text is empty. vLLM sends one event per engine step, and an
-    empty one is a token whose text is held back (part of a UTF-8 character, a special
-    token) or the EOS token that ends the stream, so once output has begun every step is
-    a token that ITL, E2E and TPOT must count (docs/metrics.md). ``n_tokens`` is set
+    event. ``has_output`` is true when the event carries visible output (text, reasoning,
+    tool-call deltas or token ids). ``step`` is true when the event is one decode step of
+    the request: it carries a choice of this request other than chat's role-only opening
+    (OpenAI), or a token (LMDeploy's ``/generate``, the in-process engines), even when its
+    text is empty. vLLM sends one event per engine step, and an empty one is a token whose
+    text is held back (part of a UTF-8 character, a special token; the first token too)
+    or the EOS token that ends the stream, so every step is a token that TTFT (the first
+    step), ITL, E2E and TPOT must count (docs/metrics.md). ``n_tokens`` is set
     when the server says how many tokens the event carries. ``response_id`` is the
     server's id of the response (OpenAI's ``id``), to line records up with server logs.
     """
@@ -207,7 +207,7 @@ def collect_completion(stream: ResponseStream) -> Completion:
     chunks = 0
     with stream:
         for chunk in stream:
-            if chunk.has_output or (chunk.step and first is not None):
+            if chunk.step or chunk.has_output:
                 chunks += 1
                 texts.append(chunk.text)
                 if first is None:

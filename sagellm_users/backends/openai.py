@@ -139,16 +139,34 @@ def parse_event(data: bytes, t: float) -> Chunk:
         return chunk  # a usage-only event (``choices: []``): no decode step
     if not isinstance(choices, list):
         raise MalformedEventError(f"'choices' is not a list: {excerpt(data)!r}")
-    chunk.step = True
     texts: list[str] = []
     for choice in choices:
         if not isinstance(choice, dict):
             raise MalformedEventError(f"a choice is not an object: {excerpt(data)!r}")
+        if not _role_only(choice):
+            chunk.step = True
         _read_choice(choice, chunk, texts)
     if texts:
         chunk.text = texts[0] if len(texts) == 1 else "".join(texts)
         chunk.has_output = True
     return chunk
+
+
+def _role_only(choice: dict[str, Any]) -> bool:
+    """Chat's opening chunk: the role and no token. vLLM sends it as the first token
+    arrives, ahead of that token's own chunk, so it is neither TTFT nor a decode step; a
+    chunk naming the role beside content or a finish reason is a step like any other."""
+    delta = choice.get("delta")
+    return (
+        isinstance(delta, dict)
+        and "role" in delta
+        and not delta.get("content")
+        and not delta.get("reasoning_content")
+        and not delta.get("reasoning")
+        and not delta.get("tool_calls")
+        and not choice.get("finish_reason")
+        and not choice.get("token_ids")
+    )
 
 
 def _response_id(obj: dict[str, Any]) -> str | None:

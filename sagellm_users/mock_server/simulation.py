@@ -12,7 +12,7 @@ pieces of every message's text content plus 4 per message for the chat template.
 Output follows a real vLLM stream (checked against vLLM 0.32): unless ``ignore_eos`` is
 set, generation stops on an EOS token drawn from ``natural_output_tokens``; the EOS token
 is the last decode step, sent as a chunk with empty text and ``finish_reason: "stop"``, and
-usage counts it. A share of mid-stream tokens (``held_back_rate``) carry empty text, as
+usage counts it. A share of the tokens (``held_back_rate``) carry empty text, as
 vLLM sends a token whose text it holds back (the first half of a multi-byte character):
 the next token carries a multi-byte word, as if it completed the character.
 """
@@ -124,13 +124,14 @@ def output_length(
 
 
 def _hold_back(words: list[bytes], last: int, rate: float, rng: random.Random) -> None:
-    """Empty the text of about ``rate`` of the tokens ``words[1:last]``, the next token
+    """Empty the text of about ``rate`` of the tokens ``words[:last]``, the next token
     carrying a multi-byte word: geometric skips, so a plan costs a draw per held-back
-    token, not per token."""
+    token, not per token. The first token may be held back too, as vLLM does when it is
+    the start of a character: its empty chunk is still the first token."""
     if rate <= 0.0:
         return
     log_miss = math.log1p(-rate) if rate < 1.0 else -math.inf
-    i = 0
+    i = -1
     while True:
         i += 1 + (int(math.log(1.0 - rng.random()) / log_miss) if log_miss > -math.inf else 0)
         if i >= last:
@@ -211,7 +212,7 @@ class Planner:
         words = rng.choices(TOKEN_JSON, k=n)
         if eos:
             words[-1] = EMPTY_TOKEN
-        # Held back: tokens 1 .. n-2, and never the one before EOS (its text would have
+        # Held back: tokens 0 .. n-2, and never the one before EOS (its text would have
         # no token to come with).
         _hold_back(words, n - 1 - eos, c.held_back_rate, rng)
         ttft_ms = c.ttft_ms

@@ -256,9 +256,9 @@ def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | No
     """The hot loop: stamp decode steps, keep the server's token counts (and the reply's
     text into ``text``, when a conversation needs it for its next turn).
 
-    The first output-carrying chunk starts the output (TTFT); from then on every chunk that
-    is a decode step is stamped, empty ones included (held-back text, the EOS token):
-    see :attr:`sagellm_users.backends.base.Chunk.step`. When the server reports usage on
+    Every chunk that is a decode step is stamped, empty ones included (held-back text, the
+    EOS token), and the first one is TTFT: see :attr:`sagellm_users.backends.base.Chunk.step`
+    (a non-streamed answer is one chunk with output and no step). When the server reports usage on
     every chunk (vLLM's ``stream_options.continuous_usage_stats``), each step's token
     count is the growth of ``completion_tokens`` since the previous one; that feeds the
     per-token ITL.
@@ -271,7 +271,7 @@ def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | No
             record.response_id = chunk.response_id
         usage = chunk.usage
         completion = usage.completion_tokens if usage is not None else None
-        if chunk.has_output or (chunk.step and t_out):
+        if chunk.step or chunk.has_output:
             t_out.append(chunk.t)
             if text is not None:
                 text.append(chunk.text)

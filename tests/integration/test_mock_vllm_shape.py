@@ -108,7 +108,7 @@ def test_held_back_tokens_are_empty_chunks_counted_by_usage() -> None:
     assert usage["usage"]["completion_tokens"] == len(texts) == 400
     held = [i for i, text in enumerate(texts) if text == ""]
     assert 20 <= len(held) <= 60, f"{len(held)} held back of 400 at a rate of 0.1"
-    assert 0 not in held and 399 not in held, "the first and the last token carry text"
+    assert 399 not in held, "the last token carries text"
     assert all(not texts[i + 1].isascii() for i in held), "the next token completes it"
 
 

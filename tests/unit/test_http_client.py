@@ -390,7 +390,7 @@ def test_chunked_stream_is_parsed_into_chunks(serve: Callable[[Script], Scripted
         chunks = list(stream)
     assert [c.text for c in chunks] == ["", *TOKENS, "", ""]
     assert [c.has_output for c in chunks] == [False, True, True, True, True, False, False]
-    assert [c.step for c in chunks] == [True, True, True, True, True, True, False]
+    assert [c.step for c in chunks] == [False, True, True, True, True, True, False]
     assert chunks[-2].finish_reason == "stop"
     assert chunks[-1].usage == Usage(prompt_tokens=5, completion_tokens=5)
     assert stream.status == 200

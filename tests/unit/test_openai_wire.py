@@ -146,16 +146,27 @@ def test_build_payload_does_not_change_the_request() -> None:
 # -- parse_event: chat -------------------------------------------------------------------------
 
 
-def test_role_only_chunk_has_no_output() -> None:
+def test_role_only_chunk_is_no_step() -> None:
+    # vLLM sends it as the first token arrives, before that token's own chunk: neither
+    # TTFT nor a decode step.
     chunk = parse_event(_chat_chunk(_delta(role="assistant", content="")), T)
-    assert chunk == Chunk(T, response_id="chatcmpl-1", step=True)
-    assert not chunk.has_output, "a step only once output has begun: not TTFT"
+    assert chunk == Chunk(T, response_id="chatcmpl-1")
+    assert not chunk.has_output and not chunk.step
 
 
 def test_role_only_chunk_without_content_key() -> None:
     chunk = parse_event(_chat_chunk(_delta(role="assistant")), T)
-    assert not chunk.has_output
+    assert not chunk.has_output and not chunk.step
     assert chunk.text == ""
+    null = parse_event(_chat_chunk(_delta(role="assistant", content=None)), T)
+    assert not null.step
+
+
+def test_role_with_the_first_token_is_a_step() -> None:
+    chunk = parse_event(_chat_chunk(_delta(role="assistant", content="Hi")), T)
+    assert chunk.step and chunk.has_output and chunk.text == "Hi"
+    finish = parse_event(_chat_chunk(_delta(role="assistant", content="", finish="stop")), T)
+    assert finish.step, "the step that ended the request, though it also names the role"
 
 
 def test_content_delta() -> None:
