@@ -2,7 +2,8 @@
 random weights when asked.
 
 Run with the engine venv's Python (it has ``tokenizers``): ``python build_tiny_model.py DIR``
-for vLLM, which makes its own weights (``--load-format dummy``); add ``--weights`` for
+for vLLM, which makes its own weights (``--load-format dummy``); ``--paced`` for a larger
+one whose decode steps are slow enough to stream one by one (see PACED); ``--weights`` for
 engines that load them from the directory (sageLLM, LMDeploy; needs ``torch`` and
 ``transformers``). The byte-level BPE tokenizer is trained on the standard library's own
 sources, so nothing is downloaded. head_dim must be one of vLLM's supported sizes (32 here;
@@ -35,7 +36,18 @@ def _write(out: str, name: str, doc: dict[str, object]) -> None:
         json.dump(doc, f, indent=2)
 
 
-def build(out: str) -> None:
+PACED = {
+    "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 6,
+    "num_attention_heads": 24, "num_key_value_heads": 24,
+}  # fmt: skip
+"""``--paced``: a decode step of ~15 ms on two CPU cores instead of ~2 ms. vLLM's API
+server needs about a millisecond per streamed chunk; on a shared two-core machine it falls
+behind steps that short and sends them in bursts, so what a client receives no longer
+paces what the engine produced. Tests that compare the client's timing with vLLM's own
+engine-side metrics use this size."""
+
+
+def build(out: str, paced: bool = False) -> None:
     os.makedirs(out, exist_ok=True)
     sources = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
     tok = Tokenizer(models.BPE())
@@ -67,6 +79,7 @@ def build(out: str) -> None:
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
         "tie_word_embeddings": False, "torch_dtype": "float32",
         "bos_token_id": bos, "eos_token_id": eos,
+        **(PACED if paced else {}),
     })  # fmt: skip
     _write(out, "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos})
 
@@ -87,6 +100,6 @@ def write_weights(out: str) -> None:
 
 
 if __name__ == "__main__":
-    build(sys.argv[1])
+    build(sys.argv[1], paced="--paced" in sys.argv[2:])
     if "--weights" in sys.argv[2:]:
         write_weights(sys.argv[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -84,22 +85,46 @@ def vllm_python() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-llama")
-    subprocess.run([str(vllm_python), str(_BUILDER), str(out)], check=True, timeout=600)
+    return _build(vllm_python, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def paced_model(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model's tokenizer with layers large enough that vLLM streams each decode
+    step as it is made (see build_tiny_model.PACED)."""
+    return _build(vllm_python, tmp_path_factory.mktemp("paced-llama"), "--paced")
+
+
+def _build(vllm_python: Path, out: Path, *flags: str) -> Path:
+    subprocess.run([str(vllm_python), str(_BUILDER), str(out), *flags], check=True, timeout=600)
     return out
 
 
 @pytest.fixture(scope="session")
-def vllm_url(vllm_python: Path, tiny_model: Path, unused_port_session: int) -> Iterator[str]:
+def vllm_url(vllm_python: Path, tiny_model: Path) -> Iterator[str]:
+    with vllm_server(vllm_python, tiny_model) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def paced_vllm_url(vllm_python: Path, paced_model: Path) -> Iterator[str]:
+    with vllm_server(vllm_python, paced_model) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def vllm_server(vllm_python: Path, model: Path) -> Iterator[str]:
+    """vLLM's OpenAI server on ``model`` (random weights, served as ``tiny``) at a free port."""
+    port = _unused_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
     command = [
         str(vllm_python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_model), "--served-model-name", "tiny",
+        "--model", str(model), "--served-model-name", "tiny",
         "--load-format", "dummy", "--dtype", "float32", "--max-model-len", "512",
-        "--host", "127.0.0.1", "--port", str(unused_port_session),
+        "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
     with serve(command, env, _READY, "vLLM"):
-        yield f"http://127.0.0.1:{unused_port_session}"
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
@@ -129,10 +154,7 @@ def serve(command: list[str], env: dict[str, str], ready: str, name: str) -> Ite
             server.wait()
 
 
-@pytest.fixture(scope="session")
-def unused_port_session() -> int:
-    import socket
-
+def _unused_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
