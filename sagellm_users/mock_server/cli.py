@@ -90,7 +90,7 @@ def build_parser(
         "--held-back-rate",
         type=float,
         default=d.held_back_rate,
-        help="share of mid-stream tokens sent with empty text, as vLLM holds back part of "
+        help="share of tokens sent with empty text, as vLLM holds back part of "
         "a multi-byte character (%(default)s)",
     )
     timing = p.add_argument_group("timing (milliseconds)")

@@ -50,7 +50,7 @@ class MockServerConfig:
     Times are in milliseconds. ``natural_output_tokens`` is the inclusive range from which
     the fake model's end-of-sequence position is drawn, counting the EOS token (``None``:
     it never stops early); by default a request that does not ignore EOS stops on it, like
-    real chat traffic. ``held_back_rate`` is the share of mid-stream tokens sent with empty
+    real chat traffic. ``held_back_rate`` is the share of tokens sent with empty
     text, as vLLM sends a token whose text it holds back.
     ``max_concurrency`` 0 means unlimited. Error rates (``error_rate_<fault>``, see
     :mod:`.faults`) are probabilities in [0, 1] whose sum must not exceed 1. ``port`` 0

@@ -27,7 +27,7 @@ STEPS = 8
 
 
 def _run(
-    user: type[OpenAIChatUser], url: str, tmp_path: Path, requests: int = 8
+    user: type[OpenAIChatUser | OpenAICompletionsUser], url: str, tmp_path: Path, requests: int = 8
 ) -> list[RequestRecord]:
     run = LocalRun(
         [user],
@@ -95,7 +95,7 @@ def test_captured_vllm_eos_streams(
     "user", [OpenAIChatUser, OpenAICompletionsUser], ids=["chat", "completions"]
 )
 def test_a_first_token_held_back_is_the_first_token(
-    user: type[OpenAIChatUser], tmp_path: Path
+    user: type[OpenAIChatUser | OpenAICompletionsUser], tmp_path: Path
 ) -> None:
     """vLLM holds back the text of a first token that is part of a UTF-8 character: its
     chunk is empty, yet it is the token vLLM's TTFT and ITL start from (seen on 1-2% of the
