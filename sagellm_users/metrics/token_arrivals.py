@@ -9,7 +9,8 @@ dict entry per request) while the user's hot loop appends a ``perf_counter()`` s
 decode step to ``record.t_out`` as it always did. Whoever is about to close or ship
 buckets *scans* the watched requests: each one's steps since the last scan count one
 token each in the bucket of their arrival (wall time ``wall_start + (t - t_start)``).
-A scan costs a few bisections per request, not a loop over its tokens.
+A scan costs a few bisections per request that got steps since the last one, not a loop
+over its tokens: about 1 us per streaming request (5,000 streams: about 5 ms a second).
 
 At the request's end its last steps are counted, then the steps are *reconciled* with the
 request's token count (the server's usage, else the estimate): the difference goes to the
@@ -35,6 +36,8 @@ __all__ = ["StreamingRequests", "TokenSink", "bucket_key", "count_steps", "recon
 
 TokenSink = Callable[[int, int], None]
 """Where counted tokens go: ``(bucket key, tokens)``; tokens may be negative (reconciling)."""
+Counts = dict[int, int]
+"""Tokens by bucket key, gathered over many requests and handed to the sink once a key."""
 
 
 def bucket_key(wall: float, width: float) -> int:
@@ -42,7 +45,7 @@ def bucket_key(wall: float, width: float) -> int:
     return math.floor(wall / width + 1e-9)
 
 
-def count_steps(record: RequestRecord, seen: int, width: float, sink: TokenSink) -> int:
+def count_steps(record: RequestRecord, seen: int, width: float, counts: Counts) -> int:
     """Count the steps of ``record`` from index ``seen`` on, one token each in the bucket
     it arrived in; return how many steps are counted now."""
     t_out = record.t_out
@@ -54,12 +57,12 @@ def count_steps(record: RequestRecord, seen: int, width: float, sink: TokenSink)
     while i < end:
         key = bucket_key(t_out[i] + offset, width)
         j = bisect_left(t_out, (key + 1) * width - offset, i + 1, end)
-        sink(key, j - i)
+        counts[key] = counts.get(key, 0) + j - i
         i = j
     return end
 
 
-def reconcile(record: RequestRecord, width: float, sink: TokenSink) -> None:
+def reconcile(record: RequestRecord, width: float, counts: Counts) -> None:
     """Bring the request's counted steps to its token count (see the module's note)."""
     t_out = record.t_out
     extra = record.output_tokens - len(t_out)
@@ -67,14 +70,15 @@ def reconcile(record: RequestRecord, width: float, sink: TokenSink) -> None:
         return
     if not t_out:
         if extra > 0:  # counted but never seen streaming: at the request's end
-            sink(bucket_key(record.wall_done, width), extra)
+            key = bucket_key(record.wall_done, width)
+            counts[key] = counts.get(key, 0) + extra
         return
     offset = record.wall_start - record.t_start
     key = bucket_key(t_out[-1] + offset, width)
     if extra < 0:
         in_last = len(t_out) - bisect_left(t_out, key * width - offset)
         extra = -min(-extra, in_last)
-    sink(key, extra)
+    counts[key] = counts.get(key, 0) + extra
 
 
 class _Watched:
@@ -103,16 +107,23 @@ class StreamingRequests:
 
     def scan(self, width: float, sink: TokenSink) -> None:
         """Count every watched request's steps that arrived since the last scan."""
+        counts: Counts = {}
         for watched in self._watched.values():
-            watched.seen = count_steps(watched.record, watched.seen, width, sink)
+            if watched.seen < len(watched.record.t_out):
+                watched.seen = count_steps(watched.record, watched.seen, width, counts)
+        for key, tokens in counts.items():
+            sink(key, tokens)
 
     def finish(self, record: RequestRecord, width: float, sink: TokenSink) -> None:
         """The request ended: its last steps, then the reconciliation with its usage. A
         request never watched has all its steps counted now."""
         watched = self._watched.pop(id(record), None)
         seen = 0 if watched is None else watched.seen
-        count_steps(record, seen, width, sink)
-        reconcile(record, width, sink)
+        counts: Counts = {}
+        count_steps(record, seen, width, counts)
+        reconcile(record, width, counts)
+        for key, tokens in counts.items():
+            sink(key, tokens)
 
     def forget_counted(self) -> None:
         """A stats reset: the steps that arrived before it are not counted again (their
