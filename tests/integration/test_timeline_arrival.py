@@ -61,13 +61,16 @@ def _check_arrivals(points: list[dict[str, Any]], records: list[RequestRecord]) 
 def test_output_tokens_count_in_the_second_they_arrived(slow_mock: str) -> None:
     run = LocalRun([OpenAIChatUser], _args(slow_mock))
     records = run.run_until(requests=12, users=4, timeout=30)
-    timeline = run.runtime.timeline
-    assert timeline.late == 0 and timeline.late_tokens == 0
-    points = [*timeline.points, *timeline.open_points()]
+    report = run.runtime.final_report  # the JSON report's (and the HTML report's) timeline
+    assert report is not None and report.timeline is not None
+    timeline = report.timeline
+    assert timeline.late_requests == timeline.late_tokens == 0
+    assert timeline.output_by_arrival
+    points = [p.model_dump() for p in timeline.points]
     _check_arrivals(points, records)
-    cancelled = sum(r.output_tokens for r in records if not r.ok)
-    total = run.runtime.collector.total().total_output_tokens
-    assert sum(p["output_tokens"] for p in points) == total + cancelled, "and the stopped ones"
+    stopped = sum(r.output_tokens for r in records if not r.ok)
+    total = report.total.total_output_tokens
+    assert sum(p["output_tokens"] for p in points) == total + stopped, "and the stopped ones"
     assert sum(p["completed_output_tokens"] for p in points) == total
 
 
