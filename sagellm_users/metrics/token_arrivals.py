@@ -17,8 +17,8 @@ request's token count (the server's usage, else the estimate): the difference go
 bucket of the last step (several tokens per step, as with speculative decoding, or a whole
 non-streamed reply in one step). When usage counts fewer tokens than steps (a step that
 carried no token, such as a final chunk with only ``finish_reason``), the difference comes
-off the last step's bucket, never more than the request's steps there; the rest stays
-counted one per step.
+off the last step's bucket, never more than the request's steps there (and on a worker,
+not from steps it already shipped to the master); the rest stays counted one per step.
 
 Every request's tokens count, whatever its outcome: a failed or cancelled request's tokens
 did arrive. (The report's totals count successful requests only; see the timeline.)
