@@ -166,7 +166,7 @@ class Bucket:
     def from_wire(cls, data: dict[str, Any]) -> Bucket:
         bucket = cls()
         for name in _COUNTS:
-            setattr(bucket, name, int(data.get(name, 0)))
+            setattr(bucket, name, int(data[name]))
         bucket.failures = Counter({str(k): int(v) for k, v in data["failures"].items()})
         for name in ("ttft", "itl", "tpot", "e2e", "lag"):
             setattr(bucket, name, Distribution.from_wire(data[name]))
