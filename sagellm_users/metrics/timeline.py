@@ -1,4 +1,5 @@
-"""What happened over time: one point per time bucket, of the requests that ended in it.
+"""What happened over time: one point per time bucket, of the requests that ended in it
+and the output tokens that arrived in it.
 
 Why bucket where the load is generated, by each request's wall-clock end: a master gets
 its workers' results in reports every few seconds, and bucketing by arrival at the master
@@ -15,6 +16,15 @@ bucket. Past ``max_points`` points the bucket width doubles and neighbouring poi
 counts exactly, percentiles as count-weighted means of the two (an approximation only
 runs longer than ``max_points`` seconds see, and documented in the report).
 
+Output tokens count in the bucket each decode step arrived in, reconciled with the
+request's usage at its end (see :mod:`sagellm_users.metrics.token_arrivals`), so
+``output_tokens`` / ``output_tok_s`` / ``total_tok_s`` say what flowed in each second,
+also while long requests are still streaming. They count every request's tokens, failed
+and cancelled ones too (those tokens did arrive), and warm-up, like the rest of the
+timeline: their sum can exceed the report's total, which counts measured successful
+requests only. ``completed_output_tokens`` is the other view, the successful requests'
+tokens in the bucket of their end: what the report's total sums (warm-up aside).
+
 Gauges (users, requests in flight) are sampled, not summed: the last sample taken during a
 bucket is its value, and a bucket with gauges but no completions is a point too (a second
 in which eight long requests were all still streaming is not a gap).
@@ -30,6 +40,7 @@ from typing import Any
 
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.record import RequestRecord
+from sagellm_users.metrics.token_arrivals import StreamingRequests, bucket_key
 
 __all__ = [
     "MAX_POINTS",
@@ -63,6 +74,16 @@ _PERCENTILE_KEYS: tuple[tuple[str, str, tuple[tuple[float, str], ...]], ...] = t
 """(prefix, source, ((percentile, point key), ...)): the keys made once, so the points of
 a long run share their key strings instead of holding a dozen copies each."""
 
+_COUNTS = (
+    "requests",
+    "completed",
+    "failed",
+    "input_tokens",
+    "output_tokens",
+    "completed_output_tokens",
+)
+"""A bucket's counters: summed when buckets merge."""
+
 _WEIGHTS = {"ttft": "completed", "tpot": "completed", "e2el": "completed", "itl": "itl_count"}
 """The count each percentile is weighted by when two points merge."""
 
@@ -72,6 +93,7 @@ class Bucket:
 
     __slots__ = (
         "completed",
+        "completed_output_tokens",
         "e2e",
         "failed",
         "failures",
@@ -91,6 +113,9 @@ class Bucket:
         self.failures: Counter[str] = Counter()
         self.input_tokens = 0
         self.output_tokens = 0
+        """Tokens that arrived in the bucket, of every request (counted by the timeline)."""
+        self.completed_output_tokens = 0
+        """Tokens of the successful requests that ended in the bucket."""
         self.ttft = Distribution()
         self.itl = Distribution.for_gaps()
         self.tpot = Distribution()
@@ -108,7 +133,7 @@ class Bucket:
             return
         self.completed += 1
         self.input_tokens += record.input_tokens
-        self.output_tokens += record.output_tokens
+        self.completed_output_tokens += record.output_tokens
         for name in ("ttft", "tpot", "e2e"):
             value = getattr(record, name)
             if value is not None:
@@ -116,7 +141,7 @@ class Bucket:
         self.itl.extend(record.itl)
 
     def merge(self, other: Bucket) -> None:
-        for name in ("requests", "completed", "failed", "input_tokens", "output_tokens"):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
         for name in ("ttft", "itl", "tpot", "e2e", "lag"):
@@ -130,6 +155,7 @@ class Bucket:
             "failures": dict(self.failures),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "completed_output_tokens": self.completed_output_tokens,
             **{
                 name: getattr(self, name).to_wire()
                 for name in ("ttft", "itl", "tpot", "e2e", "lag")
@@ -139,7 +165,7 @@ class Bucket:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Bucket:
         bucket = cls()
-        for name in ("requests", "completed", "failed", "input_tokens", "output_tokens"):
+        for name in _COUNTS:
             setattr(bucket, name, int(data[name]))
         bucket.failures = Counter({str(k): int(v) for k, v in data["failures"].items()})
         for name in ("ttft", "itl", "tpot", "e2e", "lag"):
@@ -158,6 +184,7 @@ class Bucket:
             "errors": dict(self.failures),
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "completed_output_tokens": self.completed_output_tokens,
             "itl_count": self.itl.count,
         }
         _add_rates(point, width)
@@ -170,6 +197,8 @@ class Bucket:
 
 
 def _add_rates(point: dict[str, Any], width: float) -> None:
+    """Rates of a point: output (and total) tokens by arrival, input tokens of the requests
+    that completed in it (a prompt's count is known at its request's end)."""
     point["req_s"] = point["completed"] / width
     point["output_tok_s"] = point["output_tokens"] / width
     point["total_tok_s"] = (point["input_tokens"] + point["output_tokens"]) / width
@@ -180,7 +209,7 @@ def merge_points(first: dict[str, Any], second: dict[str, Any], width: float) ->
     merged: dict[str, Any] = {"t": first["t"]}
     later = second if second["users"] is not None else first
     merged["users"], merged["in_flight"] = later["users"], later["in_flight"]
-    for name in ("requests", "completed", "failed", "input_tokens", "output_tokens", "itl_count"):
+    for name in (*_COUNTS, "itl_count"):
         merged[name] = first[name] + second[name]
     merged["errors"] = dict(Counter(first["errors"]) + Counter(second["errors"]))
     _add_rates(merged, width)
@@ -216,6 +245,8 @@ class Timeline:
         self.base_width = width
         self.max_points = max_points
         self._clock = clock
+        self._streaming = StreamingRequests()
+        """The requests being streamed here, whose steps count as they arrive."""
         self.reset()
 
     def reset(self) -> None:
@@ -223,6 +254,10 @@ class Timeline:
         self.points: list[dict[str, Any]] = []
         self.late = 0
         """Requests that arrived for a bucket already closed (left out of the points)."""
+        self.late_tokens = 0
+        """Output tokens that arrived for a bucket already closed (left out of the points):
+        none while the requests in flight are watched and scanned before each close."""
+        self._streaming.forget_counted()
         self._open: dict[int, Bucket] = {}
         self._gauges: dict[int, tuple[int, int]] = {}
         self._frontier: int | None = None
@@ -232,7 +267,7 @@ class Timeline:
         in flight then)."""
 
     def _key(self, wall: float) -> int:
-        return math.floor(wall / self.width + 1e-9)
+        return bucket_key(wall, self.width)
 
     def _bucket(self, key: int) -> Bucket | None:
         if self._frontier is not None and key < self._frontier:
@@ -243,7 +278,27 @@ class Timeline:
         return bucket
 
     # -- feeding ----------------------------------------------------------------------------
+    def watch(self, record: RequestRecord) -> None:
+        """A request about to be sent: its decode steps count as they arrive (at each
+        :meth:`scan`), until :meth:`add` takes its end. Costs nothing per chunk."""
+        self._streaming.watch(record)
+
+    def scan(self) -> None:
+        """Count the steps that arrived since the last scan in the buckets they arrived in:
+        done before buckets close, ship or are read, so no step arrives late."""
+        self._streaming.scan(self.width, self._add_output)
+
+    def _add_output(self, key: int, tokens: int) -> None:
+        bucket = self._bucket(key)
+        if bucket is not None:
+            bucket.output_tokens = max(0, bucket.output_tokens + tokens)
+        elif tokens > 0:
+            self.late_tokens += tokens
+
     def add(self, record: RequestRecord) -> None:
+        """A finished request: its outcome in the bucket of its end, its last output tokens
+        in the buckets they arrived in (reconciled with its usage)."""
+        self._streaming.finish(record, self.width, self._add_output)
         bucket = self._bucket(self._key(record.wall_done))
         if bucket is None:
             self.late += record.status != "cancelled"
@@ -264,6 +319,7 @@ class Timeline:
     # -- shipping between processes ---------------------------------------------------------
     def drain(self, in_flight: int = 0) -> dict[str, Any]:
         """A worker's buckets since its last report, as wire data; then start empty."""
+        self.scan()
         data = {
             "now": self._clock(),
             "buckets": [[key * self.width, b.to_wire()] for key, b in sorted(self._open.items())],
@@ -279,6 +335,7 @@ class Timeline:
             bucket = self._bucket(self._key(float(start)))
             if bucket is None:
                 self.late += incoming.requests
+                self.late_tokens += incoming.output_tokens
             else:
                 bucket.merge(incoming)
         if "now" in data:
@@ -315,6 +372,7 @@ class Timeline:
 
     def close(self, until: float) -> None:
         """Close the buckets that end at or before ``until`` (wall time) into points."""
+        self.scan()
         end_key = math.floor(until / self.width + 1e-9)  # first key not wholly before
         keys = sorted(k for k in {*self._open, *self._gauges} if k < end_key)
         for key in keys:
@@ -370,6 +428,7 @@ class Timeline:
 
     def open_points(self) -> list[dict[str, Any]]:
         """The open buckets as provisional points (they may still grow)."""
+        self.scan()
         keys = sorted({*self._open, *self._gauges})
         return [self._point(key, self._open.get(key)) for key in keys]
 

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from sagellm_users.report.html import render_html
 from sagellm_users.report.model import SCHEMA_VERSION, LLMReport
+from sagellm_users.report.plots import upgrade_timeline_version_2
 from sagellm_users.report.server import upgrade_version_1
 
 __all__ = ["ReportFileError", "load_report", "main", "unique_labels"]
@@ -49,6 +50,10 @@ def load_report(path: Path) -> dict[str, Any]:
         raw = {**raw, "schema_version": 2}
         if isinstance(raw.get("server"), list):
             raw["server"] = upgrade_version_1(raw["server"])
+    if raw["schema_version"] == 2:  # timeline tokens counted at each request's end
+        raw = {**raw, "schema_version": 3}
+        if isinstance(raw.get("timeline"), dict):
+            raw["timeline"] = upgrade_timeline_version_2(raw["timeline"])
     if raw["schema_version"] != SCHEMA_VERSION:
         raise ReportFileError(
             f"{path}: report schema version {raw['schema_version']!r}, this sagellm-report "

@@ -61,9 +61,11 @@ __all__ = [
 
 _HEALTH_PERCENTILES = [50.0, 90.0, 99.0]
 
-SCHEMA_VERSION: Literal[2] = 2
+SCHEMA_VERSION: Literal[3] = 3
 """2: each server-side percentile is an object (estimate, bounds, bucket, display), not a
-bare interpolated number; ``sagellm-report`` still reads version 1."""
+bare interpolated number. 3: the timeline's ``output_tokens`` / ``output_tok_s`` /
+``total_tok_s`` count each output token in the second it arrived, not at its request's
+end (kept as ``completed_output_tokens``). ``sagellm-report`` still reads 1 and 2."""
 
 
 class ToolInfo(BaseModel):
@@ -180,7 +182,7 @@ class LostWorker(BaseModel):
 class LLMReport(BaseModel):
     """One load test's result. ``schema_version`` changes when a field changes meaning."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     created: datetime
     tool: ToolInfo
     run: RunInfo

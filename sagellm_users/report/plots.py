@@ -7,6 +7,8 @@ requests' records.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from sagellm_users.metrics.collector import EndpointStats
@@ -22,6 +24,7 @@ __all__ = [
     "TimelineReport",
     "distribution_plots",
     "per_user",
+    "upgrade_timeline_version_2",
 ]
 
 HISTOGRAM_BINS = 40
@@ -31,7 +34,8 @@ PLOTTED = {"ttft_ms": "ttft", "itl_ms": "itl", "tpot_ms": "tpot", "e2el_ms": "e2
 
 
 class TimelinePoint(BaseModel):
-    """The requests that ended in ``[t, t + width_s)``; gauges as sampled at its end."""
+    """The requests that ended in ``[t, t + width_s)`` and the output tokens that arrived
+    in it; gauges as sampled at its end."""
 
     t: float = Field(description="wall-clock start of the bucket (epoch seconds)")
     users: int | None
@@ -40,12 +44,20 @@ class TimelinePoint(BaseModel):
     completed: int
     failed: int
     errors: dict[str, int]
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int = Field(description="of the successful requests that ended in it")
+    output_tokens: int = Field(
+        description="tokens that arrived in it, each decode step in the second it arrived "
+        "(reconciled with usage at its request's end), of every request: failed and "
+        "cancelled ones too"
+    )
+    completed_output_tokens: int = Field(
+        description="tokens of the successful requests that ended in it: what the report's "
+        "total counts"
+    )
     itl_count: int
     req_s: float
-    output_tok_s: float
-    total_tok_s: float
+    output_tok_s: float = Field(description="output_tokens / width_s: tokens as they arrived")
+    total_tok_s: float = Field(description="(input_tokens + output_tokens) / width_s")
     ttft_p50_ms: float | None
     ttft_p90_ms: float | None
     ttft_p99_ms: float | None
@@ -65,6 +77,11 @@ class TimelineReport(BaseModel):
         "count-weighted means of the merged points' percentiles"
     )
     late_requests: int = Field(description="requests that arrived after their point closed")
+    late_tokens: int = Field(description="output tokens that arrived after their point closed")
+    output_by_arrival: bool = Field(
+        description="points count output tokens in the second they arrived; false in "
+        "reports older than schema version 3, which counted them at each request's end"
+    )
     points: list[TimelinePoint]
 
     @classmethod
@@ -74,8 +91,24 @@ class TimelineReport(BaseModel):
             width_s=timeline.width,
             merged_points=timeline.width > timeline.base_width,
             late_requests=timeline.late,
+            late_tokens=timeline.late_tokens,
+            output_by_arrival=True,
             points=[TimelinePoint.model_validate(point) for point in raw],
         )
+
+
+def upgrade_timeline_version_2(timeline: dict[str, Any]) -> dict[str, Any]:
+    """A version 2 report's timeline as version 3 holds it: its points counted output
+    tokens at each successful request's end, which is what ``completed_output_tokens``
+    holds now; the tokens' arrival was not recorded, so ``output_tokens`` stays the same
+    count and ``output_by_arrival`` says so."""
+    points = timeline.get("points")
+    if isinstance(points, list):  # else the model says what is wrong with it
+        points = [
+            {**p, "completed_output_tokens": p.get("output_tokens")} if isinstance(p, dict) else p
+            for p in points
+        ]
+    return {**timeline, "late_tokens": 0, "output_by_arrival": False, "points": points}
 
 
 class DistributionPlot(BaseModel):

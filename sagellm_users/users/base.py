@@ -177,6 +177,7 @@ class LLMUser(User):
         stream = None
         llm = self.llm
         llm.in_flight += 1
+        llm.timeline.watch(record)  # its tokens count as they arrive, at no cost per chunk
         attempt = 1
         try:
             while True:

@@ -77,8 +77,9 @@ class LLMRuntime:
         self.recent = RecentMetrics()
         """The last minute in one-second slices, for the live /llm/stats view."""
         self.timeline = Timeline()
-        """The run over time, by each request's end (see metrics.timeline): this process's
-        buckets, or on a master every worker's merged."""
+        """The run over time, by each request's end and each output token's arrival (see
+        metrics.timeline): this process's buckets, or on a master every worker's merged.
+        Users have it watch each request they send."""
         self.in_flight = 0
         self.retry = RetryPolicy(options.retries, options.retry_max_wait)
         """Requests this process has sent and not yet finished."""

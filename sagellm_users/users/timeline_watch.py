@@ -1,7 +1,10 @@
 """Feeds the timeline where the report is built (local runner or master) while a test runs.
 
 Once a second it samples the gauges no request carries (users, requests in flight) and
-closes the buckets that can no longer grow (see :mod:`sagellm_users.metrics.timeline`).
+closes the buckets that can no longer grow (see :mod:`sagellm_users.metrics.timeline`);
+closing first counts the output tokens that arrived since the last tick, so the requests
+still streaming have theirs in the right seconds. (A worker counts them before each
+report instead: its timeline ships its buckets, it closes none.)
 """
 
 from __future__ import annotations

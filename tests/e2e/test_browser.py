@@ -151,9 +151,15 @@ def test_the_live_page_fills_during_a_run_and_the_report_opens_offline(
 
         report = orjson.loads((tmp_path / "run.json").read_bytes())
         timeline = report["timeline"]
-        assert timeline["late_requests"] == 0
-        assert sum(p["completed"] for p in timeline["points"]) == report["total"]["completed"]
-        assert sum(p["failed"] for p in timeline["points"]) == report["total"]["failed"]
+        assert timeline["late_requests"] == timeline["late_tokens"] == 0
+        assert timeline["output_by_arrival"] is True
+        points = timeline["points"]
+        assert sum(p["completed"] for p in points) == report["total"]["completed"]
+        assert sum(p["failed"] for p in points) == report["total"]["failed"]
+        completed = sum(p["completed_output_tokens"] for p in points)
+        assert completed == report["total"]["total_output_tokens"]
+        # Failed and stopped requests' tokens arrived too: as many or more, never fewer.
+        assert sum(p["output_tokens"] for p in points) >= completed
 
         driver.get("about:blank")
         console_errors(driver)  # Locust's own page's messages (its polls once it quit) go
@@ -189,6 +195,12 @@ def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
     base, slower = tmp_path / "base.json", tmp_path / "slower.json"
     _headless(base, 20)
     _headless(slower, 60)
+    # The baseline as schema version 2 wrote it: its tokens by request end, said so.
+    old = orjson.loads(base.read_bytes())
+    del old["timeline"]["late_tokens"], old["timeline"]["output_by_arrival"]
+    for point in old["timeline"]["points"]:
+        del point["completed_output_tokens"]
+    base.write_bytes(orjson.dumps({**old, "schema_version": 2}))
     out = tmp_path / "ab.html"
     tool = Path(sys.executable).with_name("sagellm-report")
     subprocess.run([str(tool), str(base), str(slower), "-o", str(out)], check=True, timeout=60)
@@ -201,6 +213,9 @@ def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
         )
         assert worse, "TTFT tripled: its cells are marked worse"
         _charts_hold_data(driver, ("cmp-cdf-ttft_ms", "cmp-ts-output"))
+        comparison = driver.find_element(By.ID, "comparison").text
+        assert "base: A report older than schema version 3" in comparison
+        assert "slower:" not in comparison
         assert console_errors(driver) == []
         _shot(driver, "comparison.png")
 

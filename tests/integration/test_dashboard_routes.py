@@ -78,7 +78,7 @@ def test_the_live_page_its_assets_and_reports(mock_url: str) -> None:
     report_json = client.get("/llm/report.json")
     assert "attachment" in report_json.headers["Content-Disposition"]
     saved = orjson.loads(report_json.data)
-    assert saved["schema_version"] == 2 and saved["timeline"]["points"]
+    assert saved["schema_version"] == 3 and saved["timeline"]["points"]
     run.finish()
 
 

@@ -38,12 +38,14 @@ def test_master_merges_worker_deltas_exactly(mock_url: str, fast_reports: None) 
     assert total.ttft.percentile(0) == ttfts[0] and total.ttft.percentile(100) == ttfts[-1]
     users = {user for user, _name in runtime_of(master_env).collector.by_key}
     assert users == {"OpenAIChatUser"}
-    # The timeline holds every worker's requests, each in the second it ended.
+    # The timeline holds every worker's requests, each in the second it ended, and every
+    # token that arrived (the cancelled requests' too) in the second it arrived.
     timeline = runtime_of(master_env).timeline
     points = [*timeline.points, *timeline.open_points()]
-    assert timeline.late == 0
+    assert timeline.late == 0 and timeline.late_tokens == 0
     assert sum(p["requests"] for p in points) == sum(r.status != "cancelled" for r in every)
-    assert sum(p["output_tokens"] for p in points) == total.total_output_tokens
+    assert sum(p["completed_output_tokens"] for p in points) == total.total_output_tokens
+    assert sum(p["output_tokens"] for p in points) == sum(r.output_tokens for r in every)
     ends = {int(r.wall_done) for r in every if r.status != "cancelled"}
     assert {int(p["t"]) for p in points if p["requests"]} == ends
     assert any(p["users"] == 4 and p["in_flight"] is not None for p in points)

@@ -53,7 +53,7 @@ def test_web_ui_form_options_and_live_rows(mock_url: str) -> None:
     assert 0 < live["last_10s"]["seconds"] <= 11
     assert live["last_10s"]["ttft_ms"]["median"] == pytest.approx(MOCK_TTFT_MS, abs=8)
     assert live["cumulative"]["completed"] >= 6
-    assert live["cumulative"]["schema_version"] == 2
+    assert live["cumulative"]["schema_version"] == 3
     assert live["state"] in ("running", "spawning")
 
     rows = {(row["method"], row["name"]): row for row in stats["stats"]}

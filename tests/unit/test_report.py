@@ -81,7 +81,7 @@ def test_json_has_vllm_field_names_and_the_structured_report() -> None:
     assert data["mean_tpot_ms"] == pytest.approx(10.0)
     assert data["duration"] == pytest.approx(report.window.seconds)
     assert data["request_throughput"] == pytest.approx(9 / report.window.seconds)
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["tool"]["name"] == "sagellm-locust"
     assert {b["user"] for b in data["by_user"]} == {"ChatUser", "OtherUser"}
     assert data["total"]["failures"][0]["error_class"] == "HTTPStatusError"

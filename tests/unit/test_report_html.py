@@ -123,6 +123,7 @@ def test_labels_tell_same_named_files_apart() -> None:
         (b'{"schema_version": 99, "total": {}}', "schema version 99"),
         (b'{"schema_version": 1, "total": {}}', "not a valid report: "),
         (b'{"schema_version": 2, "total": {}}', "not a valid report: "),
+        (b'{"schema_version": 3, "total": {}}', "not a valid report: "),
     ],
 )
 def test_a_file_that_is_not_a_report_is_named_with_the_reason(
@@ -198,3 +199,25 @@ def test_a_version_1_report_still_loads_without_its_impossible_percentiles(
     p50 = read["e2el_ms"]["percentiles"]["p50"]
     assert p50["bucket"] is None and p50["histogram_quantile"] == 150.0
     assert main([str(saved), "-o", str(tmp_path / "v1.html")]) == 0
+
+
+def test_a_version_2_report_keeps_its_tokens_by_request_end_and_says_so(tmp_path: Path) -> None:
+    """Version 2 counted the timeline's output tokens at each request's end: they load as
+    ``completed_output_tokens`` and as ``output_tokens`` (their arrival was not recorded),
+    marked so the page can say what its chart shows."""
+    raw = orjson.loads(render_json(_report()))
+    timeline = raw["timeline"]
+    del timeline["late_tokens"], timeline["output_by_arrival"]
+    for point in timeline["points"]:
+        del point["completed_output_tokens"]
+    raw["schema_version"] = 2
+    saved = tmp_path / "v2.json"
+    saved.write_bytes(orjson.dumps(raw))
+    loaded = load_report(saved)
+    assert loaded["schema_version"] == SCHEMA_VERSION == 3
+    upgraded = loaded["timeline"]
+    assert upgraded["output_by_arrival"] is False and upgraded["late_tokens"] == 0
+    assert [p["completed_output_tokens"] for p in upgraded["points"]] == [
+        p["output_tokens"] for p in timeline["points"]
+    ]
+    assert main([str(saved), "-o", str(tmp_path / "v2.html")]) == 0

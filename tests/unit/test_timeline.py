@@ -1,4 +1,7 @@
-"""The timeline: buckets by each request's end, closed into points, merged across workers."""
+"""The timeline: buckets by each request's end, closed into points, merged across workers.
+
+Output tokens by arrival: see test_timeline_arrival.py.
+"""
 
 from __future__ import annotations
 
@@ -51,6 +54,7 @@ def test_a_point_holds_the_requests_that_ended_in_its_second() -> None:
     assert (point["requests"], point["completed"], point["failed"]) == (11, 10, 1)
     assert point["errors"] == {"HTTPError 500": 1}
     assert point["output_tokens"] == 50 and point["output_tok_s"] == 50.0
+    assert point["completed_output_tokens"] == 50, "every step arrived in the same second"
     assert point["req_s"] == 10.0
     ttfts = Distribution(0.01 * (i + 1) for i in range(10))
     assert point["ttft_p50_ms"] == pytest.approx(ms(ttfts.percentile(50)))
@@ -101,9 +105,11 @@ def test_workers_buckets_merge_into_what_one_process_would_see() -> None:
     clock = Clock(START + 10)
     master, single = Timeline(clock=clock), Timeline(clock=clock)
     workers = [Timeline(clock=clock) for _ in range(3)]
+    total_tokens = 0
     for i in range(600):
         record = steady_record(n=rng.randint(2, 20), ttft=rng.uniform(0.01, 0.2), request_id=i)
         ended_at(START + rng.uniform(0, 5), record)
+        total_tokens += record.output_tokens
         workers[i % 3].add(record)
         single.add(record)
     for name, worker in zip("abc", workers, strict=True):
@@ -113,12 +119,19 @@ def test_workers_buckets_merge_into_what_one_process_would_see() -> None:
     master.close(START + 5)
     single.close(START + 5)
 
-    assert len(master.points) == 5
+    seconds = [p["t"] - START for p in master.points]
+    assert seconds == [-1, 0, 1, 2, 3, 4], "the first tokens arrived in the second before"
     for merged, alone in zip(master.points, single.points, strict=True):
-        assert merged["completed"] == alone["completed"] and merged["completed"] > 0
+        assert merged["completed"] == alone["completed"]
         assert merged["output_tokens"] == alone["output_tokens"]
+        assert merged["completed_output_tokens"] == alone["completed_output_tokens"]
+        if merged["t"] < START:
+            assert merged["completed"] == 0 and merged["output_tokens"] > 0
+            continue
+        assert merged["completed"] > 0
         for key in ("ttft_p50_ms", "ttft_p99_ms", "itl_p99_ms", "e2el_p50_ms", "tpot_p90_ms"):
             assert merged[key] == pytest.approx(alone[key], rel=0.01), key
+    assert sum(p["output_tokens"] for p in master.points) == total_tokens
     assert master.reported_in_flight() == 6
 
 

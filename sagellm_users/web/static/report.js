@@ -9,6 +9,8 @@
   const D = SageDash;
   const el = D.el;
   const main = document.getElementById("report");
+  const BY_REQUEST_END = "A report older than schema version 3: its output tokens/s counts " +
+    "each request's tokens in the second the request ended, not as they arrived.";
 
   function load() {
     try {
@@ -165,12 +167,16 @@
     parts.push(dists);
 
     const series = D.section(id("timeseries"), "Over time",
-                             "Each point holds the requests that ended in it.");
+                             "Each point holds the requests that ended in it; output tokens/s " +
+                             "counts each token in the second it arrived.");
     const timeline = report.timeline;
     if (timeline && timeline.points && timeline.points.length) {
       const grid = el("div", {className: "grid"});
       series.append(grid);
       D.timeSeries(grid, suffix).set(timeline.points, timeline.width_s || 1);
+      if (timeline.output_by_arrival === false) {
+        series.append(el("p", {className: "note", text: BY_REQUEST_END}));
+      }
       if (timeline.merged_points) {
         series.append(el("p", {className: "note", text: "Long run: points were merged to " +
           D.num(timeline.width_s) + " s each; their percentiles are count-weighted means."}));
@@ -264,6 +270,11 @@
       grid.append(c.box);
     }
     box.append(grid);
+    const byEnd = labels.filter((_label, i) =>
+      (reports[i].timeline || {}).output_by_arrival === false);
+    if (byEnd.length) {
+      box.append(el("p", {className: "note", text: byEnd.join(", ") + ": " + BY_REQUEST_END}));
+    }
     return box;
   }
 
