@@ -65,7 +65,9 @@ def test_the_report_holds_the_server_view_and_its_counts_match(fast_mock: str) -
     assert server.host == fast_mock and server.version is not None
     assert "sagellm-mock" in server.version and server.scrapes >= 2
     completed, cancelled = report.total.completed, report.total.cancelled
-    assert server.requests == completed  # finished on both sides; cancelled ones were cut
+    # A request the test stopped may have been sent whole before the client let go of it:
+    # the server counts it finished, the client cancelled. None is lost the other way.
+    assert completed <= server.requests <= completed + cancelled
     assert server.generation_tokens is not None
     assert server.generation_tokens >= report.total.total_output_tokens
     assert server.ttft_ms is not None and server.ttft_ms.count == completed
