@@ -2,7 +2,7 @@
 
 The OpenAI routes are parsed as any OpenAI server's, with LMDeploy's name for a minimum
 output (``min_new_tokens``). Servers before 0.7 stream ``"usage": null``: the user then
-counts output tokens the next way (tokenizer, else chunks) and flags them estimated.
+counts output tokens by decode steps and flags them estimated.
 
 ``/generate`` (``api="generate"``) sends ``{prompt, max_tokens, stream, ignore_eos, ...}``
 and streams ``{"text", "output_ids", "meta_info": {"prompt_tokens", "completion_tokens",
