@@ -80,7 +80,7 @@ class Workload:
 
     What it needs from a server is asked once, in :meth:`prepare`, before any load: the
     words a server-counted prompt is made of (see :mod:`.calibration`), shared by all the
-    process's users, and the shared prefixes. ``tokenize_calls`` says how many calls that
+    process's users, the shared prefixes, and the dataset replies that set ``max_tokens``. ``tokenize_calls`` says how many calls that
     took, for the report."""
 
     def __init__(
@@ -121,9 +121,33 @@ class Workload:
             return
         calibration = self.calibration()
         self.prefixes()
+        self._count_replies()
         made = getattr(self.counter, "calls", None)  # a server counter counts its own
         self.tokenize_calls = made if isinstance(made, int) else getattr(calibration, "calls", 0)
         self._prepared = True
+
+    def _count_replies(self) -> None:
+        """The reference replies whose lengths set ``max_tokens`` (``output_tokens =
+        "dataset"``, entries without their own), counted now when a server counts them:
+        one ``/tokenize`` call each, which during the load would add requests the test
+        did not ask for. A local tokenizer counts them as they are needed."""
+        if self.spec.output_tokens != "dataset" or counts_locally(self.counter):
+            return
+        todo = [
+            (entry, turn)
+            for entry, conversation in enumerate(self.conversations)
+            if conversation.max_tokens is None
+            for turn, reply in enumerate(conversation.replies)
+            if reply
+        ]
+        if todo:
+            log.info(
+                "sagellm: counting %d dataset replies with %s before the load",
+                len(todo),
+                self.counter.description,
+            )
+        for entry, turn in todo:
+            self.reply_tokens(entry, turn)
 
     def calibration(self) -> WordCalibration | None:
         """The words measured with the server's tokenizer, measured on first use (None:

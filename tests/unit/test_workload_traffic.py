@@ -409,3 +409,37 @@ def test_the_master_adds_up_its_workers_calls() -> None:
     assert merge_info([exact, exact]) == {**exact, "tokenize_calls": 14, "processes": 2}
     merged = merge_info([exact, {**unsure, "tokenize_calls": 3}, exact])
     assert merged == {**unsure, "tokenize_calls": 17, "processes": 3}, "the worst one's why"
+
+
+class ServerWords(WordCounter):
+    """Counts as a server's /tokenize would: one call per count, each one counted."""
+
+    source: TokenSource = "server"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def count(self, text: str) -> int:
+        self.calls += 1
+        return super().count(text)
+
+
+def test_dataset_reply_lengths_a_server_counts_are_counted_before_the_load() -> None:
+    """A server's /tokenize during the load adds requests the test did not ask for: the
+    replies whose lengths set max_tokens are counted in prepare(), and reported."""
+    counter = ServerWords()
+    bare = Conversation(turns=("one", "two"), replies=("r s", "t u v"))
+    workload = Workload(
+        dataset_spec(output_tokens="dataset", session={"turns": 2}), counter, (CHAT, SHORT, bare)
+    )
+    workload.prepare()
+    before = counter.calls
+    assert before == 4, "CHAT's two replies and bare's two; SHORT asks its own max_tokens"
+    user = workload.traffic()
+    asked = []
+    for _ in range(12):
+        asked.append(user.next("chat", DEFAULTS).request.max_tokens)
+        user.finished(True, "ok")
+    assert counter.calls == before, "no count once users send"
+    assert {5, 2, 42, 3} <= set(asked)
+    assert workload.info()["tokenize_calls"] == before
