@@ -80,8 +80,8 @@ class Workload:
 
     What it needs from a server is asked once, in :meth:`prepare`, before any load: the
     words a server-counted prompt is made of (see :mod:`.calibration`), shared by all the
-    process's users, the shared prefixes, and the dataset replies that set ``max_tokens``. ``tokenize_calls`` says how many calls that
-    took, for the report."""
+    process's users, the shared prefixes, and the dataset replies that set
+    ``max_tokens``. ``tokenize_calls`` says how many calls that took, for the report."""
 
     def __init__(
         self,
