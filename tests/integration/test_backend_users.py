@@ -67,6 +67,7 @@ def test_the_report_holds_the_server_view_and_its_counts_match(fast_mock: str) -
     completed, cancelled = report.total.completed, report.total.cancelled
     # A request the test stopped may have been sent whole before the client let go of it:
     # the server counts it finished, the client cancelled. None is lost the other way.
+    assert server.requests is not None
     assert completed <= server.requests <= completed + cancelled
     assert server.generation_tokens is not None
     assert server.generation_tokens >= report.total.total_output_tokens
