@@ -6,11 +6,23 @@ from typing import Any
 
 from sagellm_users.metrics import RequestRecord
 
-__all__ = ["T0", "WALL", "make_record", "steady_record"]
+__all__ = ["START", "T0", "WALL", "Clock", "make_record", "steady_record"]
 
 WALL = 1_717_000_000.25
 T0 = 1000.0
 """A perf_counter() reading the synthetic records start from."""
+START = 1_800_000_000.0
+"""A wall-clock time the timeline tests start at."""
+
+
+class Clock:
+    """A wall clock that moves only when a test sets ``now``."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def make_record(

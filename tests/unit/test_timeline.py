@@ -12,17 +12,7 @@ import pytest
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.metrics.distribution import Distribution
 from sagellm_users.metrics.timeline import REPORTER_TIMEOUT_S, SETTLE_S, Bucket, Timeline
-from tests.records import T0, make_record, steady_record
-
-START = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.records import START, T0, Clock, make_record, steady_record
 
 
 def ended_at(wall: float, record: RequestRecord | None = None) -> RequestRecord:

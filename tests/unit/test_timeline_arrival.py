@@ -9,17 +9,7 @@ from __future__ import annotations
 
 from sagellm_users.metrics import RequestRecord
 from sagellm_users.metrics.timeline import SETTLE_S, Timeline
-from tests.records import T0, make_record
-
-START = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.records import START, T0, Clock, make_record
 
 
 def started(status: str = "ok") -> RequestRecord:
