@@ -27,8 +27,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, float]]:
-    """(client read time, mock send time) for every decode step of one request (the
-    first content event, then every event with a choice: held-back ones are empty)."""
+    """(client read time, mock send time) for every decode step of one request: every
+    event with a choice but the role-only opening (held-back ones are empty, the first
+    token's too)."""
     request = GenerationRequest(
         api="chat", model="mock-llm", prompt="hi", max_tokens=tokens, ignore_eos=True
     )
@@ -44,7 +45,7 @@ def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, fl
                 continue
             obj = orjson.loads(event)
             choices = obj.get("choices")
-            if choices and (pairs or choices[0]["delta"].get("content")):
+            if choices and "role" not in choices[0]["delta"]:
                 pairs.append((t_read, float(obj["mock_t_send"])))
     exchange.close()
     return pairs
