@@ -2,11 +2,11 @@
 
 Raw ``perf_counter()`` readings are kept so anyone can recompute every metric; the derived
 values follow the definitions in docs/metrics.md exactly. ``t_out`` holds the decode steps:
-the first output-carrying chunk, then every chunk that is one step of the request, empty
-ones included (vLLM sends one chunk per step; an empty one is held-back text or the EOS
-token), so on vLLM ``len(t_out) == N_out``:
+every chunk that is one step of the request, empty ones included (vLLM sends one chunk per
+step; an empty one is held-back text, of the first token too, or the EOS token), so on vLLM
+``len(t_out) == N_out``:
 
-* TTFT = first output-carrying chunk - t_send
+* TTFT = first decode step - t_send
 * ITL  = every gap between consecutive decode steps (one sample per gap)
 * TBT  = mean of the request's ITL samples
 * E2E  = last decode step (the ``finish_reason`` chunk included) - t_send; the stream's
@@ -46,8 +46,7 @@ class RequestRecord:
     t_send: float | None = None
     connect_s: float | None = None
     t_out: list[float] = field(default_factory=list)
-    """perf_counter() of each decode step (the first output-carrying chunk, then every
-    step, empty ones included), in arrival order."""
+    """perf_counter() of each decode step (empty ones included), in arrival order."""
     tokens_per_chunk: list[int] | None = None
     """Tokens carried by each decode step, when the server says so."""
     t_done: float | None = None
