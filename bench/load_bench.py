@@ -22,6 +22,28 @@ Clients:
 Timing accuracy of the same read path against the mock's own send timestamps is measured
 by ``bench/stream_bench.py``; here each client's ITL and TTFT percentiles are shown next
 to the truth the mock was told to produce.
+
+Before and after, in one run:
+
+    .venv/bin/python bench/load_bench.py --against /tmp/before --duration 30 --repeat 3
+
+``--against DIR`` measures the sagellm-locust client of this checkout and of the checkout
+in DIR (e.g. ``git worktree add /tmp/before <commit>``) the same way, interleaved: this
+one, then DIR's, ``--repeat`` times, so drifting machine load hits both alike. DIR's
+``locust`` runs with ``PYTHONPATH=DIR`` from DIR (its ``sagellm_users`` and
+``locustfiles/chat.py``; the harness checks that ``sagellm_users.__file__`` resolves into
+DIR before measuring). Both read one mock, this checkout's, and both ask for
+``ignore_eos``, so every stream is ``--tokens`` tokens whatever either side's mock would
+have done by default; ``--held-back-rate`` (the mock's share of tokens sent with empty
+text) is one setting for both. Printed: every run's CPU-s per 100k events, each side's
+median with its range, and after/before (this checkout over DIR) as the ratio of the
+medians with the range of the rounds' own ratios; then the same for the client's CPU over
+the mock's in the same seconds. The mock streams the same events to either side, so its
+CPU per event tracks the machine's speed at the time: on a shared VM both drift together
+by 10-20% within minutes, and that ratio cancels the drift that the interleaving only
+spreads evenly.
+A run that fell behind (under 95% of the paced event rate, or timings not trustworthy)
+is named in a warning: something else had the CPU, and the figures are not comparable.
 """
 
 from __future__ import annotations
@@ -92,6 +114,11 @@ class ClientResult:
     def mock_per_100k(self) -> float:
         return self.mock_cpu_s * 1e5 / self.events if self.events else math.nan
 
+    @property
+    def over_mock(self) -> float:
+        """Client CPU over the mock's in the same seconds."""
+        return self.cpu_s / self.mock_cpu_s if self.mock_cpu_s else math.nan
+
 
 def generated_tokens(url: str) -> int:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
@@ -121,10 +148,12 @@ def measure(
     url: str,
     core: int | None,
     log: Path,
+    cwd: Path = ROOT,
+    env: dict[str, str] | None = None,
 ) -> ClientResult:
     result = ClientResult(name)
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
         if core is not None:  # before it spawns anything: its children inherit the core
             os.sched_setaffinity(proc.pid, {core})
         client = psutil.Process(proc.pid)
@@ -173,16 +202,20 @@ def _now() -> float:
     return time.perf_counter()
 
 
-def sagellm_client(args: argparse.Namespace, url: str, work: Path) -> tuple[list[str], Path]:
-    report = work / "sagellm.json"
+def sagellm_client(
+    args: argparse.Namespace, url: str, work: Path, *, root: Path = ROOT, name: str = "sagellm"
+) -> tuple[list[str], Path]:
+    """The ``locust`` command of the checkout in ``root`` (run it from there, with
+    ``PYTHONPATH=root``, for that checkout's package); its files are named ``name``."""
+    report = work / f"{name}.json"
     run_time = math.ceil(args.warmup + args.duration + 2)
     cmd = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "chat.py"),
+        sys.executable, "-m", "locust", "-f", str(root / "locustfiles" / "chat.py"),
         "--headless", "-u", str(args.streams), "-r", str(args.spawn_rate or args.streams),
         "-t", f"{run_time}s",
         "--host", url, "--max-tokens", str(args.tokens), "--ignore-eos", "--only-summary",
         "--warmup", f"{args.warmup:g}s", "--llm-percentiles", "50,99",
-        "--llm-report", str(report), "--llm-records", str(work / "sagellm.jsonl"),
+        "--llm-report", str(report), "--llm-records", str(work / f"{name}.jsonl"),
     ]  # fmt: skip
     return cmd, report
 
@@ -335,24 +368,37 @@ def print_table(results: list[ClientResult], args: argparse.Namespace, placement
     )
 
 
-def run_scenario(
-    args: argparse.Namespace, clients: list[str], work: Path, cores: list[int]
-) -> tuple[list[ClientResult], str]:
-    """Every client in turn against one mock pinned to its own core."""
+def place(cores: list[int]) -> tuple[int | None, int | None, str]:
+    """The mock's core, the client's core, and the placement in words."""
     mock_core, client_core = (cores[-1], cores[0]) if len(cores) >= 2 else (None, None)
     placement = (
         f"mock on core {mock_core}, client on core {client_core}"
         if mock_core is not None
         else "one core shared (pessimistic)"
     )
-    work.mkdir(parents=True, exist_ok=True)
-    results: list[ClientResult] = []
-    mock_args = [
+    return mock_core, client_core, placement
+
+
+def mock_args(args: argparse.Namespace, work: Path) -> list[str]:
+    """This checkout's mock, as the scenario asks for it."""
+    out = [
         "--tbt-ms", str(args.tbt_ms), "--ttft-ms", str(args.ttft_ms),
         "--tbt-jitter-ms", str(args.tbt_jitter_ms),
         "--send-log", str(work / SEND_LOG),
     ]  # fmt: skip
-    with MockServerProcess(mock_args) as mock:
+    if args.held_back_rate is not None:
+        out += ["--held-back-rate", str(args.held_back_rate)]
+    return out
+
+
+def run_scenario(
+    args: argparse.Namespace, clients: list[str], work: Path, cores: list[int]
+) -> tuple[list[ClientResult], str]:
+    """Every client in turn against one mock pinned to its own core."""
+    mock_core, client_core, placement = place(cores)
+    work.mkdir(parents=True, exist_ok=True)
+    results: list[ClientResult] = []
+    with MockServerProcess(mock_args(args, work)) as mock:
         assert mock.url is not None and mock.pid is not None
         if mock_core is not None:
             os.sched_setaffinity(mock.pid, {mock_core})
@@ -384,6 +430,124 @@ def run_scenario(
                 reader(result, report)
             results.append(result)
     return results, placement
+
+
+def package_of(root: Path) -> Path:
+    """Where ``import sagellm_users`` resolves for a side run from ``root`` with
+    ``PYTHONPATH=root``; exits unless it is ``root``'s own package."""
+    check = [sys.executable, "-c", "import sagellm_users; print(sagellm_users.__file__)"]
+    out = subprocess.run(
+        check, cwd=root, env=side_env(root), capture_output=True, text=True, check=True
+    )
+    found = Path(out.stdout.strip()).resolve()
+    if not found.is_relative_to(root):
+        raise SystemExit(f"sagellm_users from {root} resolves to {found}, not into {root}")
+    return found
+
+
+def side_env(root: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(root)}
+
+
+def run_against(
+    args: argparse.Namespace, against: Path, work: Path, cores: list[int]
+) -> tuple[list[tuple[ClientResult, ClientResult]], str]:
+    """sagellm-locust of this checkout and of ``against``, alternately, ``args.repeat``
+    times against one mock of this checkout; the (after, before) pair of each round."""
+    sides = {"after": ROOT, "before": against}
+    for side, root in sides.items():
+        print(f"{side}: {root} (sagellm_users from {package_of(root)})", flush=True)
+    mock_core, client_core, placement = place(cores)
+    work.mkdir(parents=True, exist_ok=True)
+    rounds: list[tuple[ClientResult, ClientResult]] = []
+    with MockServerProcess(mock_args(args, work)) as mock:
+        assert mock.url is not None and mock.pid is not None
+        if mock_core is not None:
+            os.sched_setaffinity(mock.pid, {mock_core})
+        mock_proc = psutil.Process(mock.pid)
+        for i in range(1, args.repeat + 1):
+            pair: list[ClientResult] = []
+            for side, root in sides.items():
+                name = f"{side}-{i}"
+                cmd, report = sagellm_client(args, mock.url, work, root=root, name=name)
+                print(f"round {i}/{args.repeat}: {side} ...", flush=True)
+                result = measure(
+                    f"{side} {i}", cmd, args=args, mock=mock_proc, url=mock.url,
+                    core=client_core, log=work / f"{name}.log", cwd=root, env=side_env(root),
+                )  # fmt: skip
+                read_sagellm(result, report)
+                pair.append(result)
+            rounds.append((pair[0], pair[1]))
+    return rounds, placement
+
+
+def print_against(
+    rounds: list[tuple[ClientResult, ClientResult]],
+    args: argparse.Namespace,
+    against: Path,
+    placement: str,
+) -> None:
+    held = "the mock's default" if args.held_back_rate is None else f"{args.held_back_rate:g}"
+    print(
+        f"\n{args.streams} streams x {args.tokens} tokens, one per {args.tbt_ms:g} ms "
+        f"(TTFT {args.ttft_ms:g} ms); {placement}; measured over {args.duration:g} s "
+        f"after {args.warmup:g} s, {len(rounds)} rounds, after then before in each\n"
+        f"after = this checkout ({ROOT}), before = {against}\n"
+        f"identical streams: one mock (this checkout's) for both sides, both ask for "
+        f"ignore_eos (every stream {args.tokens} tokens), held-back rate {held} for both"
+    )
+    header = (
+        f"{'run':10} {'events/s':>9} {'CPU-s/100k':>10} {'core':>5} {'ITL p99':>8} "
+        f"{'TTFT p99':>9} {'delay p99':>9} {'RSS MB':>7} {'vs mock':>7} {'health':>11}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in (r for pair in rounds for r in pair):
+        share = r.cpu_s / r.seconds if r.seconds else None
+        health = "-"
+        if r.health is not None:
+            health = "trustworthy" if r.health["trustworthy"] else "NOT trusted"
+        print(
+            f"{r.client:10} {r.events_per_s:9,.0f} {fmt(r.cpu_per_100k):>10} "
+            f"{fmt(share, '.0%'):>5} {fmt(r.itl_p99_ms):>8} {fmt(r.ttft_p99_ms):>9} "
+            f"{fmt(r.delay_p99_ms):>9} {fmt(r.rss_peak_mb, '.0f'):>7} {fmt(r.over_mock):>7} "
+            f"{health:>11}" + (f"  ({r.note})" if r.note else "")
+        )
+    print("-" * len(header))
+    for label, attribute in (
+        ("CPU-s/100k events", "cpu_per_100k"),
+        ("client CPU / mock CPU", "over_mock"),
+    ):
+        after: list[float] = [getattr(a, attribute) for a, _ in rounds]
+        before: list[float] = [getattr(b, attribute) for _, b in rounds]
+        ratios = [a / b for a, b in zip(after, before, strict=True)]
+        print(f"{label}:")
+        for side, values in (("after", after), ("before", before)):
+            print(
+                f"  {side:7} median {fmt(statistics.median(values), '.3f')} "
+                f"(range {fmt(min(values), '.3f')}-{fmt(max(values), '.3f')})"
+            )
+        print(
+            f"  after/before {statistics.median(after) / statistics.median(before):.3f} "
+            f"(ratio of medians; the rounds' own {fmt(min(ratios), '.3f')}-"
+            f"{fmt(max(ratios), '.3f')}: {', '.join(fmt(x, '.3f') for x in ratios)})"
+        )
+    print(
+        "vs mock = client CPU / mock CPU over the same seconds: the mock does the same work "
+        "for both sides, so machine-speed drift between runs cancels in it"
+    )
+    target = args.streams * 1000 / args.tbt_ms
+    behind = [
+        r.client
+        for pair in rounds
+        for r in pair
+        if r.events_per_s < 0.95 * target or (r.health is not None and not r.health["trustworthy"])
+    ]
+    if behind:
+        print(
+            f"WARNING: {', '.join(behind)} fell behind (under 95% of {target:,.0f} events/s, "
+            "or timings not trustworthy): something else had the CPU; rerun on a quiet machine"
+        )
 
 
 # The scenarios behind the targets: name -> (settings, clients).
@@ -524,8 +688,24 @@ def main() -> int:
     )
     parser.add_argument("--vllm-python", default=sys.executable, help="a python with vllm")
     parser.add_argument("--vllm-tokenizer", default="", help="local tokenizer dir for vllm")
+    parser.add_argument(
+        "--held-back-rate",
+        type=float,
+        default=None,
+        help="the mock's share of tokens sent with empty text (default: the mock's own)",
+    )
+    parser.add_argument(
+        "--against",
+        type=Path,
+        help="another checkout: measure its sagellm-locust beside this one's (before/after)",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds with --against (each side once a round)"
+    )
     parser.add_argument("--out", default="", help="write the results as JSON here")
     args = parser.parse_args()
+    if args.against is not None:
+        return main_against(args)
 
     cores = sorted(os.sched_getaffinity(0))
     work = Path(tempfile.mkdtemp(prefix="sagellm-bench-"))
@@ -563,6 +743,36 @@ def main() -> int:
             },
             "targets": [asdict(t) for t in targets],
         }
+        Path(args.out).write_text(json.dumps(data, indent=2, default=str))
+        print(f"results: {args.out}")
+    print(f"logs: {work}")
+    return 0
+
+
+def main_against(args: argparse.Namespace) -> int:
+    if args.suite:
+        raise SystemExit("--against measures one scenario; leave out --suite")
+    if args.repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
+    against = args.against.resolve()
+    if not (against / "locustfiles" / "chat.py").is_file():
+        raise SystemExit(f"{against} is not a checkout (no locustfiles/chat.py)")
+    work = Path(tempfile.mkdtemp(prefix="sagellm-bench-"))
+    cores = sorted(os.sched_getaffinity(0))
+    rounds, placement = run_against(args, against, work, cores)
+    print_against(rounds, args, against, placement)
+    if args.out:
+        data = {
+            "settings": vars(args),
+            "rounds": [
+                {
+                    side: {**asdict(r), "events_per_s": r.events_per_s,
+                           "cpu_per_100k": r.cpu_per_100k, "over_mock": r.over_mock}
+                    for side, r in zip(("after", "before"), pair, strict=True)
+                }
+                for pair in rounds
+            ],
+        }  # fmt: skip
         Path(args.out).write_text(json.dumps(data, indent=2, default=str))
         print(f"results: {args.out}")
     print(f"logs: {work}")
