@@ -32,7 +32,6 @@ in which eight long requests were all still streaming is not a gap).
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -373,7 +372,7 @@ class Timeline:
     def close(self, until: float) -> None:
         """Close the buckets that end at or before ``until`` (wall time) into points."""
         self.scan()
-        end_key = math.floor(until / self.width + 1e-9)  # first key not wholly before
+        end_key = bucket_key(until, self.width)  # first key not wholly before
         keys = sorted(k for k in {*self._open, *self._gauges} if k < end_key)
         for key in keys:
             self.points.append(self._point(key, self._open.pop(key, None)))
@@ -391,7 +390,7 @@ class Timeline:
         width = self.width * 2
         merged: dict[int, dict[str, Any]] = {}
         for old in self.points:
-            key = math.floor(old["t"] / width + 1e-9)
+            key = bucket_key(old["t"], width)
             point = {**old, "t": key * width}
             previous = merged.get(key)
             merged[key] = (
