@@ -44,29 +44,25 @@ def _chat_chunk(text: str, finish: str | None = None) -> bytes:
     if finish is not None:
         choice["stop_reason"] = None
     choice["token_ids"] = None
-    return orjson.dumps(
-        {
-            "id": "chatcmpl-replay",
-            "object": "chat.completion.chunk",
-            "created": 1796479486,
-            "model": "tiny",
-            "choices": [choice],
-        }
-    )
+    return _chunk([choice])
 
 
 def _usage(prompt: int, completion: int) -> bytes:
     usage = {"prompt_tokens": prompt, "total_tokens": prompt + completion}
     usage["completion_tokens"] = completion
+    return _chunk([], usage=usage, system_fingerprint="vllm-0.32.0-a98d75e9")
+
+
+def _chunk(choices: list[dict[str, object]], **extra: object) -> bytes:
+    """A chat chunk with vLLM 0.32's envelope (key order as captured) around ``choices``."""
     return orjson.dumps(
         {
             "id": "chatcmpl-replay",
             "object": "chat.completion.chunk",
             "created": 1796479486,
             "model": "tiny",
-            "choices": [],
-            "usage": usage,
-            "system_fingerprint": "vllm-0.32.0-a98d75e9",
+            "choices": choices,
+            **extra,
         }
     )
 
