@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
+from sagellm_users.backends import Timeouts
 from sagellm_users.backends import openai as openai_module
 from sagellm_users.errors import HTTPStatusError, ProtocolError
 from tests.unit import test_http_client as scripted
@@ -94,8 +95,9 @@ def test_an_error_after_an_interim_response_keeps_its_status(
 # -- the end of a stream ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("total", [10.0, None], ids=["request-timeout", "no-request-timeout"])
 def test_done_without_the_body_end_completes_and_closes_the_connection(
-    serve: Callable[[Script], ScriptedServer],
+    serve: Callable[[Script], ScriptedServer], total: float | None
 ) -> None:
     """A proxy that forwards [DONE] but holds the response open: the request is complete at
     [DONE]; the connection, whose response never ended, is closed, not pooled."""
@@ -106,7 +108,8 @@ def test_done_without_the_body_end_completes_and_closes_the_connection(
         conn.wait_for_close()
 
     server = serve(script)
-    with client_for(server.url) as client:
+    timeouts = Timeouts(connect=2, read=SCRIPT_TIMEOUT, total=total)
+    with client_for(server.url, timeouts=timeouts) as client:
         with client.stream(chat()) as response:
             chunks = list(response)
         assert "".join(c.text for c in chunks) == TEXT
