@@ -17,6 +17,7 @@ import httptools
 from sagellm_users.backends.cooperative import CooperativeReader, Expired
 from sagellm_users.errors import (
     ConnectError,
+    LLMError,
     ProtocolError,
     ReadTimeout,
     StreamCutError,
@@ -34,7 +35,16 @@ _RECV_BYTES = 65536
 class _Sink:
     """Receives llhttp's callbacks for one response."""
 
-    __slots__ = ("complete", "headers", "headers_done", "keep_alive", "parser", "pieces", "reason")
+    __slots__ = (
+        "complete",
+        "headers",
+        "headers_done",
+        "interim",
+        "keep_alive",
+        "parser",
+        "pieces",
+        "reason",
+    )
 
     def __init__(self) -> None:
         self.parser: httptools.HttpResponseParser | None = None
@@ -44,6 +54,7 @@ class _Sink:
         self.headers_done = False
         self.pieces: list[bytes] = []
         self.complete = False
+        self.interim = False
 
     def on_status(self, status: bytes) -> None:
         self.reason += status
@@ -52,6 +63,16 @@ class _Sink:
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        parser = self.parser
+        if parser is not None and _interim(parser.get_status_code()):
+            # An interim response (100 Continue, 103 Early Hints; RFC 9110 15.2): a client
+            # must skip it and read on for the final response on the same connection. llhttp
+            # ends the 1xx as a message of its own and parses the next one, so only what it
+            # told us is forgotten here.
+            self.interim = True
+            self.reason = b""
+            self.headers = {}
+            return
         self.headers_done = True
         # llhttp forgets the keep-alive verdict once the message completes: ask now.
         parser, self.parser = self.parser, None
@@ -67,6 +88,9 @@ class _Sink:
         self.pieces.append(body)
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False  # the 1xx ended; the final response follows
+            return
         self.complete = True
 
 
@@ -238,7 +262,10 @@ class HttpExchange:
         return sock.recv(_RECV_BYTES)
 
     def _total_message(self) -> str:
-        return f"request took longer than {self._transport.timeouts.total:g} s (request timeout)"
+        total = self._transport.timeouts.total
+        if total is None:  # a deadline without a request timeout: end_early's grace
+            return "the response did not end in time after the caller was done"
+        return f"request took longer than {total:g} s (request timeout)"
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -250,6 +277,10 @@ class HttpExchange:
     def iter_body(self) -> Iterator[tuple[float, bytes]]:
         """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
         sink = self._sink
+        coding = sink.headers.get("content-encoding", "identity").strip().lower()
+        if coding != "identity":
+            self._abort()
+            raise ProtocolError(_encoded_message(coding))
         pieces = sink.pieces
         while True:
             if pieces:
@@ -272,6 +303,35 @@ class HttpExchange:
                 )
             self._feed(data)
 
+    def end_early(self, t_done: float, grace_s: float) -> None:
+        """The caller read all it needs (a stream's ``[DONE]``, read at ``t_done``): the
+        request is complete and its timings final. The response's own end (the chunked
+        terminator) gets ``grace_s`` to arrive so the connection can serve another request;
+        anything else read meanwhile is dropped, and a response that has not ended by then
+        closes its connection. Never raises: the request is done whatever happens here."""
+        self.t_done = t_done
+        sink = self._sink
+        sink.pieces.clear()
+        if self._sock is None:
+            return
+        if not sink.complete:
+            now = perf_counter()
+            end = now + grace_s
+            self._deadline = end if self._deadline is None else min(self._deadline, end)
+            if self._reader is not None:
+                self._reader.arm(self._seconds_to_deadline(now), self._on_deadline)
+            try:
+                # Bounded by ``end`` even if bytes keep coming (comment pings after [DONE]).
+                while not sink.complete and perf_counter() < end:
+                    data = self._recv()
+                    if not data:
+                        break
+                    self._feed(data)
+                    sink.pieces.clear()
+            except LLMError:
+                return  # the read or the parse failed and closed the connection
+        self._finish()
+
     def read_body(self) -> bytes:
         """The whole body (for small, non-streamed answers)."""
         return b"".join(data for _, data in self.iter_body())
@@ -282,7 +342,8 @@ class HttpExchange:
         return "content-length" not in headers and "chunked" not in coding
 
     def _finish(self) -> None:
-        self.t_done = self._t_read or perf_counter()
+        if self.t_done is None:
+            self.t_done = self._t_read or perf_counter()
         self._end_reads()
         sock, self._sock = self._sock, None
         if sock is None:
@@ -315,11 +376,24 @@ class HttpExchange:
                 self._abort()
 
 
+def _interim(status: int) -> bool:
+    """A 1xx other than 101 (Switching Protocols, which ends HTTP/1.1 on the connection)."""
+    return 100 <= status < 200 and status != 101
+
+
 def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
     sink = _Sink()
     parser = httptools.HttpResponseParser(sink)
     sink.parser = parser
     return sink, parser
+
+
+def _encoded_message(coding: str) -> str:
+    return (
+        f"the server sent the body with Content-Encoding: {coding} although the request "
+        "asked for identity; turn compression off for this route on the server or proxy "
+        "(a compressing proxy holds events back, so their times would be its, not the server's)"
+    )
 
 
 class _StaleConnection(Exception):

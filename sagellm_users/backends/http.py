@@ -77,7 +77,12 @@ class HttpTransport(Closeable):
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
             self._ssl = _tls_context(verify)
-        fixed = {"Host": self.origin.host_header, "User-Agent": _USER_AGENT}
+        # identity: a compressed stream cannot be timed per event (see HttpExchange.iter_body)
+        fixed = {
+            "Host": self.origin.host_header,
+            "User-Agent": _USER_AGENT,
+            "Accept-Encoding": "identity",
+        }
         fixed.update(headers or {})
         self._header_block = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
 

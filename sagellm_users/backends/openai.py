@@ -224,6 +224,16 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
         return None  # an HTTP date: rare for LLM servers, and not worth guessing the clock
 
 
+DONE_GRACE_S = 0.2
+"""How long the body's end may follow ``data: [DONE]`` for the connection to be reused.
+
+Servers send it right after [DONE] (uvicorn writes the empty chunk as the response's next
+message, well under a millisecond later), so waiting costs nothing when it comes. When it
+does not (a proxy holding the response open, pings after [DONE]) the user waits this long
+before its next request, then the connection is closed; the finished request's timings are
+not touched either way. 0.2 s outlasts the stalls of a busy server's event loop between two
+writes by a wide margin and costs a user little on a server that never sends it."""
+
 EventParser = Callable[[bytes, float], Chunk]
 """Turns one SSE event's data (or a whole non-streamed body) into a Chunk stamped t."""
 
@@ -287,19 +297,19 @@ class OpenAIStream(Closeable):
     def _iter_events(exchange: HttpExchange, parse: EventParser) -> Iterator[Chunk]:
         decoder = SSEDecoder()
         feed = decoder.feed
-        done = False
         for t, data in exchange.iter_body():
             for event in feed(data):
-                if done:
-                    continue  # nothing after [DONE] matters; keep reading to reuse the socket
                 if event == _DONE:
-                    done = True
-                    continue
+                    # The request is complete here, whatever follows: the connection is
+                    # reused only if the body's end comes promptly (see end_early).
+                    exchange.end_early(t, DONE_GRACE_S)
+                    return
+                if not event or event.isspace():
+                    continue  # ``data: `` with nothing: a keep-alive some proxies send
                 yield parse(event, t)
-        if not done:
-            if decoder.pending:
-                raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
-            raise MissingDoneError("stream ended without 'data: [DONE]'")
+        if decoder.pending:
+            raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
+        raise MissingDoneError("stream ended without 'data: [DONE]'")
 
     def close(self) -> None:
         self._exchange.close()

@@ -28,12 +28,13 @@ import orjson
 from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
-from .faults import Fault
+from .faults import STREAM_ONLY_FAULTS, Fault
 from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
 from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
 from .info_routes import info_body, tokenize_body, version_body
 from .metrics import METRICS_CONTENT_TYPE, EngineHistograms, render_metrics
 from .pacer import Pacer
+from .proxy_wire import INTERIM_RESPONSES, GzipChunks, gzip_stream_head, with_empty_data
 from .send_log import SendLog
 from .simulation import Plan, Planner
 from .validation import (
@@ -232,8 +233,8 @@ class MockApp:
             self._reply(conn, request, exc.status, body)
             return
         fault = self.planner.draw_fault()
-        if fault is Fault.NO_DONE and not req.stream:
-            fault = Fault.NONE  # only a stream has a [DONE] to leave out
+        if fault in STREAM_ONLY_FAULTS and not req.stream:
+            fault = Fault.NONE  # only a stream has a [DONE] to leave out, or events
         if fault is not Fault.NONE:
             self.injected[fault.value] += 1
         if fault is Fault.RESET:
@@ -275,15 +276,16 @@ class MockApp:
             conn.response_done()
 
         gen: StreamingGeneration | BufferedGeneration
+        if fault is Fault.CONTINUE_100:
+            conn.write(INTERIM_RESPONSES)
         if req.stream:
-            conn.write(stream_head(request.keep_alive))
             gen = StreamingGeneration(
                 engine=self.engine,
                 t_received=request.t_received,
                 plan=plan,
                 done=done,
                 close=conn.close,
-                write=conn.stream_write,
+                write=_start_stream(conn, request.keep_alive, fault),
                 encoder=self._stream_encoder(req, plan, t_request),
                 include_usage=req.include_usage and not c.stream_usage_null,
                 sent=sent,
@@ -380,6 +382,19 @@ class MockApp:
         path = request.path.decode("latin-1")
         injected = "" if fault is Fault.NONE else f" fault={fault.value}"
         sys.stderr.write(f"sagellm-mock-server: {method} {path} {status} {ms:.1f} ms{injected}\n")
+
+
+def _start_stream(conn: HttpConnection, keep_alive: bool, fault: Fault) -> Callable[[bytes], None]:
+    """Write a stream's head; return what writes its events, as ``fault`` shapes them."""
+    write = conn.stream_write
+    if fault is Fault.GZIP:
+        conn.write(gzip_stream_head(keep_alive))
+        write = GzipChunks(write)
+    else:
+        conn.write(stream_head(keep_alive))
+    if fault is Fault.EMPTY_DATA:
+        write = with_empty_data(write)
+    return write
 
 
 def _encoder_class(req: GenerationRequest) -> type[StreamEncoder]:

@@ -33,6 +33,11 @@ _FAULT_HELP = {
     "error_rate_no_done": "the stream ends without data: [DONE]",
     "error_rate_no_usage": "no usage chunk although include_usage asked for one",
     "error_rate_trickle": "the whole body trickles, one byte per --trickle-interval-ms",
+    "error_rate_continue_100": "interim 100 Continue and 103 Early Hints before the 200",
+    "error_rate_done_no_end": "data: [DONE], then no end of the chunked body; connection held",
+    "error_rate_done_pings": "comment pings (: ping) after data: [DONE] until the client leaves",
+    "error_rate_gzip": "the body gzip-encoded whatever the request's Accept-Encoding",
+    "error_rate_empty_data": "a 'data: ' keep-alive with no payload before every token",
 }
 
 

@@ -15,11 +15,20 @@ at most 1) and exactly one place where it happens:
 * at the end: ``no_done`` (the body ends without ``data: [DONE]``), ``no_usage`` (no usage
   chunk although ``include_usage`` asked for one);
 * from the start: ``trickle`` (the whole body, one byte every ``--trickle-interval-ms``:
-  bytes keep coming, so only a total request timeout ends it).
+  bytes keep coming, so only a total request timeout ends it);
+* as proxies and gateways misbehave: ``continue_100`` (interim ``100 Continue`` and ``103
+  Early Hints`` responses, unasked, before the 200), ``done_no_end`` (every token and
+  ``data: [DONE]``, then neither the chunked body's end nor a close: the connection stays
+  open), ``done_pings`` (comment pings, ``: ping``, after ``[DONE]`` until the client
+  leaves), ``gzip`` (the body gzip-encoded, ``Content-Encoding: gzip``, whatever the
+  request's ``Accept-Encoding``), ``empty_data`` (a ``data: `` keep-alive with no payload
+  before every token).
 
 A non-streamed request meets the same fault in its own shape: the body is cut, malformed,
-not UTF-8, huge, late, trickled, or without usage (``stream`` and ``no_done`` become a
-500, as vLLM answers an engine failure without streaming).
+not UTF-8, huge, late, trickled, gzipped, after interim responses, or without usage
+(``stream`` and ``no_done`` become a 500, as vLLM answers an engine failure without
+streaming; ``done_no_end``, ``done_pings`` and ``empty_data`` need a stream and leave a
+non-streamed answer alone).
 
 What is injected is counted per kind in ``/metrics``
 (``sagellm_mock:injected_faults_total{kind=...}``), so a test can hold a client's failures
@@ -30,7 +39,14 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["FAULT_RATE_FIELDS", "HTTP_FAULTS", "Fault", "fault_for_field"]
+__all__ = [
+    "FAULT_RATE_FIELDS",
+    "HTTP_FAULTS",
+    "RESPONSE_FAULTS",
+    "STREAM_ONLY_FAULTS",
+    "Fault",
+    "fault_for_field",
+]
 
 
 class Fault(enum.Enum):
@@ -50,6 +66,11 @@ class Fault(enum.Enum):
     NO_DONE = "no_done"
     NO_USAGE = "no_usage"
     TRICKLE = "trickle"
+    CONTINUE_100 = "continue_100"
+    DONE_NO_END = "done_no_end"
+    DONE_PINGS = "done_pings"
+    GZIP = "gzip"
+    EMPTY_DATA = "empty_data"
 
     @property
     def rate_field(self) -> str:
@@ -62,6 +83,14 @@ FAULT_RATE_FIELDS: tuple[str, ...] = tuple(f.rate_field for f in Fault if f is n
 
 #: Faults answered before any generation starts.
 HTTP_FAULTS = frozenset({Fault.HTTP_500, Fault.HTTP_429, Fault.HTTP_404, Fault.RESET})
+
+#: Faults that shape the whole response (its head, its framing) rather than one token.
+RESPONSE_FAULTS = frozenset({Fault.CONTINUE_100, Fault.GZIP, Fault.EMPTY_DATA})
+
+#: Faults only a stream can have; a non-streamed request that draws one is answered well.
+STREAM_ONLY_FAULTS = frozenset(
+    {Fault.NO_DONE, Fault.DONE_NO_END, Fault.DONE_PINGS, Fault.EMPTY_DATA}
+)
 
 _BY_FIELD = {f.rate_field: f for f in Fault if f is not Fault.NONE}
 

@@ -24,6 +24,7 @@ reader.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
@@ -35,6 +36,7 @@ from .capacity import Admission
 from .faults import Fault
 from .metrics import EngineHistograms
 from .pacer import Pacer
+from .proxy_wire import DONE_CHUNK, PING_CHUNK
 from .simulation import TOKEN_TEXT, Plan
 from .wire import (
     DONE_AND_END,
@@ -47,7 +49,11 @@ from .wire import (
 
 __all__ = ["BufferedGeneration", "Engine", "Generation", "StreamingGeneration"]
 
-_QUEUED, _RUNNING, _DONE = 0, 1, 2
+_QUEUED, _RUNNING, _DONE, _PINGING = 0, 1, 2, 3
+
+PING_S = 0.01
+"""Seconds between the comment pings of a ``done_pings`` fault: far more often than any
+read timeout, so only ending the request at ``[DONE]`` lets a client finish."""
 
 #: vLLM's message for a generation that fails inside the engine.
 ENGINE_ERROR_MESSAGE = "Internal server error"
@@ -57,6 +63,13 @@ BodyRenderer = Callable[[str, int, float], bytes]
 
 #: What a ``malformed`` fault sends in place of a token: an event whose JSON stops short.
 MALFORMED_EVENT = http_chunk(b'data: {"id":"mock-malformed","choices":[{"index":0,"delta":\n\n')
+#: What follows the last token (and usage) when a fault spoils the end of a stream.
+_BAD_ENDS = {
+    Fault.NO_DONE: END_OF_BODY,
+    Fault.NO_USAGE: DONE_AND_END,
+    Fault.DONE_NO_END: DONE_CHUNK,
+    Fault.DONE_PINGS: DONE_CHUNK,
+}
 #: A token whose text holds bytes that are not UTF-8 (a JSON string literal, quotes included).
 NON_UTF8_WORD = b'" \xff\xfe\xfd"'
 
@@ -317,14 +330,8 @@ class StreamingGeneration(_Timed):
             self._cut(head + event[: len(event) // 2])
         elif fault is Fault.TRICKLE:
             self._trickle(self._whole_body(t))
-        elif fault in (Fault.NO_DONE, Fault.NO_USAGE):
-            data = head + enc.final_token(plan.words[i], n, plan.finish_reason, t)
-            if self._include_usage and fault is Fault.NO_DONE:
-                data += enc.usage(n, t)
-            self._write(data + (END_OF_BODY if fault is Fault.NO_DONE else DONE_AND_END))
-            self._admission.generated_tokens += 1
-            self._finished_ok(n, t)
-            self._complete(200)
+        elif fault in _BAD_ENDS:
+            self._end_badly(head, i, n, t)
         else:  # a bad token in place of token i; the stream goes on
             if fault is Fault.MALFORMED:
                 event = MALFORMED_EVENT
@@ -342,6 +349,39 @@ class StreamingGeneration(_Timed):
                 return
             self._index = n
             self._schedule(i)
+
+    def _end_badly(self, head: bytes, i: int, n: int, t: float) -> None:
+        """The last token, then a wrong end: no ``[DONE]`` (``no_done``), no usage
+        (``no_usage``), or ``[DONE]`` and then no end at all (``done_no_end``,
+        ``done_pings``): the slot is freed (generation is over) and the connection stays
+        busy, with a ping every :data:`PING_S` for ``done_pings``, until the client closes
+        it (which cancels this generation and so ends the pings)."""
+        plan = self._plan
+        fault = plan.fault
+        enc = self._enc
+        data = head + enc.final_token(plan.words[i], n, plan.finish_reason, t)
+        if self._include_usage and fault is not Fault.NO_USAGE:
+            data += enc.usage(n, t)
+        self._write(data + _BAD_ENDS[fault])
+        self._admission.generated_tokens += 1
+        self._finished_ok(n, t)
+        if fault in (Fault.NO_DONE, Fault.NO_USAGE):
+            self._complete(200)
+            return
+        self._admission.release()
+        if fault is Fault.DONE_NO_END:
+            self._state = _DONE
+            return
+        self._state = _PINGING
+        self._deadline = self._pacer.time()
+        self._ping_tick()
+
+    def _ping_tick(self) -> None:
+        if self._state != _PINGING:
+            return  # the client left
+        self._write(PING_CHUNK)
+        self._deadline += PING_S
+        self._pacer.call_at(self._deadline, self._ping_tick)
 
     def _whole_body(self, t: float) -> bytes:
         """Every event of the response at once (for a trickle)."""
@@ -429,7 +469,11 @@ class BufferedGeneration(_Timed):
             text = " " + "x" * (self._engine.huge_event_bytes - 1)
         t = perf_counter()
         body = _faulty_body(self._render(text, plan.n_tokens, t), fault)
-        response = simple_response(200, body, keep_alive=self._keep_alive)
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if plan.fault is Fault.GZIP:  # a whole-response fault: no error_at
+            body = gzip.compress(body)
+            extra = ((b"content-encoding", b"gzip"),)
+        response = simple_response(200, body, keep_alive=self._keep_alive, extra=extra)
         self._admission.generated_tokens += plan.n_tokens
         if fault is Fault.CUT:
             self._cut(response[: len(response) - len(body) // 2])

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from .config import MockServerConfig
-from .faults import FAULT_RATE_FIELDS, HTTP_FAULTS, Fault, fault_for_field
+from .faults import FAULT_RATE_FIELDS, HTTP_FAULTS, RESPONSE_FAULTS, Fault, fault_for_field
 
 __all__ = [
     "EMPTY_TOKEN",
@@ -241,10 +241,10 @@ class Planner:
 
 def _fault_index(fault: Fault, n_tokens: int) -> int:
     """The token at which ``fault`` strikes: the start, the end, or about halfway."""
-    if fault is Fault.NONE or fault in HTTP_FAULTS:
+    if fault is Fault.NONE or fault in HTTP_FAULTS or fault in RESPONSE_FAULTS:
         return -1
     if fault is Fault.TRICKLE:
         return 0
-    if fault in (Fault.NO_DONE, Fault.NO_USAGE):
+    if fault in (Fault.NO_DONE, Fault.NO_USAGE, Fault.DONE_NO_END, Fault.DONE_PINGS):
         return n_tokens - 1
     return n_tokens // 2

@@ -92,6 +92,8 @@ _ENGINES_KEY = "sagellm_engines"
 _TIMELINE_KEY = "sagellm_timeline"
 SLO_FAILED_EXIT = 3
 """Process exit code when an --slo objective is not met."""
+NOTHING_FINISHED_EXIT = 4
+"""Process exit code when requests were sent and none finished: nothing was measured."""
 USERS_KILL_WAIT_S = 10.0
 """How long a shutdown waits for cancelled users to end (killing them takes milliseconds)."""
 
@@ -509,8 +511,27 @@ def _finish(runtime: LLMRuntime) -> None:
     elif report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
         passed = report.sweep.capacity is not None
         runtime.environment.process_exit_code = 0 if passed else SLO_FAILED_EXIT
+    elif _nothing_finished(runtime):  # no objective can be judged on nothing either
+        runtime.environment.process_exit_code = NOTHING_FINISHED_EXIT
     elif report.slos:  # an early stop always has its objectives here
         runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
+
+
+def _nothing_finished(runtime: LLMRuntime) -> bool:
+    """Requests went out and not one ended, ok or failed (a server whose streams never end,
+    a stop before the first answer): Locust sees no failure and would exit 0 on nothing.
+    A web UI where no test ever ran sent nothing and is left alone."""
+    collector = runtime.collector
+    total = collector.total()
+    if total.succeeded or total.failed or collector.excluded or not total.cancelled:
+        return False
+    log.warning(
+        "sagellm: no request finished (%d sent, all cancelled when the test stopped): "
+        "nothing was measured; exit code %d",
+        total.cancelled,
+        NOTHING_FINISHED_EXIT,
+    )
+    return True
 
 
 def _print_summary(runtime: LLMRuntime) -> None:

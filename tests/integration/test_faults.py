@@ -67,6 +67,11 @@ FAULTS: dict[str, Expected] = {
     "trickle": Expected("TotalTimeout", r"longer than 1 s \(request timeout\)"),
     "huge_event": Expected(None),
     "no_usage": Expected(None, estimated=True),
+    "continue_100": Expected(None),
+    "done_no_end": Expected(None),
+    "done_pings": Expected(None),
+    "gzip": Expected("ProtocolError", r"Content-Encoding: gzip although the request asked"),
+    "empty_data": Expected(None),
 }
 
 
