@@ -22,9 +22,11 @@ _DATA_PREFIX = b"data: "
 class SSEDecoder:
     """Turns a byte stream into the data payloads of its complete events."""
 
-    __slots__ = ("_buffer", "_cr_pending", "_head", "_started")
+    __slots__ = ("_buffer", "_cr_pending", "_head", "_started", "rescanned")
 
     def __init__(self) -> None:
+        self.rescanned = 0
+        """Bytes kept from earlier reads that were copied or searched again."""
         self._buffer = b""
         self._cr_pending = False
         self._started = False
@@ -61,6 +63,7 @@ class SSEDecoder:
             self._cr_pending = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + data if self._buffer else data
+        self.rescanned += 2 * len(self._buffer)  # copied, then searched from the start
         events: list[bytes] = []
         start = 0
         find = buffer.find

@@ -386,3 +386,39 @@ def test_random_splits_match_the_unsplit_decode() -> None:
         pieces = [p for piece in pieces for p in ((piece, b"") if rng.random() < 0.1 else (piece,))]
         assert _decode(pieces) == whole, (stream, pieces)
         assert whole == expected, stream
+
+
+# -- linear in the size of an event ----------------------------------------------------------
+
+_MSS = 1448  # a TCP segment's payload on Ethernet: the size of the reads a big event comes in
+
+
+def _feed_in_pieces(decoder: SSEDecoder, stream: bytes, size: int) -> list[bytes]:
+    events: list[bytes] = []
+    for at in range(0, len(stream), size):
+        events.extend(decoder.feed(stream[at : at + size]))
+    return events
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_a_5_mb_event_in_1448_byte_reads_is_handled_in_linear_work(newline: bytes) -> None:
+    """Each byte kept from an earlier read is copied or searched again at most a fixed
+    number of times, however many reads the event spans: the decoder's own count of that
+    work stays within twice the event's size. (Copying the kept tail and searching it again
+    on every read, as a quadratic decoder does, counts about 1,700 times the size here.)"""
+    token = b"x" * 5_000_000
+    stream = b"data: " + token + newline + newline + b"data: [DONE]" + newline + newline
+    decoder = SSEDecoder()
+    events = _feed_in_pieces(decoder, stream, _MSS)
+    assert events == [token, b"[DONE]"]
+    assert decoder.pending == b""
+    assert decoder.rescanned <= 2 * len(stream), decoder.rescanned
+
+
+def test_many_events_split_across_reads_cost_linear_work() -> None:
+    """Events of every size that straddle read boundaries: the work stays linear."""
+    payloads = [b"y" * size for size in (1, 10, 100, 1_000, 10_000, 100_000) * 20]
+    stream = b"".join(b"data: " + p + b"\n\n" for p in payloads)
+    decoder = SSEDecoder()
+    assert _feed_in_pieces(decoder, stream, _MSS) == payloads
+    assert decoder.rescanned <= 2 * len(stream), decoder.rescanned
