@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
+from sagellm_users.errors import ResponseTooLargeError
 from sagellm_users.sse import SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
@@ -422,3 +423,52 @@ def test_many_events_split_across_reads_cost_linear_work() -> None:
     decoder = SSEDecoder()
     assert _feed_in_pieces(decoder, stream, _MSS) == payloads
     assert decoder.rescanned <= 2 * len(stream), decoder.rescanned
+
+
+# -- the event size limit --------------------------------------------------------------------
+
+
+def test_an_event_at_the_limit_passes_and_one_byte_more_fails() -> None:
+    event = b"data: " + b"x" * 1018  # 1,024 bytes as received
+    assert SSEDecoder(max_event_bytes=1024).feed(event + b"\n\n") == [b"x" * 1018]
+    with pytest.raises(ResponseTooLargeError, match=r"1 KiB limit.*--max-event-size"):
+        SSEDecoder(max_event_bytes=1024).feed(event + b"x\n\n")
+
+
+@pytest.mark.parametrize("piece", [1, 100, _MSS, 65536])
+def test_an_event_growing_past_the_limit_fails_with_what_is_kept_bounded(piece: int) -> None:
+    """An event that never ends (here: 1 MiB without its blank line, then more) fails as
+    soon as it passes the limit; until then the decoder keeps no more than the limit."""
+    limit = 64 * 1024
+    decoder = SSEDecoder(max_event_bytes=limit)
+    stream = b"data: " + b"x" * (1 << 20)
+    fed = 0
+    with pytest.raises(ResponseTooLargeError) as info:
+        for at in range(0, len(stream), piece):
+            decoder.feed(stream[at : at + piece])
+            fed = at + piece
+            assert len(decoder.pending) <= limit
+    assert limit - piece <= fed <= limit
+    assert "an SSE event passed the 64 KiB limit" in str(info.value)
+    assert "--max-event-size" in str(info.value)
+    assert decoder.pending == b""  # nothing held once it failed
+
+
+def test_endless_comments_without_a_blank_line_are_one_growing_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=4096)
+    with pytest.raises(ResponseTooLargeError):
+        for _ in range(1000):
+            decoder.feed(b": keep-alive\n")
+
+
+def test_a_10_mb_token_fits_the_default_limit() -> None:
+    """The mock's huge_event (a 10 MB token) must pass with the default limit."""
+    token = b'{"choices":[{"delta":{"content":" ' + b"x" * 10_000_000 + b'"}}]}'
+    events = _feed_in_pieces(SSEDecoder(), b"data: " + token + b"\n\n", 65536)
+    assert events == [token]
+
+
+def test_events_after_a_big_one_are_unaffected() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    stream = b"data: " + b"y" * 990 + b"\n\ndata: a\n\ndata: b\n\n"
+    assert _feed_in_pieces(decoder, stream, 7) == [b"y" * 990, b"a", b"b"]
