@@ -46,7 +46,9 @@ class ReadLimits:
         for name, least in (("header", 1), ("error_body", 0), ("event", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < least:
-                raise ConfigError(f"{name} limit must be an integer >= {least} bytes, got {value!r}")
+                raise ConfigError(
+                    f"{name} limit must be an integer >= {least} bytes, got {value!r}"
+                )
 
 
 _UNITS = {

@@ -49,6 +49,18 @@ class SSEDecoder:
         """Bytes kept from earlier reads that were copied or searched again: each is
         copied once, when its event completes (tests hold this to linear)."""
 
+    def _opening(self, data: bytes) -> bytes:
+        """What of ``data`` is stream content, after a leading BOM or a CR's LF."""
+        if not self._started:
+            data = self._skip_bom(data)
+        if self._cr_pending and data:
+            # The previous piece ended with CR, already taken as a line end: an LF that
+            # opens this piece completes that CRLF and is not a second line end.
+            self._cr_pending = False
+            if data.startswith(b"\n"):
+                data = data[1:]
+        return data
+
     def _skip_bom(self, data: bytes) -> bytes:
         """Drop a leading BOM, also when it arrives split across the first reads."""
         head = self._head + data
@@ -66,18 +78,10 @@ class SSEDecoder:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add the next piece of the stream; return the data of every event it completes."""
-        if not self._started:
-            data = self._skip_bom(data)
+        if not self._started or self._cr_pending:
+            data = self._opening(data)
         if not data:
             return []
-        if self._cr_pending:
-            # The previous piece ended with CR, already taken as a line end: an LF that
-            # opens this piece completes that CRLF and is not a second line end.
-            self._cr_pending = False
-            if data.startswith(b"\n"):
-                data = data[1:]
-                if not data:
-                    return []
         if b"\r" in data:
             self._cr_pending = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

@@ -17,7 +17,8 @@ import pytest
 from sagellm_users.backends import GenerationRequest, OpenAIClient
 from sagellm_users.errors import HTTPStatusError, ResponseTooLargeError
 from sagellm_users.limits import ReadLimits, format_size, parse_size
-from tests.unit.test_http_client import (  # noqa: F401 (fixtures used by name)
+from tests.unit import test_http_client as scripted
+from tests.unit.test_http_client import (
     CHUNKED_SSE_HEAD,
     DONE,
     LAST_CHUNK,
@@ -25,7 +26,6 @@ from tests.unit.test_http_client import (  # noqa: F401 (fixtures used by name)
     Connection,
     Script,
     ScriptedServer,
-    _no_env_api_key,
     answer,
     chat,
     chunk,
@@ -35,11 +35,14 @@ from tests.unit.test_http_client import (  # noqa: F401 (fixtures used by name)
     delta,
     head,
     json_response,
-    read_path,
     response,
-    serve,
     sse,
 )
+
+# The scripted servers' fixtures: both read paths, no API key from the environment.
+serve = scripted.serve
+read_path = scripted.read_path
+_no_env_api_key = scripted._no_env_api_key
 
 MIB = 1024 * 1024
 BOUND = MIB
@@ -169,9 +172,9 @@ def test_an_error_body_within_the_limit_is_read_whole_and_the_connection_kept(
 
 def test_error_body_limit_zero_reads_none(serve: Callable[[Script], ScriptedServer]) -> None:
     server = serve(answer(json_response(500, {"error": "x"})))
-    with client_for(server.url, limits=ReadLimits(error_body=0)) as client:
-        with pytest.raises(HTTPStatusError) as info:
-            collect(client, chat())
+    client = client_for(server.url, limits=ReadLimits(error_body=0))
+    with client, pytest.raises(HTTPStatusError) as info:
+        collect(client, chat())
     assert info.value.body_excerpt == ""
     assert "body cut at the 0 bytes limit" in str(info.value)
 
@@ -200,9 +203,9 @@ def test_a_non_streamed_answer_past_the_event_limit_fails(
 ) -> None:
     body = {"choices": [{"message": {"content": "y" * 10_000}}]}
     server = serve(answer(json_response(200, body)))
-    with client_for(server.url, limits=ReadLimits(event=4096)) as client:
-        with pytest.raises(ResponseTooLargeError, match=r"response body passed the 4 KiB"):
-            client.generate(GenerationRequest(api="chat", model="m", prompt="hi", stream=False))
+    client = client_for(server.url, limits=ReadLimits(event=4096))
+    with client, pytest.raises(ResponseTooLargeError, match=r"response body passed the 4 KiB"):
+        client.generate(GenerationRequest(api="chat", model="m", prompt="hi", stream=False))
 
 
 def test_default_limits_pass_an_ordinary_stream(serve: Callable[[Script], ScriptedServer]) -> None:
