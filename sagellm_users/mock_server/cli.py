@@ -33,6 +33,9 @@ _FAULT_HELP = {
     "error_rate_no_done": "the stream ends without data: [DONE]",
     "error_rate_no_usage": "no usage chunk although include_usage asked for one",
     "error_rate_trickle": "the whole body trickles, one byte per --trickle-interval-ms",
+    "error_rate_huge_error": "HTTP 500 whose JSON body is --huge-error-bytes long",
+    "error_rate_endless_error": "HTTP 502 whose chunked HTML body never ends",
+    "error_rate_huge_header": "HTTP 502 whose head has one header line of --huge-header-bytes",
 }
 
 
@@ -130,6 +133,18 @@ def build_parser(
         type=int,
         default=d.huge_event_bytes,
         help="text length of a huge_event token (%(default)s)",
+    )
+    err.add_argument(
+        "--huge-error-bytes",
+        type=int,
+        default=d.huge_error_bytes,
+        help="body length of a huge_error 500 (%(default)s)",
+    )
+    err.add_argument(
+        "--huge-header-bytes",
+        type=int,
+        default=d.huge_header_bytes,
+        help="length of a huge_header response's one big header line (%(default)s)",
     )
     err.add_argument(
         "--trickle-interval-ms",

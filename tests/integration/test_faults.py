@@ -67,6 +67,11 @@ FAULTS: dict[str, Expected] = {
     "trickle": Expected("TotalTimeout", r"longer than 1 s \(request timeout\)"),
     "huge_event": Expected(None),
     "no_usage": Expected(None, estimated=True),
+    "huge_error": Expected("HTTPStatusError", r"HTTP 500 .*body cut at the 64 KiB limit"),
+    "endless_error": Expected("HTTPStatusError", r"HTTP 502 Bad Gateway: .*body cut at the 64"),
+    "huge_header": Expected(
+        "ResponseTooLargeError", r"headers passed the 64 KiB limit.*--max-header-size"
+    ),
 }
 
 
@@ -167,6 +172,8 @@ def test_each_fault_is_classed_and_leaves_healthy_traffic_true(
         "--retry-after-s",
         "0",
         "--huge-event-bytes",
+        "1000000",
+        "--huge-error-bytes",
         "1000000",
         "--trickle-interval-ms",
         "50",
