@@ -422,7 +422,7 @@ class OpenAIClient(BatchMixin, Closeable):
         exchange = self.transport.exchange(method, path, body, _JSON if body else None)
         try:
             exchange.send()
-            data = exchange.read_body()
+            data = exchange.read_body(exchange.limits.event)
         finally:
             exchange.close()
         return exchange.status or 0, data

@@ -17,6 +17,7 @@ import pytest
 from sagellm_users.backends import GenerationRequest, OpenAIClient
 from sagellm_users.errors import HTTPStatusError, ResponseTooLargeError
 from sagellm_users.limits import ReadLimits, format_size, parse_size
+from sagellm_users.users.options import LLMOptions, add_arguments
 from tests.unit import test_http_client as scripted
 from tests.unit.test_http_client import (
     CHUNKED_SSE_HEAD,
@@ -38,6 +39,7 @@ from tests.unit.test_http_client import (
     response,
     sse,
 )
+from tests.unit.test_options import StubParser
 
 # The scripted servers' fixtures: both read paths, no API key from the environment.
 serve = scripted.serve
@@ -244,3 +246,49 @@ def test_limits_refuse_nonsense() -> None:
     with pytest.raises(ValueError, match="header limit must be an integer >= 1"):
         ReadLimits(header=0)
     assert ReadLimits(error_body=0).error_body == 0
+
+
+def test_plain_requests_are_bounded_by_the_event_limit_too(
+    serve: Callable[[Script], ScriptedServer],
+) -> None:
+    """/v1/models, /health, /metrics: a body past the limit fails instead of growing."""
+    server = serve(answer(response(200, b"m" * 10_000, {"Content-Type": "text/plain"})))
+    client = client_for(server.url, limits=ReadLimits(event=4096))
+    with client, pytest.raises(ResponseTooLargeError, match=r"body passed the 4 KiB limit"):
+        client.get("/metrics")
+
+
+# -- the options ----------------------------------------------------------------------------
+
+
+def _options(*args: str) -> LLMOptions:
+    stub = StubParser()
+    add_arguments(stub)
+    return LLMOptions.from_namespace(stub.parser.parse_args(list(args)))
+
+
+def test_the_options_default_to_the_limits_defaults_and_are_in_the_web_ui() -> None:
+    assert _options().read_limits == ReadLimits()
+    stub = StubParser()
+    add_arguments(stub)
+    for flag in ("--max-header-size", "--max-error-body", "--max-event-size"):
+        assert stub.locust_kwargs[flag] == {}, flag  # shown in the start form
+
+
+def test_the_options_take_sizes() -> None:
+    opts = _options(
+        "--max-header-size", "1MiB", "--max-error-body", "0", "--max-event-size", "32 MiB"
+    )
+    assert opts.read_limits == ReadLimits(header=MIB, error_body=0, event=32 * MIB)
+    assert opts.for_report()["max_event_size"] == 32 * MIB
+
+
+def test_a_size_from_the_web_form_is_a_string_like_the_command_line() -> None:
+    """Locust's form keeps an option's type: these are strings, parsed as on the command
+    line (an empty field is the default)."""
+    namespace = StubParser()
+    add_arguments(namespace)
+    parsed = namespace.parser.parse_args([])
+    parsed.max_event_size = ""
+    parsed.max_error_body = "2KiB"
+    assert LLMOptions.from_namespace(parsed).read_limits == ReadLimits(error_body=2048)
