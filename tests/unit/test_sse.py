@@ -472,3 +472,13 @@ def test_events_after_a_big_one_are_unaffected() -> None:
     decoder = SSEDecoder(max_event_bytes=1000)
     stream = b"data: " + b"y" * 990 + b"\n\ndata: a\n\ndata: b\n\n"
     assert _feed_in_pieces(decoder, stream, 7) == [b"y" * 990, b"a", b"b"]
+
+
+def test_a_blank_line_that_straddles_reads_ends_the_pending_event() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\n\n\n") == [b"x"]  # a lone LF is left over
+    assert decoder.feed(b"\ndata: y\n") == []  # that LF and this one: an empty block
+    assert decoder.feed(b"\n") == [b"y"]  # the blank line straddles the two reads
+    assert decoder.feed(b"data: " + b"z" * 5000 + b"\n") == []
+    assert decoder.feed(b"\ndata: w\n\n") == [b"z" * 5000, b"w"]
+    assert decoder.pending == b""
