@@ -50,13 +50,16 @@ def _trace(size: int) -> bytes:
 
 def huge_header_response(size: int, keep_alive: bool) -> bytes:
     """A 502 whose head carries one ``x-gateway-trace`` header of ``size`` bytes."""
-    return response_head(
-        502,
-        content_type=b"text/html",
-        length=len(_GATEWAY_PAGE),
-        keep_alive=keep_alive,
-        extra=((b"x-gateway-trace", _trace(size)),),
-    ) + (_GATEWAY_PAGE)
+    return (
+        response_head(
+            502,
+            content_type=b"text/html",
+            length=len(_GATEWAY_PAGE),
+            keep_alive=keep_alive,
+            extra=((b"x-gateway-trace", _trace(size)),),
+        )
+        + _GATEWAY_PAGE
+    )
 
 
 class EndlessErrorBody:
