@@ -40,10 +40,12 @@ from sagellm_users.errors import (
     ProtocolError,
     ReadTimeout,
     RequestTimeout,
+    ResponseTooLargeError,
     ServerErrorEvent,
     StreamCutError,
     TotalTimeout,
 )
+from sagellm_users.limits import ReadLimits
 from sagellm_users.metrics import RequestRecord
 
 if TYPE_CHECKING:
@@ -96,9 +98,11 @@ __all__ = [
     "OpenAIClient",
     "OpenAICompletionsUser",
     "ProtocolError",
+    "ReadLimits",
     "ReadTimeout",
     "RequestRecord",
     "RequestTimeout",
+    "ResponseTooLargeError",
     "SageLLMClient",
     "SageLLMLocalUser",
     "SageLLMUser",

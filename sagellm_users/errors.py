@@ -16,7 +16,8 @@ are mapped to these in exactly one place (:mod:`sagellm_users.backends.http`).
     ├── ProtocolError           the bytes broke HTTP or the stream format
     │   ├── MalformedEventError an SSE event whose data is not the expected JSON
     │   ├── StreamCutError      the connection closed before the response was complete
-    │   └── MissingDoneError    the stream ended without ``data: [DONE]``
+    │   ├── MissingDoneError    the stream ended without ``data: [DONE]``
+    │   └── ResponseTooLargeError  headers or an SSE event passed a read limit
     ├── ServerErrorEvent        an error object sent inside a 200 stream
     ├── FeatureUnavailable      an optional route the server lacks (/metrics, /tokenize)
     └── EngineError             an in-process engine refused a request or its process ended
@@ -39,6 +40,7 @@ __all__ = [
     "ProtocolError",
     "ReadTimeout",
     "RequestTimeout",
+    "ResponseTooLargeError",
     "ServerErrorEvent",
     "StreamCutError",
     "TotalTimeout",
@@ -87,17 +89,27 @@ class HTTPStatusError(LLMError):
     """A non-2xx response. Keeps the status, reason and a short body excerpt."""
 
     def __init__(
-        self, status: int, reason: str, body: bytes | str = b"", retry_after: float | None = None
+        self,
+        status: int,
+        reason: str,
+        body: bytes | str = b"",
+        retry_after: float | None = None,
+        *,
+        body_cut: str | None = None,
     ) -> None:
         self.status = status
         self.reason = reason
         self.body_excerpt = excerpt(body)
         self.retry_after = retry_after
+        self.body_cut = body_cut
+        """Why the body was not read to its end (it passed the read limit), or None."""
         message = f"HTTP {status} {reason}".rstrip()
         if self.body_excerpt:
             message += f": {self.body_excerpt}"
         if retry_after is not None:
             message += f" (Retry-After {retry_after:g} s)"
+        if body_cut is not None:
+            message += f" ({body_cut})"
         super().__init__(message)
 
 
@@ -115,6 +127,14 @@ class StreamCutError(ProtocolError):
 
 class MissingDoneError(ProtocolError):
     """The HTTP response ended cleanly but the stream never sent ``data: [DONE]``."""
+
+
+class ResponseTooLargeError(ProtocolError):
+    """The response's head, or one SSE event, passed its read limit (see
+    :mod:`sagellm_users.limits`); the request fails and its connection is closed, so what
+    the client holds stays bounded. A class of its own because the fix is the user's (raise
+    the option the message names, or find what bloats the server's answers), unlike a
+    response that breaks the protocol."""
 
 
 class ServerErrorEvent(LLMError):

@@ -9,9 +9,19 @@ ignored; a leading BOM skipped; an event without data dispatches nothing.
 
 The common case (one ``data: ...`` line per event, LF line ends, as vLLM and LMDeploy send)
 takes a fast path of one ``find`` and one slice per event.
+
+An event that spans reads is kept as a list of its pieces and joined once, when its blank
+line arrives; each read is searched once (plus the one byte where a blank line can straddle
+two reads). So the work is linear in the event's size: a 5 MB event in 1,448-byte reads
+used to be copied and searched again on every read (7.5 s, the event loop blocked
+throughout). An event larger than its limit fails the request instead of growing without
+bound (see :mod:`sagellm_users.limits`).
 """
 
 from __future__ import annotations
+
+from sagellm_users.errors import ResponseTooLargeError
+from sagellm_users.limits import DEFAULT_EVENT_BYTES, format_size
 
 __all__ = ["SSEDecoder"]
 
@@ -20,15 +30,36 @@ _DATA_PREFIX = b"data: "
 
 
 class SSEDecoder:
-    """Turns a byte stream into the data payloads of its complete events."""
+    """Turns a byte stream into the data payloads of its complete events.
 
-    __slots__ = ("_buffer", "_cr_pending", "_head", "_started")
+    ``max_event_bytes`` bounds one event as received (its lines, line ends normalised to
+    LF, without the blank line that ends it)."""
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    __slots__ = ("_cr_pending", "_head", "_max_event", "_parts", "_size", "_started", "rescanned")
+
+    def __init__(self, max_event_bytes: int = DEFAULT_EVENT_BYTES) -> None:
+        self._max_event = max_event_bytes
+        self._parts: list[bytes] = []
+        """The unfinished event's pieces, as they came; never holds a blank line."""
+        self._size = 0
         self._cr_pending = False
         self._started = False
         self._head = b""
+        self.rescanned = 0
+        """Bytes kept from earlier reads that were copied or searched again: each is
+        copied once, when its event completes (tests hold this to linear)."""
+
+    def _opening(self, data: bytes) -> bytes:
+        """What of ``data`` is stream content, after a leading BOM or a CR's LF."""
+        if not self._started:
+            data = self._skip_bom(data)
+        if self._cr_pending and data:
+            # The previous piece ended with CR, already taken as a line end: an LF that
+            # opens this piece completes that CRLF and is not a second line end.
+            self._cr_pending = False
+            if data.startswith(b"\n"):
+                data = data[1:]
+        return data
 
     def _skip_bom(self, data: bytes) -> bytes:
         """Drop a leading BOM, also when it arrives split across the first reads."""
@@ -43,32 +74,30 @@ class SSEDecoder:
     @property
     def pending(self) -> bytes:
         """Bytes of an event that has not been terminated yet (non-empty means a cut stream)."""
-        return self._buffer.strip(b"\n")
+        return b"".join(self._parts).strip(b"\n")
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add the next piece of the stream; return the data of every event it completes."""
-        if not self._started:
-            data = self._skip_bom(data)
+        if not self._started or self._cr_pending:
+            data = self._opening(data)
         if not data:
             return []
-        if self._cr_pending:
-            # The previous piece ended with CR, already taken as a line end: an LF that
-            # opens this piece completes that CRLF and is not a second line end.
-            self._cr_pending = False
-            if data.startswith(b"\n"):
-                data = data[1:]
         if b"\r" in data:
             self._cr_pending = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self._buffer + data if self._buffer else data
         events: list[bytes] = []
+        if self._parts:
+            data = self._complete_pending(data, events)
+        limit = self._max_event
         start = 0
-        find = buffer.find
+        find = data.find
         while True:
             end = find(b"\n\n", start)
             if end < 0:
                 break
-            block = buffer[start:end]
+            if end - start > limit:
+                raise self._too_large()
+            block = data[start:end]
             start = end + 2
             if block.startswith(_DATA_PREFIX) and b"\n" not in block:
                 events.append(block[6:])
@@ -76,8 +105,57 @@ class SSEDecoder:
             payload = _parse_block(block)
             if payload is not None:
                 events.append(payload)
-        self._buffer = buffer[start:] if start else buffer
+        if start < len(data):
+            self._keep(data[start:] if start else data)
         return events
+
+    def _complete_pending(self, data: bytes, events: list[bytes]) -> bytes:
+        """With an event pending: dispatch it if ``data`` completes it, else keep ``data``
+        too; returns what of ``data`` follows that event."""
+        parts = self._parts
+        if parts[-1].endswith(b"\n") and data.startswith(b"\n"):
+            # The blank line straddles the reads: the pending event ends at its last byte.
+            last = parts.pop()
+            if len(last) > 1:
+                parts.append(last[:-1])
+                self.rescanned += len(last) - 1
+            rest = data[1:]
+        else:
+            end = data.find(b"\n\n")
+            if end < 0:
+                self._keep(data)
+                return b""
+            if end:
+                parts.append(data[:end])
+            rest = data[end + 2 :]
+        block = parts[0] if len(parts) == 1 else b"".join(parts)
+        self.rescanned += len(block)
+        parts.clear()
+        self._size = 0
+        if len(block) > self._max_event:
+            raise self._too_large()
+        if block.startswith(_DATA_PREFIX) and b"\n" not in block:
+            events.append(block[6:])
+        else:
+            payload = _parse_block(block)
+            if payload is not None:
+                events.append(payload)
+        return rest
+
+    def _keep(self, piece: bytes) -> None:
+        """Hold ``piece`` of the unfinished event, unless that takes it past the limit."""
+        self._size += len(piece)
+        if self._size > self._max_event:
+            raise self._too_large()
+        self._parts.append(piece)
+
+    def _too_large(self) -> ResponseTooLargeError:
+        self._parts.clear()
+        self._size = 0
+        return ResponseTooLargeError(
+            f"an SSE event passed the {format_size(self._max_event)} limit, not read further "
+            "(raise it with --max-event-size)"
+        )
 
 
 def _parse_block(block: bytes) -> bytes | None:

@@ -31,8 +31,9 @@ def add_row(config: pytest.Config, row: FaultRow) -> None:
 
 def summary_lines(rows: list[FaultRow]) -> list[str]:
     """One line per fault, then the totals: faults tried, requests, lost records."""
+    width = max((len(row.fault) for row in rows), default=10)
     lines = [
-        f"{row.fault:<10} {row.requests:>5} requests {row.failed:>4} failed "
+        f"{row.fault:<{width}} {row.requests:>5} requests {row.failed:>4} failed "
         f"{row.cancelled:>3} cancelled {row.injected:>4} injected {row.lost_records} lost records"
         for row in rows
     ]

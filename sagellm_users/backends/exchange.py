@@ -20,9 +20,11 @@ from sagellm_users.errors import (
     LLMError,
     ProtocolError,
     ReadTimeout,
+    ResponseTooLargeError,
     StreamCutError,
     TotalTimeout,
 )
+from sagellm_users.limits import ReadLimits, format_size
 
 if TYPE_CHECKING:
     from sagellm_users.backends.http import HttpTransport
@@ -106,6 +108,7 @@ class HttpExchange:
     __slots__ = (
         "_body_bytes",
         "_deadline",
+        "_head_bytes",
         "_parser",
         "_reader",
         "_request",
@@ -131,6 +134,7 @@ class HttpExchange:
         self._deadline: float | None = None
         self._t_read = 0.0
         self._body_bytes = 0
+        self._head_bytes = 0
         self.t_send: float | None = None
         self.connect_s: float | None = None
         self.t_done: float | None = None
@@ -196,7 +200,7 @@ class HttpExchange:
                     raise ConnectError("the server closed the connection before answering")
                 raise StreamCutError("connection closed in the middle of the response headers")
             first = False
-            self._feed(data)
+            self._feed_head(data)
 
     def _seconds_to_deadline(self, now: float) -> float:
         """Seconds from ``now`` until the read timeout or the total timeout, if sooner."""
@@ -274,6 +278,32 @@ class HttpExchange:
             self._abort()
             raise ProtocolError(f"invalid HTTP response: {exc}") from None
 
+    def _feed_head(self, data: bytes) -> None:
+        """Feed a read that arrived before the headers were complete, counting the head's
+        bytes: past the limit the request fails at once, so a huge header line is neither
+        buffered nor parsed further (llhttp's callbacks would copy it, read by read)."""
+        room = self._transport.limits.header - self._head_bytes
+        if len(data) <= room:
+            self._head_bytes += len(data)
+            self._feed(data)
+            return
+        if room > 0:
+            self._feed(data[:room])
+        if not self._sink.headers_done:
+            self._abort()
+            limit = format_size(self._transport.limits.header)
+            raise ResponseTooLargeError(
+                f"the response headers passed the {limit} limit, not read further "
+                "(raise it with --max-header-size)"
+            )
+        self._head_bytes += room
+        self._feed(data[room:])
+
+    @property
+    def limits(self) -> ReadLimits:
+        """How much of this response may be held: the transport's read limits."""
+        return self._transport.limits
+
     def iter_body(self) -> Iterator[tuple[float, bytes]]:
         """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
         sink = self._sink
@@ -332,9 +362,23 @@ class HttpExchange:
                 return  # the read or the parse failed and closed the connection
         self._finish()
 
-    def read_body(self) -> bytes:
-        """The whole body (for small, non-streamed answers)."""
-        return b"".join(data for _, data in self.iter_body())
+    def read_body(self, limit: int | None = None) -> bytes:
+        """The whole body (for small, non-streamed answers); with ``limit``, a body longer
+        than that fails (ResponseTooLargeError) as soon as it passes it."""
+        if limit is None:
+            return b"".join(data for _, data in self.iter_body())
+        pieces: list[bytes] = []
+        size = 0
+        for _, data in self.iter_body():
+            size += len(data)
+            if size > limit:
+                self._abort()
+                raise ResponseTooLargeError(
+                    f"the response body passed the {format_size(limit)} limit, not read "
+                    "further (raise it with --max-event-size)"
+                )
+            pieces.append(data)
+        return b"".join(pieces)
 
     def _close_delimited(self) -> bool:
         headers = self._sink.headers

@@ -30,6 +30,7 @@ from sagellm_users._closing import Closeable
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
 from sagellm_users.backends.exchange import HttpExchange, os_reason
 from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
+from sagellm_users.limits import ReadLimits
 
 __all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
@@ -64,11 +65,13 @@ class HttpTransport(Closeable):
         headers: Mapping[str, str] | None = None,
         verify: bool | str = True,
         max_idle: int = 256,
+        limits: ReadLimits | None = None,
     ) -> None:
         if max_idle < 0:
             raise ConfigError(f"max_idle must be >= 0, got {max_idle}")
         self.origin = parse_base_url(base_url)
         self.timeouts = timeouts or Timeouts()
+        self.limits = limits or ReadLimits()
         self.max_idle = max_idle
         self._idle: list[socket.socket] = []
         self._in_use = 0

@@ -37,6 +37,7 @@ from sagellm_users.errors import (
     StreamCutError,
     excerpt,
 )
+from sagellm_users.limits import ReadLimits, format_size
 from sagellm_users.sse import SSEDecoder
 
 __all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "load_object", "parse_event"]
@@ -280,14 +281,18 @@ class OpenAIStream(Closeable):
                 self.t_send, self.connect_s = exchange.t_send, exchange.connect_s
             self.status = exchange.status
             if exchange.status is None or not 200 <= exchange.status < 300:
-                body = _read_error_body(exchange)
+                body, cut = _read_error_body(exchange)
                 raise HTTPStatusError(
-                    exchange.status or 0, exchange.reason, body, _retry_after(exchange.headers)
+                    exchange.status or 0,
+                    exchange.reason,
+                    body,
+                    _retry_after(exchange.headers),
+                    body_cut=cut,
                 )
             if self._stream:
                 yield from self._iter_events(exchange, self._parse_event)
             else:
-                body = exchange.read_body()
+                body = exchange.read_body(exchange.limits.event)
                 yield self._parse_body(body, exchange.t_done or perf_counter())
         finally:
             exchange.close()
@@ -295,7 +300,7 @@ class OpenAIStream(Closeable):
 
     @staticmethod
     def _iter_events(exchange: HttpExchange, parse: EventParser) -> Iterator[Chunk]:
-        decoder = SSEDecoder()
+        decoder = SSEDecoder(exchange.limits.event)
         feed = decoder.feed
         for t, data in exchange.iter_body():
             for event in feed(data):
@@ -315,11 +320,26 @@ class OpenAIStream(Closeable):
         self._exchange.close()
 
 
-def _read_error_body(exchange: HttpExchange) -> bytes:
+def _read_error_body(exchange: HttpExchange) -> tuple[bytes, str | None]:
+    """The start of an error body, for its excerpt, and why the rest was not read (None
+    when it was read to its end). At most the ``error_body`` limit is kept; a longer body
+    (a gateway's multi-megabyte page, or one that never ends) is not drained: the request
+    fails now and its connection is closed."""
+    limit = exchange.limits.error_body
+    pieces: list[bytes] = []
+    size = 0
     try:
-        return exchange.read_body()
+        for _, data in exchange.iter_body():
+            if size + len(data) > limit:
+                pieces.append(data[: limit - size])
+                exchange.close()
+                cut = f"body cut at the {format_size(limit)} limit, not read further: "
+                return b"".join(pieces), cut + "raise it with --max-error-body"
+            pieces.append(data)
+            size += len(data)
     except LLMError:
-        return b""
+        pass
+    return b"".join(pieces), None
 
 
 class OpenAIClient(BatchMixin, Closeable):
@@ -329,7 +349,8 @@ class OpenAIClient(BatchMixin, Closeable):
     appears in ``repr``, errors or logs. ``headers`` are added to every request.
     ``eager_connections`` opens that many connections now (and fails now if the server
     cannot be reached); by default the pool opens them as requests need them.
-    ``max_idle`` caps the idle connections kept for reuse.
+    ``max_idle`` caps the idle connections kept for reuse; ``limits`` how much of a
+    response is held (:class:`~sagellm_users.limits.ReadLimits`).
     """
 
     backend = "openai"
@@ -348,6 +369,7 @@ class OpenAIClient(BatchMixin, Closeable):
         verify: bool | str = True,
         eager_connections: int = 0,
         max_idle: int = 256,
+        limits: ReadLimits | None = None,
     ) -> None:
         all_headers = dict(headers or {})
         key = api_key
@@ -356,7 +378,12 @@ class OpenAIClient(BatchMixin, Closeable):
         if key:
             all_headers.setdefault("Authorization", f"Bearer {key}")
         self.transport = HttpTransport(
-            base_url, timeouts=timeouts, headers=all_headers, verify=verify, max_idle=max_idle
+            base_url,
+            timeouts=timeouts,
+            headers=all_headers,
+            verify=verify,
+            max_idle=max_idle,
+            limits=limits,
         )
         self.base_url = base_url
         if eager_connections:
@@ -405,7 +432,7 @@ class OpenAIClient(BatchMixin, Closeable):
         exchange = self.transport.exchange(method, path, body, _JSON if body else None)
         try:
             exchange.send()
-            data = exchange.read_body()
+            data = exchange.read_body(exchange.limits.event)
         finally:
             exchange.close()
         return exchange.status or 0, data

@@ -8,8 +8,9 @@ gateway's ``GET /info``. Like vLLM,
 paths get FastAPI's 404 ``{"detail":"Not Found"}`` and known paths with the wrong method a
 405 with an ``allow`` header.
 
-Injected faults (see :mod:`.faults`): the HTTP ones (500, 429, 404, reset) are answered at
-once without taking a capacity slot; the others are admitted and strike inside the
+Injected faults (see :mod:`.faults`): the HTTP ones (500, 429, 404, reset, and a
+gateway's huge_error, endless_error, huge_header) are answered at once without taking a
+capacity slot; the others are admitted and strike inside the
 response (see :mod:`.generation`). Each injected fault is counted in ``/metrics``.
 """
 
@@ -29,6 +30,7 @@ from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
 from .faults import STREAM_ONLY_FAULTS, Fault
+from .gateway import EndlessErrorBody, huge_error_response, huge_header_response
 from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
 from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
 from .info_routes import info_body, tokenize_body, version_body
@@ -64,6 +66,7 @@ _NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
 _UNAUTHORIZED = orjson.dumps({"error": "Unauthorized"})
 
 Route = Callable[[HttpConnection, Request], None]
+_GATEWAY_FAULTS = frozenset({Fault.HUGE_ERROR, Fault.ENDLESS_ERROR, Fault.HUGE_HEADER})
 
 
 class MockApp:
@@ -232,11 +235,7 @@ class MockApp:
             body = _error(lmdeploy, exc.message, exc.err_type, exc.status, exc.param)
             self._reply(conn, request, exc.status, body)
             return
-        fault = self.planner.draw_fault()
-        if fault in STREAM_ONLY_FAULTS and not req.stream:
-            fault = Fault.NONE  # only a stream has a [DONE] to leave out, or events
-        if fault is not Fault.NONE:
-            self.injected[fault.value] += 1
+        fault = self._draw_fault(req.stream)
         if fault is Fault.RESET:
             self._log(request, "reset", fault)
             conn.reset()
@@ -254,6 +253,9 @@ class MockApp:
             body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
             retry = str(c.retry_after_s).encode()
             self._reply(conn, request, 429, body, extra=((b"retry-after", retry),), fault=fault)
+            return
+        if fault in _GATEWAY_FAULTS:
+            self._gateway_fault(conn, request, fault)
             return
         plan = self.planner.plan(
             max_tokens=max_tokens,
@@ -347,6 +349,32 @@ class MockApp:
             )
 
         return render
+
+    def _draw_fault(self, stream: bool) -> Fault:
+        """This request's fault, counted for ``/metrics``."""
+        fault = self.planner.draw_fault()
+        if fault in STREAM_ONLY_FAULTS and not stream:
+            fault = Fault.NONE  # only a stream has a [DONE] to leave out, or events
+        if fault is not Fault.NONE:
+            self.injected[fault.value] += 1
+        return fault
+
+    def _gateway_fault(self, conn: HttpConnection, request: Request, fault: Fault) -> None:
+        """A misbehaving gateway's answer (see :mod:`.gateway`)."""
+        c = self.config
+        if fault is Fault.ENDLESS_ERROR:
+            self._log(request, 502, fault)
+            body = EndlessErrorBody(conn, self.loop)
+            conn.active = body  # cancelled when the client closes the connection
+            body.start()
+            return
+        if fault is Fault.HUGE_ERROR:
+            status, data = 500, huge_error_response(c.huge_error_bytes, request.keep_alive)
+        else:
+            status, data = 502, huge_header_response(c.huge_header_bytes, request.keep_alive)
+        conn.write(data)
+        self._log(request, status, fault)
+        conn.response_done()
 
     # helpers ------------------------------------------------------------------------------
 

@@ -38,6 +38,9 @@ _FAULT_HELP = {
     "error_rate_done_pings": "comment pings (: ping) after data: [DONE] until the client leaves",
     "error_rate_gzip": "the body gzip-encoded whatever the request's Accept-Encoding",
     "error_rate_empty_data": "a 'data: ' keep-alive with no payload before every token",
+    "error_rate_huge_error": "HTTP 500 whose JSON body is --huge-error-bytes long",
+    "error_rate_endless_error": "HTTP 502 whose chunked HTML body never ends",
+    "error_rate_huge_header": "HTTP 502 whose head has one header line of --huge-header-bytes",
 }
 
 
@@ -135,6 +138,18 @@ def build_parser(
         type=int,
         default=d.huge_event_bytes,
         help="text length of a huge_event token (%(default)s)",
+    )
+    err.add_argument(
+        "--huge-error-bytes",
+        type=int,
+        default=d.huge_error_bytes,
+        help="body length of a huge_error 500 (%(default)s)",
+    )
+    err.add_argument(
+        "--huge-header-bytes",
+        type=int,
+        default=d.huge_header_bytes,
+        help="length of a huge_header response's one big header line (%(default)s)",
     )
     err.add_argument(
         "--trickle-interval-ms",

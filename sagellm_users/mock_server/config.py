@@ -88,8 +88,13 @@ class MockServerConfig:
     error_rate_done_pings: float = 0.0
     error_rate_gzip: float = 0.0
     error_rate_empty_data: float = 0.0
+    error_rate_huge_error: float = 0.0
+    error_rate_endless_error: float = 0.0
+    error_rate_huge_header: float = 0.0
     retry_after_s: int = 1
     huge_event_bytes: int = 10_000_000
+    huge_error_bytes: int = 10_000_000
+    huge_header_bytes: int = 1_000_000
     trickle_interval_ms: float = 1000.0
     seed: int = 0
     send_timestamps: bool = False
@@ -143,6 +148,8 @@ class MockServerConfig:
             out.append(f"the error rates must add up to at most 1, got {total:g}")
         need(self.retry_after_s >= 0, "retry_after_s", "must be >= 0")
         need(self.huge_event_bytes >= 1, "huge_event_bytes", "must be >= 1")
+        need(self.huge_error_bytes >= 1, "huge_error_bytes", "must be >= 1")
+        need(self.huge_header_bytes >= 1, "huge_header_bytes", "must be >= 1")
         need(self.trickle_interval_ms > 0, "trickle_interval_ms", "must be > 0")
         need(self.api_key is None or bool(self.api_key), "api_key", "must not be empty")
         need(

@@ -5,7 +5,11 @@ at most 1) and exactly one place where it happens:
 
 * answered at once, without taking a capacity slot: ``500`` (vLLM's JSON error body),
   ``429`` (with ``Retry-After``), ``404`` (vLLM's unknown-model body), ``reset`` (the
-  connection is reset, RST, right after the request arrives: nothing is answered);
+  connection is reset, RST, right after the request arrives: nothing is answered), and
+  what a misbehaving gateway in front of the engine sends (see :mod:`.gateway`):
+  ``huge_error`` (a 500 whose body is ``--huge-error-bytes`` long), ``endless_error`` (a
+  502 whose chunked HTML body never ends), ``huge_header`` (a 502 whose head carries one
+  header line of ``--huge-header-bytes``);
 * inside a 200 stream, about halfway (token ``n // 2``): ``stream`` (vLLM's error event,
   then ``[DONE]``), ``malformed`` (an event whose JSON is cut short; the stream goes on),
   ``non_utf8`` (a token whose text holds bytes that are not UTF-8), ``cut`` (half of a
@@ -71,6 +75,9 @@ class Fault(enum.Enum):
     DONE_PINGS = "done_pings"
     GZIP = "gzip"
     EMPTY_DATA = "empty_data"
+    HUGE_ERROR = "huge_error"
+    ENDLESS_ERROR = "endless_error"
+    HUGE_HEADER = "huge_header"
 
     @property
     def rate_field(self) -> str:
@@ -82,7 +89,17 @@ class Fault(enum.Enum):
 FAULT_RATE_FIELDS: tuple[str, ...] = tuple(f.rate_field for f in Fault if f is not Fault.NONE)
 
 #: Faults answered before any generation starts.
-HTTP_FAULTS = frozenset({Fault.HTTP_500, Fault.HTTP_429, Fault.HTTP_404, Fault.RESET})
+HTTP_FAULTS = frozenset(
+    {
+        Fault.HTTP_500,
+        Fault.HTTP_429,
+        Fault.HTTP_404,
+        Fault.RESET,
+        Fault.HUGE_ERROR,
+        Fault.ENDLESS_ERROR,
+        Fault.HUGE_HEADER,
+    }
+)
 
 #: Faults that shape the whole response (its head, its framing) rather than one token.
 RESPONSE_FAULTS = frozenset({Fault.CONTINUE_100, Fault.GZIP, Fault.EMPTY_DATA})

@@ -19,6 +19,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from sagellm_users.backends import BACKENDS
 from sagellm_users.errors import ConfigError
+from sagellm_users.limits import (
+    DEFAULT_ERROR_BODY_BYTES,
+    DEFAULT_EVENT_BYTES,
+    DEFAULT_HEADER_BYTES,
+    ReadLimits,
+    parse_size,
+)
 from sagellm_users.metrics.slo import SLO, parse_slos
 from sagellm_users.metrics.window import Warmup, parse_warmup
 from sagellm_users.report.writers import check_report_path
@@ -113,6 +120,24 @@ def add_arguments(parser: Any) -> None:
         type=float,
         default=0.0,
         help="Seconds a whole request may take; 0 means no limit (default 0)",
+    )
+    add(
+        "--max-header-size",
+        default="64KiB",
+        help="Largest response head (status line and headers) read before the request fails "
+        "(ResponseTooLargeError); bytes or a unit: 65536, 64KiB, 1MiB (default 64KiB)",
+    )
+    add(
+        "--max-error-body",
+        default="64KiB",
+        help="How much of an error response's body is read for its excerpt; the rest is not "
+        "read and the connection is closed; 0 reads none (default 64KiB)",
+    )
+    add(
+        "--max-event-size",
+        default="16MiB",
+        help="Largest SSE event (or non-streamed answer) before the request fails "
+        "(ResponseTooLargeError); bytes or a unit (default 16MiB)",
     )
     add(
         "--ca-bundle",
@@ -267,6 +292,9 @@ _FLAGS = {
     "connect_timeout": "--connect-timeout",
     "read_timeout": "--read-timeout",
     "request_timeout": "--request-timeout",
+    "max_header_size": "--max-header-size",
+    "max_error_body": "--max-error-body",
+    "max_event_size": "--max-event-size",
     "retries": "--retries",
     "retry_max_wait": "--retry-max-wait",
     "prompt": "--prompt",
@@ -293,6 +321,9 @@ class LLMOptions(BaseModel):
     connect_timeout: float = Field(10.0, gt=0)
     read_timeout: float = Field(300.0, gt=0)
     request_timeout: float | None = Field(None, gt=0)
+    max_header_size: int = Field(DEFAULT_HEADER_BYTES, ge=1)
+    max_error_body: int = Field(DEFAULT_ERROR_BODY_BYTES, ge=0)
+    max_event_size: int = Field(DEFAULT_EVENT_BYTES, ge=1)
     ca_bundle: str = ""
     insecure: bool = False
     retries: int = Field(0, ge=0, le=100)
@@ -327,6 +358,11 @@ class LLMOptions(BaseModel):
         if self.insecure:
             return False
         return self.ca_bundle or True
+
+    @property
+    def read_limits(self) -> ReadLimits:
+        """How much of a response the client holds (the --max-* sizes)."""
+        return ReadLimits(self.max_header_size, self.max_error_body, self.max_event_size)
 
     @property
     def slos(self) -> tuple[SLO, ...]:
@@ -382,6 +418,7 @@ class LLMOptions(BaseModel):
             "connect_timeout": get(ns, "connect_timeout", 10.0),
             "read_timeout": get(ns, "read_timeout", 300.0),
             "request_timeout": request_timeout if request_timeout else None,
+            **_read_limit_values(ns),
             "ca_bundle": _checked_ca_bundle(str(get(ns, "ca_bundle", "") or "")),
             "insecure": bool(get(ns, "insecure", False)),
             "retries": get(ns, "retries", 0),
@@ -446,6 +483,23 @@ def _first_problem(exc: ValidationError) -> str:
         return "--prompt-file: the file holds no prompt (every line is blank); add prompts"
     value = error.get("input")
     return f"{flag}: {error['msg'].lower()}, got {value!r}"
+
+
+_SIZE_OPTIONS = {
+    "max_header_size": DEFAULT_HEADER_BYTES,
+    "max_error_body": DEFAULT_ERROR_BODY_BYTES,
+    "max_event_size": DEFAULT_EVENT_BYTES,
+}
+
+
+def _read_limit_values(ns: Any) -> dict[str, int]:
+    """The --max-* sizes in bytes (``64KiB`` and the like), each checked by its flag."""
+    values: dict[str, int] = {}
+    for field, default in _SIZE_OPTIONS.items():
+        raw = getattr(ns, field, None)
+        text = str(raw).strip() if raw not in (None, "") else ""
+        values[field] = parse_size(text, _FLAGS[field]) if text else default
+    return values
 
 
 def _read_prompts(path: str) -> tuple[str, ...]:

@@ -147,6 +147,7 @@ class LLMRuntime:
             headers=o.headers,
             timeouts=Timeouts(o.connect_timeout, o.read_timeout, o.request_timeout),
             verify=o.verify,
+            limits=o.read_limits,
         )
 
     def local_client(self, engine: str) -> LocalEngineClient:

@@ -72,6 +72,11 @@ FAULTS: dict[str, Expected] = {
     "done_pings": Expected(None),
     "gzip": Expected("ProtocolError", r"Content-Encoding: gzip although the request asked"),
     "empty_data": Expected(None),
+    "huge_error": Expected("HTTPStatusError", r"HTTP 500 .*body cut at the 64 KiB limit"),
+    "endless_error": Expected("HTTPStatusError", r"HTTP 502 Bad Gateway: .*body cut at the 64"),
+    "huge_header": Expected(
+        "ResponseTooLargeError", r"headers passed the 64 KiB limit.*--max-header-size"
+    ),
 }
 
 
@@ -172,6 +177,8 @@ def test_each_fault_is_classed_and_leaves_healthy_traffic_true(
         "--retry-after-s",
         "0",
         "--huge-event-bytes",
+        "1000000",
+        "--huge-error-bytes",
         "1000000",
         "--trickle-interval-ms",
         "50",
@@ -282,3 +289,36 @@ def test_a_refused_server_beside_a_healthy_one(tmp_path: Path, unused_port: int)
         assert "Connection refused" in (record.error_message or "")
         assert record.retry_errors == ["ConnectError"]  # retried once, refused again
     assert all(r.ok and r.output_tokens == 8 for r in healthy)
+
+
+def test_the_read_limits_are_options_of_the_run(tmp_path: Path) -> None:
+    """--max-header-size above the gateway's 1 MB header line lets its 502 through (an
+    HTTPStatusError, not ResponseTooLargeError); --max-error-body 1KiB cuts the excerpt
+    there; --max-event-size below the 100 kB huge_event fails those streams."""
+    mock_args = ["--ttft-ms", "5", "--tbt-ms", "2", "--seed", "5"]
+    mock_args += ["--error-rate-huge-header", "0.2", "--error-rate-huge-error", "0.2"]
+    mock_args += ["--error-rate-huge-event", "0.2", "--huge-event-bytes", "100000"]
+    mock_args += ["--huge-error-bytes", "100000"]
+    limits = ["--max-header-size", "2MiB", "--max-error-body", "1KiB"]
+    limits += ["--max-event-size", "64KiB"]
+    with MockServerProcess(mock_args) as mock:
+        assert mock.url is not None
+        run = run_against(mock.url, tmp_path / "run.jsonl", *limits, requests=60)
+        injected = injected_faults(mock.url)
+    assert set(injected) == {"huge_header", "huge_error", "huge_event"}
+    failed = [r for r in run.records if r.status == "error"]
+    by_status = Counter((r.error_class, r.http_status) for r in failed)
+    assert set(by_status) == {
+        ("HTTPStatusError", 502),
+        ("HTTPStatusError", 500),
+        ("ResponseTooLargeError", 200),
+    }, by_status
+    for record in failed:
+        message = record.error_message or ""
+        if record.http_status == 500:
+            assert "body cut at the 1 KiB limit" in message, message
+        elif record.http_status == 200:
+            assert "an SSE event passed the 64 KiB limit" in message, message
+            assert "--max-event-size" in message
+        else:
+            assert "HTTP 502 Bad Gateway" in message, message

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
+from sagellm_users.errors import ResponseTooLargeError
 from sagellm_users.sse import SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
@@ -386,3 +387,98 @@ def test_random_splits_match_the_unsplit_decode() -> None:
         pieces = [p for piece in pieces for p in ((piece, b"") if rng.random() < 0.1 else (piece,))]
         assert _decode(pieces) == whole, (stream, pieces)
         assert whole == expected, stream
+
+
+# -- linear in the size of an event ----------------------------------------------------------
+
+_MSS = 1448  # a TCP segment's payload on Ethernet: the size of the reads a big event comes in
+
+
+def _feed_in_pieces(decoder: SSEDecoder, stream: bytes, size: int) -> list[bytes]:
+    events: list[bytes] = []
+    for at in range(0, len(stream), size):
+        events.extend(decoder.feed(stream[at : at + size]))
+    return events
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_a_5_mb_event_in_1448_byte_reads_is_handled_in_linear_work(newline: bytes) -> None:
+    """Each byte kept from an earlier read is copied or searched again at most a fixed
+    number of times, however many reads the event spans: the decoder's own count of that
+    work stays within twice the event's size. (Copying the kept tail and searching it again
+    on every read, as a quadratic decoder does, counts about 1,700 times the size here.)"""
+    token = b"x" * 5_000_000
+    stream = b"data: " + token + newline + newline + b"data: [DONE]" + newline + newline
+    decoder = SSEDecoder()
+    events = _feed_in_pieces(decoder, stream, _MSS)
+    assert events == [token, b"[DONE]"]
+    assert decoder.pending == b""
+    assert decoder.rescanned <= 2 * len(stream), decoder.rescanned
+
+
+def test_many_events_split_across_reads_cost_linear_work() -> None:
+    """Events of every size that straddle read boundaries: the work stays linear."""
+    payloads = [b"y" * size for size in (1, 10, 100, 1_000, 10_000, 100_000) * 20]
+    stream = b"".join(b"data: " + p + b"\n\n" for p in payloads)
+    decoder = SSEDecoder()
+    assert _feed_in_pieces(decoder, stream, _MSS) == payloads
+    assert decoder.rescanned <= 2 * len(stream), decoder.rescanned
+
+
+# -- the event size limit --------------------------------------------------------------------
+
+
+def test_an_event_at_the_limit_passes_and_one_byte_more_fails() -> None:
+    event = b"data: " + b"x" * 1018  # 1,024 bytes as received
+    assert SSEDecoder(max_event_bytes=1024).feed(event + b"\n\n") == [b"x" * 1018]
+    with pytest.raises(ResponseTooLargeError, match=r"1 KiB limit.*--max-event-size"):
+        SSEDecoder(max_event_bytes=1024).feed(event + b"x\n\n")
+
+
+@pytest.mark.parametrize("piece", [1, 100, _MSS, 65536])
+def test_an_event_growing_past_the_limit_fails_with_what_is_kept_bounded(piece: int) -> None:
+    """An event that never ends (here: 1 MiB without its blank line, then more) fails as
+    soon as it passes the limit; until then the decoder keeps no more than the limit."""
+    limit = 64 * 1024
+    decoder = SSEDecoder(max_event_bytes=limit)
+    stream = b"data: " + b"x" * (1 << 20)
+    fed = 0
+    with pytest.raises(ResponseTooLargeError) as info:
+        for at in range(0, len(stream), piece):
+            decoder.feed(stream[at : at + piece])
+            fed = at + piece
+            assert len(decoder.pending) <= limit
+    assert limit - piece <= fed <= limit
+    assert "an SSE event passed the 64 KiB limit" in str(info.value)
+    assert "--max-event-size" in str(info.value)
+    assert decoder.pending == b""  # nothing held once it failed
+
+
+def test_endless_comments_without_a_blank_line_are_one_growing_event() -> None:
+    decoder = SSEDecoder(max_event_bytes=4096)
+    with pytest.raises(ResponseTooLargeError):
+        for _ in range(1000):
+            decoder.feed(b": keep-alive\n")
+
+
+def test_a_10_mb_token_fits_the_default_limit() -> None:
+    """The mock's huge_event (a 10 MB token) must pass with the default limit."""
+    token = b'{"choices":[{"delta":{"content":" ' + b"x" * 10_000_000 + b'"}}]}'
+    events = _feed_in_pieces(SSEDecoder(), b"data: " + token + b"\n\n", 65536)
+    assert events == [token]
+
+
+def test_events_after_a_big_one_are_unaffected() -> None:
+    decoder = SSEDecoder(max_event_bytes=1000)
+    stream = b"data: " + b"y" * 990 + b"\n\ndata: a\n\ndata: b\n\n"
+    assert _feed_in_pieces(decoder, stream, 7) == [b"y" * 990, b"a", b"b"]
+
+
+def test_a_blank_line_that_straddles_reads_ends_the_pending_event() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: x\n\n\n") == [b"x"]  # a lone LF is left over
+    assert decoder.feed(b"\ndata: y\n") == []  # that LF and this one: an empty block
+    assert decoder.feed(b"\n") == [b"y"]  # the blank line straddles the two reads
+    assert decoder.feed(b"data: " + b"z" * 5000 + b"\n") == []
+    assert decoder.feed(b"\ndata: w\n\n") == [b"z" * 5000, b"w"]
+    assert decoder.pending == b""
