@@ -1,0 +1,87 @@
+"""Thousands of users in one process: file descriptors past 1023 and the open-files limit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from locust.runners import STATE_STOPPED
+
+from sagellm_users import OpenAIChatUser
+from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.users import open_files as open_files_module
+from sagellm_users.users import plugin
+from sagellm_users.users.open_files import HEADROOM, OpenFiles
+from tests.locust_harness import LocalRun, wait_until
+
+USERS = 2000
+
+
+@pytest.fixture(scope="module")
+def slow_mock_url() -> Iterator[str]:
+    """Long answers (2 s to the first token), so 2,000 users hold 2,000 connections at once
+    while the two processes stay far from busy."""
+    server = MockServerProcess(["--ttft-ms", "2000", "--tbt-ms", "10"])
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def test_two_thousand_users_reuse_connections_without_a_client_failure(
+    slow_mock_url: str,
+) -> None:
+    """2,000 concurrent connections put most file descriptors above 1023, where ``select()``
+    failed every pooled connection's check (a third of the requests of such a test)."""
+    run = LocalRun(
+        [OpenAIChatUser],
+        ["--host", slow_mock_url, "--max-tokens", "2", "--read-timeout", "60"],
+    )
+    records = run.run_until(requests=2 * USERS + 200, users=USERS, timeout=120)
+
+    finished = [r for r in records if r.status != "cancelled"]
+    failed = [r for r in finished if not r.ok]
+    assert not failed, f"{len(failed)} failed, e.g. {failed[0].error_message}"
+    reused = sum(r.connect_s is None for r in finished)
+    assert reused >= USERS // 2, f"only {reused} requests went out on a pooled connection"
+    assert run.environment.stats.total.num_failures == 0
+    assert run.runtime.options_error is None
+
+
+def test_a_user_count_the_limit_cannot_hold_is_refused_before_any_user_starts(
+    monkeypatch: pytest.MonkeyPatch, unused_port: int
+) -> None:
+    """Users asked for after start (the web UI's form, a load shape) are checked too."""
+    limit = OpenFiles(limit=300, hard=300, in_use=36)
+    monkeypatch.setattr(plugin, "raise_limit", lambda: limit)
+    run = LocalRun(
+        [OpenAIChatUser],
+        ["--host", f"http://127.0.0.1:{unused_port}", "--model", "m", "--skip-host-check"],
+    )
+    run.runner.start(500, spawn_rate=500)
+    assert wait_until(lambda: run.runner.state == STATE_STOPPED)
+    run.finish()
+    error = run.runtime.options_error or ""
+    assert "500 users in this process need about 600 open files" in error
+    assert f"enough for {300 - 36 - HEADROOM} users" in error
+    assert "ulimit -n" in error
+    assert run.records == [], "no user was spawned, so nothing was sent"
+    assert run.environment.process_exit_code == 1
+
+
+def test_the_soft_limit_is_raised_to_the_hard_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 512:
+        pytest.skip("the hard limit leaves nothing to raise")
+    said: list[str] = []
+    resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+    try:
+        files = open_files_module.raise_limit(said.append)
+        again = open_files_module.raise_limit(said.append)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, files.limit), hard))
+    assert files.limit > 512 and hard in (resource.RLIM_INFINITY, files.limit)
+    assert said == [f"sagellm: open files limit raised from 512 to {files.limit}"]
+    assert again.limit == files.limit  # said once: nothing left to raise
