@@ -218,6 +218,8 @@ def test_unreachable_host_fails_requests_not_the_run(unused_port: int) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert "failure ConnectError" in result.stdout
     assert "connection refused" in result.stdout.lower()
+    assert "times after connection errors in a row" in result.stdout  # not a flood
+    assert "connection errors in a row to" in result.stderr  # said once, in the log
 
 
 def test_warmup_is_left_out_and_said(tmp_path: Path) -> None:

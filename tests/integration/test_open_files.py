@@ -1,16 +1,19 @@
-"""Thousands of users in one process: file descriptors past 1023 and the open-files limit."""
+"""Thousands of users in one process (file descriptors past 1023, the open-files limit),
+and a refusing server that must not be hammered."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 from locust.runners import STATE_STOPPED
 
 from sagellm_users import OpenAIChatUser
+from sagellm_users.metrics import render_summary
 from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.users import connect_backoff, plugin
 from sagellm_users.users import open_files as open_files_module
-from sagellm_users.users import plugin
 from sagellm_users.users.open_files import HEADROOM, OpenFiles
 from tests.locust_harness import LocalRun, wait_until
 
@@ -85,3 +88,35 @@ def test_the_soft_limit_is_raised_to_the_hard_limit(monkeypatch: pytest.MonkeyPa
     assert files.limit > 512 and hard in (resource.RLIM_INFINITY, files.limit)
     assert said == [f"sagellm: open files limit raised from 512 to {files.limit}"]
     assert again.limit == files.limit  # said once: nothing left to raise
+
+
+def test_a_user_backs_off_after_connection_errors_in_a_row(
+    monkeypatch: pytest.MonkeyPatch, unused_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refused port fails in microseconds: without a wait, one user alone sent tens of
+    thousands of requests a second at full CPU. Each failure still counts."""
+    monkeypatch.setattr(connect_backoff, "FIRST_WAIT_S", 0.01)
+    monkeypatch.setattr(connect_backoff, "MAX_WAIT_S", 0.04)
+    monkeypatch.setitem(connect_backoff._warned, "at", -connect_backoff.WARN_AGAIN_S)
+    host = f"http://127.0.0.1:{unused_port}"
+    run = LocalRun([OpenAIChatUser], ["--host", host, "--model", "m", "--skip-host-check"])
+    with caplog.at_level(logging.WARNING, logger="sagellm_users"):
+        records = [r for r in run.run_until(requests=9, users=1) if r.status != "cancelled"]
+    assert all(r.error_class == "ConnectError" for r in records)
+    waits = [r.backoff_s for r in records[:9]]
+    free = connect_backoff.FREE_ERRORS
+    assert waits[:free] == [0.0] * free
+    assert 0.0075 <= waits[free] <= 0.01  # the first wait, jittered down by at most 25%
+    assert waits[free] < waits[free + 1] < waits[free + 2]  # doubling ...
+    assert all(0.03 <= w <= 0.04 for w in waits[free + 3 :])  # ... up to the longest
+    total = run.runtime.collector.total()
+    assert total.failed == len(records), "every failure counts"
+    assert total.backoffs == len(records) - free
+    report = plugin._report(run.runtime)
+    assert report.total.backoffs == total.backoffs
+    assert report.total.backoff_s == pytest.approx(total.backoff_ms / 1e3)
+    summary = render_summary(run.runtime.collector.by_name, total)
+    assert f"backed off {total.backoffs} times after connection errors in a row" in summary
+    lines = [r.getMessage() for r in caplog.records if "connection errors in a row" in r.message]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"sagellm: {free + 1} connection errors in a row to {host}")
