@@ -15,7 +15,8 @@ from sagellm_users.mock_server import MockServerProcess
 from sagellm_users.users import connect_backoff, plugin
 from sagellm_users.users import open_files as open_files_module
 from sagellm_users.users.open_files import HEADROOM, OpenFiles
-from tests.locust_harness import LocalRun, wait_until
+from sagellm_users.users.runtime import runtime_of
+from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
 
 USERS = 2000
 
@@ -120,3 +121,45 @@ def test_a_user_backs_off_after_connection_errors_in_a_row(
     lines = [r.getMessage() for r in caplog.records if "connection errors in a row" in r.message]
     assert len(lines) == 1, lines
     assert lines[0].startswith(f"sagellm: {free + 1} connection errors in a row to {host}")
+
+
+def test_a_worker_checks_the_host_when_the_test_starts(
+    fast_reports: None,
+) -> None:
+    """A worker learns its host when the master starts the test (the master checked it
+    at its own start; here the server is gone since): it checks it then, and stops with one
+    line instead of failing every request."""
+    with MockServerProcess(["--ttft-ms", "5", "--tbt-ms", "2"]) as mock:
+        assert mock.url is not None
+        _env, master, workers = start_cluster(["--host", mock.url, "--max-tokens", "4"], 1)
+    [worker] = workers
+    seen = capture_submitted(worker.environment)
+    runtime = runtime_of(worker.environment)
+    try:
+        master.start(4, spawn_rate=4)
+        assert wait_until(lambda: runtime.options_error is not None)
+        assert wait_until(lambda: worker.state == STATE_STOPPED)
+    finally:
+        master.quit()
+        worker.quit()
+    assert seen == [], "nothing was sent"
+    error = runtime.options_error or ""
+    assert error.startswith(f"--host {mock.url}: ") and "refused" in error.lower()
+
+
+def test_a_worker_refuses_a_share_its_limit_cannot_hold(
+    monkeypatch: pytest.MonkeyPatch, slow_mock_url: str, fast_reports: None
+) -> None:
+    monkeypatch.setattr(plugin, "raise_limit", lambda: OpenFiles(300, 300, 36))
+    _env, master, [worker] = start_cluster(["--host", slow_mock_url, "--max-tokens", "2"], 1)
+    seen = capture_submitted(worker.environment)
+    runtime = runtime_of(worker.environment)
+    try:
+        master.start(500, spawn_rate=500)
+        assert wait_until(lambda: runtime.options_error is not None)
+        assert wait_until(lambda: worker.state == STATE_STOPPED)
+    finally:
+        master.quit()
+        worker.quit()
+    assert seen == [], "nothing was sent"
+    assert "500 users on worker 0 need about 600 open files" in (runtime.options_error or "")
