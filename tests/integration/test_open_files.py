@@ -16,6 +16,7 @@ from sagellm_users.users import connect_backoff, plugin
 from sagellm_users.users import open_files as open_files_module
 from sagellm_users.users.open_files import HEADROOM, OpenFiles
 from sagellm_users.users.runtime import runtime_of
+from tests.fault_tally import FaultRow, add_row
 from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
 
 USERS = 2000
@@ -92,7 +93,10 @@ def test_the_soft_limit_is_raised_to_the_hard_limit(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_user_backs_off_after_connection_errors_in_a_row(
-    monkeypatch: pytest.MonkeyPatch, unused_port: int, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch,
+    unused_port: int,
+    caplog: pytest.LogCaptureFixture,
+    pytestconfig: pytest.Config,
 ) -> None:
     """A refused port fails in microseconds: without a wait, one user alone sent tens of
     thousands of requests a second at full CPU. Each failure still counts."""
@@ -102,7 +106,12 @@ def test_a_user_backs_off_after_connection_errors_in_a_row(
     host = f"http://127.0.0.1:{unused_port}"
     run = LocalRun([OpenAIChatUser], ["--host", host, "--model", "m", "--skip-host-check"])
     with caplog.at_level(logging.WARNING, logger="sagellm_users"):
-        records = [r for r in run.run_until(requests=9, users=1) if r.status != "cancelled"]
+        every = run.run_until(requests=9, users=1)
+    records = [r for r in every if r.status != "cancelled"]
+    refused = len(records)  # every connection attempt was refused: one per finished request
+    add_row(
+        pytestconfig, FaultRow("refused", len(every), refused, len(every) - refused, refused, 0)
+    )
     assert all(r.error_class == "ConnectError" for r in records)
     waits = [r.backoff_s for r in records[:9]]
     free = connect_backoff.FREE_ERRORS
