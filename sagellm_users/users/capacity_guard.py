@@ -10,13 +10,12 @@ instead of failing a connection per user past the limit.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
-import gevent
 from locust.runners import WorkerRunner
 
 from sagellm_users.users.open_files import OpenFiles
+from sagellm_users.users.refusal import refuse
 
 if TYPE_CHECKING:
     from locust.runners import Runner
@@ -24,8 +23,6 @@ if TYPE_CHECKING:
     from sagellm_users.users.runtime import LLMRuntime
 
 __all__ = ["guard_spawning", "where"]
-
-log = logging.getLogger("sagellm_users")
 
 
 def where(runner: Runner | None) -> str:
@@ -45,10 +42,7 @@ def guard_spawning(runner: Runner, runtime: LLMRuntime, files: OpenFiles) -> Non
         refusal = files.refusal(target, where(runner))
         if refusal is None or not any(user_classes_spawn_count.values()):
             return original(user_classes_spawn_count, wait)
-        if runtime.options_error != refusal:
-            log.error("sagellm: %s; the test was stopped", refusal)
-        runtime.options_error = refusal
-        gevent.spawn(runner.stop)
+        refuse(runtime, runner, refusal)
         return []
 
     runner.spawn_users = spawn_users  # type: ignore[method-assign]

@@ -11,13 +11,11 @@ master; the web UI's form may change it), where a refusal stops the test with on
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
-
-import gevent
 
 from sagellm_users.backends.http import HttpTransport, Timeouts
 from sagellm_users.errors import ConfigError, LLMError
+from sagellm_users.users.refusal import refuse
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -27,8 +25,6 @@ if TYPE_CHECKING:
     from sagellm_users.users.runtime import LLMRuntime
 
 __all__ = ["host_problem", "install_host_check"]
-
-log = logging.getLogger("sagellm_users")
 
 
 def host_problem(host: str, options: LLMOptions) -> str | None:
@@ -60,10 +56,7 @@ def install_host_check(environment: Environment, runtime: LLMRuntime, runner: Ru
         if runtime.options.skip_host_check or not host:
             return
         problem = host_problem(host, runtime.options)
-        if problem is None:
-            return
-        runtime.options_error = problem
-        log.error("sagellm: %s; the test was stopped", problem)
-        gevent.spawn(runner.stop)
+        if problem is not None:
+            refuse(runtime, runner, problem)
 
     environment.events.test_start.add_listener(check)

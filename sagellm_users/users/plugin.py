@@ -58,6 +58,7 @@ from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.open_files import OpenFiles, raise_limit
 from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users.users.refusal import relay_refusals
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
@@ -291,6 +292,8 @@ def _guard_load(
 ) -> None:
     """Where load is sent, each test start checks again what the start can change: the
     users asked for (web UI, load shape, a worker's share) and the host."""
+    if isinstance(runner, MasterRunner):
+        relay_refusals(runtime, runner)  # a worker's, so the run ends with exit code 1
     if runner is None or files is None:  # no runner, or the master
         return
     guard_spawning(runner, runtime, files)

@@ -36,13 +36,11 @@ def test_a_refused_host_stops_the_run_before_any_load(unused_port: int) -> None:
     assert "ConnectError" not in result.stdout, "no request was sent"
 
 
-def test_users_beyond_the_open_files_limit_are_refused_before_any_load() -> None:
-    """The shell's limit cannot be raised above its hard limit of 256: 1,000 users would
-    fail one connection each past it, so the run is refused with the fix named."""
-    locust = shlex.join([sys.executable, "-m", "locust", "-f", CHAT, "--headless",
-                         "-u", "1000", "-r", "1000", "-t", "5s"])  # fmt: skip
-    result = subprocess.run(
-        ["bash", "-c", f"ulimit -n 256 && exec {locust}"],
+def locust_with_open_files(limit: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """``locust ARGS`` from a shell whose open-files limit (soft and hard) is ``limit``."""
+    locust = shlex.join([sys.executable, "-m", "locust", "-f", CHAT, *args])
+    return subprocess.run(
+        ["bash", "-c", f"ulimit -n {limit} && exec {locust}"],
         cwd=ROOT,
         env=locust_env(),
         capture_output=True,
@@ -51,6 +49,12 @@ def test_users_beyond_the_open_files_limit_are_refused_before_any_load() -> None
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+def test_users_beyond_the_open_files_limit_are_refused_before_any_load() -> None:
+    """The shell's limit cannot be raised above its hard limit of 256: 1,000 users would
+    fail one connection each past it, so the run is refused with the fix named."""
+    result = locust_with_open_files(256, "--headless", "-u", "1000", "-r", "1000", "-t", "5s")
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output
@@ -59,3 +63,16 @@ def test_users_beyond_the_open_files_limit_are_refused_before_any_load() -> None
     assert "the open files limit is 256 (hard limit 256)" in line
     assert "ulimit -n" in line
     assert "embedded mock" not in output, "refused before anything started"
+
+
+def test_a_worker_share_beyond_its_limit_stops_the_run_with_exit_code_1() -> None:
+    """With --processes each worker holds its share (500 of 1,000 users): the worker says
+    why it cannot, and the master ends the run with exit code 1, not 0 with nothing sent."""
+    args = ["--headless", "--processes", "2", "-u", "1000", "-r", "1000", "-t", "4s"]
+    result = locust_with_open_files(256, *args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output
+    refusals = [line for line in output.splitlines() if "users on worker" in line]
+    assert refusals and all("need about" in line and "ulimit -n" in line for line in refusals)
+    assert "LLM summary: no requests were completed." in result.stdout

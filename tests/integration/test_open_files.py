@@ -160,15 +160,19 @@ def test_a_worker_refuses_a_share_its_limit_cannot_hold(
     monkeypatch: pytest.MonkeyPatch, slow_mock_url: str, fast_reports: None
 ) -> None:
     monkeypatch.setattr(plugin, "raise_limit", lambda: OpenFiles(300, 300, 36))
-    _env, master, [worker] = start_cluster(["--host", slow_mock_url, "--max-tokens", "2"], 1)
+    master_env, master, [worker] = start_cluster(["--host", slow_mock_url, "--max-tokens", "2"], 1)
     seen = capture_submitted(worker.environment)
     runtime = runtime_of(worker.environment)
     try:
         master.start(500, spawn_rate=500)
         assert wait_until(lambda: runtime.options_error is not None)
         assert wait_until(lambda: worker.state == STATE_STOPPED)
+        assert wait_until(lambda: runtime_of(master_env).options_error is not None)
     finally:
         master.quit()
         worker.quit()
     assert seen == [], "nothing was sent"
     assert "500 users on worker 0 need about 600 open files" in (runtime.options_error or "")
+    # The master learns it: its run ends with exit code 1, not 0 with nothing sent.
+    master_runtime = runtime_of(master_env)
+    assert master_runtime.options_error == runtime.options_error
