@@ -272,7 +272,10 @@ def _check_before_load(
     raised first (returned, for the checks at each later start, where load is sent)."""
     is_worker = isinstance(runner, WorkerRunner)
     host = environment.host
-    if host and not is_worker and not options.skip_host_check and _needs_host(environment):
+    # --host replaces every class's own host at start, so any user that is not in-process
+    # sends there (a class's host attribute says nothing: Locust sets it at each start).
+    sends = any(not issubclass(cls, LocalEngineUser) for cls in environment.user_classes)
+    if host and sends and not is_worker and not options.skip_host_check:
         problem = host_problem(host, options)
         if problem is not None:
             _fail(problem)
