@@ -242,8 +242,27 @@ def read_sagellm(result: ClientResult, report: Path) -> None:
         }
     records = report.with_suffix(".jsonl")
     send_log = report.parent / SEND_LOG
+    if records.exists():
+        count_connections(result, records)
     if records.exists() and send_log.exists():
         join_accuracy(result, records, send_log)
+
+
+def count_connections(result: ClientResult, records: Path) -> None:
+    """How the finished requests went out: on a pooled connection (``connect_ms`` null) or
+    a new one, and how many failed (with 10,000 users, most connections sit on file
+    descriptors above 1023)."""
+    sent = reused = failed = 0
+    with records.open("rb") as lines:
+        for line in lines:
+            record = orjson.loads(line)
+            if record["status"] == "cancelled":
+                continue
+            failed += record["status"] == "error"
+            if record["t_send"] is not None:
+                sent += 1
+                reused += record["connect_ms"] is None
+    result.extra["connections"] = {"requests": sent, "reused": reused, "failed": failed}
 
 
 def join_accuracy(result: ClientResult, records: Path, send_log: Path) -> None:
@@ -360,6 +379,13 @@ def print_table(results: list[ClientResult], args: argparse.Namespace, placement
                 f"{'':18} client health: loop lag p99 {fmt(r.health['loop_lag_p99_ms'])} ms, "
                 f"CPU {fmt(r.health['cpu_mean'], '.0%')}, {verdict}, processes needed "
                 f"{r.health['processes_needed']}"
+            )
+        connections = r.extra.get("connections")
+        if connections is not None:
+            print(
+                f"{'':18} requests sent {connections['requests']:,}, "
+                f"{connections['reused']:,} on a pooled connection; "
+                f"{connections['failed']:,} failed"
             )
     print(
         f"truth: ITL {args.tbt_ms:g} ms, TTFT {args.ttft_ms:g} ms (plus the mock's own lag); "

@@ -16,6 +16,7 @@ else.
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 from collections.abc import Mapping
@@ -35,7 +36,10 @@ from sagellm_users.limits import ReadLimits
 __all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
 _USER_AGENT = "sagellm-locust"
-_select = get_original("select", "select")  # a zero-timeout poll; never yields to the hub
+_poll = get_original("select", "poll")
+"""The original ``poll`` (never yields to the hub; unlike ``select()`` it takes any file
+descriptor, and thousands of users put most connections above 1023)."""
+_READABLE = select.POLLIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +149,9 @@ class HttpTransport(Closeable):
         idle = self._idle
         while idle:
             sock = idle.pop()
-            if _select([sock], (), (), 0)[0]:
+            poller = _poll()  # cheaper than MSG_PEEK, whose idle case raises (bench/)
+            poller.register(sock.fileno(), _READABLE)
+            if poller.poll(0):  # readable, hung up or in error
                 sock.close()
                 continue
             self._in_use += 1

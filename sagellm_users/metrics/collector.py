@@ -41,6 +41,8 @@ _COUNTERS = (
     "good",
     "retried",
     "retries",
+    "backoffs",
+    "backoff_ms",
 )
 
 StatsKey = tuple[str, str]
@@ -80,6 +82,10 @@ class EndpointStats:
     """Attempts after the first, all requests together."""
     retry_failures: Counter[str] = field(default_factory=Counter)
     """How the retried attempts failed (``"HTTPStatusError 429"``: count)."""
+    backoffs: int = 0
+    """Waits users took after connection errors in a row (users.connect_backoff)."""
+    backoff_ms: int = 0
+    """Their total length, all users together."""
     first_send: float | None = None
     """Wall-clock time of the first send."""
     last_done: float | None = None
@@ -97,6 +103,9 @@ class EndpointStats:
             self.retried += 1
             self.retries += len(record.retry_errors)
             self.retry_failures.update(record.retry_errors)
+        if record.backoff_s:
+            self.backoffs += 1
+            self.backoff_ms += round(record.backoff_s * 1e3)
         if record.status == "cancelled":
             self.cancelled += 1
             return

@@ -78,6 +78,9 @@ class RequestRecord:
     the timings above are the last attempt's."""
     retry_wait_s: float = 0.0
     """Seconds waited between attempts (Retry-After or back-off)."""
+    backoff_s: float = 0.0
+    """After connection errors in a row: how long the user waited after this request
+    before its next (see users.connect_backoff)."""
 
     @property
     def retries(self) -> int:
@@ -230,6 +233,7 @@ class RequestRecord:
             turn=data.get("turn"),
             retry_errors=[str(e) for e in data.get("retry_errors") or ()],
             retry_wait_s=seconds("retry_wait_ms"),
+            backoff_s=seconds("backoff_ms"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -278,4 +282,5 @@ class RequestRecord:
             "retries": self.retries,
             "retry_errors": self.retry_errors,
             "retry_wait_ms": ms(self.retry_wait_s),
+            "backoff_ms": ms(self.backoff_s),
         }

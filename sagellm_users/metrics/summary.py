@@ -96,6 +96,11 @@ def render_summary(
             )
         if stats.retries:
             out.append(_retry_line(stats))
+        if stats.backoffs:
+            out.append(
+                f"  backed off {stats.backoffs} times after connection errors in a row "
+                f"({stats.backoff_ms / 1e3:.1f} s of waiting, all users together)"
+            )
         if stats.succeeded:
             out.extend(_table([header, *_latency_rows(stats, percentiles)]))
         for error_class, count in stats.failures.most_common():

@@ -49,8 +49,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-MIN_OPEN_FILES = 10000
-"""What Locust asks for too: a stream is a connection, and thousands of streams is the point."""
+MIN_OPEN_FILES = 65536
+"""A stream is a connection, and thousands of streams is the point: above Locust's own
+10,000, so one mock can serve a load test of 10,000 users and more (the client raises its
+limit to the hard one)."""
 
 
 def raise_open_files_limit() -> None:

@@ -107,6 +107,10 @@ class MetricsBlock(BaseModel):
     ``retry_failures``, never in ``failures``."""
     retries: int = 0
     retry_failures: dict[str, int] = {}
+    backoffs: int = 0
+    """Waits users took after connection errors in a row, so a refusing server is not
+    hammered; the failed requests are in ``failures`` as always."""
+    backoff_s: float = 0.0
 
     @classmethod
     def of(
@@ -142,6 +146,8 @@ class MetricsBlock(BaseModel):
             retried=stats.retried,
             retries=stats.retries,
             retry_failures=dict(stats.retry_failures.most_common()),
+            backoffs=stats.backoffs,
+            backoff_s=stats.backoff_ms / 1e3,
             token_provenance=TokenProvenance(
                 output_from_usage=stats.succeeded - stats.output_tokens_estimated,
                 output_estimated=stats.output_tokens_estimated,

@@ -19,6 +19,7 @@ from locust.exception import StopUser
 from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.metrics import RequestRecord
+from sagellm_users.users.connect_backoff import ConnectBackoff
 from sagellm_users.users.retry import attempt_label
 from sagellm_users.users.runtime import RETRY_ROW, LLMRuntime, runtime_of
 from sagellm_users.workloads.traffic import NextRequest, UserTraffic
@@ -55,6 +56,7 @@ class LLMUser(User):
     _planned: NextRequest | None = None
     _arrival: float | None = None
     """Open loop: the arrival time the current wait ends at (claimed in the wait)."""
+    _backoff: ConnectBackoff | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """A subclass that declares its own ``@task`` replaces the default task.
@@ -212,9 +214,24 @@ class LLMUser(User):
             if record.t_done is None:
                 record.t_done = perf_counter()
             llm.in_flight -= 1
-            llm.submit(record, error)
+            self._submit(record, error)
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))
+        return self._backed_off(record)
+
+    def _submit(self, record: RequestRecord, error: BaseException | None) -> None:
+        """Record the request, with the wait it earned when it ends a streak of
+        connection errors (see users.connect_backoff)."""
+        if record.status != "cancelled":
+            if self._backoff is None:
+                self._backoff = ConnectBackoff()
+            record.backoff_s = self._backoff.after(error, self.host or "")
+        self.llm.submit(record, error)
+
+    def _backed_off(self, record: RequestRecord) -> RequestRecord:
+        """Wait the back-off ``record`` earned (once it is recorded) before the next one."""
+        if record.backoff_s:
+            gevent.sleep(record.backoff_s)
         return record
 
     def _retry_after(

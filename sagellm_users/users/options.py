@@ -154,6 +154,14 @@ def add_arguments(parser: Any) -> None:
         help="Do not verify https certificates (a warning says so); only for test servers",
     )
     add(
+        "--skip-host-check",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="Start users even when --host refuses a connection at start (by default the "
+        "run stops with exit code 1 before any load)",
+    )
+    add(
         "--retries",
         type=int,
         default=0,
@@ -326,6 +334,7 @@ class LLMOptions(BaseModel):
     max_event_size: int = Field(DEFAULT_EVENT_BYTES, ge=1)
     ca_bundle: str = ""
     insecure: bool = False
+    skip_host_check: bool = False
     retries: int = Field(0, ge=0, le=100)
     retry_max_wait: float = Field(30.0, gt=0)
     llm_records: Path | None = None
@@ -421,6 +430,7 @@ class LLMOptions(BaseModel):
             **_read_limit_values(ns),
             "ca_bundle": _checked_ca_bundle(str(get(ns, "ca_bundle", "") or "")),
             "insecure": bool(get(ns, "insecure", False)),
+            "skip_host_check": bool(get(ns, "skip_host_check", False)),
             "retries": get(ns, "retries", 0),
             "retry_max_wait": get(ns, "retry_max_wait", 30.0),
             "llm_records": Path(records) if records else None,

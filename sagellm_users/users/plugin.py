@@ -44,6 +44,7 @@ from sagellm_users.report.engines import render_engines
 from sagellm_users.report.server import render_server_side
 from sagellm_users.report.workload import render_workload_parts
 from sagellm_users.users.base import LLMUser
+from sagellm_users.users.capacity_guard import guard_spawning
 from sagellm_users.users.engines import (
     engine_specs,
     engines_needed,
@@ -51,10 +52,13 @@ from sagellm_users.users.engines import (
     stop_engines,
 )
 from sagellm_users.users.health_probe import HealthProbe
+from sagellm_users.users.host_check import host_problem, install_host_check
 from sagellm_users.users.ignored_options import check_engine_options, check_shape_options
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
+from sagellm_users.users.open_files import OpenFiles, raise_limit
 from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users.users.refusal import relay_refusals
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
@@ -153,6 +157,7 @@ def _on_init(
                 records.open()
         except ConfigError as exc:
             _fail(str(exc))
+    files = _check_before_load(environment, options, runner)
     # Everything is valid: only now start anything.
     interrupt_main_greenlet()  # Ctrl-C must not kill whichever greenlet happens to run
     _guard_secrets(environment, options, web_ui)
@@ -169,7 +174,9 @@ def _on_init(
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
     shutdown = Shutdown(runner, lambda: runtime.in_flight)
-    _register_listeners(environment, runtime, runner, web_ui, records, shutdown=shutdown)
+    _register_listeners(
+        environment, runtime, runner, web_ui, records, shutdown=shutdown, files=files
+    )
     environment.events.quitting.add_listener(
         lambda **_kw: _on_quitting(runtime, runner, mock, shutdown)
     )
@@ -183,6 +190,7 @@ def _register_listeners(
     records: RecordsWriter | None,
     *,
     shutdown: Shutdown,
+    files: OpenFiles | None = None,
 ) -> None:
     is_worker = isinstance(runner, WorkerRunner)
     events = environment.events
@@ -195,6 +203,7 @@ def _register_listeners(
     )
     events.reset_stats.add_listener(runtime.reset_stats)
     install_traffic(environment, runtime, runner)
+    _guard_load(environment, runtime, runner, files)
     if not isinstance(runner, MasterRunner):  # this process generates the load
         # First at test stop: what finished is recorded before anything reads the results.
         recorder = runtime.recorder
@@ -256,6 +265,44 @@ def _watch_workers(
     quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
     watch.start()
     events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built
+
+
+def _check_before_load(
+    environment: Environment, options: LLMOptions, runner: Runner | None
+) -> OpenFiles | None:
+    """The host answers, and this process can hold ``--users``: its open-files limit is
+    raised first (returned, for the checks at each later start, where load is sent)."""
+    is_worker = isinstance(runner, WorkerRunner)
+    host = environment.host
+    # --host replaces every class's own host at start, so any user that is not in-process
+    # sends there (a class's host attribute says nothing: Locust sets it at each start).
+    sends = any(not issubclass(cls, LocalEngineUser) for cls in environment.user_classes)
+    if host and sends and not is_worker and not options.skip_host_check:
+        problem = host_problem(host, options)
+        if problem is not None:
+            _fail(problem)
+    if isinstance(runner, MasterRunner):
+        return None
+    files = raise_limit()
+    users = getattr(environment.parsed_options, "num_users", None)
+    if isinstance(users, int) and not is_worker:
+        refusal = files.refusal(users, "(--users)")
+        if refusal is not None:
+            _fail(refusal)
+    return files
+
+
+def _guard_load(
+    environment: Environment, runtime: LLMRuntime, runner: Runner | None, files: OpenFiles | None
+) -> None:
+    """Where load is sent, each test start checks again what the start can change: the
+    users asked for (web UI, load shape, a worker's share) and the host."""
+    if isinstance(runner, MasterRunner):
+        relay_refusals(runtime, runner)  # a worker's, so the run ends with exit code 1
+    if runner is None or files is None:  # no runner, or the master
+        return
+    guard_spawning(runner, runtime, files)
+    install_host_check(environment, runtime, runner)  # after the options are re-read
 
 
 def _check_shape(environment: Environment) -> None:

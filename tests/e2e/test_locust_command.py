@@ -212,12 +212,14 @@ def test_readme_custom_locustfile_runs(tmp_path: Path) -> None:
 def test_unreachable_host_fails_requests_not_the_run(unused_port: int) -> None:
     result = locust(
         "-f", CHAT, "--headless", "-u", "1", "-r", "1", "-t", "2s",
-        "--host", f"http://127.0.0.1:{unused_port}", "--model", "m",
+        "--host", f"http://127.0.0.1:{unused_port}", "--model", "m", "--skip-host-check",
     )  # fmt: skip
     assert result.returncode == 1, "Locust's exit code for a run with failures"
     assert "Traceback" not in result.stdout + result.stderr
     assert "failure ConnectError" in result.stdout
     assert "connection refused" in result.stdout.lower()
+    assert "times after connection errors in a row" in result.stdout  # not a flood
+    assert "connection errors in a row to" in result.stderr  # said once, in the log
 
 
 def test_warmup_is_left_out_and_said(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ ANY_VALUE = {
     "--no-stream": "a switch",
     "--ignore-eos": "a switch",
     "--insecure": "a switch (refused with --ca-bundle, in the table)",
+    "--skip-host-check": "a switch",
     "--measure-after-spawn": "a switch",
     "--seed": "any integer (Locust's parser refuses the rest)",
 }

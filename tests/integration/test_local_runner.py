@@ -108,8 +108,9 @@ def test_failures_are_classified_and_the_test_goes_on() -> None:
 def test_unreachable_host_is_a_connect_error(unused_port: int) -> None:
     run = LocalRun(
         [OpenAIChatUser],
-        ["--host", f"http://127.0.0.1:{unused_port}", "--model", "m", "--connect-timeout", "2"],
-    )
+        ["--host", f"http://127.0.0.1:{unused_port}", "--model", "m", "--connect-timeout", "2",
+         "--skip-host-check"],
+    )  # fmt: skip
     records = [r for r in run.run_until(requests=3, users=1) if r.status != "cancelled"]
     assert len(records) >= 2
     assert all(r.status == "error" and r.error_class == "ConnectError" for r in records)

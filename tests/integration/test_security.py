@@ -81,8 +81,13 @@ def _tls_run(url: str, *extra: str) -> LocalRun:
     return run
 
 
-def test_tls_is_verified_by_default(tls_url: str) -> None:
-    run = _tls_run(tls_url)
+def test_tls_is_verified_by_default(tls_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:  # the start's host check makes the handshake
+        _tls_run(tls_url)
+    assert stopped.value.code == 1
+    [line] = [x for x in capsys.readouterr().err.splitlines() if x.startswith("sagellm: ")]
+    assert "certificate verify failed" in line and "--skip-host-check" in line
+    run = _tls_run(tls_url, "--skip-host-check")  # then each request fails the same way
     failed = [r for r in run.records if r.status == "error"]
     assert failed and not [r for r in run.records if r.ok]
     assert all(r.error_class == "ConnectError" for r in failed)

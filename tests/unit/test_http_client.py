@@ -659,6 +659,51 @@ def test_stale_connection_in_the_pool_is_retried_on_a_new_one(
     assert stream.connect_s is not None  # the retry opened a new connection
 
 
+def _above_select_limit(sock: socket.socket) -> socket.socket:
+    """``sock`` moved to a file descriptor >= 1024, where ``select()`` cannot go (a load
+    test with more than about a thousand users has most of its connections there)."""
+    import fcntl
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft <= 1100:
+        if hard != resource.RLIM_INFINITY and hard <= 1100:
+            pytest.skip(f"the open files limit ({hard}) leaves no descriptor above 1024")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD, 1024)
+    moved = socket.socket(sock.family, sock.type, sock.proto, fileno=high)
+    sock.close()
+    assert moved.fileno() >= 1024
+    return moved
+
+
+@pytest.mark.parametrize("server_closed", [False, True], ids=["alive", "closed"])
+def test_an_idle_connection_above_fd_1024_is_checked_without_error(
+    serve: Callable[[Script], ScriptedServer], server_closed: bool
+) -> None:
+    """An idle connection on fd >= 1024 is reused when alive and dropped when the server
+    closed it; ``select()`` raised ``ValueError: filedescriptor out of range``."""
+    closed = threading.Event()
+
+    def script(conn: Connection) -> None:
+        if conn.index == 0 and server_closed:
+            conn.close()
+            closed.set()
+        else:
+            answer(chunked_sse(VLLM_EVENTS))(conn)
+
+    server = serve(script)
+    with client_for(server.url) as client:
+        idle = _above_select_limit(socket.create_connection(("127.0.0.1", server.port), 2))
+        if server_closed:
+            assert closed.wait(SCRIPT_TIMEOUT)
+        client.transport._idle.append(idle)
+        stream = client.stream(chat("b"))
+        assert "".join(c.text for c in stream) == "Hello world"
+    assert (stream.connect_s is not None) is server_closed  # reused unless found closed
+    assert server.connections == (2 if server_closed else 1)
+
+
 def test_new_connection_closed_before_answering(serve: Callable[[Script], ScriptedServer]) -> None:
     def script(conn: Connection) -> None:
         assert conn.read_request() is not None
