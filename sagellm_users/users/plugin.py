@@ -64,6 +64,7 @@ from sagellm_users.users.stopping import (
     quit_workers_first,
     send_final_report,
 )
+from sagellm_users.users.strangers import refuse_strangers
 from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.users.web_secrets import (
@@ -251,6 +252,7 @@ def _watch_workers(
 
     events.worker_connect.add_listener(lambda client_id, **_kw: watch.joined(str(client_id)))
     events.worker_report.add_listener(merge)
+    refuse_strangers(runner, watch)  # nor into Locust's own tables
     quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
     watch.start()
     events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built
