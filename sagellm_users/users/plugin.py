@@ -55,6 +55,7 @@ from sagellm_users.users.ignored_options import check_engine_options, check_shap
 from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users.users.parent_watch import stop_with_parent
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
@@ -207,6 +208,8 @@ def _register_listeners(
         _start_health_probe(environment, runtime, runner)
     if isinstance(runner, WorkerRunner):
         worker = runner
+        if getattr(environment.parsed_options, "processes", None):
+            stop_with_parent(runner)  # forked by --processes: it ends with its master
         if records is not None:
             # The master numbers the workers when they connect, before any load.
             events.test_start.add_listener(
