@@ -425,11 +425,28 @@ class Timeline:
                 high = middle
         return points[low:]
 
-    def open_points(self) -> list[dict[str, Any]]:
-        """The open buckets as provisional points (they may still grow)."""
+    def open_points(self, *, live: bool = False) -> list[dict[str, Any]]:
+        """The open buckets as provisional points (they may still grow).
+
+        ``live`` (the live page's view): on a master, a point that starts after some worker's
+        last report has gauges (sampled here) but not yet that worker's requests and tokens,
+        which come with its next report, seconds later. Its request figures are then None,
+        unknown: zeros would draw the live throughput falling to nothing at every poll,
+        and flat at zero until the first report. The final report takes every open bucket
+        as it is (``live`` false): by then each worker has sent its last report."""
         self.scan()
         keys = sorted({*self._open, *self._gauges})
-        return [self._point(key, self._open.get(key)) for key in keys]
+        points = [self._point(key, self._open.get(key)) for key in keys]
+        reported = min((r[0] for r in self._active()), default=None)
+        if not live or reported is None:
+            return points
+        return [p if p["t"] < reported else _gauges_only(p) for p in points]
+
+
+def _gauges_only(point: dict[str, Any]) -> dict[str, Any]:
+    """``point`` with every figure but its time and gauges unknown (None)."""
+    kept = ("t", "users", "in_flight")
+    return {key: value if key in kept else None for key, value in point.items()}
 
 
 def _rated(point: dict[str, Any], width: float) -> dict[str, Any]:

@@ -104,7 +104,7 @@ def live_timeline(runtime: LLMRuntime, after: float) -> dict[str, Any]:
         "now": time.time(),
         "width_s": timeline.width,
         "points": timeline.after(after),
-        "open": timeline.open_points(),
+        "open": timeline.open_points(live=True),
     }
 
 

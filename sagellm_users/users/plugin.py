@@ -58,6 +58,7 @@ from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.open_files import OpenFiles, raise_limit
 from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users.users.parent_watch import stop_with_parent
 from sagellm_users.users.refusal import relay_refusals
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
@@ -68,6 +69,7 @@ from sagellm_users.users.stopping import (
     quit_workers_first,
     send_final_report,
 )
+from sagellm_users.users.strangers import refuse_strangers
 from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.users.web_secrets import (
@@ -217,6 +219,8 @@ def _register_listeners(
         _start_health_probe(environment, runtime, runner)
     if isinstance(runner, WorkerRunner):
         worker = runner
+        if getattr(environment.parsed_options, "processes", None):
+            stop_with_parent(runner)  # forked by --processes: it ends with its master
         if records is not None:
             # The master numbers the workers when they connect, before any load.
             events.test_start.add_listener(
@@ -262,6 +266,7 @@ def _watch_workers(
 
     events.worker_connect.add_listener(lambda client_id, **_kw: watch.joined(str(client_id)))
     events.worker_report.add_listener(merge)
+    refuse_strangers(runner, watch)  # nor into Locust's own tables
     quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
     watch.start()
     events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built

@@ -9,6 +9,7 @@ and the exit code the one README.md ("Stopping and exit codes") promises.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 
-from tests.e2e.locust_process import ROOT, locust_env
+from tests.e2e.locust_process import ROOT, locust_args, locust_env
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +106,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         wait for its forked workers at exit can let it run once more (a ValueError
         traceback from Locust's stats_writer; the files themselves are whole)."""
         locust_csv = [] if "--processes" in args else ["--csv", str(tmp_path / "loc")]
-        command = [
+        command = locust_args([
             sys.executable, "-m", "locust", "-f", CHAT, *STREAM_ARGS,
             "--llm-records", str(tmp_path / "records.jsonl"),
             "--llm-report", str(tmp_path / "report.json"),
@@ -112,7 +114,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Run]]:
             "--llm-html", str(tmp_path / "report.html"),
             *locust_csv,
             *args,
-        ]  # fmt: skip
+        ])  # fmt: skip
         proc = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -285,6 +287,37 @@ def test_distributed_stop_keeps_every_workers_last_requests(
     else:
         assert status["cancelled"] >= 1
         assert_cancelled_mid_stream(run.out)
+
+
+def test_a_master_killed_with_minus_9_takes_its_forked_workers_with_it(
+    start: Callable[..., Run],
+) -> None:
+    """kill -9 on a --processes master ends its embedded mock too: its workers stop at
+    once, their records whole, instead of failing every request against the closed port
+    until Locust's master heartbeat timeout (a minute)."""
+    run = start("--processes", "2")
+    run.under_way()
+    workers = [
+        child
+        for child in psutil.Process(run.proc.pid).children()
+        if "sagellm_users.mock_server" not in child.cmdline()
+    ]
+    assert len(workers) == 2
+    run.signal(signal.SIGKILL)
+    try:
+        assert run.end() == -signal.SIGKILL  # and its output, the workers' too, is all read
+        _gone, alive = psutil.wait_procs(workers, timeout=DEADLINE_S)
+        assert alive == []
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+    output = run.output
+    assert output.count("the process that started this worker") == 2, output
+    assert "Traceback" not in output, output
+    files = sorted(run.out.glob("records.worker*.jsonl"))
+    assert [f.name for f in files] == ["records.worker0.jsonl", "records.worker1.jsonl"]
+    assert any(r["status"] == "ok" for r in read_records(files)), "each file ends whole"
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import locust.runners
 import orjson
 import pytest
+from locust.rpc import Message
 from locust.runners import STATE_STOPPED, WorkerRunner
 
 from sagellm_users import VLLMLocalUser
@@ -209,12 +211,62 @@ def test_a_restarted_master_ignores_the_old_runs_workers(
     new_env.events.init.fire(environment=new_env, runner=new, web_ui=None)
     stranger = f"ignoring reports from worker {worker.client_id}, which never joined this master"
     assert wait_until(lambda: any(stranger in m for m in caplog.messages))
-    reported_requests = worker.stats.total.num_requests  # the old run goes on meanwhile
-    assert wait_until(lambda: worker.stats.total.num_requests > reported_requests)
     assert runtime_of(new_env).collector.total().requests == 0
     assert sum(stranger in m for m in caplog.messages) == 1, "named once"
     new.quit()
     worker.quit()
+
+
+def _released(port: int) -> bool:
+    """Whether a listening socket can bind ``port`` again (as zmq's, with SO_REUSEADDR)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_a_stranger_hammering_a_gone_mock_is_kept_out_of_locusts_tables_and_told_to_quit(
+    fast_reports: None, unused_port: int, caplog: Any
+) -> None:
+    """The old master died and its embedded mock with it: its worker's users fail at once,
+    thousands of connection errors a second, and it reports them to whatever master binds
+    the port next. Locust's own request table, error report and exit code stay this run's,
+    and the stranger is asked to quit instead of hammering the closed port for Locust's
+    master heartbeat timeout (a minute)."""
+    args = ["--host", f"http://127.0.0.1:{unused_port}", "--max-tokens", "8"]
+    _old_env, old, workers = start_cluster(args, workers=1)
+    old.start(2, spawn_rate=2)
+    (worker,) = workers
+    assert wait_until(lambda: len(worker.user_greenlets) == 2)
+    port = old.server.port
+    old.greenlet.kill(block=True)
+    old.server.close(linger=0)
+    assert wait_until(lambda: _released(port)), "zmq unbinds in its own thread"
+
+    new_env = make_env(args)
+    new = new_env.create_master_runner("127.0.0.1", port)
+    new_env.events.init.fire(environment=new_env, runner=new, web_ui=None)
+    sent: list[dict[str, Any]] = []  # what the stranger reported to the new master
+    inner = new.handle_message
+
+    def spy(client_id: str, msg: Message) -> None:
+        if msg.type == "stats" and msg.node_id == worker.client_id:
+            sent.append(msg.data)
+        inner(client_id, msg)
+
+    new.handle_message = spy  # type: ignore[method-assign]
+    assert wait_until(lambda: any(data["stats_total"]["num_failures"] for data in sent))
+    assert (new_env.stats.total.num_requests, new_env.stats.errors) == (0, {})
+    assert wait_until(lambda: worker.state == STATE_STOPPED and not worker.user_greenlets)
+    # Its last report (sent as it quits) has no user running: nothing of it was kept either.
+    assert wait_until(lambda: any(data["user_count"] == 0 for data in sent))
+    assert (new_env.stats.total.num_requests, new_env.stats.errors) == (0, {})
+    assert new_env.stats.total.num_failures == 0
+    assert runtime_of(new_env).collector.total().requests == 0
+    new.quit()
 
 
 def test_workers_that_joined_before_the_plugin_was_set_up_are_merged(

@@ -194,3 +194,36 @@ def test_a_worker_yet_to_report_holds_what_ends_after_it_was_seen() -> None:
     master.merge_wire("w1", {"now": START + 7.4, "buckets": []})
     master.expect("w1")  # known: nothing changes
     assert master.complete_until() == START + 7.4 - SETTLE_S
+
+
+def test_live_open_points_on_a_master_leave_unreported_seconds_unknown_not_zero() -> None:
+    """A master samples its gauges each second, but its workers' requests and tokens come
+    with their reports, seconds later: until every worker has reported into a second, the
+    live page gets no request figures for it (None), not a throughput of 0 that would draw
+    the chart falling to nothing at each poll, or flat at zero before the first report."""
+    clock = Clock(START)
+    master = Timeline(clock=clock)
+    master.expect("a")  # they joined; the test starts
+    master.expect("b")
+    for second in range(5):
+        master.sample(START + second + 0.5, users=4, in_flight=4)
+    clock.now = START + 5
+    before = master.open_points(live=True)
+    assert [(p["t"] - START, p["users"]) for p in before] == [(s, 4) for s in range(5)]
+    assert all(p["output_tok_s"] is None and p["req_s"] is None for p in before)
+    assert all(p["failed"] is None and p["errors"] is None for p in before)
+
+    for name, reported_until in (("a", 4.5), ("b", 2.5)):
+        worker = Timeline(clock=clock)
+        for second in range(int(reported_until)):
+            worker.add(ended_at(START + second + 0.6))
+        master.merge_wire(name, {**worker.drain(), "now": START + reported_until})
+    live = {p["t"] - START: p for p in master.open_points(live=True)}
+    assert [live[s]["completed"] for s in (0, 1)] == [2, 2], "both workers reported them"
+    assert live[2]["completed"] == 1, "b reported to 2.5: the second it is in, as it goes"
+    for second in (3, 4):  # b has not reported into them: a's one request is not all
+        assert live[second]["users"] == 4
+        assert live[second]["output_tok_s"] is live[second]["req_s"] is None
+        assert live[second]["completed"] is live[second]["ttft_p50_ms"] is None
+    whole = {p["t"] - START: p for p in master.open_points()}
+    assert (whole[3]["completed"], whole[4]["completed"]) == (1, 0), "the report takes all"

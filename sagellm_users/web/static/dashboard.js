@@ -525,7 +525,9 @@ const SageDash = (() => {
         if (spec.errors) {
           // Before any error one flat "errors" line (at 0) shows that none happened.
           c.setSeries(classes.length ? classes : ["errors"]);
-          ys = (classes.length ? classes : [null]).map((k) => rows.map((p) => p.gap ? null :
+          // A gap, or a live second the workers have not reported yet: no value.
+          ys = (classes.length ? classes : [null]).map((k) => rows.map((p) =>
+            p.gap || missing(p.failed) ? null :
             (k === null ? (p.failed || 0) : ((p.errors || {})[k] || 0)) / (width || 1)));
         } else {
           ys = spec.series.map((s) => rows.map((p) => missing(p[s.key]) ? null : p[s.key]));
