@@ -38,6 +38,8 @@ _FAULT_HELP = {
     "error_rate_done_pings": "comment pings (: ping) after data: [DONE] until the client leaves",
     "error_rate_gzip": "the body gzip-encoded whatever the request's Accept-Encoding",
     "error_rate_empty_data": "a 'data: ' keep-alive with no payload before every token",
+    "error_rate_502": "HTTP 502, a gateway's body with ids unique to each response",
+    "error_rate_echo_401": "HTTP 401 whose body quotes the request's Authorization header",
 }
 
 

@@ -88,6 +88,8 @@ class MockServerConfig:
     error_rate_done_pings: float = 0.0
     error_rate_gzip: float = 0.0
     error_rate_empty_data: float = 0.0
+    error_rate_502: float = 0.0
+    error_rate_echo_401: float = 0.0
     retry_after_s: int = 1
     huge_event_bytes: int = 10_000_000
     trickle_interval_ms: float = 1000.0

@@ -5,7 +5,9 @@ at most 1) and exactly one place where it happens:
 
 * answered at once, without taking a capacity slot: ``500`` (vLLM's JSON error body),
   ``429`` (with ``Retry-After``), ``404`` (vLLM's unknown-model body), ``reset`` (the
-  connection is reset, RST, right after the request arrives: nothing is answered);
+  connection is reset, RST, right after the request arrives: nothing is answered), ``502``
+  (a gateway's body with a request id, trace id and timestamp new in every response),
+  ``echo_401`` (a misconfigured gateway's 401 quoting the request's ``Authorization``);
 * inside a 200 stream, about halfway (token ``n // 2``): ``stream`` (vLLM's error event,
   then ``[DONE]``), ``malformed`` (an event whose JSON is cut short; the stream goes on),
   ``non_utf8`` (a token whose text holds bytes that are not UTF-8), ``cut`` (half of a
@@ -71,6 +73,8 @@ class Fault(enum.Enum):
     DONE_PINGS = "done_pings"
     GZIP = "gzip"
     EMPTY_DATA = "empty_data"
+    HTTP_502 = "502"
+    ECHO_401 = "echo_401"
 
     @property
     def rate_field(self) -> str:
@@ -82,7 +86,9 @@ class Fault(enum.Enum):
 FAULT_RATE_FIELDS: tuple[str, ...] = tuple(f.rate_field for f in Fault if f is not Fault.NONE)
 
 #: Faults answered before any generation starts.
-HTTP_FAULTS = frozenset({Fault.HTTP_500, Fault.HTTP_429, Fault.HTTP_404, Fault.RESET})
+HTTP_FAULTS = frozenset(
+    {Fault.HTTP_500, Fault.HTTP_429, Fault.HTTP_404, Fault.RESET, Fault.HTTP_502, Fault.ECHO_401}
+)
 
 #: Faults that shape the whole response (its head, its framing) rather than one token.
 RESPONSE_FAULTS = frozenset({Fault.CONTINUE_100, Fault.GZIP, Fault.EMPTY_DATA})
