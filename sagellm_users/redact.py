@@ -94,68 +94,76 @@ def scrub_secrets(text: str) -> str:
 
 
 def _scrub_cut_ends(text: str, secret: str) -> str:
-    longest = min(len(secret) - 1, len(text))
-    for n in range(longest, _MIN_SECRET_CHARS - 1, -1):
-        if text.endswith(secret[:n]):
-            text = text[:-n] + REDACTED
+    """A piece of ``secret`` at least four characters long that the text starts or ends
+    with (the rest of the key was cut off) becomes :data:`REDACTED` too."""
+    size = len(secret)
+    head = secret[:_MIN_SECRET_CHARS]
+    at = text.find(head, max(0, len(text) - size + 1))
+    while at >= 0:
+        if secret.startswith(text[at:]):
+            text = text[:at] + REDACTED
             break
-    longest = min(len(secret) - 1, len(text))
-    for n in range(longest, _MIN_SECRET_CHARS - 1, -1):
-        if text.startswith(secret[-n:]):
-            text = REDACTED + text[n:]
+        at = text.find(head, at + 1)
+    tail = secret[-_MIN_SECRET_CHARS:]
+    at = text.find(tail, 0, size - 1)
+    while at >= 0:
+        end = at + _MIN_SECRET_CHARS
+        if secret.endswith(text[:end]):
+            text = REDACTED + text[end:]
             break
+        at = text.find(tail, at + 1, size - 1)
     return text
 
 
 _MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
-_TIME_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # RFC 9110 dates (Date, Last-Modified echoed in a page): Sun, 06 Dec 2026 02:02:28 GMT
-    (
-        re.compile(rf"\b\w{{3}}, \d{{1,2}} {_MONTH} \d{{4}} \d{{2}}:\d{{2}}:\d{{2}}( GMT)?"),
-        "<time>",
-    ),
-    # ISO 8601 and nginx's 2026/12/06 02:02:28, with fraction and zone
-    (
-        re.compile(
-            r"\b\d{4}[-/]\d{2}[-/]\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
-            r"(?:Z|[+-]\d{2}:?\d{2})?)?"
-        ),
-        "<time>",
-    ),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
+_TOKENS = re.compile(
+    "|".join(
+        (
+            # kept: addresses (127.0.0.1:8000, and the port of host:8000), one per server
+            # and telling
+            r"(?P<kept>\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|(?<=[A-Za-z0-9]):\d{2,5}\b)",
+            # RFC 9110 dates (Sun, 06 Dec 2026 02:02:28 GMT); ISO 8601 and nginx's
+            # 2026/12/06 02:02:28, with fraction and zone; a bare time of day
+            rf"(?P<time>\b[A-Z][a-z]{{2}}, \d{{1,2}} {_MONTH} \d{{4}} \d\d:\d\d:\d\d(?: GMT)?"
+            r"|\b\d{4}[-/]\d\d[-/]\d\d(?:[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?"
+            r"(?:Z|[+-]\d\d:?\d\d)?)?|\b\d{1,2}:\d\d:\d\d(?:[.,]\d+)?\b)",
+            # UUIDs: the request ids of most gateways and of vLLM itself
+            r"(?P<uuid>\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b)",
+            # decimals: latencies, sizes
+            r"(?P<decimal>\d+\.\d+)",
+            # any other run of letters and digits (with a version: nginx/1.25.3): see _word
+            r"(?P<word>[A-Za-z0-9]+(?:/\d+(?:\.\d+)*)?)",
+        )
+    )
 )
-_ID_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # UUIDs (request ids of most gateways and of vLLM itself)
-    (re.compile(r"\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b"), "<id>"),
-    # hex ids: trace ids, span ids, Cloudflare ray ids (8f1a2b3c4d5e6f70-SJC), digests
-    (re.compile(r"\b(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{8,}\b"), "<id>"),
-    # opaque alphanumeric ids: ULIDs, req_01HZX..., chatcmpl-AbC123..., base62 tokens
-    (re.compile(r"(?<![A-Za-z0-9])(?=(?:[A-Za-z]*\d){2})[A-Za-z0-9]{10,}(?![A-Za-z0-9])"), "<id>"),
-    # decimals (latencies, sizes) and numbers of three digits or more (epoch times, counts)
-    (re.compile(r"\d+\.\d+|\b\d{3,}\b"), "<n>"),
-)
+_HEX = frozenset("0123456789abcdefABCDEF")
 
-_KEPT = re.compile(
-    # addresses (127.0.0.1:8000) and versions (nginx/1.25.3): one per server, and telling
-    r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|\b[A-Za-z][\w.-]*:\d{2,5}\b|[A-Za-z]+/\d+(?:\.\d+)*"
-)
+
+def _word(word: str) -> str:
+    """A number of three digits or more (counts, epoch times) is ``<n>``; a hex run of
+    eight or more with letters and digits (trace ids, ray ids, digests), or any run of ten
+    or more with two digits (ULIDs, ``req_01HZX...``, ``chatcmpl-AbC1...``), is ``<id>``."""
+    if word.isdigit():
+        return "<n>" if len(word) >= 3 else word
+    if len(word) < 8 or "/" in word:  # a server's name and version are kept
+        return word
+    digits = sum(c.isdigit() for c in word)
+    if digits and _HEX.issuperset(word):
+        return "<id>"
+    return "<id>" if len(word) >= 10 and digits >= 2 else word
+
+
+def _token(match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    text = match.group()
+    if kind == "word":
+        return _word(text)
+    if kind == "kept":
+        return text
+    return {"time": "<time>", "uuid": "<id>", "decimal": "<n>"}[kind or ""]
 
 
 def scrub_ids(text: str) -> str:
     """``text`` with request ids, trace ids, timestamps and long numbers replaced by
     placeholders, so failures of one cause read the same."""
-    kept: list[str] = []
-
-    def keep(match: re.Match[str]) -> str:
-        kept.append(match.group())
-        return f"\x00{len(kept) - 1}\x00"
-
-    text = text.replace("\x00", "")
-    for pattern, placeholder in _TIME_PATTERNS:
-        text = pattern.sub(placeholder, text)
-    text = _KEPT.sub(keep, text)
-    for pattern, placeholder in _ID_PATTERNS:
-        text = pattern.sub(placeholder, text)
-    if kept:
-        text = re.sub(r"\x00(\d+)\x00", lambda m: kept[int(m.group(1))], text)
-    return text
+    return _TOKENS.sub(_token, text)

@@ -21,6 +21,8 @@ MAX_REASONS = 10
 """Distinct reasons kept per error class (and HTTP status) in one process."""
 
 _REASON_CHARS = 120
+_SCRUBBED_CHARS = 2 * _REASON_CHARS
+"""Only what can reach the label is scrubbed (placeholders are shorter than most ids)."""
 
 
 def _kind(exc: BaseException) -> str:
@@ -35,9 +37,10 @@ def failure_label(exc: BaseException) -> str:
     name = type(exc).__name__
     if isinstance(exc, HTTPStatusError):
         head = f"HTTP {exc.status} {exc.reason}".rstrip()
-        text = f"{head}: {scrub_ids(exc.body_excerpt)}" if exc.body_excerpt else head
+        body = exc.body_excerpt[:_SCRUBBED_CHARS]
+        text = f"{head}: {scrub_ids(body)}" if body else head
     else:
-        text = scrub_ids(scrub_secrets(str(exc) or name))
+        text = scrub_ids(scrub_secrets(str(exc) or name)[:_SCRUBBED_CHARS])
     return f"{name}: {excerpt(text, _REASON_CHARS)}"
 
 
