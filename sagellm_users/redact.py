@@ -18,6 +18,8 @@ echoed headers):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import threading
 import urllib.parse
@@ -33,8 +35,13 @@ __all__ = [
 
 REDACTED = "[REDACTED]"
 
-_MIN_SECRET_CHARS = 4
-"""Shorter values cannot be secrets worth the name, and scrubbing them would mangle text."""
+_MIN_SECRET_CHARS = 8
+"""Shorter values are not kept secret: they would match ordinary words (``--header
+'X-Debug: true'``), and a key is far longer."""
+_MIN_PIECE_CHARS = 6
+"""The shortest piece of a secret scrubbed where an excerpt cut it short."""
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "apikey", "api-key", "key", "digest"})
+"""``Scheme credentials`` values whose credentials alone are a secret too."""
 
 
 class _Registry:
@@ -46,13 +53,20 @@ class _Registry:
 
 
 def _variants(value: str) -> set[str]:
-    """The forms a server may echo: the whole value, its token without the scheme
-    (``Bearer KEY`` -> ``KEY``) and their URL- and JSON-escaped spellings."""
+    """The forms a server may echo: the whole value, its credentials without the scheme
+    (``Bearer KEY`` -> ``KEY``; Basic's decoded ``user:password`` and password) and their
+    URL- and JSON-escaped spellings."""
     value = value.strip()
     found = {value}
     parts = value.split()
-    if len(parts) > 1:
-        found.add(parts[-1])
+    if len(parts) == 2 and parts[0].lower() in _AUTH_SCHEMES:
+        found.add(parts[1])
+        if parts[0].lower() == "basic":
+            try:
+                pair = base64.b64decode(parts[1], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                pair = ""
+            found.update({pair, pair.partition(":")[2]})
     for v in list(found):
         found.add(urllib.parse.quote(v, safe=""))
         found.add(v.replace("/", "\\/"))
@@ -75,7 +89,7 @@ def register_secret(value: str | None) -> None:
 
 def register_header_secrets(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
     """Every value of the headers a user gave a client: each may be a credential (README:
-    "Secrets and TLS"), and a value shorter than four characters is left alone."""
+    "Secrets and TLS"); a value shorter than eight characters is left alone."""
     items = headers.items() if isinstance(headers, Mapping) else headers
     for _, value in items:
         register_secret(value)
@@ -94,20 +108,20 @@ def scrub_secrets(text: str) -> str:
 
 
 def _scrub_cut_ends(text: str, secret: str) -> str:
-    """A piece of ``secret`` at least four characters long that the text starts or ends
-    with (the rest of the key was cut off) becomes :data:`REDACTED` too."""
+    """A piece of ``secret`` (six characters or more) that the text starts or ends with
+    (the rest of the key was cut off) becomes :data:`REDACTED` too."""
     size = len(secret)
-    head = secret[:_MIN_SECRET_CHARS]
+    head = secret[:_MIN_PIECE_CHARS]
     at = text.find(head, max(0, len(text) - size + 1))
     while at >= 0:
         if secret.startswith(text[at:]):
             text = text[:at] + REDACTED
             break
         at = text.find(head, at + 1)
-    tail = secret[-_MIN_SECRET_CHARS:]
+    tail = secret[-_MIN_PIECE_CHARS:]
     at = text.find(tail, 0, size - 1)
     while at >= 0:
-        end = at + _MIN_SECRET_CHARS
+        end = at + _MIN_PIECE_CHARS
         if secret.endswith(text[:end]):
             text = REDACTED + text[end:]
             break

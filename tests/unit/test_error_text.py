@@ -7,6 +7,8 @@ never be kept; ids must not turn each failure into a row of Locust's error table
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from sagellm_users.backends.openai import OpenAIClient
@@ -60,9 +62,14 @@ def test_every_error_built_from_response_text_is_scrubbed() -> None:
 
 
 def test_header_values_a_client_sends_are_secrets() -> None:
-    register_header_secrets({"X-Token": "hdr-unit-51c0e2", "X-Tiny": "ab"})
+    register_header_secrets({"X-Token": "hdr-unit-51c0e2", "X-Debug": "true", "X-Org": "a b"})
     assert "hdr-unit-51c0e2" not in str(HTTPStatusError(403, "Forbidden", b"hdr-unit-51c0e2"))
-    assert scrub_secrets("ab cd") == "ab cd"  # too short to be a secret: text is left alone
+    # Too short to be a secret, and not a scheme's credentials: text is left alone.
+    assert scrub_secrets('{"ok": true, "a b": 1}') == '{"ok": true, "a b": 1}'
+    basic = base64.b64encode(b"loadtest:pw-unit-77e1d0").decode()
+    register_header_secrets([("Authorization", f"Basic {basic}")])
+    echoed = f"user loadtest:pw-unit-77e1d0 ({basic}), password pw-unit-77e1d0"
+    assert scrub_secrets(echoed) == f"user {REDACTED} ({REDACTED}), password {REDACTED}"
     OpenAIClient("http://127.0.0.1:9", api_key="sk-client-only-4b1e", headers={}).close()
     assert "sk-client-only-4b1e" not in str(HTTPStatusError(401, "x", b"sk-client-only-4b1e"))
 
