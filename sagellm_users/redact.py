@@ -134,8 +134,8 @@ _TOKENS = re.compile(
     "|".join(
         (
             # kept: addresses (127.0.0.1:8000, and the port of host:8000), one per server
-            # and telling
-            r"(?P<kept>\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|(?<=[A-Za-z0-9]):\d{2,5}\b)",
+            # and telling (a version, nginx/1.25.3, is kept by the decimal rule's look back)
+            r"(?P<kept>\b\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?\b|:(?<=[A-Za-z0-9]:)\d{2,5}\b)",
             # RFC 9110 dates (Sun, 06 Dec 2026 02:02:28 GMT); ISO 8601 and nginx's
             # 2026/12/06 02:02:28, with fraction and zone; a bare time of day
             rf"(?P<time>\b[A-Z][a-z]{{2}}, \d{{1,2}} {_MONTH} \d{{4}} \d\d:\d\d:\d\d(?: GMT)?"
@@ -144,9 +144,10 @@ _TOKENS = re.compile(
             # UUIDs: the request ids of most gateways and of vLLM itself
             r"(?P<uuid>\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b)",
             # decimals: latencies, sizes
-            r"(?P<decimal>\d+\.\d+)",
-            # any other run of letters and digits (with a version: nginx/1.25.3): see _word
-            r"(?P<word>[A-Za-z0-9]+(?:/\d+(?:\.\d+)*)?)",
+            r"(?P<decimal>(?<![/.\d])\d+\.\d+)",
+            # any other run of letters and digits with a digit in it: see _word (a run of
+            # letters alone is passed over at the cost of one look)
+            r"(?P<word>(?<![A-Za-z0-9])[A-Za-z]*+\d[A-Za-z0-9]*+)",
         )
     )
 )
@@ -159,9 +160,9 @@ def _word(word: str) -> str:
     or more with two digits (ULIDs, ``req_01HZX...``, ``chatcmpl-AbC1...``), is ``<id>``."""
     if word.isdigit():
         return "<n>" if len(word) >= 3 else word
-    if len(word) < 8 or "/" in word:  # a server's name and version are kept
+    if len(word) < 8:
         return word
-    digits = sum(c.isdigit() for c in word)
+    digits = sum(map(str.isdigit, word))
     if digits and _HEX.issuperset(word):
         return "<id>"
     return "<id>" if len(word) >= 10 and digits >= 2 else word
