@@ -11,7 +11,10 @@ import base64
 
 import pytest
 
+from sagellm_users.backends.lmdeploy import LMDeployClient
 from sagellm_users.backends.openai import OpenAIClient
+from sagellm_users.backends.sagellm import SageLLMClient
+from sagellm_users.backends.vllm import VLLMClient
 from sagellm_users.errors import (
     EngineError,
     HTTPStatusError,
@@ -72,6 +75,21 @@ def test_header_values_a_client_sends_are_secrets() -> None:
     assert scrub_secrets(echoed) == f"user {REDACTED} ({REDACTED}), password {REDACTED}"
     OpenAIClient("http://127.0.0.1:9", api_key="sk-client-only-4b1e", headers={}).close()
     assert "sk-client-only-4b1e" not in str(HTTPStatusError(401, "x", b"sk-client-only-4b1e"))
+
+
+def test_every_backend_client_registers_its_key_from_the_environment_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SAGELLM_API_KEY", "sk-sagellm-env-0c8e3a")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-env-6f2d9b")
+    for client in (
+        SageLLMClient("http://127.0.0.1:9"),
+        LMDeployClient("http://127.0.0.1:9"),
+        VLLMClient("http://127.0.0.1:9"),
+    ):
+        client.close()
+    for key in ("sk-sagellm-env-0c8e3a", "sk-openai-env-6f2d9b"):
+        assert key not in str(ServerErrorEvent(f"your key {key} is revoked"))
 
 
 @pytest.mark.parametrize(
