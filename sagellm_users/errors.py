@@ -26,6 +26,10 @@ are mapped to these in exactly one place (:mod:`sagellm_users.backends.http`).
 
 from __future__ import annotations
 
+from typing import Any
+
+from sagellm_users.redact import scrub_secrets
+
 __all__ = [
     "ConfigError",
     "ConnectError",
@@ -51,9 +55,10 @@ _EXCERPT_CHARS = 200
 
 
 def excerpt(data: bytes | str, limit: int = _EXCERPT_CHARS) -> str:
-    """A short, printable excerpt of a body, so error messages stay one readable line."""
+    """A short, printable excerpt of a body, so error messages stay one readable line.
+    Secrets are scrubbed from the whole text before it is cut (a cut key would survive)."""
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
-    text = " ".join(text.split())
+    text = scrub_secrets(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -62,7 +67,14 @@ class ConfigError(ValueError):
 
 
 class LLMError(Exception):
-    """Base class of every request failure; ``str()`` is a one-line, human-readable reason."""
+    """Base class of every request failure; ``str()`` is a one-line, human-readable reason.
+
+    Every text argument is scrubbed of the secrets clients send (see
+    :mod:`sagellm_users.redact`) here, where each error is built, so no subclass, client or
+    engine can put a server's echo of a key into a record, report, page or log line."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*(scrub_secrets(a) if isinstance(a, str) else a for a in args))
 
 
 class ConnectError(LLMError):
@@ -98,7 +110,7 @@ class HTTPStatusError(LLMError):
         body_cut: str | None = None,
     ) -> None:
         self.status = status
-        self.reason = reason
+        self.reason = reason = scrub_secrets(reason)
         self.body_excerpt = excerpt(body)
         self.retry_after = retry_after
         self.body_cut = body_cut
@@ -141,7 +153,7 @@ class ServerErrorEvent(LLMError):
     """An error object inside a 200 stream (vLLM sends ``data: {"error": {...}}``)."""
 
     def __init__(self, message: str, error_type: str | None = None, code: int | None = None):
-        self.error_type = error_type
+        self.error_type = error_type = None if error_type is None else scrub_secrets(error_type)
         self.code = code
         parts = [p for p in (error_type, str(code) if code is not None else None) if p]
         prefix = f"[{' '.join(parts)}] " if parts else ""

@@ -17,6 +17,7 @@ from gevent.pool import Pool
 
 from sagellm_users.backends.base import Completion, GenerationRequest
 from sagellm_users.errors import ConfigError, TotalTimeout
+from sagellm_users.redact import scrub_secrets
 
 __all__ = ["BatchMixin", "run_batch"]
 
@@ -30,7 +31,7 @@ def _failed(exc: BaseException) -> Completion:
         t_first_output=None,
         t_done=perf_counter(),
         chunks=0,
-        error=str(exc) or repr(exc),
+        error=scrub_secrets(str(exc) or repr(exc)),  # an exception from outside LLMError too
         error_class=type(exc).__name__,
     )
 

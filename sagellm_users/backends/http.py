@@ -32,6 +32,7 @@ from sagellm_users.backends.endpoint import Timeouts, parse_base_url
 from sagellm_users.backends.exchange import HttpExchange, os_reason
 from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
 from sagellm_users.limits import ReadLimits
+from sagellm_users.redact import register_header_secrets
 
 __all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
@@ -91,6 +92,7 @@ class HttpTransport(Closeable):
             "Accept-Encoding": "identity",
         }
         fixed.update(headers or {})
+        register_header_secrets(headers or {})  # an echo of any of them is scrubbed from errors
         self._header_block = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
 
     def __repr__(self) -> str:  # never shows headers: they may hold an API key

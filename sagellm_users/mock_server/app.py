@@ -8,9 +8,9 @@ gateway's ``GET /info``. Like vLLM,
 paths get FastAPI's 404 ``{"detail":"Not Found"}`` and known paths with the wrong method a
 405 with an ``allow`` header.
 
-Injected faults (see :mod:`.faults`): the HTTP ones (500, 429, 404, reset, and a
-gateway's huge_error, endless_error, huge_header) are answered at once without taking a
-capacity slot; the others are admitted and strike inside the
+Injected faults (see :mod:`.faults`): the HTTP ones (500, 429, 404, reset, 502, echo_401,
+and a gateway's huge_error, endless_error, huge_header) are answered at once without taking
+a capacity slot; the others are admitted and strike inside the
 response (see :mod:`.generation`). Each injected fault is counted in ``/metrics``.
 """
 
@@ -29,8 +29,9 @@ import orjson
 from .capacity import Admission
 from .config import MockServerConfig
 from .connection import HttpConnection, Request
-from .faults import STREAM_ONLY_FAULTS, Fault
+from .faults import HTTP_FAULTS, STREAM_ONLY_FAULTS, Fault
 from .gateway import EndlessErrorBody, huge_error_response, huge_header_response
+from .gateway_bodies import bad_gateway_body, echo_unauthorized_body
 from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
 from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
 from .info_routes import info_body, tokenize_body, version_body
@@ -236,26 +237,11 @@ class MockApp:
             self._reply(conn, request, exc.status, body)
             return
         fault = self._draw_fault(req.stream)
-        if fault is Fault.RESET:
-            self._log(request, "reset", fault)
-            conn.reset()
-            return
-        if fault is Fault.HTTP_404:
-            message = f"The model `{c.model}-injected-404` does not exist."
-            body = _error(lmdeploy, message, "NotFoundError", 404, "model")
-            self._reply(conn, request, 404, body, fault=fault)
-            return
-        if fault is Fault.HTTP_500:
-            body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
-            self._reply(conn, request, 500, body, fault=fault)
-            return
-        if fault is Fault.HTTP_429:
-            body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
-            retry = str(c.retry_after_s).encode()
-            self._reply(conn, request, 429, body, extra=((b"retry-after", retry),), fault=fault)
-            return
         if fault in _GATEWAY_FAULTS:
             self._gateway_fault(conn, request, fault)
+            return
+        if fault in HTTP_FAULTS:
+            self._answer_at_once(conn, request, fault, lmdeploy)
             return
         plan = self.planner.plan(
             max_tokens=max_tokens,
@@ -375,6 +361,33 @@ class MockApp:
         conn.write(data)
         self._log(request, status, fault)
         conn.response_done()
+
+    def _answer_at_once(
+        self, conn: HttpConnection, request: Request, fault: Fault, lmdeploy: bool
+    ) -> None:
+        """A fault answered before generation starts, without taking a capacity slot."""
+        if fault is Fault.RESET:
+            self._log(request, "reset", fault)
+            conn.reset()
+            return
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        if fault is Fault.HTTP_404:
+            status = 404
+            message = f"The model `{self.config.model}-injected-404` does not exist."
+            body = _error(lmdeploy, message, "NotFoundError", 404, "model")
+        elif fault is Fault.HTTP_500:
+            status = 500
+            body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
+        elif fault is Fault.HTTP_429:
+            status = 429
+            body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
+            extra = ((b"retry-after", str(self.config.retry_after_s).encode()),)
+        elif fault is Fault.HTTP_502:
+            status, body = 502, bad_gateway_body()
+        else:
+            assert fault is Fault.ECHO_401, fault
+            status, body = 401, echo_unauthorized_body(request.authorization)
+        self._reply(conn, request, status, body, extra=extra, fault=fault)
 
     # helpers ------------------------------------------------------------------------------
 

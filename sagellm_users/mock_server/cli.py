@@ -41,6 +41,8 @@ _FAULT_HELP = {
     "error_rate_huge_error": "HTTP 500 whose JSON body is --huge-error-bytes long",
     "error_rate_endless_error": "HTTP 502 whose chunked HTML body never ends",
     "error_rate_huge_header": "HTTP 502 whose head has one header line of --huge-header-bytes",
+    "error_rate_502": "HTTP 502, a gateway's body with ids unique to each response",
+    "error_rate_echo_401": "HTTP 401 whose body quotes the request's Authorization header",
 }
 
 

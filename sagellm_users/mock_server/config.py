@@ -91,6 +91,8 @@ class MockServerConfig:
     error_rate_huge_error: float = 0.0
     error_rate_endless_error: float = 0.0
     error_rate_huge_header: float = 0.0
+    error_rate_502: float = 0.0
+    error_rate_echo_401: float = 0.0
     retry_after_s: int = 1
     huge_event_bytes: int = 10_000_000
     huge_error_bytes: int = 10_000_000

@@ -5,7 +5,9 @@ at most 1) and exactly one place where it happens:
 
 * answered at once, without taking a capacity slot: ``500`` (vLLM's JSON error body),
   ``429`` (with ``Retry-After``), ``404`` (vLLM's unknown-model body), ``reset`` (the
-  connection is reset, RST, right after the request arrives: nothing is answered), and
+  connection is reset, RST, right after the request arrives: nothing is answered), ``502``
+  (a gateway's body with a request id, trace id and timestamp new in every response),
+  ``echo_401`` (a misconfigured gateway's 401 quoting the request's ``Authorization``), and
   what a misbehaving gateway in front of the engine sends (see :mod:`.gateway`):
   ``huge_error`` (a 500 whose body is ``--huge-error-bytes`` long), ``endless_error`` (a
   502 whose chunked HTML body never ends), ``huge_header`` (a 502 whose head carries one
@@ -78,6 +80,8 @@ class Fault(enum.Enum):
     HUGE_ERROR = "huge_error"
     ENDLESS_ERROR = "endless_error"
     HUGE_HEADER = "huge_header"
+    HTTP_502 = "502"
+    ECHO_401 = "echo_401"
 
     @property
     def rate_field(self) -> str:
@@ -98,6 +102,8 @@ HTTP_FAULTS = frozenset(
         Fault.HUGE_ERROR,
         Fault.ENDLESS_ERROR,
         Fault.HUGE_HEADER,
+        Fault.HTTP_502,
+        Fault.ECHO_401,
     }
 )
 

@@ -19,6 +19,7 @@ from locust.exception import StopUser
 from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.metrics import RequestRecord
+from sagellm_users.redact import scrub_secrets
 from sagellm_users.users.connect_backoff import ConnectBackoff
 from sagellm_users.users.retry import attempt_label
 from sagellm_users.users.runtime import RETRY_ROW, LLMRuntime, runtime_of
@@ -254,7 +255,7 @@ class LLMUser(User):
             name=record.name,
             response_time=elapsed * 1e3,
             response_length=0,
-            exception=exc,
+            exception=self.llm.error_rows.label(exc),
             context={},
         )
         wait = self.llm.retry.wait(exc, attempt)
@@ -266,7 +267,7 @@ class LLMUser(User):
 def _failed(record: RequestRecord, exc: BaseException, message: str) -> BaseException:
     record.status = "error"
     record.error_class = type(exc).__name__
-    record.error_message = message
+    record.error_message = scrub_secrets(message)  # an exception from outside LLMError too
     return exc
 
 

@@ -9,6 +9,7 @@ file and fires Locust's request events.
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from gevent.lock import Semaphore
@@ -23,6 +24,8 @@ from sagellm_users.metrics.live import RecentMetrics
 from sagellm_users.metrics.slo import good_request_rule
 from sagellm_users.metrics.timeline import Timeline
 from sagellm_users.metrics.window import MeasurementWindow
+from sagellm_users.redact import register_header_secrets, register_secret
+from sagellm_users.users.error_rows import ErrorRows
 from sagellm_users.users.options import LLMOptions
 from sagellm_users.users.recorder import DeferredRecorder
 from sagellm_users.users.retry import RetryPolicy
@@ -127,6 +130,23 @@ class LLMRuntime:
         self.workload_info: dict[str, Any] | None = None
         """The workload as the report shows it (on a master: every worker's, merged)."""
         setattr(environment, _ATTRIBUTE, self)
+
+    @property
+    def options(self) -> LLMOptions:
+        return self._options
+
+    @options.setter
+    def options(self, options: LLMOptions) -> None:
+        """Options set here (at start, or from the web UI's form) have their key and header
+        values scrubbed from every error from now on, here too where no client is built (a
+        master shows what its workers sent)."""
+        _register_secrets(options)
+        self._options = options
+
+    @cached_property
+    def error_rows(self) -> ErrorRows:
+        """What each failure shows in Locust's error table: bounded (see users.error_rows)."""
+        return ErrorRows()
 
     # -- configuration ----------------------------------------------------------------------
     def update_options(self, options: LLMOptions) -> None:
@@ -268,7 +288,7 @@ class LLMRuntime:
                 name=record.name,
                 response_time=record.elapsed * 1e3,
                 response_length=0,
-                exception=exception,
+                exception=None if exception is None else self.error_rows.label(exception),
                 context={},
             )
             return
@@ -293,3 +313,9 @@ class LLMRuntime:
         self.recorder.stop()
         if self.records is not None:
             self.records.close()
+
+
+def _register_secrets(options: LLMOptions) -> None:
+    if options.api_key is not None:
+        register_secret(options.api_key.get_secret_value())
+    register_header_secrets(options.headers)

@@ -65,6 +65,8 @@ FAULTS: dict[str, Expected] = {
     "stall": Expected("ReadTimeout", r"no data for 0.5 s \(read timeout\)"),
     "no_done": Expected("MissingDoneError", r"without 'data: \[DONE\]'"),
     "trickle": Expected("TotalTimeout", r"longer than 1 s \(request timeout\)"),
+    "502": Expected("HTTPStatusError", r"HTTP 502 Bad Gateway: .*request id [0-9a-f-]{36}"),
+    "echo_401": Expected("HTTPStatusError", r"HTTP 401 Unauthorized: .*invalid API key"),
     "huge_event": Expected(None),
     "no_usage": Expected(None, estimated=True),
     "continue_100": Expected(None),

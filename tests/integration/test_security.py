@@ -21,10 +21,12 @@ import locust
 import orjson
 import pytest
 import trustme
+from locust.stats import get_error_report_summary
 
 from sagellm_users import OpenAIChatUser, install
 from sagellm_users.errors import ConfigError
 from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.redact import REDACTED
 from sagellm_users.users.options import LLMOptions
 from tests.locust_harness import LocalRun, parse_args
 
@@ -156,14 +158,22 @@ def test_tls_options_are_checked_before_any_load(tmp_path: Path) -> None:
     assert LLMOptions.from_namespace(parse_args([])).verify is True
 
 
+@pytest.mark.parametrize("echo", [False, True], ids=["quiet", "echoing-401"])
 def test_secrets_appear_in_no_log_record_report_or_page(
-    tmp_path: Path, caplog: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, caplog: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch, echo: bool
 ) -> None:
+    """With ``echoing-401`` the mock answers some requests as a misconfigured gateway does:
+    a 401 quoting the request's Authorization header and the bare key; the failures are
+    kept (records, report, Locust's error table) with the key scrubbed."""
     # Locust renders the start page from a parser over sys.argv, as in a real run.
     monkeypatch.setattr(sys, "argv", ["locust", "--api-key", KEY])
     install(locust.events)
     reports = [tmp_path / f"run.{ext}" for ext in ("json", "csv", "md", "html")]
-    with MockServerProcess(["--ttft-ms", "5", "--tbt-ms", "1", "--api-key", KEY]) as mock:
+    mock_args = ["--ttft-ms", "5", "--tbt-ms", "1", "--api-key", KEY]
+    if echo:
+        mock_args += ["--error-rate-echo-401", "0.3", "--seed", "5"]
+    wanted = 24 if echo else 8
+    with MockServerProcess(mock_args) as mock:
         assert mock.url is not None
         args = ["--host", mock.url, "--api-key", KEY, "--header", f"X-Token: {HEADER_SECRET}"]
         args += ["--max-tokens", "4", "--llm-records", str(tmp_path / "run.jsonl")]
@@ -178,13 +188,15 @@ def test_secrets_appear_in_no_log_record_report_or_page(
         form = {"user_count": "2", "spawn_rate": "2", "host": mock.url, "api_key": ""}
         answer = client.post("/swarm", data=form).json
         assert answer is not None and answer["success"], answer
-        assert run.wait_for(8, timeout=30)
+        assert run.wait_for(wanted, timeout=30)
         pages = [start_page]
         routes = ["/", "/stats/requests", "/llm/", "/llm/stats", "/llm/timeline"]
-        routes += ["/llm/report.json", "/llm/report.html"]
+        routes += ["/llm/report.json", "/llm/report.html", "/stats/failures/csv"]
+        routes += ["/stats/report"]
         pages += [client.get(route).get_data(as_text=True) for route in routes]
         run.finish()
         run.environment.events.quit.fire(exit_code=0)  # the summary and report files
+        error_report = "\n".join(get_error_report_summary(run.environment.stats))
     printed = capsys.readouterr()
     ok = [r for r in run.records if r.ok]
     assert len(ok) >= 8, [r.error_message for r in run.records if not r.ok][:3]
@@ -192,7 +204,17 @@ def test_secrets_appear_in_no_log_record_report_or_page(
     written = [(tmp_path / "run.jsonl").read_text()] + [p.read_text() for p in reports]
     assert all(written) and all(pages)
     assert "LLM summary" in printed.out
-    for text in [*pages, *written, caplog.text, printed.out, printed.err]:
+    if echo:
+        echoed = [r for r in run.records if r.http_status == 401]
+        assert echoed, "the mock echoed no key"
+        for record in echoed:
+            message = record.error_message or ""
+            assert f'"authorization":"{REDACTED}"' in message
+            assert f"invalid API key '{REDACTED}'" in message  # the bare key too
+        assert "HTTP 401" in error_report and "HTTP 401" in pages[2]  # /stats/requests
+        assert "invalid API key" in written[0] and "invalid API key" in pages[-1]
+    for text in [*pages, *written, caplog.text, printed.out, printed.err, error_report]:
         assert KEY not in text
+        assert KEY[4:12] not in text  # nor a piece of it
         assert HEADER_SECRET not in text
     assert orjson.loads((tmp_path / "run.json").read_bytes())["run"]["options"]["api_key_set"]
