@@ -377,16 +377,29 @@ def _on_quitting(
 
 def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
     """TTFT and TBT rows are per-token views of the same requests; counting them in
-    "Aggregated" would triple the request count and mix three different latencies."""
-    original = stats.log_request
+    "Aggregated" would triple the request count and mix three different latencies.
+
+    A RETRY row's failures (attempts ``--retries`` sent again) stay in that row alone: in
+    "Aggregated" or in Locust's error table (whose entries alone make Locust exit with
+    ``--exit-code-on-error``) they would make a run whose every request ended ok look
+    failed. What they were is in the records (``retry_errors``) and the report."""
+    original_request = stats.log_request
+    original_error = stats.log_error
 
     def log_request(method: str, name: str, response_time: int, content_length: int) -> None:
         if method in METRIC_ROW_TYPES:
             stats.entries[(name, method)].log(response_time, content_length)
         else:
-            original(method, name, response_time, content_length)
+            original_request(method, name, response_time, content_length)
+
+    def log_error(method: str, name: str, error: Exception | str | None) -> None:
+        if method in METRIC_ROW_TYPES:
+            stats.entries[(name, method)].log_error(error)
+        else:
+            original_error(method, name, error)
 
     stats.log_request = log_request  # type: ignore[method-assign]
+    stats.log_error = log_error  # type: ignore[method-assign]
 
 
 def _reload_options(environment: Environment) -> None:
