@@ -69,6 +69,11 @@ class LLMRuntime:
 
     worker_watch: WorkerWatch | None = None
     """On a master: which workers were lost mid-run."""
+    _lost_remote = 0
+    _lost_error: str | None = None
+    """On a master: records the workers' files could not hold, and the first reason."""
+    _lost_sent = 0
+    """On a worker: how many of its lost records the master was told of."""
 
     def __init__(self, environment: Environment, options: LLMOptions) -> None:
         self.environment = environment
@@ -287,6 +292,28 @@ class LLMRuntime:
                     exception=None,
                     context={},
                 )
+
+    def lost_records(self) -> tuple[int, str | None]:
+        """Records the records files could not hold (this process's and, on a master, every
+        worker's) and why the first could not be written."""
+        records = self.records
+        if records is None:
+            return self._lost_remote, self._lost_error
+        return records.lost + self._lost_remote, records.error or self._lost_error
+
+    def drain_lost_records(self) -> dict[str, Any] | None:
+        """A worker's lost records since its last report, as wire data (None: none)."""
+        records = self.records
+        if records is None or records.lost == self._lost_sent:
+            return None
+        lost, self._lost_sent = records.lost - self._lost_sent, records.lost
+        return {"lost": lost, "error": records.error}
+
+    def lost_records_reported(self, lost: int, error: str | None) -> None:
+        """On a master: a worker's report said ``lost`` more records were lost."""
+        self._lost_remote += lost
+        if self._lost_error is None:
+            self._lost_error = error
 
     def close(self) -> None:
         self.recorder.stop()
