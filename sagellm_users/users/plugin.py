@@ -173,7 +173,7 @@ def _on_init(
     mock = None
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
-    shutdown = Shutdown(runner, lambda: runtime.in_flight)
+    shutdown = Shutdown(runner, lambda: runtime.in_flight, runtime.ended)
     _register_listeners(environment, runtime, runner, web_ui, records, shutdown=shutdown)
     environment.events.quitting.add_listener(
         lambda **_kw: _on_quitting(runtime, runner, mock, shutdown)
@@ -206,7 +206,7 @@ def _register_listeners(
         events.test_start.add_listener(lambda **_kw: recorder.start())
         events.test_stop.add_listener(lambda **_kw: recorder.stop())
         events.test_stopping.add_listener(lambda **_kw: shutdown.users_stopping())
-        events.test_stop.add_listener(lambda **_kw: shutdown.unguard())
+        events.test_stop.add_listener(lambda **_kw: shutdown.users_stopped())
         heap = _FrozenHeap()
         events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
         events.test_stop.add_listener(lambda **_kw: heap.thaw())

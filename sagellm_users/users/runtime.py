@@ -74,6 +74,9 @@ class LLMRuntime:
     """On a master: records the workers' files could not hold, and the first reason."""
     _lost_sent = 0
     """On a worker: how many of its lost records the master was told of."""
+    _finished = 0
+    _cancelled = 0
+    """Requests this process's users handed over, by how they ended (see :meth:`ended`)."""
 
     def __init__(self, environment: Environment, options: LLMOptions) -> None:
         self.environment = environment
@@ -239,7 +242,15 @@ class LLMRuntime:
     # -- results ----------------------------------------------------------------------------
     def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Hand over a finished request: recorded now, or soon (see :attr:`recorder`)."""
+        if record.status == "cancelled":
+            self._cancelled += 1
+        else:
+            self._finished += 1
         self.recorder.submit(record, exception)
+
+    def ended(self) -> tuple[int, int]:
+        """Requests this process's users handed over so far: (finished, cancelled)."""
+        return self._finished, self._cancelled
 
     def record_now(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
