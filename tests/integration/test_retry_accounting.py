@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sagellm_users import OpenAIChatUser
 from sagellm_users.mock_server import MockServerProcess
-from tests.locust_harness import LocalRun, stats_row
+from tests.locust_harness import LocalRun, start_cluster, stats_row, wait_until
 
 ENDPOINT = "/v1/chat/completions"
 
@@ -38,3 +38,23 @@ def test_retried_429s_are_not_failures_in_locusts_stats(tmp_path: Path) -> None:
     assert stats.errors == {}, "a retried attempt is not in Locust's error table"
     assert run.runner.errors == {}  # what --exit-code-on-error looks at
     assert run.runtime.collector.total().retries == retries
+
+
+def test_retried_attempts_stay_out_of_the_masters_failures(fast_reports: None) -> None:
+    """Each worker keeps them out of its Aggregated row and error table, so the master's
+    merge of the workers' stats (entries, totals, errors) has none either."""
+    mock_args = ["--ttft-ms", "2", "--tbt-ms", "1", "--error-rate-429", "0.3"]
+    with MockServerProcess([*mock_args, "--retry-after-s", "0", "--seed", "9"]) as mock:
+        assert mock.url is not None
+        args = ["--host", mock.url, "--max-tokens", "4", "--retries", "20"]
+        master_env, master, workers = start_cluster(args, workers=2)
+        master.start(4, spawn_rate=4)
+        stats = master_env.stats
+        assert wait_until(lambda: stats.get(ENDPOINT, "RETRY").num_requests >= 10, timeout=60)
+        master.quit()
+        for worker in workers:
+            worker.quit()
+    retry_row = stats.get(ENDPOINT, "RETRY")
+    assert retry_row.num_failures == retry_row.num_requests >= 10
+    assert stats.total.num_failures == 0 and stats.total.num_requests > 0
+    assert stats.errors == {} and master.errors == {}
