@@ -15,6 +15,7 @@ from sagellm_users.report.model import (
 from sagellm_users.report.writers import (
     WRITERS,
     check_report_path,
+    records_lost_text,
     render_client_health,
     render_csv,
     render_json,
@@ -34,6 +35,7 @@ __all__ = [
     "MetricsBlock",
     "build_report",
     "check_report_path",
+    "records_lost_text",
     "render_client_health",
     "render_csv",
     "render_json",

@@ -215,6 +215,11 @@ class LLMReport(BaseModel):
     """Workers lost mid-run; when any, the report is partial (see ``partial``)."""
     partial: bool = False
     """Some of what was measured never reached this report (a worker was lost)."""
+    records_lost: int = 0
+    """Requests the records file (``--llm-records``, every worker's) could not hold, e.g.
+    on a full disk: they are in every number here but missing from the file."""
+    records_error: str | None = None
+    """Why the first of them could not be written (``No space left on device``)."""
 
     @property
     def slos_passed(self) -> bool:

@@ -96,6 +96,14 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def records_lost_text(report: LLMReport) -> str:
+    """The sentence that says the records file is short of requests (summary, Markdown)."""
+    return (
+        f"{report.records_lost} record(s) could not be written to the records file "
+        f"({report.records_error}); they are counted here but missing from the file"
+    )
+
+
 def render_markdown(report: LLMReport) -> bytes:
     t = report.total
     w = report.window
@@ -115,6 +123,8 @@ def render_markdown(report: LLMReport) -> bytes:
             f"- **PARTIAL**: worker `{lost.worker}` was lost at {lost.lost_at:%H:%M:%S} UTC "
             f"(last report {last}); what it measured after its last report is not in this report"
         )
+    if report.records_lost:
+        lines.append(f"- **LOST**: {records_lost_text(report)}")
     lines += [
         "",
         "| scope | requests | completed | failed | cancelled | error rate | retried | req/s "

@@ -36,6 +36,7 @@ from sagellm_users.report import (
     LLMReport,
     build_report,
     check_report_path,
+    records_lost_text,
     render_client_health,
     render_slo_table,
     write_report,
@@ -96,7 +97,11 @@ _REPORT_KEY = "sagellm_metrics"
 _HEALTH_KEY = "sagellm_health"
 _ENGINES_KEY = "sagellm_engines"
 _TIMELINE_KEY = "sagellm_timeline"
+_RECORDS_LOST_KEY = "sagellm_records_lost"
 SLO_FAILED_EXIT = 3
+RECORDS_LOST_EXIT = 1
+"""A run whose records file could not hold every record (a full disk): its raw data is
+incomplete, so it does not exit 0 even when every request and objective was fine."""
 """Process exit code when an --slo objective is not met."""
 NOTHING_FINISHED_EXIT = 4
 """Process exit code when requests were sent and none finished: nothing was measured."""
@@ -175,7 +180,7 @@ def _on_init(
     mock = None
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
-    shutdown = Shutdown(runner, lambda: runtime.in_flight)
+    shutdown = Shutdown(runner, lambda: runtime.in_flight, runtime.ended)
     _register_listeners(
         environment, runtime, runner, web_ui, records, shutdown=shutdown, files=files
     )
@@ -212,7 +217,7 @@ def _register_listeners(
         events.test_start.add_listener(lambda **_kw: recorder.start())
         events.test_stop.add_listener(lambda **_kw: recorder.stop())
         events.test_stopping.add_listener(lambda **_kw: shutdown.users_stopping())
-        events.test_stop.add_listener(lambda **_kw: shutdown.unguard())
+        events.test_stop.add_listener(lambda **_kw: shutdown.users_stopped())
         heap = _FrozenHeap()
         events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
         events.test_stop.add_listener(lambda **_kw: heap.thaw())
@@ -416,7 +421,10 @@ def _on_quitting(
             # SIGTERM while the users stop (--stop-timeout after --run-time): stop now.
             shutdown.again()
             runner.user_greenlets.join(timeout=USERS_KILL_WAIT_S)
-        runtime.close()
+        try:
+            runtime.close()
+        except Exception:  # the report, the exit code and the mock's stop still follow
+            log.exception("sagellm: closing the records file failed")
         stop_engines(runtime.engines)
         if not isinstance(runner, WorkerRunner):
             if runtime.server_watch is not None:
@@ -429,16 +437,29 @@ def _on_quitting(
 
 def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
     """TTFT and TBT rows are per-token views of the same requests; counting them in
-    "Aggregated" would triple the request count and mix three different latencies."""
-    original = stats.log_request
+    "Aggregated" would triple the request count and mix three different latencies.
+
+    A RETRY row's failures (attempts ``--retries`` sent again) stay in that row alone: in
+    "Aggregated" or in Locust's error table (whose entries alone make Locust exit with
+    ``--exit-code-on-error``) they would make a run whose every request ended ok look
+    failed. What they were is in the records (``retry_errors``) and the report."""
+    original_request = stats.log_request
+    original_error = stats.log_error
 
     def log_request(method: str, name: str, response_time: int, content_length: int) -> None:
         if method in METRIC_ROW_TYPES:
             stats.entries[(name, method)].log(response_time, content_length)
         else:
-            original(method, name, response_time, content_length)
+            original_request(method, name, response_time, content_length)
+
+    def log_error(method: str, name: str, error: Exception | str | None) -> None:
+        if method in METRIC_ROW_TYPES:
+            stats.entries[(name, method)].log_error(error)
+        else:
+            original_error(method, name, error)
 
     stats.log_request = log_request  # type: ignore[method-assign]
+    stats.log_error = log_error  # type: ignore[method-assign]
 
 
 def _reload_options(environment: Environment) -> None:
@@ -541,6 +562,9 @@ def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, An
     timeline = data.get(_TIMELINE_KEY)
     if timeline is not None:
         runtime.timeline.merge_wire(str(client_id), timeline)
+    lost = data.get(_RECORDS_LOST_KEY)
+    if lost:
+        runtime.lost_records_reported(int(lost["lost"]), lost.get("error"))
 
 
 def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
@@ -549,6 +573,9 @@ def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
     data[_REPORT_KEY] = runtime.collector.drain()
     data[_HEALTH_KEY] = runtime.drain_health()
     data[_TIMELINE_KEY] = runtime.timeline.drain(runtime.in_flight)
+    lost = runtime.drain_lost_records()
+    if lost is not None:
+        data[_RECORDS_LOST_KEY] = lost
     if runtime.engines:
         runner = runtime.environment.runner
         where = f"worker {getattr(runner, 'worker_index', '?')}"
@@ -567,6 +594,8 @@ def _finish(runtime: LLMRuntime) -> None:
         runtime.environment.process_exit_code = NOTHING_FINISHED_EXIT
     elif report.slos:  # an early stop always has its objectives here
         runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
+    if report.records_lost and not runtime.environment.process_exit_code:
+        runtime.environment.process_exit_code = RECORDS_LOST_EXIT
 
 
 def _nothing_finished(runtime: LLMRuntime) -> bool:
@@ -612,6 +641,8 @@ def _print_summary(runtime: LLMRuntime) -> None:
     elif runtime.options.llm_records is not None:
         text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
     report = runtime.final_report or _report(runtime)
+    if report.records_lost:
+        text += f"\nLOST: {records_lost_text(report)}"
     text += render_workload_parts(report)
     if report.slos and report.sweep is None:  # a sweep judged each stage on its own
         text += "\n" + render_slo_table(report)
@@ -664,4 +695,5 @@ def _report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
     if watch is not None and watch.lost:
         report.lost_workers = list(watch.lost.values())
         report.partial = True
+    report.records_lost, report.records_error = runtime.lost_records()
     return report

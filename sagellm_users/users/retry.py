@@ -1,7 +1,8 @@
 """When a failed request is sent again (``--retries``), and how long it waits first.
 
 Retrying hides nothing: every failed attempt stays in the request's record
-(``retry_errors``), in Locust's table as a ``RETRY`` row and in the report's retry counts,
+(``retry_errors``), in Locust's table as a ``RETRY`` row (a failure in that row alone: not
+in "Aggregated", the error table or the exit code) and in the report's retry counts,
 and the final attempt alone makes the request's timings (so TTFT stays a measure of the
 server, not of the back-off). Only failures that happened before any output are retried:
 a stream that already produced tokens cannot be sent again without counting them twice.

@@ -72,6 +72,14 @@ class LLMRuntime:
 
     worker_watch: WorkerWatch | None = None
     """On a master: which workers were lost mid-run."""
+    _lost_remote = 0
+    _lost_error: str | None = None
+    """On a master: records the workers' files could not hold, and the first reason."""
+    _lost_sent = 0
+    """On a worker: how many of its lost records the master was told of."""
+    _finished = 0
+    _cancelled = 0
+    """Requests this process's users handed over, by how they ended (see :meth:`ended`)."""
 
     def __init__(self, environment: Environment, options: LLMOptions) -> None:
         self.environment = environment
@@ -255,7 +263,15 @@ class LLMRuntime:
     # -- results ----------------------------------------------------------------------------
     def submit(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Hand over a finished request: recorded now, or soon (see :attr:`recorder`)."""
+        if record.status == "cancelled":
+            self._cancelled += 1
+        else:
+            self._finished += 1
         self.recorder.submit(record, exception)
+
+    def ended(self) -> tuple[int, int]:
+        """Requests this process's users handed over so far: (finished, cancelled)."""
+        return self._finished, self._cancelled
 
     def record_now(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
@@ -308,6 +324,28 @@ class LLMRuntime:
                     exception=None,
                     context={},
                 )
+
+    def lost_records(self) -> tuple[int, str | None]:
+        """Records the records files could not hold (this process's and, on a master, every
+        worker's) and why the first could not be written."""
+        records = self.records
+        if records is None:
+            return self._lost_remote, self._lost_error
+        return records.lost + self._lost_remote, records.error or self._lost_error
+
+    def drain_lost_records(self) -> dict[str, Any] | None:
+        """A worker's lost records since its last report, as wire data (None: none)."""
+        records = self.records
+        if records is None or records.lost == self._lost_sent:
+            return None
+        lost, self._lost_sent = records.lost - self._lost_sent, records.lost
+        return {"lost": lost, "error": records.error}
+
+    def lost_records_reported(self, lost: int, error: str | None) -> None:
+        """On a master: a worker's report said ``lost`` more records were lost."""
+        self._lost_remote += lost
+        if self._lost_error is None:
+            self._lost_error = error
 
     def close(self) -> None:
         self.recorder.stop()

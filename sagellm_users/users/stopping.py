@@ -136,11 +136,24 @@ def send_final_report(runner: WorkerRunner) -> None:
 class Shutdown:
     """One process's shutdown (the plugin's ``quitting`` work) and the stopping of its
     users: a Ctrl-C or second SIGTERM meanwhile cancels the requests in flight at once
-    instead of breaking either half-way."""
+    instead of breaking either half-way.
 
-    def __init__(self, runner: Runner | None, in_flight: Callable[[], int]) -> None:
+    The count of requests in flight when the users start stopping is not a count of
+    cancellations: Locust kills each user a little later (a kill per user, delivered by the
+    event loop), and a request that ends meanwhile is recorded as it ended. So that count is
+    logged as what is in flight, and once the users have stopped, what became of them:
+    ``ended()`` gives the (finished, cancelled) requests recorded so far."""
+
+    def __init__(
+        self,
+        runner: Runner | None,
+        in_flight: Callable[[], int],
+        ended: Callable[[], tuple[int, int]] | None = None,
+    ) -> None:
         self._runner = runner
         self._in_flight = in_flight
+        self._ended = ended
+        self._ended_at_stopping: tuple[int, int] | None = None
         self._done = Event()
         self._restores: list[Callable[[], None]] = []
         self.begun = False
@@ -158,6 +171,8 @@ class Shutdown:
         """The users are about to stop (a signal, --run-time, the web UI): say what happens
         to the requests in flight, and guard until they have stopped (test_stop)."""
         self.guard()
+        if self._ended is not None:
+            self._ended_at_stopping = self._ended()
         wait = 0.0 if self._runner is None else self._runner.environment.stop_timeout
         in_flight = self._in_flight()
         if wait and in_flight:
@@ -169,8 +184,24 @@ class Shutdown:
             )
         else:
             log.info(
-                "sagellm: stopping: %d request(s) in flight are recorded as cancelled", in_flight
+                "sagellm: stopping: %d request(s) in flight; each one still running when its "
+                "user stops is recorded as cancelled",
+                in_flight,
             )
+
+    def users_stopped(self) -> None:
+        """The users have stopped (test_stop): say what became of the requests that were
+        in flight, as recorded, and end the guard :meth:`users_stopping` began."""
+        before, self._ended_at_stopping = self._ended_at_stopping, None
+        if before is not None and self._ended is not None:
+            finished, cancelled = self._ended()
+            log.info(
+                "sagellm: users stopped: %d request(s) recorded as cancelled, %d finished "
+                "while the users stopped",
+                cancelled - before[1],
+                finished - before[0],
+            )
+        self.unguard()
 
     @contextlib.contextmanager
     def guarding(self) -> Iterator[None]:
@@ -207,7 +238,7 @@ class Shutdown:
             and len(runner.user_greenlets)
         ):
             log.warning(
-                "sagellm: stopping now: %d request(s) in flight are recorded as cancelled",
+                "sagellm: stopping now: %d request(s) in flight are cancelled",
                 self._in_flight(),
             )
             runner.user_greenlets.kill(block=False)

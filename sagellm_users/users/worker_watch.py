@@ -2,7 +2,7 @@
 
 Locust marks a worker "missing" after a few silent heartbeats (killed, frozen, cut off) and
 goes on with the others, but fires no event and leaves nothing in the results. This watch
-polls the master's worker list once a second; a worker that turns missing is logged with
+polls the master's worker list five times a second; a worker that turns missing is logged with
 its id, when it was lost and when its last report arrived, and the final report is marked
 partial: what that worker measured after its last report never reached the master. What
 it had reported stays in every number.
@@ -33,7 +33,9 @@ __all__ = ["WorkerWatch"]
 
 log = logging.getLogger("sagellm_users")
 
-POLL_S = 1.0
+POLL_S = 0.2
+"""How often the worker list is looked at: a small share of the time Locust takes to mark a
+worker missing (4 to 5 s after its last heartbeat), so it adds little to the delay."""
 
 
 class WorkerWatch:

@@ -237,8 +237,12 @@ def test_a_signal_mid_stream_cancels_the_requests_in_flight(
     status = check_files(run, ["records.jsonl"])
     assert status["ok"] >= 1 and status["cancelled"] >= 1
     assert_cancelled_mid_stream(run.out)
-    said = re.search(r"sagellm: stopping: (\d+) request\(s\) in flight are recorded as", run.output)
+    said = re.search(r"sagellm: stopping: (\d+) request\(s\) in flight; each one", run.output)
     assert said is not None and int(said[1]) >= 1, run.output
+    told = re.search(
+        r"sagellm: users stopped: (\d+) request\(s\) recorded as cancelled", run.output
+    )
+    assert told is not None and int(told[1]) == status["cancelled"], run.output
 
 
 @pytest.mark.parametrize("stop_timeout", ["0", "10"])

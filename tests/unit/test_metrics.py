@@ -608,4 +608,4 @@ def test_records_writer_that_cannot_open_its_file_raises_config_error(tmp_path: 
     writer = RecordsWriter(tmp_path / "records.jsonl")
     (tmp_path / "records.jsonl").mkdir()  # taken by a directory after the options were checked
     with pytest.raises(ConfigError, match="cannot be written"):
-        writer.write(steady_record())
+        writer.open()  # at start: a clear error before load (a write later counts it lost)

@@ -134,6 +134,11 @@
         (lost.last_report_at ? D.when(lost.last_report_at) : "never") + "); what it " +
         "measured after its last report is not in this report"}));
     }
+    if (report.records_lost) {
+      summary.append(el("p", {className: "verdict fail", text: "LOST: " +
+        D.num(report.records_lost, 0) + " record(s) could not be written to the records " +
+        "file (" + report.records_error + "); they are counted here but missing from the file"}));
+    }
     summary.append(D.summaryTable(report));
     const t = report.total || {};
     if (t.cancelled) {
