@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sagellm_users import GenerationRequest, OpenAIChatUser, OpenAICompletionsUser, RequestRecord
+from sagellm_users.mock_server import MockServerProcess
 from sagellm_users.report.workload import render_arrivals
 from sagellm_users.users import runtime_of
 from sagellm_users.workloads import load_tokenizer
@@ -112,14 +113,22 @@ def test_an_overloaded_client_shows_its_lag(mock_url: str) -> None:
     assert "fell behind the schedule" in text and "target 100 req/s" in text
 
 
-def test_multi_turn_sessions_grow_their_history(mock_url: str, tmp_path: Path) -> None:
+def test_multi_turn_sessions_grow_their_history(tmp_path: Path) -> None:
     workload = tmp_path / "chat.toml"
     workload.write_text(
         "input_tokens = 20\noutput_tokens = 3\n[session]\nturns = 3\ninput_tokens = 5\n",
         encoding="utf-8",
     )
-    run = LocalRun([OpenAIChatUser], ["--host", mock_url, "--workload", str(workload)])
-    records = run.run_until(18, users=2)
+    # Every token one word, so a reply of 3 tokens is 3 words of history: a held-back
+    # token (empty text, its word carried by the next one) would make the reply a word
+    # shorter than its token count, as a real server's text can be.
+    mock = MockServerProcess(["--ttft-ms", "5", "--tbt-ms", "2", "--held-back-rate", "0"])
+    url = mock.start()
+    try:
+        run = LocalRun([OpenAIChatUser], ["--host", url, "--workload", str(workload)])
+        records = run.run_until(18, users=2)
+    finally:
+        mock.stop()
     sessions: dict[str, list[RequestRecord]] = defaultdict(list)
     for record in records:
         if record.ok:
