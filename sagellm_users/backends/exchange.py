@@ -116,6 +116,7 @@ class HttpExchange:
         "_sock",
         "_t_read",
         "_transport",
+        "answered",
         "connect_s",
         "headers",
         "reason",
@@ -136,6 +137,8 @@ class HttpExchange:
         self._body_bytes = 0
         self._head_bytes = 0
         self.t_send: float | None = None
+        self.answered = False
+        """The caller read the whole answer (:meth:`end_early`), whatever the body does next."""
         self.connect_s: float | None = None
         self.t_done: float | None = None
         self.status: int | None = None
@@ -340,6 +343,7 @@ class HttpExchange:
         anything else read meanwhile is dropped, and a response that has not ended by then
         closes its connection. Never raises: the request is done whatever happens here."""
         self.t_done = t_done
+        self.answered = True
         sink = self._sink
         sink.pieces.clear()
         if self._sock is None:

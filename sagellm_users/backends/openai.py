@@ -316,6 +316,12 @@ class OpenAIStream(Closeable):
             raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
         raise MissingDoneError("stream ended without 'data: [DONE]'")
 
+    @property
+    def answered(self) -> bool:
+        """The stream reached ``[DONE]``: its tokens and timings are final even while the
+        connection still waits for the body's end (a stop then cancels nothing)."""
+        return self._exchange.answered
+
     def close(self) -> None:
         self._exchange.close()
 

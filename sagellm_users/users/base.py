@@ -199,8 +199,7 @@ class LLMUser(User):
         except (LLMError, ConfigError) as exc:
             error = _failed(record, exc, str(exc))
         except GreenletExit:
-            record.status = "cancelled"
-            record.error_message = "the user was stopped while the request was in flight"
+            _stopped(record, stream)
             raise
         except Exception as exc:
             error = _failed(record, exc, f"unexpected error in the client: {exc!r}")
@@ -262,6 +261,16 @@ class LLMUser(User):
         record.retry_errors.append(attempt_label(exc))
         record.retry_wait_s += wait
         gevent.sleep(wait)
+
+
+def _stopped(record: RequestRecord, stream: ResponseStream | None) -> None:
+    """The user was stopped with the request in flight: it is cancelled, unless the stream
+    was already answered in full (``[DONE]`` read) and only its connection's end was awaited;
+    then it is recorded as it ended."""
+    if stream is not None and getattr(stream, "answered", False):
+        return
+    record.status = "cancelled"
+    record.error_message = "the user was stopped while the request was in flight"
 
 
 def _failed(record: RequestRecord, exc: BaseException, message: str) -> BaseException:
