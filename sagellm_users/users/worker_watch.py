@@ -23,7 +23,6 @@ import time
 from datetime import UTC, datetime
 
 import gevent
-import locust.runners
 from gevent import Greenlet
 from locust.runners import STATE_MISSING, MasterRunner
 
@@ -66,9 +65,8 @@ class WorkerWatch:
             log.warning(
                 "sagellm: ignoring reports from worker %s, which never joined this master "
                 "(it was started for an earlier master on this port, which stopped or was "
-                "restarted; it stops its users once it has heard no heartbeat for %d s)",
+                "restarted); it is asked to quit",
                 client_id,
-                locust.runners.MASTER_HEARTBEAT_TIMEOUT,
             )
         return False
 
