@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from collections.abc import Callable
 from typing import Any
 
 from sagellm_users.metrics import RequestRecord
 
-__all__ = ["START", "T0", "WALL", "Clock", "make_record", "steady_record"]
+__all__ = ["START", "T0", "WALL", "Clock", "disk_with", "make_record", "steady_record"]
 
 WALL = 1_717_000_000.25
 T0 = 1000.0
@@ -73,3 +76,18 @@ def steady_record(n: int = 10, ttft: float = 0.05, gap: float = 0.01, **kw: Any)
     """n output chunks: the first ``ttft`` after t_send, then one every ``gap`` seconds."""
     t_send = T0 + 0.002
     return make_record([t_send + ttft + gap * i for i in range(n)], t_send=t_send, **kw)
+
+
+def disk_with(budget: int) -> Callable[[int, memoryview], int]:
+    """``os.write`` on a file system with ``budget`` bytes left: short writes, then ENOSPC."""
+    left = budget
+
+    def write(fd: int, data: memoryview) -> int:
+        nonlocal left
+        if left <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, data[:left])
+        left -= n
+        return n
+
+    return write

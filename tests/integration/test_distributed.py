@@ -192,12 +192,8 @@ def test_workers_stop_cleanly_when_their_master_is_gone(
         assert runtime_of(worker.environment).in_flight == 0
 
 
-def test_a_restarted_master_ignores_the_old_runs_workers(
-    mock_url: str, fast_reports: None, caplog: Any
-) -> None:
-    """A master restarted on the same port gets reports from the previous master's workers,
-    which run their users until their heartbeat timeout: none of it enters the new run."""
-    args = ["--host", mock_url, "--max-tokens", "8"]
+def _orphaned_worker(args: list[str]) -> tuple[WorkerRunner, int]:
+    """A worker running two users whose master died: the worker, and the master's port."""
     _old_env, old, workers = start_cluster(args, workers=1)
     old.start(2, spawn_rate=2)
     (worker,) = workers
@@ -205,6 +201,16 @@ def test_a_restarted_master_ignores_the_old_runs_workers(
     port = old.server.port
     old.greenlet.kill(block=True)
     old.server.close(linger=0)
+    return worker, port
+
+
+def test_a_restarted_master_ignores_the_old_runs_workers(
+    mock_url: str, fast_reports: None, caplog: Any
+) -> None:
+    """A master restarted on the same port gets reports from the previous master's workers,
+    which run their users until their heartbeat timeout: none of it enters the new run."""
+    args = ["--host", mock_url, "--max-tokens", "8"]
+    worker, port = _orphaned_worker(args)
 
     new_env = make_env(args)
     new = new_env.create_master_runner("127.0.0.1", port)
@@ -238,13 +244,7 @@ def test_a_stranger_hammering_a_gone_mock_is_kept_out_of_locusts_tables_and_told
     master heartbeat timeout (a minute)."""
     closed = f"http://127.0.0.1:{unused_port}"  # nothing listens: the mock that was is gone
     args = ["--host", closed, "--max-tokens", "8", "--skip-host-check"]
-    _old_env, old, workers = start_cluster(args, workers=1)
-    old.start(2, spawn_rate=2)
-    (worker,) = workers
-    assert wait_until(lambda: len(worker.user_greenlets) == 2)
-    port = old.server.port
-    old.greenlet.kill(block=True)
-    old.server.close(linger=0)
+    worker, port = _orphaned_worker(args)
     assert wait_until(lambda: _released(port)), "zmq unbinds in its own thread"
 
     new_env = make_env(args)

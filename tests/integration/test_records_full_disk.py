@@ -8,9 +8,6 @@ writer's one write call (a short write, then ENOSPC, as a nearly full file syste
 
 from __future__ import annotations
 
-import errno
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -20,24 +17,11 @@ from sagellm_users import OpenAIChatUser
 from sagellm_users.metrics import records_file
 from sagellm_users.users import runtime_of
 from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
+from tests.records import disk_with
 
 ENDPOINT = "/v1/chat/completions"
 BUDGET = 4000
 """Bytes the disk holds: a handful of records."""
-
-
-def full_disk(budget: int) -> Callable[[int, memoryview], int]:
-    left = budget
-
-    def write(fd: int, data: memoryview) -> int:
-        nonlocal left
-        if left <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, data[:left])
-        left -= n
-        return n
-
-    return write
 
 
 def read_lines(path: Path) -> list[dict[str, object]]:
@@ -53,7 +37,7 @@ def test_a_full_disk_loses_no_request_from_the_stats_and_says_so(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(records_file, "_write", full_disk(BUDGET))
+    monkeypatch.setattr(records_file, "_write", disk_with(BUDGET))
     records = tmp_path / "run.jsonl"
     report_json, report_md = tmp_path / "run.json", tmp_path / "run.md"
     args = ["--host", mock_url, "--max-tokens", "4", "--server-metrics-interval", "0"]
@@ -86,7 +70,7 @@ def test_a_full_disk_loses_no_request_from_the_stats_and_says_so(
 def test_a_full_disk_with_the_slos_met_still_exits_1(
     tmp_path: Path, mock_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records_file, "_write", full_disk(BUDGET))
+    monkeypatch.setattr(records_file, "_write", disk_with(BUDGET))
     args = ["--host", mock_url, "--max-tokens", "4", "--server-metrics-interval", "0"]
     args += ["--llm-records", str(tmp_path / "run.jsonl"), "--slo", "error_rate<=100%"]
     run = LocalRun([OpenAIChatUser], args)
@@ -99,7 +83,7 @@ def test_a_full_disk_with_the_slos_met_still_exits_1(
 def test_workers_report_their_lost_records_to_the_master(
     tmp_path: Path, mock_url: str, fast_reports: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(records_file, "_write", full_disk(BUDGET))  # both workers share it
+    monkeypatch.setattr(records_file, "_write", disk_with(BUDGET))  # both workers share it
     args = ["--host", mock_url, "--max-tokens", "4", "--llm-records", str(tmp_path / "r.jsonl")]
     master_env, master, workers = start_cluster(args, workers=2)
     seen = [capture_submitted(worker.environment) for worker in workers]

@@ -8,34 +8,17 @@ and a real file size limit (RLIMIT_FSIZE, EFBIG) in a child process.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
 
 from sagellm_users.metrics import RecordsWriter, records_file
-from tests.records import steady_record
-
-
-def disk_with(budget: int) -> Callable[[int, memoryview], int]:
-    """``os.write`` on a file system with ``budget`` bytes left: short writes, then ENOSPC."""
-    left = budget
-
-    def write(fd: int, data: memoryview) -> int:
-        nonlocal left
-        if left <= 0:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        n = os.write(fd, data[:left])
-        left -= n
-        return n
-
-    return write
+from tests.records import disk_with, steady_record
 
 
 def test_a_full_disk_keeps_whole_lines_and_counts_the_lost_records(
@@ -88,7 +71,7 @@ def test_a_file_that_cannot_be_opened_loses_records_without_raising(tmp_path: Pa
 CHILD = """
 import resource, sys
 from sagellm_users.metrics import RecordsWriter
-from tests.records import steady_record
+from tests.records import disk_with, steady_record
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 writer = RecordsWriter(sys.argv[1])
 for i in range(1, 201):
