@@ -173,8 +173,10 @@ def test_default_options_match_vllm_bench_serves_throughput(
     assert workload["token_source"] == "server" and workload["prompt_lengths"] == "exact"
     assert calls == workload["tokenize_calls"] > 0, "every /tokenize call is in the report"
     assert all(row["output_tokens"] == 32 for row in ok)
-    bench = (before + after) / 2
+    # Judged against both runs of vllm bench serve: the server's own pace drifts a little
+    # between runs minutes apart, so the band is theirs widened by 5% each way.
     ours = report["total"]["output_throughput"]
-    assert ours == pytest.approx(bench, rel=0.05), (
+    low, high = min(before, after), max(before, after)
+    assert low * 0.95 <= ours <= high * 1.05, (
         f"{ours:.1f} output tok/s; vllm bench serve {before:.1f} before, {after:.1f} after"
     )
