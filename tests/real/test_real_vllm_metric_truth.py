@@ -173,10 +173,13 @@ def test_default_options_match_vllm_bench_serves_throughput(
     assert workload["token_source"] == "server" and workload["prompt_lengths"] == "exact"
     assert calls == workload["tokenize_calls"] > 0, "every /tokenize call is in the report"
     assert all(row["output_tokens"] == 32 for row in ok)
-    # Judged against both runs of vllm bench serve: the server's own pace drifts a little
-    # between runs minutes apart, so the band is theirs widened by 5% each way.
+    # Judged against both runs of vllm bench serve, widened by 10% each way: on a 2-core
+    # machine the server's pace drifts between runs minutes apart (vllm bench serve's own
+    # two runs differed by 7-10%: 192/211 and 176/188 output tok/s), and one 20 s run of
+    # ours varies as much. The defect this guards (prompts counted during the load) gave
+    # 0.82 of vllm bench serve, well outside the band.
     ours = report["total"]["output_throughput"]
     low, high = min(before, after), max(before, after)
-    assert low * 0.95 <= ours <= high * 1.05, (
+    assert low * 0.90 <= ours <= high * 1.10, (
         f"{ours:.1f} output tok/s; vllm bench serve {before:.1f} before, {after:.1f} after"
     )
