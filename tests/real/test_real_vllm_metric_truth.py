@@ -177,7 +177,7 @@ def test_default_options_match_vllm_bench_serves_throughput(
     # machine the server's pace drifts between runs minutes apart (vllm bench serve's own
     # two runs differed by 7-10%: 192/211 and 176/188 output tok/s), and one 20 s run of
     # ours varies as much. The defect this guards (prompts counted during the load) gave
-    # 0.82 of vllm bench serve, well outside the band.
+    # 0.82 of vllm bench serve, outside the band.
     ours = report["total"]["output_throughput"]
     low, high = min(before, after), max(before, after)
     assert low * 0.90 <= ours <= high * 1.10, (
