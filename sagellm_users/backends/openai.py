@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from time import perf_counter
 from typing import Any, ClassVar
 
@@ -356,7 +356,8 @@ class OpenAIClient(BatchMixin, Closeable):
     ``eager_connections`` opens that many connections now (and fails now if the server
     cannot be reached); by default the pool opens them as requests need them.
     ``max_idle`` caps the idle connections kept for reuse; ``limits`` how much of a
-    response is held (:class:`~sagellm_users.limits.ReadLimits`).
+    response is held (:class:`~sagellm_users.limits.ReadLimits`). ``model`` is what a
+    request without one asks for; by default the first model the server lists (asked once).
     """
 
     backend = "openai"
@@ -376,7 +377,9 @@ class OpenAIClient(BatchMixin, Closeable):
         eager_connections: int = 0,
         max_idle: int = 256,
         limits: ReadLimits | None = None,
+        model: str | None = None,
     ) -> None:
+        self._model = model or None
         all_headers = dict(headers or {})
         key = api_key
         if key is None:
@@ -415,8 +418,23 @@ class OpenAIClient(BatchMixin, Closeable):
         """How this server's answers on ``api`` are read: (stream event, whole body)."""
         return parse_event, _parse_body
 
+    def default_model(self) -> str:
+        """The model of requests that name none: the client's ``model``, else the first
+        model the server lists (asked once; every server answers ``"model": ""`` with 404)."""
+        if self._model is None:
+            models = self.list_models()
+            if not models:
+                raise ConfigError(
+                    f"{self.base_url} lists no model: give the request a model, or the "
+                    "client one (model=...)"
+                )
+            self._model = models[0]
+        return self._model
+
     def stream(self, request: GenerationRequest) -> OpenAIStream:
         """Prepare ``request``; iterating the result sends it and yields its chunks."""
+        if not request.model:
+            request = replace(request, model=self.default_model())
         path = self.endpoint_path(request.api)
         body = orjson.dumps(self.build_payload(request))
         headers = _STREAM_HEADERS if request.stream else _JSON

@@ -80,6 +80,22 @@ def test_sagellm_discovers_models_from_info(url: str) -> None:
         assert client.info()["models"][0]["id"] == "m"
 
 
+def test_a_request_without_a_model_asks_for_the_servers_first_model_once(url: str) -> None:
+    """README's "Every client alone" example: no model given. The client asks the server's
+    model list once (as the Locust path does) instead of sending ``"model": ""``, which
+    every server answers with 404."""
+    requests = [GenerationRequest(prompt=f"Count to {n}", max_tokens=3) for n in range(6)]
+    with VLLMClient(url) as client:
+        results = client.generate_batch(requests, max_concurrent=3)
+        assert client.default_model() == "m"
+    assert all(r.ok and r.usage is not None for r in results), [r.error for r in results]
+    assert all(request.model == "" for request in requests), "the caller's requests untouched"
+    with VLLMClient(url, model="pinned") as client:
+        assert client.default_model() == "pinned"
+        [failed] = client.generate_batch([GenerationRequest(prompt="x", max_tokens=2)])
+    assert failed.error_class == "HTTPStatusError" and "pinned" in (failed.error or "")
+
+
 def test_batch_keeps_order_returns_failures_and_runs_concurrently(url: str) -> None:
     requests = [chat(max_tokens=n) for n in (3, 1, 5, 2, 4, 6)]
     requests.insert(2, GenerationRequest(model="missing", prompt="x", max_tokens=2))
