@@ -50,6 +50,7 @@ from sagellm_users.metrics import RequestRecord
 
 if TYPE_CHECKING:
     from sagellm_users.api import run_load_test
+    from sagellm_users.report import LLMReport
     from sagellm_users.users import (
         LLMUser,
         LMDeployGenerateUser,
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         install,
         runtime_of,
     )
+    from sagellm_users.users.options import LLMOptions
 
 __version__ = "0.1.0"
 
@@ -85,6 +87,8 @@ __all__ = [
     "HTTPStatusError",
     "HealthStatus",
     "LLMError",
+    "LLMOptions",
+    "LLMReport",
     "LLMUser",
     "LMDeployClient",
     "LMDeployGenerateUser",
@@ -141,9 +145,17 @@ _LAZY = {
 }
 
 
+_LAZY_FROM = {
+    "run_load_test": "sagellm_users.api",
+    "LLMOptions": "sagellm_users.users.options",
+    "LLMReport": "sagellm_users.report",
+}
+"""Imported on first use: the options and the runner import Locust, a client alone not."""
+
+
 def __getattr__(name: str) -> Any:
-    if name == "run_load_test":
-        return importlib.import_module("sagellm_users.api").run_load_test
+    if name in _LAZY_FROM:
+        return getattr(importlib.import_module(_LAZY_FROM[name]), name)
     if name in _LAZY:
         return getattr(importlib.import_module("sagellm_users.users"), name)
     raise AttributeError(f"module 'sagellm_users' has no attribute {name!r}")

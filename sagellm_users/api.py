@@ -16,7 +16,7 @@ from locust.event import Events
 
 from sagellm_users.errors import ConfigError
 from sagellm_users.report import LLMReport
-from sagellm_users.users.options import add_arguments
+from sagellm_users.users.options import LLMOptions, add_arguments
 from sagellm_users.users.plugin import install
 from sagellm_users.users.runtime import runtime_of
 
@@ -30,14 +30,15 @@ def run_load_test(
     users: int = 1,
     spawn_rate: float | None = None,
     run_time: float = 10.0,
-    options: Sequence[str] = (),
+    options: LLMOptions | Sequence[str] = (),
 ) -> LLMReport:
     """Run ``users`` users of ``user_classes`` for ``run_time`` seconds; return the report.
 
     ``host`` is the server's base URL; without it the embedded mock server is started for
-    the run and stopped after. ``options`` are sagellm-locust's command-line options, e.g.
-    ``["--max-tokens", "256", "--ignore-eos", "--slo", "ttft_p99<=500ms"]``; a bad one
-    raises :class:`ConfigError` before any load.
+    the run and stopped after. ``options`` is an :class:`LLMOptions`, e.g.
+    ``LLMOptions(max_tokens=256, ignore_eos=True, slo="ttft_p99<=500ms")``, or the same as
+    command-line options, ``["--max-tokens", "256", "--ignore-eos"]``; a bad one raises
+    :class:`ConfigError` before any load.
 
     >>> from sagellm_users import OpenAIChatUser, run_load_test
     >>> report = run_load_test([OpenAIChatUser], users=8, run_time=30)   # doctest: +SKIP
@@ -48,11 +49,13 @@ def run_load_test(
     parser = LocustArgumentParser()
     setup_parser_arguments(parser)
     add_arguments(parser)
-    args = [*(["--host", host] if host else []), *options]
+    argv = [] if isinstance(options, LLMOptions) else list(options)
     try:
-        parsed = parser.parse_args(args)
+        parsed = parser.parse_args([*(["--host", host] if host else []), *argv])
     except SystemExit:
-        raise ConfigError(f"run_load_test: invalid options {list(options)!r}") from None
+        raise ConfigError(f"run_load_test: invalid options {argv!r}") from None
+    if isinstance(options, LLMOptions):
+        options.to_namespace(parsed)
     environment = Environment(
         user_classes=list(user_classes), events=Events(), parsed_options=parsed, host=host
     )

@@ -16,17 +16,13 @@ from collections.abc import Iterable
 from sagellm_users.backends.engine_process import EngineProcess, EngineSpec
 from sagellm_users.errors import ConfigError
 from sagellm_users.users.local import LocalEngineUser
-from sagellm_users.users.options import LLMOptions
+from sagellm_users.users.options import LLMOptions, flag_of
 
 __all__ = ["engine_specs", "engines_needed", "start_engines", "stop_engines"]
 
 log = logging.getLogger("sagellm_users")
 
-_MODEL_FLAGS = {
-    "lmdeploy": "--lmdeploy-model",
-    "sagellm": "--sagellm-model",
-    "vllm": "--vllm-model",
-}
+_MODEL_FLAGS = {engine: flag_of(f"{engine}_model") for engine in ("lmdeploy", "sagellm", "vllm")}
 
 
 def engines_needed(user_classes: Iterable[type]) -> dict[str, list[str]]:

@@ -10,18 +10,17 @@ to drop).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from sagellm_users.errors import ConfigError
-from sagellm_users.users.options import LLMOptions
-from sagellm_users.users.shape_options import SHAPE_DEFAULTS
+from sagellm_users.users.option_spec import declared
+from sagellm_users.users.options import LLMOptions, flag_of
 
 __all__ = ["check_engine_options", "check_shape_options"]
 
 _ENGINE_USERS = {
-    "vllm": ("--vllm-model", "VLLMLocalUser", "locustfiles/vllm_local.py"),
-    "lmdeploy": ("--lmdeploy-model", "LMDeployLocalUser", "locustfiles/lmdeploy_local.py"),
-    "sagellm": ("--sagellm-model", "SageLLMLocalUser", "locustfiles/sagellm_local.py"),
+    "vllm": (flag_of("vllm_model"), "VLLMLocalUser", "locustfiles/vllm_local.py"),
+    "lmdeploy": (flag_of("lmdeploy_model"), "LMDeployLocalUser", "locustfiles/lmdeploy_local.py"),
+    "sagellm": (flag_of("sagellm_model"), "SageLLMLocalUser", "locustfiles/sagellm_local.py"),
 }
 
 _SHAPE_OF = {
@@ -47,14 +46,10 @@ def check_engine_options(engines: Iterable[str], options: LLMOptions) -> None:
             )
     if engines:
         return
-    given = {
-        "--engine-arg": bool(options.engine_args),
-        "--engine-python": bool(options.engine_python),
-        "--engine-log": bool(options.engine_log),
-        "--engine-start-timeout": options.engine_start_timeout != 600.0,
-    }
-    for flag, is_given in given.items():
-        if is_given:
+    defaults = LLMOptions.model_fields
+    for field in ("engine_args", "engine_python", "engine_log", "engine_start_timeout"):
+        if getattr(options, field) != defaults[field].get_default(call_default_factory=True):
+            flag = flag_of(field)
             raise ConfigError(
                 f"{flag}: no user class in the locustfiles runs an in-process engine, so it "
                 "would be ignored; add one (e.g. -f locustfiles/vllm_local.py), or drop "
@@ -62,17 +57,19 @@ def check_engine_options(engines: Iterable[str], options: LLMOptions) -> None:
             )
 
 
-def check_shape_options(parsed_options: Any, shape: object | None) -> None:
+def check_shape_options(options: LLMOptions, shape: object | None) -> None:
     """A shape option needs its shape among the locustfiles (Locust runs at most one)."""
     classes = {cls.__name__ for cls in type(shape).__mro__} if shape is not None else set()
-    for dest, default in SHAPE_DEFAULTS.items():
-        value = getattr(parsed_options, dest, default)
-        if value in (None, "", default):
+    for option in declared(LLMOptions):
+        if option.opt.group != "Load shapes":
             continue
-        name, locustfile = _SHAPE_OF[dest]
+        value = getattr(options, option.field)
+        if value in (None, "", option.default):
+            continue
+        name, locustfile = _SHAPE_OF[option.field]
         if name in classes:
             continue
-        flag = "--" + dest.replace("_", "-")
+        flag = option.opt.flag
         running = (
             f"the load shape is {type(shape).__name__}"
             if shape is not None

@@ -64,6 +64,7 @@ from sagellm_users.users.refusal import relay_refusals
 from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
 from sagellm_users.users.server_watch import ServerWatch
 from sagellm_users.users.slo_watch import SLOWatch
+from sagellm_users.users.start_form import take_start_form
 from sagellm_users.users.stopping import (
     Shutdown,
     interrupt_main_greenlet,
@@ -150,7 +151,7 @@ def _on_init(
             datasets.get(options.workload)  # read and checked once, before any load
             check_tokenizer(options.workload.tokenizer)
         check_mock_args(options.mock_args)
-        check_shape_options(environment.parsed_options, environment.shape_class)
+        check_shape_options(options, environment.shape_class)
         _check_shape(environment)
     except ConfigError as exc:
         _fail(str(exc))
@@ -240,6 +241,9 @@ def _register_listeners(
         runtime.live = True
         events.reset_stats.add_listener(runtime.recent.reset)
         add_live_route(web_ui, runtime, _report)
+        take_start_form(
+            web_ui, environment, lambda new: _check_form_options(environment, runtime, new)
+        )
     if not is_worker:
         server = runtime.server_watch = ServerWatch(runtime)
         events.test_start.add_listener(lambda **_kw: server.start())
@@ -460,6 +464,15 @@ def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
 
     stats.log_request = log_request  # type: ignore[method-assign]
     stats.log_error = log_error  # type: ignore[method-assign]
+
+
+def _check_form_options(environment: Environment, runtime: LLMRuntime, options: LLMOptions) -> None:
+    """What the start form may change and only a check against files or the locustfiles
+    can refuse: a workload's dataset and tokenizer, a shape's options."""
+    if options.workload is not None:
+        runtime.datasets.get(options.workload)
+        check_tokenizer(options.workload.tokenizer)
+    check_shape_options(options, environment.shape_class)
 
 
 def _reload_options(environment: Environment) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sagellm_users import ConfigError, OpenAIChatUser, run_load_test
+from sagellm_users import ConfigError, LLMOptions, OpenAIChatUser, run_load_test
 
 
 def test_run_load_test_against_the_embedded_mock() -> None:
@@ -27,6 +27,17 @@ def test_run_load_test_against_a_given_host(mock_url: str) -> None:
     )
     assert report.run.host == mock_url
     assert report.total.completed > 0
+
+
+def test_run_load_test_takes_the_options_model(mock_url: str) -> None:
+    options = LLMOptions(max_tokens=3, slo="ttft_p99<=2s", headers={"X-Tenant": "a"})
+    report = run_load_test([OpenAIChatUser], host=mock_url, users=1, run_time=1.0, options=options)
+    assert report.total.completed > 0
+    assert report.total.total_output_tokens == 3 * report.total.completed
+    assert report.run.options["max_tokens"] == 3 and report.run.options["header_names"] == [
+        "X-Tenant"
+    ]
+    assert [slo.slo for slo in report.slos] == ["ttft_p99<=2s"]
 
 
 def test_run_load_test_rejects_bad_options_before_load() -> None:

@@ -66,16 +66,34 @@ def test_web_ui_form_options_and_live_rows(mock_url: str) -> None:
     assert all(r.output_tokens == 6 for r in run.records if r.ok)
 
 
-def test_web_ui_rejects_a_bad_option_and_stops(mock_url: str, caplog: Any) -> None:
-    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
-    _start(run, {"host": mock_url, "max_tokens": "0"})
-    stopped = run.environment.events.test_stop
-    done = gevent.event.Event()
-    stopped.add_listener(lambda **_kw: done.set())
-    assert done.wait(10), "the runner stops itself"
+def test_web_ui_refuses_a_bad_field_before_anything_starts(mock_url: str, caplog: Any) -> None:
+    """A field that does not validate answers ``success: false`` with its reason (shown in
+    red by Locust's form), starts nothing, and does not stick to the next start."""
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url, "--max-tokens", "4"], web_ui=True)
+    assert run.web_ui is not None and run.web_ui.app is not None
+    client = run.web_ui.app.test_client()
+    for field, value, reason in (
+        ("max_tokens", "0", "--max-tokens: input should be greater than or equal to 1"),
+        ("max_tokens", "many", "--max-tokens: input should be a valid integer"),
+        ("slo", "error_rate<=fast", "--slo"),
+        ("extra_body", "{top_k: 1}", "--extra-body: not valid JSON"),
+    ):
+        response = client.post(
+            "/swarm",
+            data={"user_count": "2", "spawn_rate": "2", "host": mock_url, field: value},
+        )
+        answer = response.json
+        assert answer is not None and answer["success"] is False, answer
+        assert answer["message"].startswith("Not started: ") and reason in answer["message"]
+        assert run.runner.state == "ready", "a refused start starts nothing"
+    ns = run.environment.parsed_options
+    assert ns is not None and ns.max_tokens == "4", "nothing of it is kept"
+    _start(run, {"host": mock_url, "seed": "", "temperature": "", "min_tokens": ""})
+    assert run.wait_for(4, timeout=30)
     run.finish()
-    assert run.records == [], "no request is sent with options the form made invalid"
-    assert any("--max-tokens" in message for message in caplog.messages)
+    assert run.runtime.options.max_tokens == 4 and run.runtime.options.seed is None
+    assert all(r.output_tokens == 4 for r in run.records if r.ok)
+    assert any("start refused: --max-tokens" in message for message in caplog.messages)
 
 
 def test_web_ui_early_stop_stops_the_test_and_keeps_the_ui(mock_url: str) -> None:

@@ -17,7 +17,6 @@ from locust.argument_parser import get_empty_argument_parser, setup_parser_argum
 from sagellm_users.errors import ConfigError
 from sagellm_users.shapes import SLOSweepShape
 from sagellm_users.users.options import LLMOptions, add_arguments
-from sagellm_users.users.workload_options import workload_from_namespace
 from sagellm_users.workloads.lengths import FixedLength, NormalLength, UniformLength
 from sagellm_users.workloads.spec import load_workload, parse_think_time
 from tests.locust_harness import parse_args
@@ -218,7 +217,7 @@ def test_every_shipped_conf_parses_and_validates(
         assert ns.num_users == int(values["users"])
     options = LLMOptions.from_namespace(ns)
     if "workload" in values:
-        assert ns.workload == values["workload"]
+        assert ns.workload_file == values["workload"]
         toml = tomllib.loads((ROOT / values["workload"]).read_text(encoding="utf-8"))
         assert options.workload is not None and options.workload.name == toml["name"]
     else:
@@ -251,7 +250,7 @@ def test_the_harness_parser_reads_a_conf(monkeypatch: pytest.MonkeyPatch) -> Non
 
 # -- options --------------------------------------------------------------------------------------
 def from_options(*args: str) -> Any:
-    return workload_from_namespace(parse_args(list(args)))
+    return LLMOptions.from_namespace(parse_args(list(args))).workload
 
 
 def options_error(*args: str) -> str:

@@ -1,0 +1,184 @@
+"""Locust's own start form, clicked in a real headless Chromium: the LLM fields take effect.
+
+The measured defect: the form posts every field, an untouched number as ``''``; reading
+``seed=''`` raised at every browser start, so a test started from the form ran with the
+launch options (Max Tokens 16 typed, 128 requested) while the page said it had started. Here
+the fields are typed and Start is clicked as a user does; what the server was asked for is
+read from the records and the report, the verdict from the LLM page; a refused start shows
+its reason in the form, starts nothing, and leaves nothing behind for the next start.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+
+from tests.e2e.chromium import chromium, wait_for
+from tests.e2e.locust_process import ROOT, kill_locust, start_locust
+from tests.e2e.test_browser import WebRun
+
+pytestmark = pytest.mark.e2e
+
+CHAT = str(ROOT / "locustfiles" / "chat.py")
+
+
+@pytest.fixture
+def form_run(tmp_path: Path) -> Iterator[tuple[WebRun, Path]]:
+    """``locust`` with its web UI, waiting for a start; launched asking 128 tokens."""
+    records = tmp_path / "records.jsonl"
+    process = start_locust(
+        "-f", CHAT, "--web-host", "127.0.0.1", "--web-port", "0",
+        "--max-tokens", "128", "--mock-args", "--ttft-ms 20 --tbt-ms 2",
+        "--llm-records", str(records), "--llm-report", str(tmp_path / "run.json"),
+    )  # fmt: skip
+    run = WebRun(process)
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            run.lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        yield run, records
+    finally:
+        kill_locust(process)
+
+
+def _field(driver: WebDriver, name: str) -> WebElement:
+    found = driver.find_elements(By.CSS_SELECTOR, f"form [name='{name}']")
+    assert found, f"no field {name!r} in the start form"
+    return found[0]
+
+
+def _type(driver: WebDriver, name: str, text: str) -> None:
+    field = _field(driver, name)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+    field.click()
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(Keys.DELETE)
+    if text:
+        field.send_keys(text)
+
+
+def _open_form(driver: WebDriver, root: str) -> None:
+    driver.get(root)
+    wait_for(driver, "document.querySelector(\"form [name='userCount']\")")
+    summary = wait_for(
+        driver,
+        "[...document.querySelectorAll('form button')].find(b => "
+        "b.textContent.trim() === 'Custom parameters')",
+    )
+    summary.click()
+    wait_for(driver, "document.querySelector(\"form [name='maxTokens']\")?.offsetParent")
+
+
+def _click_start(driver: WebDriver) -> None:
+    button = driver.find_element(By.CSS_SELECTOR, "form button[type='submit']")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    button.click()
+
+
+def _state(driver: WebDriver) -> str:
+    state: str = driver.execute_script(
+        "const r = new XMLHttpRequest(); r.open('GET', '/stats/requests', false); r.send();"
+        "return JSON.parse(r.responseText).state;"
+    )
+    return state
+
+
+def _stop(driver: WebDriver) -> None:
+    stop = wait_for(
+        driver,
+        "[...document.querySelectorAll('button')].find(b => b.textContent === 'Stop')",
+    )
+    stop.click()
+    wait_for(driver, "document.body.innerText.includes('STOPPED')", timeout=30)
+
+
+def test_typed_llm_fields_take_effect_and_a_refused_start_says_why(
+    form_run: tuple[WebRun, Path], tmp_path: Path
+) -> None:
+    run, records = form_run
+    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+    root = url.removesuffix("llm/")
+    with chromium() as driver:
+        _open_form(driver, root)
+        _type(driver, "userCount", "2")
+        _type(driver, "spawnRate", "2")
+        # A refused start: the reason in the form, nothing started, nothing kept.
+        _type(driver, "maxTokens", "sixteen")
+        _click_start(driver)
+        alert = wait_for(
+            driver,
+            "[...document.querySelectorAll('[role=alert]')].map(a => a.innerText)"
+            ".find(t => t.includes('Not started'))",
+        )
+        assert "--max-tokens: input should be a valid integer" in alert
+        assert _state(driver) == "ready", "a refused start starts nothing"
+
+        _type(driver, "maxTokens", "16")
+        _type(driver, "slo", "ttft_p99<=5s,e2el_p99<=1ms")
+        ignore_eos = _field(driver, "ignoreEos")
+        if not ignore_eos.is_selected():
+            driver.execute_script("arguments[0].click();", ignore_eos)
+        _click_start(driver)
+        wait_for(driver, "document.body.innerText.includes('RUNNING')", timeout=30)
+        wait_for(
+            driver,
+            "fetch('/llm/stats').then(r => r.json()).then(s => window.__done ="
+            " s.cumulative.completed) && (window.__done || 0) >= 10",
+            timeout=60,
+        )
+        driver.get(url)  # the LLM page: the objectives typed into the form are judged
+        verdicts = wait_for(
+            driver,
+            "document.body.innerText.includes('e2el_p99<=1ms') && document.body.innerText",
+        )
+        assert "ttft_p99<=5s" in verdicts
+        driver.get(root)
+        _stop(driver)
+
+    rows = [orjson.loads(line) for line in records.read_bytes().splitlines()]
+    ok = [row for row in rows if row["status"] == "ok"]
+    assert len(ok) >= 10
+    assert {row["output_tokens"] for row in ok} == {16}, "every request asked 16"
+    run.process.terminate()
+    run.process.wait(timeout=60)
+    report = orjson.loads((tmp_path / "run.json").read_bytes())
+    options = report["run"]["options"]
+    assert options["max_tokens"] == 16 and options["ignore_eos"] is True
+    verdict = {slo["slo"]: slo["passed"] for slo in report["slos"]}
+    assert verdict == {"ttft_p99<=5s": True, "e2el_p99<=1ms": False}
+    log = "".join(run.seen) + _rest(run)
+    assert "Traceback" not in log
+    assert "start refused: --max-tokens" in log
+
+
+def _rest(run: WebRun) -> str:
+    lines = []
+    while not run.lines.empty():
+        lines.append(run.lines.get())
+    return "".join(lines)
+
+
+def test_the_form_lists_the_llm_fields_most_used_first(form_run: tuple[WebRun, Path]) -> None:
+    run, _ = form_run
+    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+    with chromium() as driver:
+        _open_form(driver, url.removesuffix("llm/"))
+        names: list[str] = driver.execute_script(
+            "return [...document.querySelectorAll('form [name]')].map(e => e.name);"
+        )
+    ours = [name for name in names if name in ("model", "maxTokens", "burstiness", "spikeHold")]
+    assert ours == ["model", "maxTokens", "burstiness", "spikeHold"], names
+    assert "llmRecords" not in names and "mockArgs" not in names
