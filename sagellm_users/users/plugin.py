@@ -80,6 +80,7 @@ from sagellm_users.users.web_secrets import (
     restore_blank_secrets,
 )
 from sagellm_users.users.worker_watch import WorkerWatch
+from sagellm_users.users.worker_wire import merge_reports, send_reports
 from sagellm_users.workloads.build import DatasetCache, check_tokenizer
 
 if TYPE_CHECKING:
@@ -94,11 +95,6 @@ __all__ = ["install"]
 log = logging.getLogger("sagellm_users")
 
 _INSTALLED = "_sagellm_installed"
-_REPORT_KEY = "sagellm_metrics"
-_HEALTH_KEY = "sagellm_health"
-_ENGINES_KEY = "sagellm_engines"
-_TIMELINE_KEY = "sagellm_timeline"
-_RECORDS_LOST_KEY = "sagellm_records_lost"
 SLO_FAILED_EXIT = 3
 RECORDS_LOST_EXIT = 1
 """A run whose records file could not hold every record (a full disk): its raw data is
@@ -232,9 +228,7 @@ def _register_listeners(
             events.test_start.add_listener(
                 lambda **_kw: records.use_suffix(f"worker{worker.worker_index}")
             )
-        events.report_to_master.add_listener(
-            lambda client_id, data: _report_to_master(runtime, data)
-        )
+        send_reports(environment, runtime)
     if isinstance(runner, MasterRunner):
         _watch_workers(environment, runtime, runner, shutdown)
     if web_ui is not None:
@@ -267,11 +261,13 @@ def _watch_workers(
     watch = runtime.worker_watch = WorkerWatch(runner)
     events = environment.events
 
+    merger = merge_reports(environment, runtime)
+
     def merge(client_id: str, data: dict[str, Any]) -> None:
         if not watch.accepts(str(client_id)):
             return
         watch.reported(str(client_id))
-        _merge_worker_report(runtime, client_id, data)
+        merger.take(str(client_id), data)
 
     events.worker_connect.add_listener(lambda client_id, **_kw: watch.joined(str(client_id)))
     events.worker_report.add_listener(merge)
@@ -557,42 +553,6 @@ def _start_health_probe(
     # (Runner.stop fires test_stopping before every test_stop.)
     events.test_stopping.add_listener(lambda **_kw: probe.stop())
     events.quitting.add_listener(lambda **_kw: probe.stop())
-
-
-def _merge_worker_report(runtime: LLMRuntime, client_id: str, data: dict[str, Any]) -> None:
-    metrics = data.get(_REPORT_KEY, {})
-    runtime.collector.merge_wire(metrics)
-    if runtime.live:
-        runtime.recent.merge_wire(metrics)
-    if runtime.stage is not None:
-        runtime.stage.merge_wire(metrics)
-    health = data.get(_HEALTH_KEY)
-    if health is not None:
-        runtime.health.merge_wire(str(client_id), health)
-    engines = data.get(_ENGINES_KEY)
-    if engines:
-        runtime.remote_engines.update(engines)
-    timeline = data.get(_TIMELINE_KEY)
-    if timeline is not None:
-        runtime.timeline.merge_wire(str(client_id), timeline)
-    lost = data.get(_RECORDS_LOST_KEY)
-    if lost:
-        runtime.lost_records_reported(int(lost["lost"]), lost.get("error"))
-
-
-def _report_to_master(runtime: LLMRuntime, data: dict[str, Any]) -> None:
-    """Ship what this worker measured since its last report; the master merges it."""
-    runtime.recorder.flush()
-    data[_REPORT_KEY] = runtime.collector.drain()
-    data[_HEALTH_KEY] = runtime.drain_health()
-    data[_TIMELINE_KEY] = runtime.timeline.drain(runtime.in_flight)
-    lost = runtime.drain_lost_records()
-    if lost is not None:
-        data[_RECORDS_LOST_KEY] = lost
-    if runtime.engines:
-        runner = runtime.environment.runner
-        where = f"worker {getattr(runner, 'worker_index', '?')}"
-        data[_ENGINES_KEY] = runtime.engine_entries(where)
 
 
 def _finish(runtime: LLMRuntime) -> None:

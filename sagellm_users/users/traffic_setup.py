@@ -22,7 +22,6 @@ from sagellm_users.errors import ConfigError
 from sagellm_users.users.runtime import LLMRuntime
 from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule
 from sagellm_users.workloads.build import build_workload, make_counter
-from sagellm_users.workloads.traffic import merge_info
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -34,7 +33,6 @@ __all__ = ["install_traffic", "set_request_rate"]
 log = logging.getLogger("sagellm_users")
 
 PLAN_MESSAGE = "sagellm_arrivals"
-_WORKLOAD_KEY = "sagellm_workload"
 
 
 def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runner | None) -> None:
@@ -42,17 +40,8 @@ def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runne
     events = environment.events
     if isinstance(runner, MasterRunner):
         master = runner
-        infos: dict[str, dict[str, Any]] = {}  # by worker: the report adds up their calls
-
-        def start(**_kw: Any) -> None:
-            infos.clear()
-            _broadcast(runtime, master)
-
-        events.test_start.add_listener(start)
+        events.test_start.add_listener(lambda **_kw: _broadcast(runtime, master))
         events.worker_connect.add_listener(lambda **_kw: _broadcast(runtime, master))
-        events.worker_report.add_listener(
-            lambda client_id, data: _take_workload_info(runtime, infos, client_id, data)
-        )
         return
     pending: dict[str, ArrivalPlan] = {}
     events.test_start.add_listener(
@@ -68,9 +57,6 @@ def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runne
                 runtime.arrivals.set_plan(plan)
 
         worker.register_message(PLAN_MESSAGE, take_plan)
-        events.report_to_master.add_listener(
-            lambda client_id, data: _send_workload_info(runtime, data)
-        )
 
 
 def set_request_rate(runtime: LLMRuntime, rate: float) -> None:
@@ -159,19 +145,3 @@ def _plan_for(worker: WorkerRunner, data: dict[str, Any]) -> ArrivalPlan:
         workers.index(me),
         None if start is None else float(start),
     )
-
-
-def _send_workload_info(runtime: LLMRuntime, data: dict[str, Any]) -> None:
-    if runtime.workload_info is not None:
-        data[_WORKLOAD_KEY] = runtime.workload_info
-
-
-def _take_workload_info(
-    runtime: LLMRuntime, infos: dict[str, dict[str, Any]], client_id: str, data: dict[str, Any]
-) -> None:
-    """Keep a worker's workload info; the report's is all workers' together (each worker
-    built its own prompts, with its own /tokenize calls)."""
-    info = data.get(_WORKLOAD_KEY)
-    if info is not None:
-        infos[str(client_id)] = info
-        runtime.workload_info = merge_info([infos[worker] for worker in sorted(infos)])
