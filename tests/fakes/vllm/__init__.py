@@ -18,6 +18,7 @@ class AsyncEngineArgs:
 
     model: str
     served_model_name: Any = None
+    dtype: str = "auto"
     ttft_ms: float = 20.0
     itl_ms: float = 5.0
     chat_template: bool = True
