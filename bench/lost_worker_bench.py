@@ -1,4 +1,4 @@
-"""How long a master takes to name a worker killed with SIGKILL (README: "A worker lost mid-run").
+"""How long a master takes to name a worker killed with SIGKILL (docs/distributed.md).
 
     .venv/bin/python bench/lost_worker_bench.py [--trials 5]
 

@@ -5,7 +5,8 @@
 
 Without --host the embedded mock LLM server is started on a free port and stopped at exit.
 Every request shows in Locust's table as three rows: E2E (the request), TTFT and TBT.
-Every option is listed in README.md ("Options"); Locust prints its own in --help.
+`locust -f locustfiles/chat.py --llm-help` lists every option (docs/options.md); Locust
+prints its own in --help.
 """
 
 from locust import events

@@ -88,7 +88,7 @@ def register_secret(value: str | None) -> None:
 
 
 def register_header_secrets(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> None:
-    """Every value of the headers a user gave a client: each may be a credential (README:
+    """Every value of the headers a user gave a client: each may be a credential (docs/ci.md,
     "Secrets and TLS"); a value shorter than eight characters is left alone."""
     items = headers.items() if isinstance(headers, Mapping) else headers
     for _, value in items:

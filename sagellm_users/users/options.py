@@ -282,7 +282,7 @@ class LLMOptions(BaseModel):
         Opt(
             "--slo",
             "Objectives checked at the end, e.g. 'ttft_p99<=500ms,error_rate<=1%%'; exit code "
-            "3 when one fails (grammar in docs/metrics.md)",
+            "3 when one fails (grammar in docs/ci.md)",
             _REP,
             metavar="OBJECTIVES",
         ),

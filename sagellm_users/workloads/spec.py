@@ -89,7 +89,7 @@ class SharedPrefixSpec(_Strict):
 
 
 class WorkloadSpec(_Strict):
-    """The whole workload; see the module docstring and README ("Workloads")."""
+    """The whole workload; see the module docstring and docs/workloads.md."""
 
     name: str = "custom"
     description: str = ""

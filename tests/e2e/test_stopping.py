@@ -4,7 +4,7 @@ Each run streams long answers from the embedded mock (100 tokens 20 ms apart, us
 started 0.5 s apart), so whenever it stops some requests are surely mid-stream. Whatever
 stops it, every finished request must be in the records file and in every report, each
 one in flight recorded once as ``cancelled`` (never as a failure), every file complete,
-and the exit code the one README.md ("Stopping and exit codes") promises.
+and the exit code the one docs/ci.md ("Stopping and exit codes") promises.
 """
 
 from __future__ import annotations
@@ -195,7 +195,7 @@ def check_files(run: Run, records_files: list[str], exit_code: int = 0) -> Count
 
 def check_locust_csv(out: Path, ok: int) -> None:
     """Locust's own --csv files: whole rows, the Aggregated row last. Locust rewrites them
-    once a second and not at exit, so they may miss the last second (README.md)."""
+    once a second and not at exit, so they may miss the last second (docs/ci.md)."""
     for name in ("loc_stats.csv", "loc_stats_history.csv", "loc_failures.csv"):
         data = (out / name).read_text()
         assert data.endswith("\n"), f"{name}: partial last line"
