@@ -25,7 +25,7 @@ __all__ = [
     "Declared",
     "Opt",
     "declared",
-    "form_namespace",
+    "form_changes",
     "help_listing",
     "reference_markdown",
     "register",
@@ -153,15 +153,15 @@ _TRUE = frozenset({"true", "on", "1", "yes"})
 _FALSE = frozenset({"false", "off", "0", "no", ""})
 
 
-def form_namespace(
-    form: Mapping[str, str], ns: Any, model: type[BaseModel]
+def form_changes(
+    form: Mapping[str, str], model: type[BaseModel]
 ) -> tuple[dict[str, Any], list[str]]:
-    """What the start form changes: the new values of ``ns``'s attributes, and the problems
-    the form itself has (a switch that is neither true nor false).
+    """What the start form changes (new ``parsed_options`` values, by attribute), and the
+    problems the form itself has (a switch that is neither true nor false).
 
     Only the options the form shows are read; an empty field means "unset", which is the
-    option's default, never a crash. ``ns`` is not touched: the caller applies the changes
-    once the options they make are valid, so a refused start leaves nothing behind.
+    option's default, never a crash. Nothing is applied here: the caller applies the
+    changes once the options they make are valid, so a refused start leaves nothing behind.
     """
     changes: dict[str, Any] = {}
     problems: list[str] = []

@@ -49,7 +49,7 @@ from sagellm_users.report.writers import check_report_path
 from sagellm_users.users.option_spec import (
     Opt,
     declared,
-    form_namespace,
+    form_changes,
     help_listing,
     register,
     values_from_namespace,
@@ -697,7 +697,7 @@ class LLMOptions(BaseModel):
         """The options the web UI's start form asks for, over ``ns`` (the launch options):
         the validated options and the ``ns`` attributes to change for them. Nothing is
         changed here, so a refused form leaves the next start as it found it."""
-        changes, problems = form_namespace(form, ns, cls)
+        changes, problems = form_changes(form, cls)
         if problems:
             raise ConfigError(problems[0])
         values = values_from_namespace(ns, cls)
