@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +74,14 @@ def web_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebRun]:
         "--mock-args", "--ttft-ms 40 --tbt-ms 8 --error-rate-500 0.02",
         "--llm-report", str(tmp_path / "run.json"), "--llm-html", str(tmp_path / "run.html"),
     )  # fmt: skip
+    with reading(process) as run:
+        yield run
+
+
+@contextmanager
+def reading(process: subprocess.Popen[str]) -> Iterator[WebRun]:
+    """``process``'s output read line by line as it comes; the process (its forked workers
+    too: none outlives the test) is killed at the end."""
     run = WebRun(process)
     assert process.stdout is not None
     stdout = process.stdout
@@ -85,7 +94,7 @@ def web_run(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WebRun]:
     try:
         yield run
     finally:
-        kill_locust(process)  # its forked workers too: none outlives the test
+        kill_locust(process)
 
 
 LIVE_CHARTS = ("ts-throughput", "ts-ttft", "ts-itl", "ts-users")

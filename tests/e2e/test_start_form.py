@@ -10,7 +10,6 @@ its reason in the form, starts nothing, and leaves nothing behind for the next s
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +21,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
 from tests.e2e.chromium import chromium, wait_for
-from tests.e2e.locust_process import ROOT, kill_locust, start_locust
-from tests.e2e.test_browser import WebRun
+from tests.e2e.locust_process import ROOT, start_locust
+from tests.e2e.test_browser import WebRun, reading
 
 pytestmark = pytest.mark.e2e
 
@@ -39,19 +38,8 @@ def form_run(tmp_path: Path) -> Iterator[tuple[WebRun, Path]]:
         "--max-tokens", "128", "--mock-args", "--ttft-ms 20 --tbt-ms 2",
         "--llm-records", str(records), "--llm-report", str(tmp_path / "run.json"),
     )  # fmt: skip
-    run = WebRun(process)
-    assert process.stdout is not None
-    stdout = process.stdout
-
-    def pump() -> None:
-        for line in stdout:
-            run.lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
+    with reading(process) as run:
         yield run, records
-    finally:
-        kill_locust(process)
 
 
 def _field(driver: WebDriver, name: str) -> WebElement:
