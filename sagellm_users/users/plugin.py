@@ -76,8 +76,6 @@ from sagellm_users.users.timeline_watch import TimelineWatch
 from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.users.web_secrets import (
     hide_secrets,
-    keep_launch_secrets,
-    restore_blank_secrets,
 )
 from sagellm_users.users.worker_watch import WorkerWatch
 from sagellm_users.users.worker_wire import merge_reports, send_reports
@@ -330,12 +328,8 @@ def _check_host(host: str) -> None:
 
 
 def _guard_secrets(environment: Environment, options: LLMOptions, web_ui: WebUI | None) -> None:
-    """Keep the API key off the web UI's page (an empty form field keeps it; registered
-    before the options are re-read at each start) and say loudly when TLS is not verified."""
-    launch_secrets = keep_launch_secrets(environment)
-    environment.events.test_start.add_listener(
-        lambda **_kw: restore_blank_secrets(environment, launch_secrets)
-    )
+    """Keep the API key off the web UI's page (the start form keeps the launch key for an
+    empty field: users.start_form) and say loudly when TLS is not verified."""
     if web_ui is not None:
         hide_secrets(web_ui)
     if options.insecure:

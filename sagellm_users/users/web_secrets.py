@@ -3,18 +3,17 @@
 Locust renders every web-UI option's current value into the start page's source, masked
 options included (the mask is only the input's type), so ``--api-key KEY`` on the command
 line would be readable by anyone who can open the page. Here the page gets an empty value
-instead, and an empty field submitted with the start form means "keep the key given at
-launch" (a new key typed into the form replaces it).
+instead; the start form (:mod:`sagellm_users.users.start_form`) reads an empty secret
+field as "keep the key given at launch" (a new key typed into the form replaces it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from locust.env import Environment
 from locust.web import WebUI
 
-__all__ = ["SECRET_OPTIONS", "hide_secrets", "keep_launch_secrets", "restore_blank_secrets"]
+__all__ = ["SECRET_OPTIONS", "hide_secrets"]
 
 SECRET_OPTIONS = ("api_key",)
 """Options (``parsed_options`` names) whose values never reach a page."""
@@ -32,20 +31,3 @@ def hide_secrets(web_ui: WebUI) -> None:
                 spec["default_value"] = ""
 
     web_ui.update_template_args = update_template_args  # type: ignore[method-assign]
-
-
-def keep_launch_secrets(environment: Environment) -> dict[str, str]:
-    """The secrets given at launch; :func:`restore_blank_secrets` puts them back when the
-    start form sends its (blanked) fields empty."""
-    options = environment.parsed_options
-    found = {name: getattr(options, name, "") for name in SECRET_OPTIONS}
-    return {name: str(value) for name, value in found.items() if value}
-
-
-def restore_blank_secrets(environment: Environment, launch: dict[str, str]) -> None:
-    options = environment.parsed_options
-    if options is None:
-        return
-    for name, value in launch.items():
-        if not getattr(options, name, ""):
-            setattr(options, name, value)
