@@ -52,6 +52,9 @@ def _stream_pairs(transport: HttpTransport, tokens: int) -> list[tuple[float, fl
 
 
 def test_event_delay_and_itl_match_the_server(mock_url: str) -> None:
+    """Robust statistics only: a descheduled moment on a shared CI machine delays the events
+    of all 16 streams at once (2.5% of them), so a tail bound tests the machine; the
+    defects guarded here (late reads, batched reads) move the middle of the distribution."""
     streams, tokens = 16, 40
     transports = [HttpTransport(mock_url) for _ in range(streams)]
     jobs = [gevent.spawn(_stream_pairs, t, tokens) for t in transports]
@@ -63,8 +66,14 @@ def test_event_delay_and_itl_match_the_server(mock_url: str) -> None:
     delays = sorted((read - sent) * 1e3 for pairs in results for read, sent in pairs)
     assert len(delays) == streams * tokens
     assert min(delays) >= 0, "a read cannot precede its send on one clock"
-    p99 = delays[int(0.99 * (len(delays) - 1))]
-    assert p99 < 5.0, f"event delay p99 {p99:.2f} ms: reads are late or batched"
+    median_delay = statistics.median(delays)
+    assert median_delay < 2.0, f"event delay median {median_delay:.2f} ms: reads are late"
+
+    # A batched read hands two events over at one instant: the second has its
+    # predecessor's read time. Only a descheduled client may do that, and rarely.
+    shared = sum(r1 == r0 for pairs in results for (r0, _), (r1, _) in itertools.pairwise(pairs))
+    steps = streams * (tokens - 1)
+    assert shared <= 0.1 * steps, f"{shared} of {steps} events arrived in their predecessor's read"
 
     gap_errors = []
     client_gaps = []
@@ -73,9 +82,8 @@ def test_event_delay_and_itl_match_the_server(mock_url: str) -> None:
             client_gaps.append((r1 - r0) * 1e3)
             gap_errors.append(abs((r1 - r0) - (s1 - s0)) * 1e3)
     assert statistics.median(client_gaps) == pytest.approx(MOCK_TBT_MS, abs=1.0)
-    gap_errors.sort()
-    # A batch of two events would make one gap ~0 against a server gap of ~MOCK_TBT_MS.
-    assert gap_errors[int(0.99 * (len(gap_errors) - 1))] < 4.0, "client gaps differ from sends"
+    median_gap_error = statistics.median(gap_errors)
+    assert median_gap_error < 1.0, f"client gaps differ from sends by {median_gap_error:.2f} ms"
 
 
 def test_ttft_on_a_reused_connection_matches_the_server(mock_url: str) -> None:
@@ -83,7 +91,7 @@ def test_ttft_on_a_reused_connection_matches_the_server(mock_url: str) -> None:
     held the first token of every request on a reused connection back by ~40 ms."""
     transport = HttpTransport(mock_url)
     errors = []
-    for _ in range(5):
+    for _ in range(7):
         request = GenerationRequest(api="chat", model="mock-llm", prompt="hi", max_tokens=2)
         body = orjson.dumps(build_payload(request))
         exchange = transport.exchange("POST", "/v1/chat/completions", body, {})
@@ -100,4 +108,6 @@ def test_ttft_on_a_reused_connection_matches_the_server(mock_url: str) -> None:
         server_ttft = obj["mock_t_send"] - obj["mock_t_request"]
         errors.append((t_read - exchange.t_send - server_ttft) * 1e3)
     transport.close()
-    assert max(errors) < 5.0, f"TTFT error per request (ms): {errors}"
+    # The median: a held-back first token is late on every request, a descheduled test
+    # process on one.
+    assert statistics.median(errors) < 5.0, f"TTFT error per request (ms): {errors}"
