@@ -2,7 +2,8 @@
 
 Split from :mod:`.http` (the pool): this is the per-request side, where every read is
 stamped with ``perf_counter()`` before any other work and transport errors are mapped to
-:mod:`sagellm_users.errors`.
+:mod:`sagellm_users.errors`. What the bytes mean is :mod:`.http_core`'s, shared with the
+asyncio transport.
 """
 
 from __future__ import annotations
@@ -12,19 +13,16 @@ from collections.abc import Iterator
 from time import perf_counter
 from typing import TYPE_CHECKING
 
-import httptools
-
 from sagellm_users.backends.cooperative import CooperativeReader, Expired
+from sagellm_users.backends.http_core import ResponseReader, too_large_body
 from sagellm_users.errors import (
     ConnectError,
     LLMError,
-    ProtocolError,
     ReadTimeout,
-    ResponseTooLargeError,
     StreamCutError,
     TotalTimeout,
 )
-from sagellm_users.limits import ReadLimits, format_size
+from sagellm_users.limits import ReadLimits
 
 if TYPE_CHECKING:
     from sagellm_users.backends.http import HttpTransport
@@ -32,68 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["HttpExchange", "os_reason"]
 
 _RECV_BYTES = 65536
-
-
-class _Sink:
-    """Receives llhttp's callbacks for one response."""
-
-    __slots__ = (
-        "complete",
-        "headers",
-        "headers_done",
-        "interim",
-        "keep_alive",
-        "parser",
-        "pieces",
-        "reason",
-    )
-
-    def __init__(self) -> None:
-        self.parser: httptools.HttpResponseParser | None = None
-        self.keep_alive = False
-        self.reason = b""
-        self.headers: dict[str, str] = {}
-        self.headers_done = False
-        self.pieces: list[bytes] = []
-        self.complete = False
-        self.interim = False
-
-    def on_status(self, status: bytes) -> None:
-        self.reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        if parser is not None and _interim(parser.get_status_code()):
-            # An interim response (100 Continue, 103 Early Hints; RFC 9110 15.2): a client
-            # must skip it and read on for the final response on the same connection. llhttp
-            # ends the 1xx as a message of its own and parses the next one, so only what it
-            # told us is forgotten here.
-            self.interim = True
-            self.reason = b""
-            self.headers = {}
-            return
-        self.headers_done = True
-        # llhttp forgets the keep-alive verdict once the message completes: ask now.
-        parser, self.parser = self.parser, None
-        if parser is not None:
-            self.keep_alive = parser.should_keep_alive()
-        # Letting go of the parser here breaks the cycle parser -> bound callbacks -> sink
-        # -> parser: every answered request's parser is then freed by reference counting
-        # as the exchange ends, not by a full garbage collection a minute later. (A cycle
-        # per request kept ~16,000 objects a second waiting at 2,000 requests/s, and the
-        # heap grew around them: 50 MiB/hour of resident memory in the soak.)
-
-    def on_body(self, body: bytes) -> None:
-        self.pieces.append(body)
-
-    def on_message_complete(self) -> None:
-        if self.interim:
-            self.interim = False  # the 1xx ended; the final response follows
-            return
-        self.complete = True
 
 
 class HttpExchange:
@@ -108,11 +44,9 @@ class HttpExchange:
     __slots__ = (
         "_body_bytes",
         "_deadline",
-        "_head_bytes",
-        "_parser",
         "_reader",
         "_request",
-        "_sink",
+        "_response",
         "_sock",
         "_t_read",
         "_transport",
@@ -131,11 +65,10 @@ class HttpExchange:
         self._sock: socket.socket | None = None
         self._reader: CooperativeReader | None = None
         """Set under gevent on plain TCP: the cheap read path with one lazy deadline timer."""
-        self._sink, self._parser = _new_parser()
+        self._response = ResponseReader(transport.limits)
         self._deadline: float | None = None
         self._t_read = 0.0
         self._body_bytes = 0
-        self._head_bytes = 0
         self.t_send: float | None = None
         self.answered = False
         """The caller read the whole answer (:meth:`end_early`), whatever the body does next."""
@@ -162,7 +95,7 @@ class HttpExchange:
             transport._discard(sock)
             if not reused:
                 raise ConnectError("the server closed the connection before answering") from None
-            self._sink, self._parser = _new_parser()
+            self._response = ResponseReader(transport.limits)
             sock, self.connect_s = transport._acquire_new()
             self._sock = sock
             try:
@@ -170,10 +103,10 @@ class HttpExchange:
             except _StaleConnection:
                 self._abort()
                 raise ConnectError("the server closed the connection before answering") from None
-        sink = self._sink
-        self.status = self._parser.get_status_code()
-        self.reason = sink.reason.decode("latin-1")
-        self.headers = sink.headers
+        response = self._response
+        self.status = response.status
+        self.reason = response.reason
+        self.headers = response.headers
 
     def _write_and_read_headers(self, sock: socket.socket) -> None:
         timeouts = self._transport.timeouts
@@ -195,7 +128,7 @@ class HttpExchange:
             self._abort()
             raise ConnectError(f"sending the request failed: {os_reason(exc)}") from None
         first = True
-        while not self._sink.headers_done:
+        while not self._response.head_done:
             data = self._recv(before_answer=first)
             if not data:
                 self._abort()
@@ -276,31 +209,17 @@ class HttpExchange:
 
     def _feed(self, data: bytes) -> None:
         try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+            self._response.feed(data)
+        except LLMError:
             self._abort()
-            raise ProtocolError(f"invalid HTTP response: {exc}") from None
+            raise
 
     def _feed_head(self, data: bytes) -> None:
-        """Feed a read that arrived before the headers were complete, counting the head's
-        bytes: past the limit the request fails at once, so a huge header line is neither
-        buffered nor parsed further (llhttp's callbacks would copy it, read by read)."""
-        room = self._transport.limits.header - self._head_bytes
-        if len(data) <= room:
-            self._head_bytes += len(data)
-            self._feed(data)
-            return
-        if room > 0:
-            self._feed(data[:room])
-        if not self._sink.headers_done:
+        try:
+            self._response.feed_head(data)
+        except LLMError:
             self._abort()
-            limit = format_size(self._transport.limits.header)
-            raise ResponseTooLargeError(
-                f"the response headers passed the {limit} limit, not read further "
-                "(raise it with --max-header-size)"
-            )
-        self._head_bytes += room
-        self._feed(data[room:])
+            raise
 
     @property
     def limits(self) -> ReadLimits:
@@ -309,24 +228,24 @@ class HttpExchange:
 
     def iter_body(self) -> Iterator[tuple[float, bytes]]:
         """Yield ``(perf_counter at read, body bytes)`` per socket read until the end."""
-        sink = self._sink
-        coding = sink.headers.get("content-encoding", "identity").strip().lower()
-        if coding != "identity":
+        response = self._response
+        try:
+            response.body_ready()
+        except LLMError:
             self._abort()
-            raise ProtocolError(_encoded_message(coding))
-        pieces = sink.pieces
+            raise
+        take = response.take_body
         while True:
-            if pieces:
-                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-                pieces.clear()
+            data = take()
+            if data is not None:
                 self._body_bytes += len(data)
                 yield self._t_read, data
-            if sink.complete:
+            if response.complete:
                 self._finish()
                 return
             data = self._recv()
             if not data:
-                if self._close_delimited():
+                if response.ends_at_close():
                     self._finish()
                     return
                 self._abort()
@@ -344,11 +263,11 @@ class HttpExchange:
         closes its connection. Never raises: the request is done whatever happens here."""
         self.t_done = t_done
         self.answered = True
-        sink = self._sink
-        sink.pieces.clear()
+        response = self._response
+        response.drop_body()
         if self._sock is None:
             return
-        if not sink.complete:
+        if not response.complete:
             now = perf_counter()
             end = now + grace_s
             self._deadline = end if self._deadline is None else min(self._deadline, end)
@@ -356,12 +275,12 @@ class HttpExchange:
                 self._reader.arm(self._seconds_to_deadline(now), self._on_deadline)
             try:
                 # Bounded by ``end`` even if bytes keep coming (comment pings after [DONE]).
-                while not sink.complete and perf_counter() < end:
+                while not response.complete and perf_counter() < end:
                     data = self._recv()
                     if not data:
                         break
                     self._feed(data)
-                    sink.pieces.clear()
+                    response.drop_body()
             except LLMError:
                 return  # the read or the parse failed and closed the connection
         self._finish()
@@ -377,17 +296,9 @@ class HttpExchange:
             size += len(data)
             if size > limit:
                 self._abort()
-                raise ResponseTooLargeError(
-                    f"the response body passed the {format_size(limit)} limit, not read "
-                    "further (raise it with --max-event-size)"
-                )
+                raise too_large_body(limit)
             pieces.append(data)
         return b"".join(pieces)
-
-    def _close_delimited(self) -> bool:
-        headers = self._sink.headers
-        coding = headers.get("transfer-encoding", "").lower()
-        return "content-length" not in headers and "chunked" not in coding
 
     def _finish(self) -> None:
         if self.t_done is None:
@@ -396,7 +307,7 @@ class HttpExchange:
         sock, self._sock = self._sock, None
         if sock is None:
             return
-        if self._sink.complete and self._sink.keep_alive:
+        if self._response.reusable:
             self._transport._release(sock)
         else:
             self._transport._discard(sock)
@@ -409,7 +320,7 @@ class HttpExchange:
     def _abort(self) -> None:
         if self.t_done is None:
             self.t_done = perf_counter()
-        self._sink.parser = None  # the cycle on_headers_complete breaks, if it never came
+        self._response.release()
         self._end_reads()
         sock, self._sock = self._sock, None
         if sock is not None:
@@ -418,30 +329,10 @@ class HttpExchange:
     def close(self) -> None:
         """End the exchange; an unfinished response closes its connection."""
         if self._sock is not None:
-            if self._sink.complete:
+            if self._response.complete:
                 self._finish()
             else:
                 self._abort()
-
-
-def _interim(status: int) -> bool:
-    """A 1xx other than 101 (Switching Protocols, which ends HTTP/1.1 on the connection)."""
-    return 100 <= status < 200 and status != 101
-
-
-def _new_parser() -> tuple[_Sink, httptools.HttpResponseParser]:
-    sink = _Sink()
-    parser = httptools.HttpResponseParser(sink)
-    sink.parser = parser
-    return sink, parser
-
-
-def _encoded_message(coding: str) -> str:
-    return (
-        f"the server sent the body with Content-Encoding: {coding} although the request "
-        "asked for identity; turn compression off for this route on the server or proxy "
-        "(a compressing proxy holds events back, so their times would be its, not the server's)"
-    )
 
 
 class _StaleConnection(Exception):

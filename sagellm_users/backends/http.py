@@ -30,13 +30,13 @@ from gevent.monkey import get_original
 from sagellm_users._closing import Closeable
 from sagellm_users.backends.endpoint import Timeouts, parse_base_url
 from sagellm_users.backends.exchange import HttpExchange, os_reason
+from sagellm_users.backends.http_core import encode_request, header_block
 from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
 from sagellm_users.limits import ReadLimits
 from sagellm_users.redact import register_header_secrets
 
 __all__ = ["HttpExchange", "HttpTransport", "PoolState", "Timeouts", "parse_base_url"]
 
-_USER_AGENT = "sagellm-locust"
 _poll = get_original("select", "poll")
 """The original ``poll`` (never yields to the hub; unlike ``select()`` it takes any file
 descriptor, and thousands of users put most connections above 1023)."""
@@ -85,15 +85,8 @@ class HttpTransport(Closeable):
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
             self._ssl = _tls_context(verify)
-        # identity: a compressed stream cannot be timed per event (see HttpExchange.iter_body)
-        fixed = {
-            "Host": self.origin.host_header,
-            "User-Agent": _USER_AGENT,
-            "Accept-Encoding": "identity",
-        }
-        fixed.update(headers or {})
         register_header_secrets(headers or {})  # an echo of any of them is scrubbed from errors
-        self._header_block = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+        self._header_block = header_block(self.origin.host_header, headers)
 
     def __repr__(self) -> str:  # never shows headers: they may hold an API key
         o = self.origin
@@ -122,16 +115,8 @@ class HttpTransport(Closeable):
         """Prepare a request; no I/O happens until :meth:`HttpExchange.send`."""
         if self._closed:
             raise ConnectError("transport is closed")
-        request_line = f"{method} {self.full_path(path)} HTTP/1.1\r\n".encode("latin-1")
-        head = [request_line, self._header_block]
-        if headers:
-            head.append("".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1"))
-        if body is not None:
-            head.append(b"Content-Length: %d\r\n" % len(body))
-        head.append(b"\r\n")
-        if body:
-            head.append(body)
-        return HttpExchange(self, b"".join(head))
+        request = encode_request(method, self.full_path(path), self._header_block, headers, body)
+        return HttpExchange(self, request)
 
     def pool_state(self) -> PoolState:
         return PoolState(len(self._idle), self._in_use, self._opened, self.max_idle, self._closed)

@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from sagellm_users.backends.answer import EventParser
 from sagellm_users.backends.base import Api, Chunk, GenerationRequest, Usage
-from sagellm_users.backends.openai import EventParser, OpenAIClient, load_object
+from sagellm_users.backends.openai import OpenAIClient, load_object
 from sagellm_users.errors import MalformedEventError, ServerErrorEvent, excerpt
 
 __all__ = ["LMDeployClient", "build_generate_payload", "parse_generate_event"]
@@ -76,12 +77,14 @@ class LMDeployClient(OpenAIClient):
     MIN_TOKENS_FIELD = "min_new_tokens"
     PATHS: ClassVar[Mapping[str, str]] = {**OpenAIClient.PATHS, "generate": _GENERATE_PATH}
 
-    def build_payload(self, request: GenerationRequest) -> dict[str, Any]:
+    @classmethod
+    def build_payload(cls, request: GenerationRequest) -> dict[str, Any]:
         if request.api == "generate":
             return build_generate_payload(request)
         return super().build_payload(request)
 
-    def parsers(self, api: Api) -> tuple[EventParser, EventParser]:
+    @classmethod
+    def parsers(cls, api: Api) -> tuple[EventParser, EventParser]:
         if api == "generate":
             return parse_generate_event, parse_generate_event
         return super().parsers(api)

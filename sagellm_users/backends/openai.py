@@ -8,7 +8,7 @@ are counted by the server, not guessed.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, replace
 from time import perf_counter
 from typing import Any, ClassVar
@@ -16,6 +16,13 @@ from typing import Any, ClassVar
 import orjson
 
 from sagellm_users._closing import Closeable
+from sagellm_users.backends.answer import (
+    DONE_GRACE_S,
+    ErrorBody,
+    EventParser,
+    EventReader,
+    status_error,
+)
 from sagellm_users.backends.base import (
     Api,
     Chunk,
@@ -32,18 +39,21 @@ from sagellm_users.errors import (
     HTTPStatusError,
     LLMError,
     MalformedEventError,
-    MissingDoneError,
     ServerErrorEvent,
-    StreamCutError,
     excerpt,
 )
-from sagellm_users.limits import ReadLimits, format_size
-from sagellm_users.sse import SSEDecoder
+from sagellm_users.limits import ReadLimits
 
-__all__ = ["OpenAIClient", "OpenAIStream", "build_payload", "load_object", "parse_event"]
+__all__ = [
+    "OpenAIClient",
+    "OpenAIStream",
+    "build_payload",
+    "load_object",
+    "parse_event",
+    "parse_model_list",
+]
 
 _PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-_DONE = b"[DONE]"
 _JSON = {"Content-Type": "application/json"}
 _STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
@@ -215,28 +225,15 @@ def _parse_body(data: bytes, t: float) -> Chunk:
     return chunk
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+def parse_model_list(body: bytes) -> list[str]:
+    """Model ids from an OpenAI model list (``GET /v1/models``), in the server's order."""
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare for LLM servers, and not worth guessing the clock
-
-
-DONE_GRACE_S = 0.2
-"""How long the body's end may follow ``data: [DONE]`` for the connection to be reused.
-
-Servers send it right after [DONE] (uvicorn writes the empty chunk as the response's next
-message, well under a millisecond later), so waiting costs nothing when it comes. When it
-does not (a proxy holding the response open, pings after [DONE]) the user waits this long
-before its next request, then the connection is closed; the finished request's timings are
-not touched either way. 0.2 s outlasts the stalls of a busy server's event loop between two
-writes by a wide margin and costs a user little on a server that never sends it."""
-
-EventParser = Callable[[bytes, float], Chunk]
-"""Turns one SSE event's data (or a whole non-streamed body) into a Chunk stamped t."""
+        data = orjson.loads(body).get("data")
+        return [str(item["id"]) for item in data]
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        raise MalformedEventError(
+            f"/v1/models did not return an OpenAI model list: {excerpt(body)!r}"
+        ) from None
 
 
 class OpenAIStream(Closeable):
@@ -281,13 +278,8 @@ class OpenAIStream(Closeable):
                 self.t_send, self.connect_s = exchange.t_send, exchange.connect_s
             self.status = exchange.status
             if exchange.status is None or not 200 <= exchange.status < 300:
-                body, cut = _read_error_body(exchange)
-                raise HTTPStatusError(
-                    exchange.status or 0,
-                    exchange.reason,
-                    body,
-                    _retry_after(exchange.headers),
-                    body_cut=cut,
+                raise status_error(
+                    exchange.status, exchange.reason, exchange.headers, _read_error_body(exchange)
                 )
             if self._stream:
                 yield from self._iter_events(exchange, self._parse_event)
@@ -300,21 +292,16 @@ class OpenAIStream(Closeable):
 
     @staticmethod
     def _iter_events(exchange: HttpExchange, parse: EventParser) -> Iterator[Chunk]:
-        decoder = SSEDecoder(exchange.limits.event)
-        feed = decoder.feed
+        reader = EventReader(parse, exchange.limits.event)
+        feed = reader.feed
         for t, data in exchange.iter_body():
-            for event in feed(data):
-                if event == _DONE:
-                    # The request is complete here, whatever follows: the connection is
-                    # reused only if the body's end comes promptly (see end_early).
-                    exchange.end_early(t, DONE_GRACE_S)
-                    return
-                if not event or event.isspace():
-                    continue  # ``data: `` with nothing: a keep-alive some proxies send
-                yield parse(event, t)
-        if decoder.pending:
-            raise StreamCutError(f"stream ended inside an event: {excerpt(decoder.pending)!r}")
-        raise MissingDoneError("stream ended without 'data: [DONE]'")
+            yield from feed(t, data)
+            if reader.done:
+                # The request is complete here, whatever follows: the connection is
+                # reused only if the body's end comes promptly (see end_early).
+                exchange.end_early(t, DONE_GRACE_S)
+                return
+        raise reader.unfinished()
 
     @property
     def answered(self) -> bool:
@@ -326,26 +313,17 @@ class OpenAIStream(Closeable):
         self._exchange.close()
 
 
-def _read_error_body(exchange: HttpExchange) -> tuple[bytes, str | None]:
-    """The start of an error body, for its excerpt, and why the rest was not read (None
-    when it was read to its end). At most the ``error_body`` limit is kept; a longer body
-    (a gateway's multi-megabyte page, or one that never ends) is not drained: the request
-    fails now and its connection is closed."""
-    limit = exchange.limits.error_body
-    pieces: list[bytes] = []
-    size = 0
+def _read_error_body(exchange: HttpExchange) -> ErrorBody:
+    """The start of an error body, for its excerpt (see :class:`ErrorBody`)."""
+    error_body = ErrorBody(exchange.limits.error_body)
     try:
         for _, data in exchange.iter_body():
-            if size + len(data) > limit:
-                pieces.append(data[: limit - size])
+            if error_body.add(data):
                 exchange.close()
-                cut = f"body cut at the {format_size(limit)} limit, not read further: "
-                return b"".join(pieces), cut + "raise it with --max-error-body"
-            pieces.append(data)
-            size += len(data)
+                break
     except LLMError:
         pass
-    return b"".join(pieces), None
+    return error_body
 
 
 class OpenAIClient(BatchMixin, Closeable):
@@ -381,9 +359,7 @@ class OpenAIClient(BatchMixin, Closeable):
     ) -> None:
         self._model = model or None
         all_headers = dict(headers or {})
-        key = api_key
-        if key is None:
-            key = next((os.environ[v] for v in self.API_KEY_ENVS if os.environ.get(v)), None)
+        key = self.api_key_from_env() if api_key is None else api_key
         if key:
             all_headers.setdefault("Authorization", f"Bearer {key}")
         self.transport = HttpTransport(
@@ -401,22 +377,54 @@ class OpenAIClient(BatchMixin, Closeable):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
 
-    def endpoint_path(self, api: Api) -> str:
+    # -- the dialect: how this server family is spoken to, shared with the asyncio client
+    MODEL_ROUTES: ClassVar[tuple[str, ...]] = ("/v1/models",)
+    """Routes asked in order for the served models; the first that names any answers."""
+    VERSION_ROUTE: ClassVar[str | None] = None
+    """A route whose JSON object has the server's ``version``, where the server has one."""
+
+    @classmethod
+    def endpoint_path(cls, api: Api) -> str:
         try:
-            return self.PATHS[api]
+            return cls.PATHS[api]
         except KeyError:
-            apis = ", ".join(sorted(self.PATHS))
+            apis = ", ".join(sorted(cls.PATHS))
             raise ConfigError(
-                f"the {self.backend} backend has no {api!r} API: choose one of {apis}"
+                f"the {cls.backend} backend has no {api!r} API: choose one of {apis}"
             ) from None
 
-    def build_payload(self, request: GenerationRequest) -> dict[str, Any]:
+    @classmethod
+    def build_payload(cls, request: GenerationRequest) -> dict[str, Any]:
         """The request body in this server's dialect."""
-        return build_payload(request, min_tokens_field=self.MIN_TOKENS_FIELD)
+        return build_payload(request, min_tokens_field=cls.MIN_TOKENS_FIELD)
 
-    def parsers(self, api: Api) -> tuple[EventParser, EventParser]:
+    @classmethod
+    def parsers(cls, api: Api) -> tuple[EventParser, EventParser]:
         """How this server's answers on ``api`` are read: (stream event, whole body)."""
         return parse_event, _parse_body
+
+    @classmethod
+    def models_from(cls, route: str, status: int, body: bytes) -> list[str]:
+        """The model ids in the answer to ``GET route`` (one of :attr:`MODEL_ROUTES`)."""
+        if status != 200:
+            raise HTTPStatusError(status, "", body)
+        return parse_model_list(body)
+
+    @classmethod
+    def version_from(cls, status: int, body: bytes) -> str | None:
+        """The version in the answer to ``GET VERSION_ROUTE``; None when it has none."""
+        if status != 200:
+            return None
+        try:
+            value = orjson.loads(body).get("version")
+        except (orjson.JSONDecodeError, AttributeError):
+            return None
+        return None if value is None else str(value)
+
+    @classmethod
+    def api_key_from_env(cls) -> str | None:
+        """The first of :attr:`API_KEY_ENVS` that is set."""
+        return next((os.environ[v] for v in cls.API_KEY_ENVS if os.environ.get(v)), None)
 
     def default_model(self) -> str:
         """The model of requests that name none: the client's ``model``, else the first
@@ -462,17 +470,13 @@ class OpenAIClient(BatchMixin, Closeable):
         return exchange.status or 0, data
 
     def list_models(self) -> list[str]:
-        """Model ids from ``GET /v1/models``, in the server's order."""
-        status, body = self.get("/v1/models")
-        if status != 200:
-            raise HTTPStatusError(status, "", body)
-        try:
-            data = orjson.loads(body).get("data")
-            return [str(item["id"]) for item in data]
-        except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
-            raise MalformedEventError(
-                f"/v1/models did not return an OpenAI model list: {excerpt(body)!r}"
-            ) from None
+        """Model ids the server serves, in its order (see :attr:`MODEL_ROUTES`)."""
+        models: list[str] = []
+        for route in self.MODEL_ROUTES:
+            models = self.models_from(route, *self.get(route))
+            if models:
+                break
+        return models
 
     def health_check(self) -> HealthStatus:
         """``/health`` when the server has it (vLLM, LMDeploy), then the model list."""
@@ -493,7 +497,12 @@ class OpenAIClient(BatchMixin, Closeable):
 
     def version(self) -> str | None:
         """The server's version where it has a route for it; None otherwise."""
-        return None
+        if self.VERSION_ROUTE is None:
+            return None
+        try:
+            return self.version_from(*self.get(self.VERSION_ROUTE))
+        except LLMError:
+            return None
 
     def pool(self) -> dict[str, int | bool]:
         """The connection pool's state, for health checks and diagnostics."""

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from sagellm_users.backends.openai import OpenAIClient
-from sagellm_users.errors import FeatureUnavailable, LLMError, excerpt
+from sagellm_users.errors import FeatureUnavailable, excerpt
 
 __all__ = ["SageLLMClient", "models_from_info"]
 
@@ -49,33 +49,35 @@ class SageLLMClient(OpenAIClient):
     backend = "sagellm"
     API_KEY_ENVS = ("SAGELLM_API_KEY", "OPENAI_API_KEY")
 
+    MODEL_ROUTES = ("/info", "/v1/models")
+    VERSION_ROUTE = "/info"
+
     def info(self) -> dict[str, Any]:
         """The gateway's ``/info`` document."""
-        status, body = self.get("/info")
-        if status != 200:
-            raise FeatureUnavailable(
-                f"/info answered {status} ({excerpt(body)!r}): not a sageLLM gateway, "
-                "or an old one; models are discovered from /v1/models instead"
-            )
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            doc = None
-        if not isinstance(doc, dict):
-            raise FeatureUnavailable(f"/info is not a JSON object: {excerpt(body)!r}")
-        return doc
+        return info_document(*self.get("/info"))
 
-    def list_models(self) -> list[str]:
-        """Models from ``/info``, else from ``/v1/models``."""
+    @classmethod
+    def models_from(cls, route: str, status: int, body: bytes) -> list[str]:
+        """Models from ``/info``, else (none named there) from ``/v1/models``."""
+        if route != "/info":
+            return super().models_from(route, status, body)
         try:
-            models = models_from_info(self.info())
+            return models_from_info(info_document(status, body))
         except FeatureUnavailable:
-            models = []
-        return models or super().list_models()
+            return []
 
-    def version(self) -> str | None:
-        try:
-            value = self.info().get("version")
-        except LLMError:
-            return None
-        return None if value is None else str(value)
+
+def info_document(status: int, body: bytes) -> dict[str, Any]:
+    """The answer to ``GET /info`` as a JSON object; FeatureUnavailable when it is not one."""
+    if status != 200:
+        raise FeatureUnavailable(
+            f"/info answered {status} ({excerpt(body)!r}): not a sageLLM gateway, "
+            "or an old one; models are discovered from /v1/models instead"
+        )
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise FeatureUnavailable(f"/info is not a JSON object: {excerpt(body)!r}")
+    return doc

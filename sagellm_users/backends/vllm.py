@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from sagellm_users.backends.openai import OpenAIClient
-from sagellm_users.errors import FeatureUnavailable, HTTPStatusError, LLMError, excerpt
+from sagellm_users.errors import FeatureUnavailable, HTTPStatusError, excerpt
 from sagellm_users.metrics.server import ServerMetricsError, ServerSnapshot, parse_vllm_metrics
 
 __all__ = ["VLLMClient", "scrape_server_metrics"]
@@ -50,6 +50,7 @@ class VLLMClient(OpenAIClient):
     """A client for vLLM's OpenAI-compatible server (``vllm serve``)."""
 
     backend = "vllm"
+    VERSION_ROUTE = "/version"
 
     def tokenize(
         self,
@@ -79,17 +80,6 @@ class VLLMClient(OpenAIClient):
             raise FeatureUnavailable(
                 f"/tokenize did not answer with vLLM's token list: {excerpt(body)!r}"
             ) from None
-
-    def version(self) -> str | None:
-        """vLLM's version from ``/version``; None when the route is missing or fails."""
-        try:
-            status, body = self.get("/version")
-            if status == 200:
-                value = orjson.loads(body).get("version")
-                return str(value) if value is not None else None
-        except (LLMError, orjson.JSONDecodeError, AttributeError):
-            pass
-        return None
 
     def server_metrics(self) -> ServerSnapshot:
         """vLLM's ``/metrics`` now (see :func:`scrape_server_metrics`)."""

@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.backends import GenerationRequest, OpenAIClient, Timeouts
-from sagellm_users.backends import exchange as exchange_module
+from sagellm_users.backends import GenerationRequest, OpenAIClient, Timeouts, http_core
 from sagellm_users.backends.base import Chunk, Usage
 from sagellm_users.backends.cooperative import CooperativeReader
 from sagellm_users.backends.http import HttpTransport, parse_base_url
@@ -579,7 +578,7 @@ def test_connection_is_reused_across_requests(serve: Callable[[Script], Scripted
 
 
 def _sinks_alive() -> int:
-    return sum(isinstance(o, exchange_module._Sink) for o in gc.get_objects())
+    return sum(isinstance(o, http_core._Sink) for o in gc.get_objects())
 
 
 def test_finished_requests_leave_no_cycles_for_the_garbage_collector(
