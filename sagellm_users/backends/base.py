@@ -18,6 +18,7 @@ __all__ = [
     "BackendClient",
     "Chunk",
     "Completion",
+    "CompletionParts",
     "GenerationRequest",
     "HealthStatus",
     "ResponseStream",
@@ -200,19 +201,35 @@ class BackendClient(Closing, Protocol):
 def collect_completion(stream: ResponseStream) -> Completion:
     """Run ``stream`` to its end and gather it into one :class:`Completion` (then close it):
     what every client's ``generate`` returns, whatever its transport."""
-    texts: list[str] = []
-    usage: Usage | None = None
-    finish: str | None = None
-    first: float | None = None
-    chunks = 0
+    parts = CompletionParts()
     with stream:
         for chunk in stream:
-            if chunk.step or chunk.has_output:
-                chunks += 1
-                texts.append(chunk.text)
-                if first is None:
-                    first = chunk.t
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
+            parts.add(chunk)
     assert stream.t_done is not None
-    return Completion("".join(texts), usage, finish, stream.t_send, first, stream.t_done, chunks)
+    return parts.completion(stream.t_send, stream.t_done)
+
+
+class CompletionParts:
+    """A :class:`Completion` gathered chunk by chunk (by either transport)."""
+
+    __slots__ = ("chunks", "finish", "first", "texts", "usage")
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+        self.first: float | None = None
+        self.chunks = 0
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.step or chunk.has_output:
+            self.chunks += 1
+            self.texts.append(chunk.text)
+            if self.first is None:
+                self.first = chunk.t
+        self.usage = chunk.usage or self.usage
+        self.finish = chunk.finish_reason or self.finish
+
+    def completion(self, t_send: float | None, t_done: float) -> Completion:
+        text = "".join(self.texts)
+        return Completion(text, self.usage, self.finish, t_send, self.first, t_done, self.chunks)

@@ -40,6 +40,18 @@ class Origin:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
 
+    def target(self, path: str) -> str:
+        """``path`` (from the server root: ``/v1/...``, ``/health``) under the base URL's
+        prefix. A prefix ending in ``/v1`` names the API root, so ``/v1`` is dropped from it:
+        ``http://h/v1`` + ``/health`` is ``/health``, as vLLM serves it."""
+        prefix = self.prefix
+        if prefix.endswith("/v1"):
+            prefix = prefix[:-3]
+        return prefix + path
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://{self.host_header}{self.target(path)}"
+
 
 def parse_base_url(url: str) -> Origin:
     """Split a base URL into origin and path prefix, with a clear error for bad input."""

@@ -14,13 +14,17 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from sagellm_users.backends.cooperative import CooperativeReader, Expired
-from sagellm_users.backends.http_core import ResponseReader, too_large_body
+from sagellm_users.backends.http_core import (
+    ResponseReader,
+    closed_error,
+    reset_error,
+    timeout_error,
+    too_large_body,
+)
 from sagellm_users.errors import (
     ConnectError,
     LLMError,
     ReadTimeout,
-    StreamCutError,
-    TotalTimeout,
 )
 from sagellm_users.limits import ReadLimits
 
@@ -132,9 +136,7 @@ class HttpExchange:
             data = self._recv(before_answer=first)
             if not data:
                 self._abort()
-                if first:
-                    raise ConnectError("the server closed the connection before answering")
-                raise StreamCutError("connection closed in the middle of the response headers")
+                raise closed_error(first, False, 0)
             first = False
             self._feed_head(data)
 
@@ -166,18 +168,11 @@ class HttpExchange:
             data = reader.recv(_RECV_BYTES) if reader is not None else self._recv_portable()
         except (TimeoutError, Expired):
             self._abort()
-            deadline = self._deadline
-            if deadline is not None and perf_counter() >= deadline - 1e-3:
-                raise TotalTimeout(self._total_message()) from None
-            read_timeout = self._transport.timeouts.read
-            raise ReadTimeout(f"no data for {read_timeout:g} s (read timeout)") from None
+            now = perf_counter()
+            raise timeout_error(self._deadline, now, self._transport.timeouts) from None
         except ConnectionResetError:
             self._abort()
-            if before_answer:
-                raise ConnectError("the server reset the connection before answering") from None
-            raise StreamCutError(
-                f"connection reset by the server after {self._body_bytes} body bytes"
-            ) from None
+            raise reset_error(before_answer, self._body_bytes) from None
         except OSError as exc:
             self._abort()
             raise ConnectError(f"reading the response failed: {os_reason(exc)}") from None
@@ -200,12 +195,6 @@ class HttpExchange:
                 raise TimeoutError  # the request's time is up before this read
             sock.settimeout(min(read_timeout, remaining))
         return sock.recv(_RECV_BYTES)
-
-    def _total_message(self) -> str:
-        total = self._transport.timeouts.total
-        if total is None:  # a deadline without a request timeout: end_early's grace
-            return "the response did not end in time after the caller was done"
-        return f"request took longer than {total:g} s (request timeout)"
 
     def _feed(self, data: bytes) -> None:
         try:
@@ -249,10 +238,7 @@ class HttpExchange:
                     self._finish()
                     return
                 self._abort()
-                raise StreamCutError(
-                    f"connection closed after {self._body_bytes} body bytes, "
-                    "before the response ended"
-                )
+                raise closed_error(False, True, self._body_bytes)
             self._feed(data)
 
     def end_early(self, t_done: float, grace_s: float) -> None:

@@ -93,17 +93,11 @@ class HttpTransport(Closeable):
         return f"HttpTransport({o.scheme}://{o.host_header}{o.prefix}, idle={len(self._idle)})"
 
     def url(self, path: str) -> str:
-        o = self.origin
-        return f"{o.scheme}://{o.host_header}{self.full_path(path)}"
+        return self.origin.url(path)
 
     def full_path(self, path: str) -> str:
-        """``path`` (from the server root: ``/v1/...``, ``/health``) under the base URL's
-        prefix. A prefix ending in ``/v1`` names the API root, so ``/v1`` is dropped from it:
-        ``http://h/v1`` + ``/health`` is ``/health``, as vLLM serves it."""
-        prefix = self.origin.prefix
-        if prefix.endswith("/v1"):
-            prefix = prefix[:-3]
-        return prefix + path
+        """See :meth:`Origin.target`."""
+        return self.origin.target(path)
 
     def exchange(
         self,

@@ -13,10 +13,27 @@ from collections.abc import Mapping
 
 import httptools
 
-from sagellm_users.errors import ProtocolError, ResponseTooLargeError
+from sagellm_users.backends.endpoint import Timeouts
+from sagellm_users.errors import (
+    ConnectError,
+    LLMError,
+    ProtocolError,
+    ReadTimeout,
+    ResponseTooLargeError,
+    StreamCutError,
+    TotalTimeout,
+)
 from sagellm_users.limits import ReadLimits, format_size
 
-__all__ = ["ResponseReader", "encode_request", "header_block"]
+__all__ = [
+    "ResponseReader",
+    "closed_error",
+    "encode_request",
+    "header_block",
+    "reset_error",
+    "timeout_error",
+    "too_large_body",
+]
 
 USER_AGENT = "sagellm-locust"
 
@@ -211,6 +228,34 @@ def too_large_body(limit: int) -> ResponseTooLargeError:
     return ResponseTooLargeError(
         f"the response body passed the {format_size(limit)} limit, not read "
         "further (raise it with --max-event-size)"
+    )
+
+
+def timeout_error(deadline: float | None, now: float, timeouts: Timeouts) -> LLMError:
+    """The error of a read that timed out at ``now``: the request's ``deadline`` (its total
+    timeout, or the grace after ``[DONE]``) when it has passed, else the read timeout."""
+    if deadline is not None and now >= deadline - 1e-3:
+        if timeouts.total is None:  # a deadline without a request timeout: the grace
+            return TotalTimeout("the response did not end in time after the caller was done")
+        return TotalTimeout(f"request took longer than {timeouts.total:g} s (request timeout)")
+    return ReadTimeout(f"no data for {timeouts.read:g} s (read timeout)")
+
+
+def reset_error(before_answer: bool, body_bytes: int) -> LLMError:
+    """The error of a connection the server reset."""
+    if before_answer:
+        return ConnectError("the server reset the connection before answering")
+    return StreamCutError(f"connection reset by the server after {body_bytes} body bytes")
+
+
+def closed_error(before_answer: bool, head_done: bool, body_bytes: int) -> LLMError:
+    """The error of a connection the server closed before the response ended."""
+    if before_answer:
+        return ConnectError("the server closed the connection before answering")
+    if not head_done:
+        return StreamCutError("connection closed in the middle of the response headers")
+    return StreamCutError(
+        f"connection closed after {body_bytes} body bytes, before the response ended"
     )
 
 

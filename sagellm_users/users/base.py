@@ -19,6 +19,7 @@ from locust.exception import StopUser
 from sagellm_users.backends import Api, BackendClient, GenerationRequest, ResponseStream
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.metrics import RequestRecord
+from sagellm_users.metrics.folding import fold_chunks
 from sagellm_users.redact import scrub_secrets
 from sagellm_users.users.connect_backoff import ConnectBackoff
 from sagellm_users.users.retry import attempt_label
@@ -188,7 +189,7 @@ class LLMUser(User):
                     if not request.model:
                         request.model = record.model = self.llm.resolve_model(self.client)
                     stream = self.client.stream(request)
-                    _consume(stream, record, reply)
+                    fold_chunks(stream, record, reply)
                     break
                 except (LLMError, ConfigError) as exc:
                     if not llm.retry.should_retry(exc, attempt, bool(record.t_out)):
@@ -278,43 +279,3 @@ def _failed(record: RequestRecord, exc: BaseException, message: str) -> BaseExce
     record.error_class = type(exc).__name__
     record.error_message = scrub_secrets(message)  # an exception from outside LLMError too
     return exc
-
-
-def _consume(stream: ResponseStream, record: RequestRecord, text: list[str] | None) -> None:
-    """The hot loop: stamp decode steps, keep the server's token counts (and the reply's
-    text into ``text``, when a conversation needs it for its next turn).
-
-    Every chunk that is a decode step is stamped, empty ones included (held-back text, the
-    EOS token), and the first one is TTFT: see :attr:`sagellm_users.backends.base.Chunk.step`
-    (a non-streamed answer is one chunk with output and no step). When the server reports usage on
-    every chunk (vLLM's ``stream_options.continuous_usage_stats``), each step's token
-    count is the growth of ``completion_tokens`` since the previous one; that feeds the
-    per-token ITL.
-    """
-    t_out = record.t_out
-    per_chunk: list[int] | None = []
-    counted = 0
-    for chunk in stream:
-        if record.response_id is None:
-            record.response_id = chunk.response_id
-        usage = chunk.usage
-        completion = usage.completion_tokens if usage is not None else None
-        if chunk.step or chunk.has_output:
-            t_out.append(chunk.t)
-            if text is not None:
-                text.append(chunk.text)
-            if per_chunk is not None:
-                if completion is None:
-                    per_chunk = None
-                else:
-                    per_chunk.append(completion - counted)
-                    counted = completion
-        if usage is not None:
-            if completion is not None:
-                record.usage_completion_tokens = completion
-            if usage.prompt_tokens is not None:
-                record.usage_prompt_tokens = usage.prompt_tokens
-        if chunk.finish_reason is not None:
-            record.finish_reason = chunk.finish_reason
-    if per_chunk and len(per_chunk) == len(t_out):
-        record.tokens_per_chunk = per_chunk
