@@ -49,6 +49,7 @@ from sagellm_users.limits import ReadLimits
 from sagellm_users.metrics import RequestRecord
 
 if TYPE_CHECKING:
+    from sagellm_users.aio import AsyncClient
     from sagellm_users.api import run_load_test
     from sagellm_users.report import LLMReport
     from sagellm_users.users import (
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "Chunk",
     "Completion",
     "ConfigError",
@@ -146,11 +148,13 @@ _LAZY = {
 
 
 _LAZY_FROM = {
+    "AsyncClient": "sagellm_users.aio",
     "run_load_test": "sagellm_users.api",
     "LLMOptions": "sagellm_users.users.options",
     "LLMReport": "sagellm_users.report",
 }
-"""Imported on first use: the options and the runner import Locust, a client alone not."""
+"""Imported on first use: the options and the runner import Locust, a client alone not
+(and the asyncio client is not loaded by a program that never asks for it)."""
 
 
 def __getattr__(name: str) -> Any:

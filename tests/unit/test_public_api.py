@@ -1,0 +1,58 @@
+"""The public API is what ``sagellm_users`` exports, and nothing else by accident.
+
+A name added to ``__all__`` (or dropped from it) fails here until this list says so: the
+package's surface changes on purpose only. Everything else lives in submodules a user
+need not know.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import sagellm_users
+
+PUBLIC = {
+    # clients, alone or in asyncio programs
+    "AsyncClient", "LMDeployClient", "LocalEngineClient", "OpenAIClient", "SageLLMClient",
+    "VLLMClient", "create_client",
+    # what a client speaks
+    "Chunk", "Completion", "GenerationRequest", "HealthStatus", "ReadLimits", "Timeouts",
+    "Usage", "RequestRecord",
+    # in-process engines
+    "EngineProcess", "EngineSpec",
+    # Locust users and the glue a locustfile calls
+    "LLMUser", "LMDeployGenerateUser", "LMDeployLocalCompletionsUser", "LMDeployLocalUser",
+    "LMDeployUser", "OpenAIChatUser", "OpenAICompletionsUser", "SageLLMLocalUser",
+    "SageLLMUser", "VLLMCompletionsUser", "VLLMLocalCompletionsUser", "VLLMLocalUser",
+    "VLLMUser", "install", "runtime_of",
+    # a load test from Python, its options and its report
+    "LLMOptions", "LLMReport", "run_load_test",
+    # one error tree
+    "ConfigError", "ConnectError", "ConnectTimeout", "EngineError", "EngineStartError",
+    "FeatureUnavailable", "HTTPStatusError", "LLMError", "MalformedEventError",
+    "MissingDoneError", "ProtocolError", "ReadTimeout", "RequestTimeout",
+    "ResponseTooLargeError", "ServerErrorEvent", "StreamCutError", "TotalTimeout",
+}  # fmt: skip
+
+
+def test_the_exports_are_the_public_api() -> None:
+    assert set(sagellm_users.__all__) == PUBLIC
+    assert len(sagellm_users.__all__) == len(PUBLIC), "a name exported twice"
+
+
+def test_every_export_resolves() -> None:
+    for name in sagellm_users.__all__:
+        assert getattr(sagellm_users, name) is not None, name
+
+
+def test_a_client_alone_imports_neither_locust_nor_the_asyncio_client() -> None:
+    code = (
+        "import sys\n"
+        "from sagellm_users import VLLMClient, GenerationRequest\n"
+        "print(sorted(m for m in ('locust', 'sagellm_users.aio') if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
