@@ -287,3 +287,72 @@ def test_default_options_keep_the_server_as_busy_as_vllm_bench_serve(
     low = min(before.output_throughput, after.output_throughput)
     high = max(before.output_throughput, after.output_throughput)
     assert 0.5 * low <= ours.output_throughput <= 2 * high, seen
+
+
+_ASYNC_PROGRAM = """
+import asyncio, json, sys
+from sagellm_users.aio import AsyncClient
+from sagellm_users.backends import GenerationRequest
+
+async def main(url, extra):
+    request = GenerationRequest(api="completions", prompt="hello", max_tokens=64, extra_body=extra)
+    async with AsyncClient(url, backend="vllm") as client:
+        records = await client.measure_batch([request] * 24, max_concurrent=4)
+    print(json.dumps([
+        {"status": r.status, "error": r.error_message, "finish": r.finish_reason,
+         "tokens": r.output_tokens, "source": r.output_tokens_source, "steps": len(r.t_out),
+         "per_chunk": r.tokens_per_chunk, "tpot": r.tpot, "ttft": r.ttft}
+        for r in records
+    ]))
+
+asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
+"""
+
+
+def _histogram_totals(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = {
+        "vllm:inter_token_latency_seconds_count": "itl_count",
+        "vllm:request_time_per_output_token_seconds_sum": "tpot_sum",
+        "vllm:request_time_per_output_token_seconds_count": "tpot_count",
+        "vllm:generation_tokens_total": "tokens",
+        "vllm:e2e_request_latency_seconds_count": "finished",
+    }
+    found = dict.fromkeys(wanted.values(), 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                found[wanted[sample.name]] += sample.value
+    return found
+
+
+def test_the_asyncio_client_measures_what_vllm_counts(
+    paced_vllm: PacedServer, tmp_path: Path
+) -> None:
+    """A plain asyncio program (no Locust, no gevent patching) measures EOS-terminated
+    streams: its tokens, decode steps and TPOT are vLLM's own, as the load test's are."""
+    script = tmp_path / "measure.py"
+    script.write_text(_ASYNC_PROGRAM)
+    first = _histogram_totals(paced_vllm.url)
+    run = run_on(
+        paced_vllm.client_cpus,
+        [sys.executable, str(script), paced_vllm.url, json.dumps(EOS_FORCED)],
+        timeout=300,
+    )
+    after = _histogram_totals(paced_vllm.url)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = json.loads(run.stdout)
+    server = {key: after[key] - first[key] for key in first}
+    assert [row["status"] for row in rows] == ["ok"] * 24, rows
+    assert server["finished"] == 24 and server["tokens"] == sum(row["tokens"] for row in rows)
+    merged = 0
+    for row in rows:
+        assert row["finish"] == "stop" and row["tokens"] == VISIBLE + 1, row
+        assert row["source"] == "usage" and sum(row["per_chunk"]) == VISIBLE + 1, row
+        merged += sum(n - 1 for n in row["per_chunk"])
+    steps = sum(row["steps"] - 1 for row in rows)
+    assert steps + merged == server["itl_count"], "vLLM's inter_token_latency count"
+    client_tpot = statistics.fmean(row["tpot"] for row in rows)
+    server_tpot = server["tpot_sum"] / server["tpot_count"]
+    assert client_tpot == pytest.approx(server_tpot, rel=0.03), (client_tpot, server_tpot)
