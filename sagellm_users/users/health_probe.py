@@ -18,6 +18,7 @@ import gevent
 from gevent import Greenlet
 
 from sagellm_users.metrics.health import PROBE_INTERVAL_S, ClientHealth, ProcessHealth
+from sagellm_users.users.service import Service
 
 __all__ = ["CHECK_EVERY_S", "HealthProbe"]
 
@@ -30,7 +31,7 @@ WARN_AGAIN_S = 60.0
 _CPU_EVERY_S = 1.0
 
 
-class HealthProbe:
+class HealthProbe(Service):
     """Feeds ``target()`` (looked up at every sample, so a worker can swap it when it ships
     a delta to the master) with loop lag and CPU samples."""
 
@@ -65,6 +66,14 @@ class HealthProbe:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
+
+    def stopping(self) -> None:
+        # Stopping thousands of users blocks the loop for a while; that is not the test's
+        # lag (Runner.stop fires test_stopping before every test_stop).
+        self.stop()
+
+    def quitting(self) -> None:
+        self.stop()
 
     def _run(self) -> None:
         stretch = ProcessHealth()

@@ -11,11 +11,12 @@ master; the web UI's form may change it), where a refusal stops the test with on
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sagellm_users.backends.http import HttpTransport, Timeouts
 from sagellm_users.errors import ConfigError, LLMError
 from sagellm_users.users.refusal import refuse
+from sagellm_users.users.service import Service
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from sagellm_users.users.options import LLMOptions
     from sagellm_users.users.runtime import LLMRuntime
 
-__all__ = ["host_problem", "install_host_check"]
+__all__ = ["HostCheck", "host_problem"]
 
 
 def host_problem(host: str, options: LLMOptions) -> str | None:
@@ -47,16 +48,20 @@ def host_problem(host: str, options: LLMOptions) -> str | None:
     return None
 
 
-def install_host_check(environment: Environment, runtime: LLMRuntime, runner: Runner) -> None:
-    """Check the host at every test start where load is sent; call after the listener
-    that re-reads the options (it clears the previous start's error)."""
+class HostCheck(Service):
+    """Checks the host at every test start where load is sent; it must start after the
+    options are read again (that clears the previous start's error)."""
 
-    def check(**_kw: Any) -> None:
-        host = environment.host
-        if runtime.options.skip_host_check or not host:
+    def __init__(self, environment: Environment, runtime: LLMRuntime, runner: Runner) -> None:
+        self._environment = environment
+        self._runtime = runtime
+        self._runner = runner
+
+    def start(self) -> None:
+        host = self._environment.host
+        options = self._runtime.options
+        if options.skip_host_check or not host:
             return
-        problem = host_problem(host, runtime.options)
+        problem = host_problem(host, options)
         if problem is not None:
-            refuse(runtime, runner, problem)
-
-    environment.events.test_start.add_listener(check)
+            refuse(self._runtime, self._runner, problem)

@@ -1,27 +1,20 @@
-"""Wires sagellm-locust into Locust through its event hooks; called once per locustfile.
+"""Brings sagellm-locust into Locust; ``install(events)`` is called once per locustfile.
 
-``install(events)`` adds the command-line options and, for each environment Locust creates:
-validates the options before any load (one clear line and exit code 1 on a bad value),
-starts the embedded mock server when no ``--host`` is given (on the master or local
-runner), keeps the per-token rows out of Locust's "Aggregated" row, forwards request
-records from workers to the master, writes the records file, and prints the LLM summary
-when Locust quits.
+It adds the command-line options and, for each environment Locust creates, checks
+everything before any load (the options, the user classes, the files they name, the host,
+the open-files limit: one clear line and exit code 1 on a problem), starts the in-process
+engines and the embedded mock server when no ``--host`` is given, keeps the per-token rows
+out of Locust's "Aggregated" row, and then installs the process's role
+(:mod:`sagellm_users.users.roles`), which runs everything else.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
 import sys
-import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import gevent
 from locust.runners import (
-    STATE_CLEANUP,
-    STATE_RUNNING,
-    STATE_SPAWNING,
     MasterRunner,
     WorkerRunner,
 )
@@ -29,56 +22,30 @@ from locust.runners import (
 from sagellm_users.backends import BACKENDS
 from sagellm_users.backends.http import parse_base_url
 from sagellm_users.errors import ConfigError, EngineStartError
-from sagellm_users.metrics import RecordsWriter, render_summary
+from sagellm_users.metrics import RecordsWriter
 from sagellm_users.mock_server import MockServerProcess, MockServerStartError, check_mock_args
 from sagellm_users.report import (
-    EarlyStopInfo,
-    LLMReport,
-    build_report,
     check_report_path,
-    records_lost_text,
-    render_client_health,
-    render_slo_table,
-    write_report,
 )
-from sagellm_users.report.engines import render_engines
-from sagellm_users.report.server import render_server_side
-from sagellm_users.report.workload import render_workload_parts
 from sagellm_users.users.base import LLMUser
-from sagellm_users.users.capacity_guard import guard_spawning
 from sagellm_users.users.engines import (
     engine_specs,
     engines_needed,
     start_engines,
-    stop_engines,
 )
-from sagellm_users.users.health_probe import HealthProbe
-from sagellm_users.users.host_check import host_problem, install_host_check
+from sagellm_users.users.host_check import host_problem
 from sagellm_users.users.ignored_options import check_engine_options, check_shape_options
-from sagellm_users.users.live_route import add_live_route
 from sagellm_users.users.local import LocalEngineUser
 from sagellm_users.users.open_files import OpenFiles, raise_limit
 from sagellm_users.users.options import LLMOptions, add_arguments
-from sagellm_users.users.parent_watch import stop_with_parent
-from sagellm_users.users.refusal import relay_refusals
-from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime, runtime_of
-from sagellm_users.users.server_watch import ServerWatch
-from sagellm_users.users.slo_watch import SLOWatch
-from sagellm_users.users.start_form import take_start_form
+from sagellm_users.users.roles import Setup, role_for
+from sagellm_users.users.runtime import METRIC_ROW_TYPES, LLMRuntime
 from sagellm_users.users.stopping import (
-    Shutdown,
     interrupt_main_greenlet,
-    quit_workers_first,
-    send_final_report,
 )
-from sagellm_users.users.strangers import refuse_strangers
-from sagellm_users.users.timeline_watch import TimelineWatch
-from sagellm_users.users.traffic_setup import install_traffic
 from sagellm_users.users.web_secrets import (
     hide_secrets,
 )
-from sagellm_users.users.worker_watch import WorkerWatch
-from sagellm_users.users.worker_wire import merge_reports, send_reports
 from sagellm_users.workloads.build import DatasetCache, check_tokenizer
 
 if TYPE_CHECKING:
@@ -93,13 +60,6 @@ __all__ = ["install"]
 log = logging.getLogger("sagellm_users")
 
 _INSTALLED = "_sagellm_installed"
-SLO_FAILED_EXIT = 3
-RECORDS_LOST_EXIT = 1
-"""A run whose records file could not hold every record (a full disk): its raw data is
-incomplete, so it does not exit 0 even when every request and objective was fine."""
-"""Process exit code when an --slo objective is not met."""
-NOTHING_FINISHED_EXIT = 4
-"""Process exit code when requests were sent and none finished: nothing was measured."""
 USERS_KILL_WAIT_S = 10.0
 """How long a shutdown waits for cancelled users to end (killing them takes milliseconds)."""
 
@@ -175,104 +135,8 @@ def _on_init(
     mock = None
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)
-    shutdown = Shutdown(runner, lambda: runtime.in_flight, runtime.ended)
-    _register_listeners(
-        environment, runtime, runner, web_ui, records, shutdown=shutdown, files=files
-    )
-    environment.events.quitting.add_listener(
-        lambda **_kw: _on_quitting(runtime, runner, mock, shutdown)
-    )
-
-
-def _register_listeners(
-    environment: Environment,
-    runtime: LLMRuntime,
-    runner: Runner | None,
-    web_ui: WebUI | None,
-    records: RecordsWriter | None,
-    *,
-    shutdown: Shutdown,
-    files: OpenFiles | None = None,
-) -> None:
-    is_worker = isinstance(runner, WorkerRunner)
-    events = environment.events
-    events.test_start.add_listener(lambda **_kw: _reload_options(environment))
-    events.test_start.add_listener(
-        lambda **_kw: runtime_of(environment).window.test_started(time.time())
-    )
-    events.spawning_complete.add_listener(
-        lambda **_kw: runtime_of(environment).window.spawning_complete(time.time())
-    )
-    events.reset_stats.add_listener(runtime.reset_stats)
-    install_traffic(environment, runtime, runner)
-    _guard_load(environment, runtime, runner, files)
-    if not isinstance(runner, MasterRunner):  # this process generates the load
-        # First at test stop: what finished is recorded before anything reads the results.
-        recorder = runtime.recorder
-        events.test_start.add_listener(lambda **_kw: recorder.start())
-        events.test_stop.add_listener(lambda **_kw: recorder.stop())
-        events.test_stopping.add_listener(lambda **_kw: shutdown.users_stopping())
-        events.test_stop.add_listener(lambda **_kw: shutdown.users_stopped())
-        heap = _FrozenHeap()
-        events.spawning_complete.add_listener(lambda **_kw: heap.freeze())
-        events.test_stop.add_listener(lambda **_kw: heap.thaw())
-        _start_health_probe(environment, runtime, runner)
-    if isinstance(runner, WorkerRunner):
-        worker = runner
-        if getattr(environment.parsed_options, "processes", None):
-            stop_with_parent(runner)  # forked by --processes: it ends with its master
-        if records is not None:
-            # The master numbers the workers when they connect, before any load.
-            events.test_start.add_listener(
-                lambda **_kw: records.use_suffix(f"worker{worker.worker_index}")
-            )
-        send_reports(environment, runtime)
-    if isinstance(runner, MasterRunner):
-        _watch_workers(environment, runtime, runner, shutdown)
-    if web_ui is not None:
-        runtime.live = True
-        events.reset_stats.add_listener(runtime.recent.reset)
-        add_live_route(web_ui, runtime, _report)
-        take_start_form(
-            web_ui, environment, lambda new: _check_form_options(environment, runtime, new)
-        )
-    if not is_worker:
-        server = runtime.server_watch = ServerWatch(runtime)
-        events.test_start.add_listener(lambda **_kw: server.start())
-        events.test_stop.add_listener(lambda **_kw: server.stop())
-        events.reset_stats.add_listener(server.reset)
-        watch = SLOWatch(environment, runtime, keep_ui=web_ui is not None)
-        events.test_start.add_listener(lambda **_kw: watch.start())
-        events.test_stop.add_listener(lambda **_kw: watch.stop())
-        events.quitting.add_listener(lambda **_kw: watch.stop())
-        events.quit.add_listener(lambda **_kw: _print_summary(runtime))
-        ticker = TimelineWatch(runtime)
-        events.test_start.add_listener(lambda **_kw: ticker.start())
-        events.test_stop.add_listener(lambda **_kw: ticker.stop())
-
-
-def _watch_workers(
-    environment: Environment, runtime: LLMRuntime, runner: MasterRunner, shutdown: Shutdown
-) -> None:
-    """Merge each worker's report, notice a worker that stops sending them, and wait for
-    every worker's last one when quitting."""
-    watch = runtime.worker_watch = WorkerWatch(runner)
-    events = environment.events
-
-    merger = merge_reports(environment, runtime)
-
-    def merge(client_id: str, data: dict[str, Any]) -> None:
-        if not watch.accepts(str(client_id)):
-            return
-        watch.reported(str(client_id))
-        merger.take(str(client_id), data)
-
-    events.worker_connect.add_listener(lambda client_id, **_kw: watch.joined(str(client_id)))
-    events.worker_report.add_listener(merge)
-    refuse_strangers(runner, watch)  # nor into Locust's own tables
-    quit_workers_first(runner, shutdown)  # its quit waits for each worker's last report
-    watch.start()
-    events.quitting.add_listener(lambda **_kw: watch.stop())  # before the report is built
+    setup = Setup(environment, runtime, runner, web_ui, records, files, mock)
+    role_for(setup).install()
 
 
 def _check_before_load(
@@ -298,19 +162,6 @@ def _check_before_load(
         if refusal is not None:
             _fail(refusal)
     return files
-
-
-def _guard_load(
-    environment: Environment, runtime: LLMRuntime, runner: Runner | None, files: OpenFiles | None
-) -> None:
-    """Where load is sent, each test start checks again what the start can change: the
-    users asked for (web UI, load shape, a worker's share) and the host."""
-    if isinstance(runner, MasterRunner):
-        relay_refusals(runtime, runner)  # a worker's, so the run ends with exit code 1
-    if runner is None or files is None:  # no runner, or the master
-        return
-    guard_spawning(runner, runtime, files)
-    install_host_check(environment, runtime, runner)  # after the options are re-read
 
 
 def _check_shape(environment: Environment) -> None:
@@ -385,50 +236,6 @@ def _start_embedded_mock(environment: Environment, options: LLMOptions) -> MockS
     return mock
 
 
-def _on_quitting(
-    runtime: LLMRuntime,
-    runner: Runner | None,
-    mock: MockServerProcess | None,
-    shutdown: Shutdown,
-) -> None:
-    """Everything at shutdown, in the one order that loses nothing.
-
-    On Ctrl-C or SIGTERM Locust fires ``quitting`` *before* it stops the users, so a
-    load-generating process stops them first: each in-flight request is recorded as
-    cancelled (--stop-timeout lets it finish first) and every queued one is recorded
-    (test_stop) before the records file closes and the report is built;
-    a worker then sends its final report, and a master first waits for every worker's
-    (see users.stopping). The embedded mock goes last, so no request fails only because
-    the test was ending. A second Ctrl-C or SIGTERM meanwhile cancels what is waited for."""
-    if shutdown.begun:  # a second SIGTERM, or Locust's own second run once the runner quit
-        shutdown.again(signalled=False)
-        shutdown.wait_for_exit()  # the first one writes the files and exits
-        return
-    with shutdown.running():
-        if isinstance(runner, MasterRunner):
-            runner.quit()  # waits for the workers' final reports; Locust's quit comes later
-        elif runner is not None and runner.state in (STATE_SPAWNING, STATE_RUNNING):
-            runner.stop()
-            if isinstance(runner, WorkerRunner):
-                send_final_report(runner)
-        elif runner is not None and runner.state == STATE_CLEANUP:
-            # SIGTERM while the users stop (--stop-timeout after --run-time): stop now.
-            shutdown.again()
-            runner.user_greenlets.join(timeout=USERS_KILL_WAIT_S)
-        try:
-            runtime.close()
-        except Exception:  # the report, the exit code and the mock's stop still follow
-            log.exception("sagellm: closing the records file failed")
-        stop_engines(runtime.engines)
-        if not isinstance(runner, WorkerRunner):
-            if runtime.server_watch is not None:
-                runtime.server_watch.stop()
-            # quitting comes before Locust picks the exit code; quit, after its own tables.
-            _finish(runtime)
-        if mock is not None:
-            mock.stop()
-
-
 def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
     """TTFT and TBT rows are per-token views of the same requests; counting them in
     "Aggregated" would triple the request count and mix three different latencies.
@@ -454,213 +261,3 @@ def _keep_token_rows_out_of_aggregated(stats: RequestStats) -> None:
 
     stats.log_request = log_request  # type: ignore[method-assign]
     stats.log_error = log_error  # type: ignore[method-assign]
-
-
-def _check_form_options(environment: Environment, runtime: LLMRuntime, options: LLMOptions) -> None:
-    """What the start form may change and only a check against files or the locustfiles
-    can refuse: a workload's dataset and tokenizer, a shape's options."""
-    if options.workload is not None:
-        runtime.datasets.get(options.workload)
-        check_tokenizer(options.workload.tokenizer)
-    check_shape_options(options, environment.shape_class)
-
-
-def _reload_options(environment: Environment) -> None:
-    """The web UI's start form may have changed options: validate them again."""
-    runtime = runtime_of(environment)
-    try:
-        runtime.update_options(LLMOptions.from_namespace(environment.parsed_options))
-    except ConfigError as exc:
-        runtime.options_error = str(exc)
-        log.error("sagellm: %s; the test was stopped, fix the option and start again", exc)
-        runner = environment.runner
-        if runner is not None:
-            gevent.spawn(runner.stop)
-
-
-GEN1_THRESHOLD = 0
-"""What survives one young collection moves to the old generation (see _FrozenHeap)."""
-GEN2_THRESHOLD = 1000
-"""Full collections 100x rarer than Python's default (10) while users run."""
-
-
-class _FrozenHeap:
-    """Keeps the cyclic GC from pausing the event loop once every user is running.
-
-    Thousands of users mean millions of long-lived objects (greenlets, clients, options)
-    and thousands of in-flight requests whose objects live for seconds; each collection
-    walks the objects of the generations it collects, stamping every chunk read meanwhile
-    that late. Measured at 5,000 streams (bench/load_bench.py --suite, scenario "scale"):
-
-    * ``gc.freeze()`` moves what exists once spawning completes into a generation the
-      collector skips, and a higher third threshold makes full collections rare: full
-      collections of 100-300 ms every few seconds are gone (event delay p99 282 -> 8-11 ms);
-    * a middle threshold of 0 sends what survives one young collection straight to the
-      old generation. With Python's 10, the middle generation gathered every in-flight
-      request's objects (~40,000) and each of its collections paused 16-18 ms; now a young
-      collection walks what was allocated since the previous one (p99 6.8 -> 2.5 ms, and
-      1.5 -> 0.7 ms once reads stopped allocating per wait).
-
-    Nothing is leaked: requests' objects are freed by reference counting as before, cycles
-    by the (rarer) full collections. All of it is undone when the test stops, back to the
-    thresholds in force when the heap was frozen."""
-
-    def __init__(self) -> None:
-        self._saved: tuple[int, int, int] | None = None
-
-    def freeze(self) -> None:
-        if self._saved is None:
-            self._saved = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(self._saved[0], GEN1_THRESHOLD, GEN2_THRESHOLD)
-
-    def thaw(self) -> None:
-        if self._saved is not None:
-            gc.set_threshold(*self._saved)
-            self._saved = None
-        gc.unfreeze()
-
-
-def _start_health_probe(
-    environment: Environment, runtime: LLMRuntime, runner: Runner | None
-) -> None:
-    """Self-measurement where the load is generated: local runner or worker, during tests."""
-
-    def measuring() -> bool:
-        return runtime.window.measuring(time.time())
-
-    if isinstance(runner, WorkerRunner):
-        name = str(runner.client_id)
-    else:
-        runtime.measure_here()
-        name = "local"
-    timeline = runtime.timeline
-    probe = HealthProbe(
-        lambda: runtime.own_health,
-        name=name,
-        measuring=measuring,
-        lag_sink=lambda lag: timeline.add_lag(time.time(), lag),
-    )
-    events = environment.events
-    events.test_start.add_listener(lambda **_kw: probe.start())
-    # Stopping thousands of users blocks the loop for a while; that is not the test's lag.
-    # (Runner.stop fires test_stopping before every test_stop.)
-    events.test_stopping.add_listener(lambda **_kw: probe.stop())
-    events.quitting.add_listener(lambda **_kw: probe.stop())
-
-
-def _finish(runtime: LLMRuntime) -> None:
-    """Build the final report once; with --slo, its verdict decides the exit code."""
-    report = runtime.final_report = _report(runtime)
-    if runtime.options_error is not None:  # the last test start was refused: nothing ran
-        runtime.environment.process_exit_code = 1
-    elif report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
-        passed = report.sweep.capacity is not None
-        runtime.environment.process_exit_code = 0 if passed else SLO_FAILED_EXIT
-    elif _nothing_finished(runtime):  # no objective can be judged on nothing either
-        runtime.environment.process_exit_code = NOTHING_FINISHED_EXIT
-    elif report.slos:  # an early stop always has its objectives here
-        runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
-    if report.records_lost and not runtime.environment.process_exit_code:
-        runtime.environment.process_exit_code = RECORDS_LOST_EXIT
-
-
-def _nothing_finished(runtime: LLMRuntime) -> bool:
-    """Requests went out and not one ended, ok or failed (a server whose streams never end,
-    a stop before the first answer): Locust sees no failure and would exit 0 on nothing.
-    A web UI where no test ever ran sent nothing and is left alone."""
-    collector = runtime.collector
-    total = collector.total()
-    if total.succeeded or total.failed or collector.excluded or not total.cancelled:
-        return False
-    log.warning(
-        "sagellm: no request finished (%d sent, all cancelled when the test stopped): "
-        "nothing was measured; exit code %d",
-        total.cancelled,
-        NOTHING_FINISHED_EXIT,
-    )
-    return True
-
-
-def _print_summary(runtime: LLMRuntime) -> None:
-    collector = runtime.collector
-    window = runtime.window
-    if window.active:
-        parts = ["all users spawned"] if window.after_spawn else []
-        if window.warmup.seconds or window.warmup.requests:
-            parts.append(f"warm-up {window.warmup}")
-        note = (
-            f"from the end of warm-up ({', then '.join(parts)}) to the last completion; "
-            f"{collector.excluded} warm-up requests excluded"
-        )
-    else:
-        note = "first send to last completion"
-    total = collector.total()
-    text = render_summary(
-        collector.by_name,
-        total,
-        runtime.options.percentiles,
-        window=collector.window(total),
-        window_note=note,
-    )
-    if runtime.records is not None:
-        text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
-    elif runtime.options.llm_records is not None:
-        text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
-    report = runtime.final_report or _report(runtime)
-    if report.records_lost:
-        text += f"\nLOST: {records_lost_text(report)}"
-    text += render_workload_parts(report)
-    if report.slos and report.sweep is None:  # a sweep judged each stage on its own
-        text += "\n" + render_slo_table(report)
-    if report.engines:
-        text += "\n" + render_engines(report.engines)
-    if report.server:
-        text += "\n" + render_server_side(report.server)
-    if report.client is not None:
-        text += "\n" + render_client_health(report.client)
-    for lost in report.lost_workers:
-        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
-        text += (
-            f"\nPARTIAL: worker {lost.worker} was lost at {lost.lost_at:%H:%M:%S} UTC (last "
-            f"report {last}); what it measured after its last report is not in this report"
-        )
-    for path in runtime.options.reports:
-        write_report(report, path)
-        text += f"\nReport: {path}"
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
-def _report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
-    """The report as of now; ``timeline=False`` for the live JSON, which polls it apart."""
-    options = runtime.options
-    stop = runtime.early_stop
-    report = build_report(
-        runtime.collector,
-        percentiles=list(options.percentiles),
-        host=runtime.environment.host,
-        user_classes=[cls.__name__ for cls in runtime.environment.user_classes],
-        options=options.for_report(),
-        warmup=str(options.warmup),
-        measure_after_spawn=options.measure_after_spawn,
-        slos=options.slos,
-        early_stop=None
-        if stop is None
-        else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
-        health=runtime.health,
-        server=None if runtime.server_watch is None else runtime.server_watch.series(),
-        engines=list(runtime.engine_entries().values()),
-        workload=runtime.workload_info,
-        arrivals=(options.arrival, options.request_rate, options.burstiness)
-        if options.request_rate > 0
-        else None,
-        sweep=runtime.sweep,
-        timeline=runtime.timeline if timeline else None,
-    )
-    watch = runtime.worker_watch
-    if watch is not None and watch.lost:
-        report.lost_workers = list(watch.lost.values())
-        report.partial = True
-    report.records_lost, report.records_error = runtime.lost_records()
-    return report

@@ -28,6 +28,7 @@ from gevent.event import Event
 from gevent.hub import get_hub
 
 from sagellm_users.metrics.record import RequestRecord
+from sagellm_users.users.service import Service
 
 __all__ = ["BACKLOG_LIMIT", "DeferredRecorder"]
 
@@ -40,7 +41,7 @@ never idles records inline past it, so memory and the delay to the results stay 
 Recorder = Callable[[RequestRecord, BaseException | None], None]
 
 
-class DeferredRecorder:
+class DeferredRecorder(Service):
     """Queues finished requests and records them one at a time when the loop is idle."""
 
     def __init__(self, record: Recorder, backlog_limit: int = BACKLOG_LIMIT) -> None:

@@ -9,6 +9,7 @@ every worker and ends with exit code 1, so the run does not end 0 having sent no
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import gevent
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from sagellm_users.users.runtime import LLMRuntime
 
-__all__ = ["REFUSED_MESSAGE", "refuse", "relay_refusals"]
+__all__ = ["REFUSED_MESSAGE", "refusal_relay", "refuse"]
 
 log = logging.getLogger("sagellm_users")
 
@@ -39,8 +40,9 @@ def refuse(runtime: LLMRuntime, runner: Runner, problem: str) -> None:
     gevent.spawn(runner.stop)
 
 
-def relay_refusals(runtime: LLMRuntime, master: MasterRunner) -> None:
-    """On the master: a worker's refusal stops the test and sets exit code 1."""
+def refusal_relay(runtime: LLMRuntime, master: MasterRunner) -> Callable[..., None]:
+    """On the master, the handler of :data:`REFUSED_MESSAGE`: a worker's refusal stops the
+    test and sets exit code 1."""
 
     def refused(environment: Environment, msg: Message, **_kw: Any) -> None:
         problem = str(msg.data["problem"])
@@ -49,4 +51,4 @@ def relay_refusals(runtime: LLMRuntime, master: MasterRunner) -> None:
             log.error("sagellm: %s; the test was stopped", problem)
             gevent.spawn(master.stop)
 
-    master.register_message(REFUSED_MESSAGE, refused)
+    return refused

@@ -18,6 +18,7 @@ import gevent
 from sagellm_users.backends.vllm import VLLMClient, scrape_server_metrics
 from sagellm_users.errors import FeatureUnavailable, LLMError
 from sagellm_users.metrics.server_series import ServerSeries
+from sagellm_users.users.service import Service
 
 if TYPE_CHECKING:
     from sagellm_users.users.runtime import LLMRuntime
@@ -35,7 +36,7 @@ def target_hosts(runtime: LLMRuntime) -> list[str]:
     return list(dict.fromkeys(h for h in hosts if h))
 
 
-class ServerWatch:
+class ServerWatch(Service):
     """The scraper of one environment; :meth:`series` feeds the report."""
 
     def __init__(self, runtime: LLMRuntime) -> None:

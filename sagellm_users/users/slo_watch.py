@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import gevent
 
 from sagellm_users.metrics.early_stop import Horizon, doomed_slos
+from sagellm_users.users.service import Service
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -41,7 +42,7 @@ class EarlyStop:
     """(objective as written, why it can no longer be met)."""
 
 
-class SLOWatch:
+class SLOWatch(Service):
     """One per environment; started on each test start, ended on test stop."""
 
     def __init__(self, environment: Environment, runtime: LLMRuntime, *, keep_ui: bool) -> None:
@@ -71,6 +72,9 @@ class SLOWatch:
         self._greenlet = None
         if greenlet is not None and greenlet is not gevent.getcurrent():
             greenlet.kill(block=False)
+
+    def quitting(self) -> None:
+        self.stop()
 
     def check(self, now: float) -> EarlyStop | None:
         """Judge the metrics as they stand at ``now``; the decision, or None to go on."""

@@ -12,7 +12,7 @@ waiting a fixed half second before it stops listening. A worker's final report c
 it has stopped its users: at once with the default ``--stop-timeout`` 0, up to that many
 seconds later otherwise. :func:`quit_workers_first` makes the master's quit wait, bounded,
 until each worker has sent a report with no user left running (everything it measured and
-cancelled is then in it), has quit, or is lost. On Ctrl-C or SIGTERM the plugin calls that
+cancelled is then in it), has quit, or is lost. On Ctrl-C or SIGTERM the master's role calls that
 quit before it builds the report and stops the embedded mock, so no worker's last requests
 fail against a server that is gone. :func:`send_final_report` lets a worker that stops on
 its own signal (a Ctrl-C in a terminal reaches every process of the group) send what it
@@ -41,6 +41,8 @@ from gevent.event import Event
 from locust.rpc import Message
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
+from sagellm_users.users.service import Service
+
 if TYPE_CHECKING:
     from locust.runners import Runner
 
@@ -64,10 +66,10 @@ EXIT_WAIT_S = 60.0
 and exit before it goes on itself."""
 
 
-def quit_workers_first(runner: MasterRunner, shutdown: Shutdown) -> None:
+def quit_workers_first(runner: MasterRunner, shutdown: Shutdown) -> Callable[..., None]:
     """Make ``runner.quit`` ask every worker to quit and wait for its final report, then
     quit as Locust does (Ctrl-C meanwhile goes to ``shutdown``). Idempotent once the
-    runner has quit."""
+    runner has quit. Returns the ``worker_report`` listener that sees the final reports."""
     original = runner.quit
     finished: set[str] = set()
     done = False
@@ -85,8 +87,8 @@ def quit_workers_first(runner: MasterRunner, shutdown: Shutdown) -> None:
             original()
         done = True
 
-    runner.environment.events.worker_report.add_listener(on_report)
     runner.quit = quit  # type: ignore[method-assign]
+    return on_report
 
 
 def _quit_workers(runner: MasterRunner, finished: set[str]) -> None:
@@ -133,8 +135,8 @@ def send_final_report(runner: WorkerRunner) -> None:
         log.debug("sagellm: the final report could not be sent to the master", exc_info=True)
 
 
-class Shutdown:
-    """One process's shutdown (the plugin's ``quitting`` work) and the stopping of its
+class Shutdown(Service):
+    """One process's shutdown (its role's ``quitting`` work, users.roles) and the stopping of its
     users: a Ctrl-C or second SIGTERM meanwhile cancels the requests in flight at once
     instead of breaking either half-way.
 
@@ -188,6 +190,12 @@ class Shutdown:
                 "user stops is recorded as cancelled",
                 in_flight,
             )
+
+    def stopping(self) -> None:
+        self.users_stopping()
+
+    def stop(self) -> None:
+        self.users_stopped()
 
     def users_stopped(self) -> None:
         """The users have stopped (test_stop): say what became of the requests that were

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import gevent
 from gevent import Greenlet
 
+from sagellm_users.users.service import Service
+
 if TYPE_CHECKING:
     from sagellm_users.users.runtime import LLMRuntime
 
@@ -23,7 +25,9 @@ __all__ = ["TICK_S", "TimelineWatch"]
 TICK_S = 1.0
 
 
-class TimelineWatch:
+class TimelineWatch(Service):
+    """Closes the timeline's seconds as they pass, with the users and requests in flight."""
+
     def __init__(self, runtime: LLMRuntime, tick: float = TICK_S) -> None:
         self._runtime = runtime
         self._tick = tick

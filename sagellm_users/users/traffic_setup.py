@@ -20,6 +20,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from sagellm_users.errors import ConfigError
 from sagellm_users.users.runtime import LLMRuntime
+from sagellm_users.users.service import Service
 from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule
 from sagellm_users.workloads.build import build_workload, make_counter
 
@@ -28,35 +29,47 @@ if TYPE_CHECKING:
     from locust.rpc import Message
     from locust.runners import Runner
 
-__all__ = ["install_traffic", "set_request_rate"]
+__all__ = ["PLAN_MESSAGE", "RatePlan", "TrafficBuilder", "set_request_rate"]
 
 log = logging.getLogger("sagellm_users")
 
 PLAN_MESSAGE = "sagellm_arrivals"
 
 
-def install_traffic(environment: Environment, runtime: LLMRuntime, runner: Runner | None) -> None:
-    """Register the listeners that build the traffic where it is sent."""
-    events = environment.events
-    if isinstance(runner, MasterRunner):
-        master = runner
-        events.test_start.add_listener(lambda **_kw: _broadcast(runtime, master))
-        events.worker_connect.add_listener(lambda **_kw: _broadcast(runtime, master))
-        return
-    pending: dict[str, ArrivalPlan] = {}
-    events.test_start.add_listener(
-        lambda **_kw: _prepare(environment, runtime, runner, pending.get("plan"))
-    )
-    if isinstance(runner, WorkerRunner):
-        worker = runner
+class TrafficBuilder(Service):
+    """Where load is sent: builds the workload and the open-loop schedule at each start."""
 
-        def take_plan(environment: Environment, msg: Message, **_kw: Any) -> None:
-            plan = _plan_for(worker, msg.data)
-            pending["plan"] = plan
-            if runtime.arrivals is not None:
-                runtime.arrivals.set_plan(plan)
+    def __init__(self, environment: Environment, runtime: LLMRuntime, runner: Runner | None):
+        self._environment = environment
+        self._runtime = runtime
+        self._runner = runner
+        self._plan: ArrivalPlan | None = None
+        """A worker's latest share of the rate (it may come before the spawn message)."""
 
-        worker.register_message(PLAN_MESSAGE, take_plan)
+    def start(self) -> None:
+        _prepare(self._environment, self._runtime, self._runner, self._plan)
+
+    def take_plan(self, environment: Environment, msg: Message, **_kw: Any) -> None:
+        """On a worker, the handler of :data:`PLAN_MESSAGE`: its share of the rate."""
+        assert isinstance(self._runner, WorkerRunner)
+        self._plan = _plan_for(self._runner, msg.data)
+        if self._runtime.arrivals is not None:
+            self._runtime.arrivals.set_plan(self._plan)
+
+
+class RatePlan(Service):
+    """On the master: splits the open-loop rate over the workers it has, at each start and
+    again whenever a worker joins."""
+
+    def __init__(self, runtime: LLMRuntime, master: MasterRunner) -> None:
+        self._runtime = runtime
+        self._master = master
+
+    def start(self) -> None:
+        self.broadcast()
+
+    def broadcast(self) -> None:
+        _broadcast(self._runtime, self._master)
 
 
 def set_request_rate(runtime: LLMRuntime, rate: float) -> None:

@@ -27,6 +27,7 @@ from gevent import Greenlet
 from locust.runners import STATE_MISSING, MasterRunner
 
 from sagellm_users.report.model import LostWorker
+from sagellm_users.users.service import Service
 
 __all__ = ["WorkerWatch"]
 
@@ -37,7 +38,7 @@ POLL_S = 0.2
 worker missing (4 to 5 s after its last heartbeat), so it adds little to the delay."""
 
 
-class WorkerWatch:
+class WorkerWatch(Service):
     """Tracks each worker's last report and which workers were lost, on one master."""
 
     def __init__(self, runner: MasterRunner) -> None:
@@ -74,11 +75,13 @@ class WorkerWatch:
         """A report from ``client_id`` arrived now."""
         self._last_report[client_id] = time.time()
 
-    def start(self) -> None:
+    def begin(self) -> None:
+        """Workers are watched from the start, not per test: one can be lost between tests."""
         if self._greenlet is None:
             self._greenlet = gevent.spawn(self._loop)
 
-    def stop(self) -> None:
+    def quitting(self) -> None:
+        """Before the report is built."""
         greenlet, self._greenlet = self._greenlet, None
         if greenlet is not None:
             greenlet.kill(block=False)

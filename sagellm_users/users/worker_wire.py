@@ -18,11 +18,10 @@ import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sagellm_users.users.service import Service
 from sagellm_users.workloads.traffic import merge_info
 
 if TYPE_CHECKING:
-    from locust.env import Environment
-
     from sagellm_users.users.runtime import LLMRuntime
 
 __all__ = [
@@ -32,8 +31,6 @@ __all__ = [
     "WireError",
     "WorkerReport",
     "collect",
-    "merge_reports",
-    "send_reports",
 ]
 
 log = logging.getLogger("sagellm_users")
@@ -104,15 +101,16 @@ def collect(runtime: LLMRuntime) -> WorkerReport:
     )
 
 
-class Merger:
-    """The master's side: folds each worker's reports into the run's numbers."""
+class Merger(Service):
+    """The master's side: folds each worker's reports into the run's numbers (the role
+    decides whose reports it takes, see :class:`~sagellm_users.users.worker_watch.WorkerWatch`)."""
 
     def __init__(self, runtime: LLMRuntime) -> None:
         self.runtime = runtime
         self._workloads: dict[str, dict[str, Any]] = {}
         self._refused: set[str] = set()
 
-    def test_started(self) -> None:
+    def start(self) -> None:
         self._workloads.clear()  # each test builds its workload anew
 
     def take(self, client_id: str, data: dict[str, Any]) -> None:
@@ -150,18 +148,3 @@ class Merger:
             runtime.lost_records_reported(report.records_lost, report.records_error)
         if report.engines:
             runtime.remote_engines.update(report.engines)
-
-
-def send_reports(environment: Environment, runtime: LLMRuntime) -> None:
-    """On a worker: put this worker's :class:`WorkerReport` into each of Locust's reports."""
-    environment.events.report_to_master.add_listener(
-        lambda client_id, data: data.__setitem__(WIRE_KEY, collect(runtime).to_wire())
-    )
-
-
-def merge_reports(environment: Environment, runtime: LLMRuntime) -> Merger:
-    """On a master: the merger of the workers' reports (the caller decides which workers'
-    reports it takes, see :class:`~sagellm_users.users.worker_watch.WorkerWatch`)."""
-    merger = Merger(runtime)
-    environment.events.test_start.add_listener(lambda **_kw: merger.test_started())
-    return merger

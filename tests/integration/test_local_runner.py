@@ -12,7 +12,7 @@ import pytest
 
 from sagellm_users import OpenAIChatUser, OpenAICompletionsUser
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users.plugin import GEN1_THRESHOLD, GEN2_THRESHOLD
+from sagellm_users.users.frozen_heap import GEN1_THRESHOLD, GEN2_THRESHOLD
 from tests.conftest import MOCK_TBT_MS, MOCK_TTFT_MS
 from tests.locust_harness import LocalRun, stats_row
 

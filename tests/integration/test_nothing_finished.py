@@ -11,7 +11,7 @@ import pytest
 
 from sagellm_users import OpenAIChatUser
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users.plugin import NOTHING_FINISHED_EXIT
+from sagellm_users.users.ending import NOTHING_FINISHED_EXIT
 from tests.locust_harness import LocalRun, wait_until
 
 USERS = 3

@@ -14,6 +14,7 @@ from sagellm_users.metrics import render_summary
 from sagellm_users.mock_server import MockServerProcess
 from sagellm_users.users import connect_backoff, plugin
 from sagellm_users.users import open_files as open_files_module
+from sagellm_users.users.ending import build_run_report
 from sagellm_users.users.open_files import HEADROOM, OpenFiles
 from sagellm_users.users.runtime import runtime_of
 from tests.fault_tally import FaultRow, add_row
@@ -122,7 +123,7 @@ def test_a_user_backs_off_after_connection_errors_in_a_row(
     total = run.runtime.collector.total()
     assert total.failed == len(records), "every failure counts"
     assert total.backoffs == len(records) - free
-    report = plugin._report(run.runtime)
+    report = build_run_report(run.runtime)
     assert report.total.backoffs == total.backoffs
     assert report.total.backoff_s == pytest.approx(total.backoff_ms / 1e3)
     summary = render_summary(run.runtime.collector.by_name, total)
