@@ -33,7 +33,9 @@ token counts one bin per distinct count.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from itertools import repeat
+from operator import add
 
 __all__ = [
     "LINEAR_LIMIT",
@@ -41,6 +43,7 @@ __all__ = [
     "LOG_SCALE",
     "LOG_SHIFT",
     "RELATIVE_WIDTH",
+    "add_counts",
     "batch_keys",
     "bin_key",
     "bin_value",
@@ -94,3 +97,18 @@ def bin_value(key: int) -> float:
     if key <= _LAST_LINEAR:
         return key * LINEAR_WIDTH
     return LINEAR_LIMIT * math.exp((key - _FIRST_RELATIVE) / LOG_SCALE) * _MID
+
+
+def add_counts(into: dict[int, int], other: Mapping[int, int]) -> None:
+    """Add ``other``'s counts to ``into``'s, key by key, with no Python bytecode per key.
+
+    A master adds every worker's bins into the run's every 3 s: thousands of keys per
+    report. ``Counter.update`` adds them in a Python loop (most of the master's CPU per
+    merged report); here ``map`` reads and adds in C and ``dict.update`` writes in C. Each
+    key of ``other`` is read from ``into`` before it is written, and written once (a table
+    added to itself is read from a copy)."""
+    if other is into:
+        other = dict(other)
+    keys = other.keys()
+    added = map(add, other.values(), map(into.get, keys, repeat(0)))
+    dict.update(into, zip(keys, added, strict=True))

@@ -48,6 +48,7 @@ from sagellm_users.metrics.bins import (
     LINEAR_LIMIT,
     LOG_SCALE,
     LOG_SHIFT,
+    add_counts,
     batch_keys,
     bin_key,
     bin_value,
@@ -194,7 +195,7 @@ class Distribution:
         bins = self._bins
         assert bins is not None
         if other._bins is not None:
-            bins.update(other._bins)
+            add_counts(bins, other._bins)
             self._integral = self._integral and other._integral
         else:
             assert other._exact is not None

@@ -123,15 +123,14 @@ def _on_init(
     # Everything is valid: only now start anything.
     interrupt_main_greenlet()  # Ctrl-C must not kill whichever greenlet happens to run
     _guard_secrets(environment, options, web_ui)
-    runtime = LLMRuntime(environment, options)
-    runtime.records = records
-    runtime.datasets = datasets
-    _keep_token_rows_out_of_aggregated(environment.stats)
+    engines = {}
     if engine_plan and not isinstance(runner, MasterRunner):
         try:
-            runtime.engines = start_engines(engine_plan, options.engine_start_timeout)
+            engines = start_engines(engine_plan, options.engine_start_timeout)
         except EngineStartError as exc:
             _fail(str(exc))
+    runtime = LLMRuntime(environment, options, records=records, datasets=datasets, engines=engines)
+    _keep_token_rows_out_of_aggregated(environment.stats)
     mock = None
     if not environment.host and not is_worker and _needs_host(environment):
         mock = _start_embedded_mock(environment, options)

@@ -81,7 +81,15 @@ class LLMRuntime:
     _cancelled = 0
     """Requests this process's users handed over, by how they ended (see :meth:`ended`)."""
 
-    def __init__(self, environment: Environment, options: LLMOptions) -> None:
+    def __init__(
+        self,
+        environment: Environment,
+        options: LLMOptions,
+        *,
+        records: RecordsWriter | None = None,
+        datasets: DatasetCache | None = None,
+        engines: dict[str, EngineProcess] | None = None,
+    ) -> None:
         self.environment = environment
         self.options = options
         self.collector = MetricsCollector()
@@ -102,7 +110,7 @@ class LLMRuntime:
         """Where this process's probe and start lags land: on a local runner the entry
         in ``health`` (see :meth:`measure_here`), on a worker a delta for the master."""
         self._health_name: str | None = None
-        self.records: RecordsWriter | None = None
+        self.records = records  # the records file this process writes (not on a master)
         self.recorder = DeferredRecorder(self.record_now)
         """Where users hand finished requests: recorded inline, or while a test runs on a
         load-generating process, when the event loop is idle (see users.recorder)."""
@@ -120,14 +128,14 @@ class LLMRuntime:
         """Scrapes the servers' /metrics where the report is built (see users.server_watch)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
-        self.engines: dict[str, EngineProcess] = {}
+        self.engines: dict[str, EngineProcess] = engines or {}
         """In-process engines this process started for its users (see users.engines)."""
         self.remote_engines: dict[str, dict[str, Any]] = {}
         """On a master: what each worker's engines reported, by ``worker/engine``."""
         self.workload: Workload | None = None
         """The traffic users send when a workload is set (built at test start, where the
         load is generated; see users.traffic_setup)."""
-        self.datasets = DatasetCache()
+        self.datasets = datasets or DatasetCache()  # read once, before any load
         self.arrivals: ArrivalSchedule | None = None
         """Open loop (--request-rate): when each request of this process is meant to start."""
         self.stage: MetricsCollector | None = None

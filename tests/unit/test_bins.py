@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 
-from sagellm_users.metrics.bins import LINEAR_LIMIT, batch_keys, bin_key, bin_value
+import pytest
+
+from sagellm_users.metrics.bins import LINEAR_LIMIT, add_counts, batch_keys, bin_key, bin_value
 from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
 
 
@@ -45,3 +48,28 @@ def test_keys_span_a_known_range() -> None:
     wide = Distribution(rng.lognormvariate(0, 3) * 1e-3 for _ in range(EXACT_LIMIT + 1))
     bins = len(wide.to_wire()["bins"]["counts"])
     assert bins <= 5001 + 11_515 * math.log10((wide.max or 0) / LINEAR_LIMIT) + 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_adding_counts_equals_counters_own_addition(seed: int) -> None:
+    """The master's merge of a worker's bins: the same table Counter.update gives, with
+    shared keys, keys of either side alone, and an empty side."""
+    rng = random.Random(seed)
+    into = Counter({rng.randrange(-50, 5000): rng.randrange(1, 9) for _ in range(300)})
+    other = Counter({rng.randrange(-50, 5000): rng.randrange(1, 9) for _ in range(300)})
+    expected = into + other
+    add_counts(into, other)
+    assert into == expected
+    assert isinstance(into, Counter)
+    before = Counter(into)
+    add_counts(into, {})
+    assert into == before
+    empty: Counter[int] = Counter()
+    add_counts(empty, other)
+    assert empty == other
+
+
+def test_a_table_added_to_itself_doubles() -> None:
+    table = Counter({1: 2, 7: 3})
+    add_counts(table, table)
+    assert table == Counter({1: 4, 7: 6})
