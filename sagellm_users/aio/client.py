@@ -183,14 +183,10 @@ class AsyncClient:
             raise ConfigError(f"unknown backend {backend!r}: choose one of {known}") from None
         self.backend = backend
         self.base_url = base_url
-        all_headers = dict(headers or {})
-        key = self.dialect.api_key_from_env() if api_key is None else api_key
-        if key:
-            all_headers.setdefault("Authorization", f"Bearer {key}")
         self.transport = AsyncHttpTransport(
             base_url,
             timeouts=timeouts,
-            headers=all_headers,
+            headers=self.dialect.request_headers(headers, api_key),
             verify=verify,
             max_idle=max_idle,
             limits=limits,
@@ -308,7 +304,7 @@ class AsyncClient:
     ) -> list[Completion]:
         """Send ``requests``, at most ``max_concurrent`` at a time, each within ``timeout``
         seconds; the results in input order, a failure as a Completion with ``error`` set."""
-        return await _run_batch(self.generate, _failed, requests, max_concurrent, timeout)
+        return await _run_batch(self.generate, Completion.failed, requests, max_concurrent, timeout)
 
     async def measure_batch(
         self,
@@ -395,20 +391,6 @@ class AsyncClient:
     def pool(self) -> dict[str, int | bool]:
         """The connection pool's state, for health checks and diagnostics."""
         return asdict(self.transport.pool_state())
-
-
-def _failed(exc: BaseException) -> Completion:
-    return Completion(
-        text="",
-        usage=None,
-        finish_reason=None,
-        t_send=None,
-        t_first_output=None,
-        t_done=perf_counter(),
-        chunks=0,
-        error=scrub_secrets(str(exc) or repr(exc)),
-        error_class=type(exc).__name__,
-    )
 
 
 async def _run_batch(

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from time import perf_counter
 
-from sagellm_users.backends.endpoint import Timeouts, parse_base_url
+from sagellm_users.backends.endpoint import Timeouts, parse_base_url, tls_context
 from sagellm_users.backends.http import PoolState
 from sagellm_users.backends.http_core import (
     ResponseReader,
@@ -137,7 +137,7 @@ class AsyncHttpTransport:
         self._in_use = 0
         self._opened = 0
         self._closed = False
-        self._ssl = _tls_context(verify) if self.origin.scheme == "https" else None
+        self._ssl = tls_context(verify) if self.origin.scheme == "https" else None
         register_header_secrets(headers or {})  # an echo of any of them is scrubbed from errors
         self._header_block = header_block(self.origin.host_header, headers)
 
@@ -407,13 +407,3 @@ class AsyncExchange:
                 self._finish()
             else:
                 self._abort()
-
-
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif isinstance(verify, str):
-        context.load_verify_locations(cafile=verify)
-    return context

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
+
+from sagellm_users.redact import scrub_secrets
 
 __all__ = [
     "Api",
@@ -110,6 +113,22 @@ class Completion:
     chunks: int
     error: str | None = None
     error_class: str | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> Completion:
+        """A batch's result for a request that failed with ``exc`` (any exception, not only
+        an LLMError), its message scrubbed of secrets."""
+        return cls(
+            text="",
+            usage=None,
+            finish_reason=None,
+            t_send=None,
+            t_first_output=None,
+            t_done=perf_counter(),
+            chunks=0,
+            error=scrub_secrets(str(exc) or repr(exc)),
+            error_class=type(exc).__name__,
+        )
 
     @property
     def ok(self) -> bool:

@@ -10,30 +10,14 @@ the others' results. Memory is the results list and the requests in flight, noth
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from time import perf_counter
 
 import gevent
 from gevent.pool import Pool
 
 from sagellm_users.backends.base import Completion, GenerationRequest
 from sagellm_users.errors import ConfigError, TotalTimeout
-from sagellm_users.redact import scrub_secrets
 
 __all__ = ["BatchMixin", "run_batch"]
-
-
-def _failed(exc: BaseException) -> Completion:
-    return Completion(
-        text="",
-        usage=None,
-        finish_reason=None,
-        t_send=None,
-        t_first_output=None,
-        t_done=perf_counter(),
-        chunks=0,
-        error=scrub_secrets(str(exc) or repr(exc)),  # an exception from outside LLMError too
-        error_class=type(exc).__name__,
-    )
 
 
 def _one(
@@ -46,7 +30,7 @@ def _one(
         with gevent.Timeout(timeout, limit):
             return generate(request)
     except Exception as exc:  # a batch returns failures, it never raises them
-        return _failed(exc)
+        return Completion.failed(exc)
 
 
 def run_batch(

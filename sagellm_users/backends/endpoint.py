@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -65,3 +66,20 @@ def parse_base_url(url: str) -> Origin:
     except ValueError as exc:
         raise ConfigError(f"host {url!r} has an invalid port: {exc}") from None
     return Origin(parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+
+
+def tls_context(
+    verify: bool | str, context_class: type[ssl.SSLContext] = ssl.SSLContext
+) -> ssl.SSLContext:
+    """A client TLS context: certificates verified against the system's CAs, or the CA
+    bundle ``verify`` names, or not at all when ``verify`` is False. ``context_class`` is
+    gevent's for the cooperative client (its sockets must not block the event loop)."""
+    context = context_class(ssl.PROTOCOL_TLS_CLIENT)
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif isinstance(verify, str):
+        context.load_verify_locations(cafile=verify)
+    else:
+        context.load_default_certs()
+    return context

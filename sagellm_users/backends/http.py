@@ -28,7 +28,7 @@ from gevent import ssl as gssl
 from gevent.monkey import get_original
 
 from sagellm_users._closing import Closeable
-from sagellm_users.backends.endpoint import Timeouts, parse_base_url
+from sagellm_users.backends.endpoint import Timeouts, parse_base_url, tls_context
 from sagellm_users.backends.exchange import HttpExchange, os_reason
 from sagellm_users.backends.http_core import encode_request, header_block
 from sagellm_users.errors import ConfigError, ConnectError, ConnectTimeout
@@ -84,7 +84,8 @@ class HttpTransport(Closeable):
         self._closed = False
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
-            self._ssl = _tls_context(verify)
+            # gevent's, so TLS connections are cooperative with or without monkey-patching
+            self._ssl = tls_context(verify, gssl.SSLContext)
         register_header_secrets(headers or {})  # an echo of any of them is scrubbed from errors
         self._header_block = header_block(self.origin.host_header, headers)
 
@@ -191,17 +192,3 @@ class HttpTransport(Closeable):
         idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
-
-
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    """gevent's TLS context, so TLS connections are cooperative with or without
-    monkey-patching; certificates are verified unless ``verify`` is False."""
-    context: ssl.SSLContext = gssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    if verify is False:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif isinstance(verify, str):
-        context.load_verify_locations(cafile=verify)
-    else:
-        context.load_default_certs()
-    return context

@@ -358,14 +358,10 @@ class OpenAIClient(BatchMixin, Closeable):
         model: str | None = None,
     ) -> None:
         self._model = model or None
-        all_headers = dict(headers or {})
-        key = self.api_key_from_env() if api_key is None else api_key
-        if key:
-            all_headers.setdefault("Authorization", f"Bearer {key}")
         self.transport = HttpTransport(
             base_url,
             timeouts=timeouts,
-            headers=all_headers,
+            headers=self.request_headers(headers, api_key),
             verify=verify,
             max_idle=max_idle,
             limits=limits,
@@ -425,6 +421,19 @@ class OpenAIClient(BatchMixin, Closeable):
     def api_key_from_env(cls) -> str | None:
         """The first of :attr:`API_KEY_ENVS` that is set."""
         return next((os.environ[v] for v in cls.API_KEY_ENVS if os.environ.get(v)), None)
+
+    @classmethod
+    def request_headers(
+        cls, headers: Mapping[str, str] | None, api_key: str | None
+    ) -> dict[str, str]:
+        """The headers every request carries: ``headers``, with the API key (``api_key``,
+        else the environment's; an empty string sends none) as a bearer token unless
+        ``headers`` already authorize."""
+        all_headers = dict(headers or {})
+        key = cls.api_key_from_env() if api_key is None else api_key
+        if key:
+            all_headers.setdefault("Authorization", f"Bearer {key}")
+        return all_headers
 
     def default_model(self) -> str:
         """The model of requests that name none: the client's ``model``, else the first

@@ -13,8 +13,10 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import trustme
 
 from sagellm_users.aio import AsyncClient
 from sagellm_users.backends import Completion, GenerationRequest, OpenAIClient, Timeouts
@@ -193,3 +195,30 @@ def test_every_mock_fault_gets_the_gevent_clients_verdict(
     ours = asyncio.run(main())
     theirs = _sync_record(url, chat(6, api="chat", model=ours.model))
     assert _verdict(ours) == _verdict(theirs), (ours.error_message, theirs.error_message)
+
+
+def test_https_is_verified_against_the_ca_bundle_and_refused_without_it(
+    tmp_path: Path,
+) -> None:
+    """The same TLS rules as the gevent client: a private CA's server is refused by
+    default and read whole once ``verify`` names the CA bundle."""
+    ca = trustme.CA()
+    served, bundle = tmp_path / "served.pem", tmp_path / "ca.pem"
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(served))
+    ca.cert_pem.write_to_path(str(bundle))
+    tls = ["--ttft-ms", "1", "--tbt-ms", "1", "--tls-cert", str(served), "--tls-key", str(served)]
+
+    async def main(url: str) -> tuple[list[Completion], Completion]:
+        async with AsyncClient(url, verify=str(bundle)) as client:
+            verified = await client.generate_batch([chat(8, ignore_eos=True)] * 4, max_concurrent=4)
+        async with AsyncClient(url, model="m") as client:
+            (refused,) = await client.generate_batch([chat(8)])
+        return verified, refused
+
+    with MockServerProcess(tls) as mock:
+        assert mock.url is not None and mock.url.startswith("https://")
+        verified, refused = asyncio.run(main(mock.url))
+    assert [c.error for c in verified] == [None] * 4
+    assert all(c.usage is not None and c.usage.completion_tokens == 8 for c in verified)
+    assert refused.error_class == "ConnectError"
+    assert "certificate verify failed" in (refused.error or "")
