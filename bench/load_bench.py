@@ -68,7 +68,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sagellm_users.metrics.health import CPU_LIMIT  # noqa: E402
+from sagellm_users._metrics.health import CPU_LIMIT  # noqa: E402
 from sagellm_users.mock_server import MockServerProcess  # noqa: E402
 
 SEND_LOG = "mock-send.jsonl"

@@ -34,7 +34,7 @@ from typing import Any
 
 import msgpack
 
-from sagellm_users.metrics.distribution import Distribution
+from sagellm_users._metrics.distribution import Distribution
 
 numpy: ModuleType | None
 try:  # the reference when installed (no dependency); the fallback is its "linear" method

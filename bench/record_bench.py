@@ -30,8 +30,8 @@ from locust import User
 from locust.env import Environment
 from locust.event import Events
 
-from sagellm_users.metrics import MetricsCollector, RecordsWriter, RequestRecord
-from sagellm_users.metrics.timeline import Timeline
+from sagellm_users._metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users._metrics.timeline import Timeline
 
 PERCENTILES = (1, 10, 50, 90, 95, 99, 99.9)
 

@@ -122,7 +122,7 @@ def costs(
 def measure(samples: int, repeat: int) -> dict[str, Any]:
     """Cost (us/sample) and worst error of each row, for the package on sys.path."""
     import sagellm_users  # noqa: PLC0415 - the package --against points at, not ours
-    from sagellm_users.metrics import distribution  # noqa: PLC0415
+    from sagellm_users._metrics import distribution  # noqa: PLC0415
 
     make = distribution.Distribution
     # Checkouts before per-chunk gaps had their own limit used the one default for both.

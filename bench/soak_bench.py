@@ -64,7 +64,7 @@ from typing import Any
 
 import psutil
 
-from sagellm_users.metrics.timeline import MAX_POINTS
+from sagellm_users._metrics.timeline import MAX_POINTS
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20

@@ -15,7 +15,7 @@ Then the fast path: ns per event for ordinary one-line events, both sides' decod
 into one process and timed in alternating rounds.
 
 Each side runs in a child process with ``PYTHONPATH`` set to its checkout, so the other
-checkout's ``sagellm_users.sse`` is the one measured (the script checks that it is).
+checkout's ``sagellm_users._sse`` is the one measured (the script checks that it is).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 import gevent
 from gevent.event import Event
 
-from sagellm_users import sse  # the child's PYTHONPATH picks the checkout measured
+from sagellm_users import _sse as sse  # the child's PYTHONPATH picks the checkout measured
 
 ROOT = Path(__file__).resolve().parents[1]
 TICK_S = 0.001

@@ -34,11 +34,11 @@ import gevent  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 
-from sagellm_users.backends.base import GenerationRequest  # noqa: E402
-from sagellm_users.backends.http import HttpTransport  # noqa: E402
-from sagellm_users.backends.openai import build_payload, parse_event  # noqa: E402
+from sagellm_users._backends.base import GenerationRequest  # noqa: E402
+from sagellm_users._backends.http import HttpTransport  # noqa: E402
+from sagellm_users._backends.openai import build_payload, parse_event  # noqa: E402
+from sagellm_users._sse import SSEDecoder  # noqa: E402
 from sagellm_users.mock_server import MockServerProcess  # noqa: E402
-from sagellm_users.sse import SSEDecoder  # noqa: E402
 
 _SEND_KEY = b'"mock_t_send":'
 _REQUEST_KEY = b'"mock_t_request":'

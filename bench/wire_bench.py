@@ -22,10 +22,10 @@ from locust.event import Events
 from locust.rpc.protocol import Message
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.users.options import LLMOptions
-from sagellm_users.users.runtime import LLMRuntime
-from sagellm_users.users.worker_wire import WIRE_KEY, Merger, WorkerReport, collect
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._users.options import LLMOptions
+from sagellm_users._users.runtime import LLMRuntime
+from sagellm_users._users.worker_wire import WIRE_KEY, Merger, WorkerReport, collect
 
 REPORT_INTERVAL_S = 3.0
 """Locust's worker report interval (locust.runners.WORKER_REPORT_INTERVAL)."""

@@ -34,7 +34,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sagellm_users.workloads import PromptSynthesizer, load_tokenizer  # noqa: E402
+from sagellm_users._workloads import PromptSynthesizer, load_tokenizer  # noqa: E402
 
 MOCK = "--ttft-ms 5 --tbt-ms 1"
 

@@ -14,8 +14,7 @@ import os
 
 from locust import events
 
-from sagellm_users import install
-from sagellm_users.users.compare import compare_users
+from sagellm_users import compare_users, install
 
 install(events)
 

@@ -1,7 +1,7 @@
 """sagellm-locust: Locust-based load testing for LLM inference services.
 
 The flat public API. Names that need Locust (users, ``install``) load on first access, so
-``import sagellm_users.backends`` or the mock server never imports Locust and never
+``import sagellm_users._backends`` or the mock server never imports Locust and never
 triggers gevent's monkey-patching.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from sagellm_users.backends import (
+from sagellm_users._backends import (
     Chunk,
     Completion,
     EngineProcess,
@@ -26,7 +26,7 @@ from sagellm_users.backends import (
     VLLMClient,
     create_client,
 )
-from sagellm_users.errors import (
+from sagellm_users._errors import (
     ConfigError,
     ConnectError,
     ConnectTimeout,
@@ -45,14 +45,14 @@ from sagellm_users.errors import (
     StreamCutError,
     TotalTimeout,
 )
-from sagellm_users.limits import ReadLimits
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._limits import ReadLimits
+from sagellm_users._metrics import RequestRecord
 
 if TYPE_CHECKING:
-    from sagellm_users.aio import AsyncClient
-    from sagellm_users.api import run_load_test
-    from sagellm_users.report import LLMReport
-    from sagellm_users.users import (
+    from sagellm_users._aio import AsyncClient
+    from sagellm_users._api import run_load_test
+    from sagellm_users._report import LLMReport
+    from sagellm_users._users import (
         LLMUser,
         LMDeployGenerateUser,
         LMDeployLocalCompletionsUser,
@@ -69,7 +69,8 @@ if TYPE_CHECKING:
         install,
         runtime_of,
     )
-    from sagellm_users.users.options import LLMOptions
+    from sagellm_users._users.compare import compare_users
+    from sagellm_users._users.options import LLMOptions
 
 __version__ = "0.1.0"
 
@@ -122,6 +123,7 @@ __all__ = [
     "VLLMLocalCompletionsUser",
     "VLLMLocalUser",
     "VLLMUser",
+    "compare_users",
     "create_client",
     "install",
     "run_load_test",
@@ -148,10 +150,11 @@ _LAZY = {
 
 
 _LAZY_FROM = {
-    "AsyncClient": "sagellm_users.aio",
-    "run_load_test": "sagellm_users.api",
-    "LLMOptions": "sagellm_users.users.options",
-    "LLMReport": "sagellm_users.report",
+    "AsyncClient": "sagellm_users._aio",
+    "run_load_test": "sagellm_users._api",
+    "LLMOptions": "sagellm_users._users.options",
+    "LLMReport": "sagellm_users._report",
+    "compare_users": "sagellm_users._users.compare",
 }
 """Imported on first use: the options and the runner import Locust, a client alone not
 (and the asyncio client is not loaded by a program that never asks for it)."""
@@ -161,5 +164,5 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY_FROM:
         return getattr(importlib.import_module(_LAZY_FROM[name]), name)
     if name in _LAZY:
-        return getattr(importlib.import_module("sagellm_users.users"), name)
+        return getattr(importlib.import_module("sagellm_users._users"), name)
     raise AttributeError(f"module 'sagellm_users' has no attribute {name!r}")

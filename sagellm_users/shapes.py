@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from locust import LoadTestShape
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.slo import good_request_rule
-from sagellm_users.report.model import MetricsBlock, judge_slos
-from sagellm_users.report.workload import SweepReport, SweepStage
-from sagellm_users.users.runtime import runtime_of
-from sagellm_users.users.traffic_setup import set_request_rate
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.slo import good_request_rule
+from sagellm_users._report.model import MetricsBlock, judge_slos
+from sagellm_users._report.workload import SweepReport, SweepStage
+from sagellm_users._users.runtime import runtime_of
+from sagellm_users._users.traffic_setup import set_request_rate
 
 if TYPE_CHECKING:
     from locust.env import Environment

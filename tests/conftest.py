@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sagellm_users._workloads.tokens import ServerCounter, server_counter
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.workloads.tokens import ServerCounter, server_counter
 from tests.fault_tally import TALLY, summary_lines
 
 MOCK_TTFT_MS = 40.0

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from tokenizers import Tokenizer
 
-from sagellm_users.backends import VLLMClient
+from sagellm_users._backends import VLLMClient
 
 __all__ = ["TokenizeClient"]
 

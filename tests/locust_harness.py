@@ -20,9 +20,9 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 from locust.web import WebUI
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.users import LLMRuntime, install, runtime_of
-from sagellm_users.users.options import add_arguments
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._users import LLMRuntime, install, runtime_of
+from sagellm_users._users.options import add_arguments
 
 
 def parse_args(args: Sequence[str]) -> Any:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._metrics import RequestRecord
 
 __all__ = ["START", "T0", "WALL", "Clock", "disk_with", "make_record", "steady_record"]
 

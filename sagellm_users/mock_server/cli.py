@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 from typing import NoReturn
 
-from sagellm_users.errors import ConfigError
+from sagellm_users._errors import ConfigError
 
 from .config import MockServerConfig, parse_token_range
 from .faults import FAULT_RATE_FIELDS

@@ -14,11 +14,11 @@ import orjson
 import pytest
 from selenium.webdriver.common.by import By
 
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.record import RequestRecord
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._report import build_report, render_markdown
+from sagellm_users._report.html import render_html_report
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.report import build_report, render_markdown
-from sagellm_users.report.html import render_html_report
 from tests.e2e.chromium import chromium, console_errors, wait_for
 from tests.e2e.locust_process import ROOT, locust_env, run_locust
 

@@ -25,11 +25,11 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.record import RequestRecord
-from sagellm_users.report import build_report
-from sagellm_users.report.html import render_html_report
-from sagellm_users.report.model import LostWorker
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._report import build_report
+from sagellm_users._report.html import render_html_report
+from sagellm_users._report.model import LostWorker
 from tests.e2e.chromium import ARTIFACTS, canvas_ink, chromium, console_errors, wait_for
 from tests.e2e.locust_process import ROOT, kill_locust, run_locust, start_locust
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sagellm_users.report import LLMReport
+from sagellm_users._report import LLMReport
 from tests.e2e.locust_process import ROOT, run_locust, start_locust
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ import locust.runners
 import pytest
 from locust import User
 
-import sagellm_users.users as users_module
+import sagellm_users._users as users_module
 
 
 @pytest.fixture

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from sagellm_users.aio import AsyncClient
-from sagellm_users.backends import Completion, GenerationRequest, OpenAIClient, Timeouts
-from sagellm_users.errors import ConfigError, ConnectError
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._aio import AsyncClient
+from sagellm_users._backends import Completion, GenerationRequest, OpenAIClient, Timeouts
+from sagellm_users._errors import ConfigError, ConnectError
+from sagellm_users._metrics import RequestRecord
 from sagellm_users.mock_server.faults import Fault
 from sagellm_users.mock_server.launcher import MockServerProcess
 from tests.conftest import MOCK_TBT_MS, MOCK_TTFT_MS
@@ -125,7 +125,7 @@ def test_bad_input_and_unreachable_servers_are_named(unused_port: int) -> None:
 def test_importing_it_patches_nothing_and_loads_no_locust() -> None:
     code = (
         "import sys, socket\n"
-        "import sagellm_users.aio\n"
+        "import sagellm_users._aio\n"
         "from gevent import monkey\n"
         "assert 'locust' not in sys.modules, 'locust imported'\n"
         "assert not monkey.is_module_patched('socket'), 'socket patched'\n"
@@ -165,7 +165,7 @@ def _sync_record(url: str, request: GenerationRequest) -> RequestRecord:
     """The gevent client's record of ``request``, folded as a Locust user folds it."""
     from time import perf_counter
 
-    from sagellm_users.metrics.folding import fold_chunks
+    from sagellm_users._metrics.folding import fold_chunks
 
     record = RequestRecord(
         request_id=1, user="sync", backend="openai", api=request.api, name="", model="",

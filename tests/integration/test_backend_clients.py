@@ -15,7 +15,7 @@ from sagellm_users import (
     VLLMClient,
     create_client,
 )
-from sagellm_users.errors import ConfigError
+from sagellm_users._errors import ConfigError
 from sagellm_users.mock_server import MockServerProcess
 
 

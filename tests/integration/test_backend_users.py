@@ -15,8 +15,8 @@ from sagellm_users import (
     VLLMCompletionsUser,
     VLLMUser,
 )
+from sagellm_users._users.compare import compare_users
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users.compare import compare_users
 from tests.locust_harness import LocalRun
 
 

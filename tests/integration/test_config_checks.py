@@ -20,9 +20,9 @@ from locust.event import Events
 from locust.runners import STATE_STOPPED
 
 from sagellm_users import OpenAIChatUser, VLLMLocalUser
+from sagellm_users._users import install
+from sagellm_users._users.options import add_arguments
 from sagellm_users.shapes import StepLoadShape
-from sagellm_users.users import install
-from sagellm_users.users.options import add_arguments
 from tests.locust_harness import LocalRun, parse_args, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from flask_login import UserMixin, login_user  # type: ignore[import-untyped]
 
 from sagellm_users import OpenAIChatUser, install
-from sagellm_users.web import ASSETS
+from sagellm_users._web import ASSETS
 from tests.locust_harness import LocalRun, wait_until
 
 ROUTES = (

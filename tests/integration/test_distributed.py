@@ -13,8 +13,8 @@ from locust.rpc import Message
 from locust.runners import STATE_STOPPED, WorkerRunner
 
 from sagellm_users import VLLMLocalUser
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.users import runtime_of
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._users import runtime_of
 from tests.locust_harness import capture_submitted, make_env, start_cluster, wait_until
 
 

@@ -30,7 +30,7 @@ import orjson
 import pytest
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._metrics import RequestRecord
 from sagellm_users.mock_server import MockServerProcess
 from tests.fault_tally import FaultRow, add_row
 from tests.locust_harness import LocalRun, stats_row

@@ -32,8 +32,8 @@ from sagellm_users import (
     VLLMLocalCompletionsUser,
     VLLMLocalUser,
 )
-from sagellm_users.backends import Timeouts
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._backends import Timeouts
+from sagellm_users._metrics import RequestRecord
 from tests.locust_harness import LocalRun
 
 FAKES = str(Path(__file__).resolve().parents[1] / "fakes")

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from sagellm_users import OpenAIChatUser, OpenAICompletionsUser
+from sagellm_users._users.frozen_heap import GEN1_THRESHOLD, GEN2_THRESHOLD
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users.frozen_heap import GEN1_THRESHOLD, GEN2_THRESHOLD
 from tests.conftest import MOCK_TBT_MS, MOCK_TTFT_MS
 from tests.locust_harness import LocalRun, stats_row
 

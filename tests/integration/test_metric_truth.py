@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from sagellm_users import OpenAIChatUser, OpenAICompletionsUser
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._metrics import RequestRecord
 from tests.locust_harness import LocalRun
 from tests.replay_server import replay_server
 from tests.vllm_wire import CHAT_EOS, COMPLETIONS_EOS, chat_script, completions_script

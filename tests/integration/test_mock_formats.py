@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sagellm_users.metrics.server import parse_vllm_metrics
+from sagellm_users._metrics.server import parse_vllm_metrics
 from sagellm_users.mock_server import MockServerProcess
 from tests.mock_http import call, stream_all
 

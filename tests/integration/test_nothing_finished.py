@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from sagellm_users import OpenAIChatUser
+from sagellm_users._users.ending import NOTHING_FINISHED_EXIT
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users.ending import NOTHING_FINISHED_EXIT
 from tests.locust_harness import LocalRun, wait_until
 
 USERS = 3

@@ -10,13 +10,13 @@ import pytest
 from locust.runners import STATE_STOPPED
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import render_summary
+from sagellm_users._metrics import render_summary
+from sagellm_users._users import connect_backoff, plugin
+from sagellm_users._users import open_files as open_files_module
+from sagellm_users._users.ending import build_run_report
+from sagellm_users._users.open_files import HEADROOM, OpenFiles
+from sagellm_users._users.runtime import runtime_of
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users import connect_backoff, plugin
-from sagellm_users.users import open_files as open_files_module
-from sagellm_users.users.ending import build_run_report
-from sagellm_users.users.open_files import HEADROOM, OpenFiles
-from sagellm_users.users.runtime import runtime_of
 from tests.fault_tally import FaultRow, add_row
 from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
 

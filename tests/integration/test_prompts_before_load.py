@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from sagellm_users import GenerationRequest, OpenAICompletionsUser
+from sagellm_users._report.workload import render_workload, render_workload_parts
+from sagellm_users._users import runtime_of
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.report.workload import render_workload, render_workload_parts
-from sagellm_users.users import runtime_of
 from tests.locust_harness import LocalRun, start_cluster, wait_until
 from tests.mock_http import call
 

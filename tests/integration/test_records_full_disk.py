@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import records_file
-from sagellm_users.users import runtime_of
+from sagellm_users._metrics import records_file
+from sagellm_users._users import runtime_of
 from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
 from tests.records import disk_with
 

@@ -12,8 +12,8 @@ import locust.log
 import pytest
 
 from sagellm_users import OpenAIChatUser, install
-from sagellm_users.users.roles import LocalRole, MasterRole, WorkerRole, role_of
-from sagellm_users.users.service import Service
+from sagellm_users._users.roles import LocalRole, MasterRole, WorkerRole, role_of
+from sagellm_users._users.service import Service
 from tests.locust_harness import LocalRun, start_cluster
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sagellm_users"
@@ -126,6 +126,6 @@ def test_one_place_registers_locusts_listeners() -> None:
     """Apart from the two hooks that bring the plugin in (its options and its init), every
     listener and message handler is registered by a role."""
     found = sorted({r for path in PACKAGE.rglob("*.py") for r in _registrations(path)})
-    outside = [r for r in found if not r.startswith("users/roles.py:")]
-    assert outside == ["users/plugin.py:install"]
-    assert "users/roles.py:install" in found
+    outside = [r for r in found if not r.startswith("_users/roles.py:")]
+    assert outside == ["_users/plugin.py:install"]
+    assert "_users/roles.py:install" in found

@@ -24,10 +24,10 @@ import trustme
 from locust.stats import get_error_report_summary
 
 from sagellm_users import OpenAIChatUser, install
-from sagellm_users.errors import ConfigError
+from sagellm_users._errors import ConfigError
+from sagellm_users._redact import REDACTED
+from sagellm_users._users.options import LLMOptions
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.redact import REDACTED
-from sagellm_users.users.options import LLMOptions
 from tests.locust_harness import LocalRun, parse_args
 
 KEY = "sk-test-3f1a9c27d4e8b6a5"

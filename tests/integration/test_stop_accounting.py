@@ -16,8 +16,8 @@ from collections import Counter
 import pytest
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.backends import openai as openai_module
-from sagellm_users.backends.exchange import HttpExchange
+from sagellm_users._backends import openai as openai_module
+from sagellm_users._backends.exchange import HttpExchange
 from sagellm_users.mock_server import MockServerProcess
 from tests.locust_harness import LocalRun, wait_until
 

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.metrics import RequestRecord
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._users import runtime_of
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.users import runtime_of
 from tests.locust_harness import LocalRun, capture_submitted, start_cluster, wait_until
 
 TOKENS = 24

@@ -15,10 +15,10 @@ import gevent
 import orjson
 import pytest
 
-from sagellm_users.backends.base import GenerationRequest
-from sagellm_users.backends.http import HttpTransport
-from sagellm_users.backends.openai import build_payload
-from sagellm_users.sse import SSEDecoder
+from sagellm_users._backends.base import GenerationRequest
+from sagellm_users._backends.http import HttpTransport
+from sagellm_users._backends.openai import build_payload
+from sagellm_users._sse import SSEDecoder
 from tests.conftest import MOCK_TBT_MS
 
 pytestmark = pytest.mark.skipif(

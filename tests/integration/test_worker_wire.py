@@ -9,8 +9,8 @@ import pytest
 from locust.rpc.protocol import Message
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users.users import runtime_of
-from sagellm_users.users.worker_wire import (
+from sagellm_users._users import runtime_of
+from sagellm_users._users.worker_wire import (
     WIRE_KEY,
     WIRE_VERSION,
     Merger,

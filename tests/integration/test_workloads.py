@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from sagellm_users import GenerationRequest, OpenAIChatUser, OpenAICompletionsUser, RequestRecord
+from sagellm_users._report.workload import render_arrivals
+from sagellm_users._users import runtime_of
+from sagellm_users._workloads import load_tokenizer
 from sagellm_users.mock_server import MockServerProcess
-from sagellm_users.report.workload import render_arrivals
-from sagellm_users.users import runtime_of
-from sagellm_users.workloads import load_tokenizer
 from tests.locust_harness import LocalRun, start_cluster, wait_until
 from tests.offline_tokenizer import build_tokenizer
 

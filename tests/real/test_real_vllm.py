@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from sagellm_users.workloads.calibration import MAX_CALLS
+from sagellm_users._workloads.calibration import MAX_CALLS
 from tests.real.conftest import TIER_TIMEOUT_S
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(TIER_TIMEOUT_S)]

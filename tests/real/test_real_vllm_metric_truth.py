@@ -291,8 +291,8 @@ def test_default_options_keep_the_server_as_busy_as_vllm_bench_serve(
 
 _ASYNC_PROGRAM = """
 import asyncio, json, sys
-from sagellm_users.aio import AsyncClient
-from sagellm_users.backends import GenerationRequest
+from sagellm_users._aio import AsyncClient
+from sagellm_users._backends import GenerationRequest
 
 async def main(url, extra):
     request = GenerationRequest(api="completions", prompt="hello", max_tokens=64, extra_body=extra)

@@ -9,9 +9,9 @@ import statistics
 import gevent
 import pytest
 
-from sagellm_users.metrics.arrivals import LATE_SECONDS, ArrivalStats
-from sagellm_users.metrics.record import RequestRecord
-from sagellm_users.workloads.arrivals import ArrivalPlan, ArrivalSchedule, gap_sampler
+from sagellm_users._metrics.arrivals import LATE_SECONDS, ArrivalStats
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._workloads.arrivals import ArrivalPlan, ArrivalSchedule, gap_sampler
 from tests.records import T0, make_record
 
 N = 40_000

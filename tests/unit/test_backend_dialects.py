@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.backends import GenerationRequest, LMDeployClient, OpenAIClient
-from sagellm_users.backends.lmdeploy import build_generate_payload, parse_generate_event
-from sagellm_users.backends.sagellm import models_from_info
-from sagellm_users.errors import ConfigError, MalformedEventError, ServerErrorEvent
-from sagellm_users.users.compare import compare_users
-from sagellm_users.users.options import LLMOptions
+from sagellm_users._backends import GenerationRequest, LMDeployClient, OpenAIClient
+from sagellm_users._backends.lmdeploy import build_generate_payload, parse_generate_event
+from sagellm_users._backends.sagellm import models_from_info
+from sagellm_users._errors import ConfigError, MalformedEventError, ServerErrorEvent
+from sagellm_users._users.compare import compare_users
+from sagellm_users._users.options import LLMOptions
 from tests.locust_harness import parse_args
 
 EVENT = (

@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from sagellm_users.metrics.bins import LINEAR_LIMIT, add_counts, batch_keys, bin_key, bin_value
-from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
+from sagellm_users._metrics.bins import LINEAR_LIMIT, add_counts, batch_keys, bin_key, bin_value
+from sagellm_users._metrics.distribution import EXACT_LIMIT, Distribution
 
 
 def tolerance(value: float) -> float:

@@ -9,7 +9,7 @@ import gevent.socket
 import pytest
 from gevent.hub import get_hub
 
-from sagellm_users.backends.cooperative import READ_BUFFER_BYTES, CooperativeReader, Expired
+from sagellm_users._backends.cooperative import READ_BUFFER_BYTES, CooperativeReader, Expired
 
 
 @pytest.fixture

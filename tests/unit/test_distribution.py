@@ -14,10 +14,10 @@ import msgpack
 import orjson
 import pytest
 
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.distribution import EXACT_LIMIT, GAP_EXACT_LIMIT, Distribution
-from sagellm_users.metrics.record import RequestRecord
-from sagellm_users.metrics.timeline import Bucket
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.distribution import EXACT_LIMIT, GAP_EXACT_LIMIT, Distribution
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._metrics.timeline import Bucket
 
 PERCENTILES = (0, 0.1, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9, 99.99, 100)
 

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from sagellm_users.metrics.collector import EndpointStats
-from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
-from sagellm_users.metrics.early_stop import RATE_HEADROOM, Horizon, doomed_slos, why_doomed
-from sagellm_users.metrics.slo import parse_slos
+from sagellm_users._metrics.collector import EndpointStats
+from sagellm_users._metrics.distribution import EXACT_LIMIT, Distribution
+from sagellm_users._metrics.early_stop import RATE_HEADROOM, Horizon, doomed_slos, why_doomed
+from sagellm_users._metrics.slo import parse_slos
 
 UNBOUNDED = Horizon(seconds_left=None)
 OVER = Horizon(seconds_left=0.0)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sagellm_users import engine_host
-from sagellm_users.engine_host.contract import GenerateRequest, Output
-from sagellm_users.engine_host.wire import LineSplitter, encode
+from sagellm_users import _engine_host as engine_host
+from sagellm_users._engine_host.contract import GenerateRequest, Output
+from sagellm_users._engine_host.wire import LineSplitter, encode
 
 HOST_DIR = str(Path(engine_host.__file__).parent)
 

@@ -11,26 +11,26 @@ import base64
 
 import pytest
 
-from sagellm_users.backends.lmdeploy import LMDeployClient
-from sagellm_users.backends.openai import OpenAIClient
-from sagellm_users.backends.sagellm import SageLLMClient
-from sagellm_users.backends.vllm import VLLMClient
-from sagellm_users.errors import (
+from sagellm_users._backends.lmdeploy import LMDeployClient
+from sagellm_users._backends.openai import OpenAIClient
+from sagellm_users._backends.sagellm import SageLLMClient
+from sagellm_users._backends.vllm import VLLMClient
+from sagellm_users._errors import (
     EngineError,
     HTTPStatusError,
     LLMError,
     ServerErrorEvent,
     excerpt,
 )
-from sagellm_users.mock_server.gateway_bodies import bad_gateway_body, echo_unauthorized_body
-from sagellm_users.redact import (
+from sagellm_users._redact import (
     REDACTED,
     register_header_secrets,
     register_secret,
     scrub_ids,
     scrub_secrets,
 )
-from sagellm_users.users.error_rows import MAX_REASONS, ErrorRows, failure_label
+from sagellm_users._users.error_rows import MAX_REASONS, ErrorRows, failure_label
+from sagellm_users.mock_server.gateway_bodies import bad_gateway_body, echo_unauthorized_body
 
 KEY = "sk-unit-9d3e7a61c2f04b58"
 

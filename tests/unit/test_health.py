@@ -7,16 +7,16 @@ import logging
 import gevent
 import pytest
 
-from sagellm_users.metrics.health import (
+from sagellm_users._metrics.health import (
     CPU_LIMIT,
     LAG_LIMIT_S,
     TARGET_CPU,
     ClientHealth,
     ProcessHealth,
 )
-from sagellm_users.report import ClientHealthReport, render_client_health
-from sagellm_users.users import health_probe
-from sagellm_users.users.health_probe import HealthProbe
+from sagellm_users._report import ClientHealthReport, render_client_health
+from sagellm_users._users import health_probe
+from sagellm_users._users.health_probe import HealthProbe
 
 
 def process(lag_s: float, cpu: float, seconds: float = 10.0, n: int = 200) -> ProcessHealth:

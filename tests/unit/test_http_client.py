@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.backends import GenerationRequest, OpenAIClient, Timeouts, http_core
-from sagellm_users.backends.base import Chunk, Usage
-from sagellm_users.backends.cooperative import CooperativeReader
-from sagellm_users.backends.http import HttpTransport, parse_base_url
-from sagellm_users.errors import (
+from sagellm_users._backends import GenerationRequest, OpenAIClient, Timeouts, http_core
+from sagellm_users._backends.base import Chunk, Usage
+from sagellm_users._backends.cooperative import CooperativeReader
+from sagellm_users._backends.http import HttpTransport, parse_base_url
+from sagellm_users._errors import (
     ConfigError,
     ConnectError,
     HTTPStatusError,

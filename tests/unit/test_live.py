@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.live import RecentMetrics
-from sagellm_users.metrics.record import RequestRecord
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.live import RecentMetrics
+from sagellm_users._metrics.record import RequestRecord
 
 
 class FakeClock:

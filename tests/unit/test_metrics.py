@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics import (
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics import (
     Distribution,
     EndpointStats,
     MetricsCollector,

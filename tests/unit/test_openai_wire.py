@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.backends.base import Chunk, GenerationRequest, Usage
-from sagellm_users.backends.openai import _parse_body, build_payload, parse_event
-from sagellm_users.errors import MalformedEventError, ServerErrorEvent
+from sagellm_users._backends.base import Chunk, GenerationRequest, Usage
+from sagellm_users._backends.openai import _parse_body, build_payload, parse_event
+from sagellm_users._errors import MalformedEventError, ServerErrorEvent
 
 T = 123.456
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics.window import Warmup
-from sagellm_users.users.option_spec import GROUPS, declared, help_listing, reference_markdown
-from sagellm_users.users.options import LLM_HELP_FLAG, LLMOptions, add_arguments, flag_of
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.window import Warmup
+from sagellm_users._users.option_spec import GROUPS, declared, help_listing, reference_markdown
+from sagellm_users._users.options import LLM_HELP_FLAG, LLMOptions, add_arguments, flag_of
 from tests.unit.test_options import StubParser, parse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_the_help_listing_holds_every_flag_grouped_with_its_default() -> None:
 def test_docs_options_md_is_generated_from_the_declarations() -> None:
     committed = (ROOT / "docs" / "options.md").read_text(encoding="utf-8")
     assert committed == reference_markdown(LLMOptions), (
-        "docs/options.md is stale: python -m sagellm_users.users.list_options --markdown "
+        "docs/options.md is stale: python -m sagellm_users._users.list_options --markdown "
         "> docs/options.md"
     )
 

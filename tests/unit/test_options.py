@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.users.options import DEFAULT_PROMPT, LLMOptions, add_arguments
+from sagellm_users._errors import ConfigError
+from sagellm_users._users.options import DEFAULT_PROMPT, LLMOptions, add_arguments
 
 _LOCUST_ONLY_KWARGS = ("include_in_web_ui", "is_secret")
 

@@ -1,12 +1,14 @@
 """The public API is what ``sagellm_users`` exports, and nothing else by accident.
 
 A name added to ``__all__`` (or dropped from it) fails here until this list says so: the
-package's surface changes on purpose only. Everything else lives in submodules a user
-need not know.
+package's surface changes on purpose only. Everything else lives in private modules (their
+names start with an underscore), as in httpx; the public modules are the package itself,
+its load shapes and the mock server (a command of its own).
 """
 
 from __future__ import annotations
 
+import pkgutil
 import subprocess
 import sys
 
@@ -25,7 +27,7 @@ PUBLIC = {
     "LLMUser", "LMDeployGenerateUser", "LMDeployLocalCompletionsUser", "LMDeployLocalUser",
     "LMDeployUser", "OpenAIChatUser", "OpenAICompletionsUser", "SageLLMLocalUser",
     "SageLLMUser", "VLLMCompletionsUser", "VLLMLocalCompletionsUser", "VLLMLocalUser",
-    "VLLMUser", "install", "runtime_of",
+    "VLLMUser", "install", "runtime_of", "compare_users",
     # a load test from Python, its options and its report
     "LLMOptions", "LLMReport", "run_load_test",
     # one error tree
@@ -50,9 +52,24 @@ def test_a_client_alone_imports_neither_locust_nor_the_asyncio_client() -> None:
     code = (
         "import sys\n"
         "from sagellm_users import VLLMClient, GenerationRequest\n"
-        "print(sorted(m for m in ('locust', 'sagellm_users.aio') if m in sys.modules))\n"
+        "print(sorted(m for m in ('locust', 'sagellm_users._aio') if m in sys.modules))\n"
     )
     run = subprocess.run(
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+PUBLIC_MODULES = {"sagellm_users", "sagellm_users.shapes", "sagellm_users.mock_server"}
+
+
+def test_every_other_module_is_private() -> None:
+    """A module a user may import is public on purpose; every other one's own name (or a
+    package above it) starts with an underscore."""
+    public = set()
+    for module in pkgutil.walk_packages(sagellm_users.__path__, "sagellm_users."):
+        names = module.name.split(".")[1:]
+        if not any(name.startswith("_") for name in names):
+            public.add(module.name)
+    inside_mock = {m for m in public if m.startswith("sagellm_users.mock_server.")}
+    assert public - inside_mock == PUBLIC_MODULES - {"sagellm_users"}

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sagellm_users.backends import GenerationRequest, OpenAIClient
-from sagellm_users.errors import HTTPStatusError, ResponseTooLargeError
-from sagellm_users.limits import ReadLimits, format_size, parse_size
-from sagellm_users.users.options import LLMOptions, add_arguments
+from sagellm_users._backends import GenerationRequest, OpenAIClient
+from sagellm_users._errors import HTTPStatusError, ResponseTooLargeError
+from sagellm_users._limits import ReadLimits, format_size, parse_size
+from sagellm_users._users.options import LLMOptions, add_arguments
 from tests.unit import test_http_client as scripted
 from tests.unit.test_http_client import (
     CHUNKED_SSE_HEAD,

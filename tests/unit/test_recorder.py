@@ -8,8 +8,8 @@ import gevent
 import pytest
 from gevent.event import Event
 
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.users.recorder import DeferredRecorder
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._users.recorder import DeferredRecorder
 from tests.records import make_record
 
 

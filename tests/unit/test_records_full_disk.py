@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sagellm_users.metrics import RecordsWriter, records_file
+from sagellm_users._metrics import RecordsWriter, records_file
 from tests.records import disk_with, steady_record
 
 
@@ -70,7 +70,7 @@ def test_a_file_that_cannot_be_opened_loses_records_without_raising(tmp_path: Pa
 
 CHILD = """
 import resource, sys
-from sagellm_users.metrics import RecordsWriter
+from sagellm_users._metrics import RecordsWriter
 from tests.records import disk_with, steady_record
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
 writer = RecordsWriter(sys.argv[1])

@@ -10,10 +10,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.record import RequestRecord
-from sagellm_users.report import (
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._report import (
     LLMReport,
     build_report,
     check_report_path,
@@ -22,7 +22,7 @@ from sagellm_users.report import (
     render_markdown,
     write_report,
 )
-from sagellm_users.report.model import LostWorker
+from sagellm_users._report.model import LostWorker
 
 VLLM_FIELDS = {
     "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",

@@ -9,12 +9,12 @@ from typing import Any
 import orjson
 import pytest
 
-from sagellm_users.metrics import MetricsCollector
-from sagellm_users.metrics.timeline import Timeline
-from sagellm_users.report import SCHEMA_VERSION, LLMReport, build_report
-from sagellm_users.report.cli import load_report, main, unique_labels
-from sagellm_users.report.html import render_html, render_html_report
-from sagellm_users.report.writers import render_json
+from sagellm_users._metrics import MetricsCollector
+from sagellm_users._metrics.timeline import Timeline
+from sagellm_users._report import SCHEMA_VERSION, LLMReport, build_report
+from sagellm_users._report.cli import load_report, main, unique_labels
+from sagellm_users._report.html import render_html, render_html_report
+from sagellm_users._report.writers import render_json
 from tests.records import make_record, steady_record
 
 

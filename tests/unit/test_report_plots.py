@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from sagellm_users.metrics import MetricsCollector
-from sagellm_users.metrics.distribution import EXACT_LIMIT, Distribution
-from sagellm_users.report import build_report
-from sagellm_users.report.plots import HISTOGRAM_BINS, DistributionPlot, distribution_plots
+from sagellm_users._metrics import MetricsCollector
+from sagellm_users._metrics.distribution import EXACT_LIMIT, Distribution
+from sagellm_users._report import build_report
+from sagellm_users._report.plots import HISTOGRAM_BINS, DistributionPlot, distribution_plots
 from tests.records import steady_record
 
 

@@ -3,7 +3,7 @@ took before the load (added up over the workers on a master)."""
 
 from __future__ import annotations
 
-from sagellm_users.report.workload import render_workload
+from sagellm_users._report.workload import render_workload
 
 EXACT = {
     "name": "chat",

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sagellm_users.errors import (
+from sagellm_users._errors import (
     ConnectError,
     ConnectTimeout,
     HTTPStatusError,
@@ -16,7 +16,7 @@ from sagellm_users.errors import (
     StreamCutError,
     TotalTimeout,
 )
-from sagellm_users.users.retry import RetryPolicy, attempt_label
+from sagellm_users._users.retry import RetryPolicy, attempt_label
 
 POLICY = RetryPolicy(retries=2, max_wait=30.0, rng=random.Random(1))
 

@@ -9,8 +9,8 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from sagellm_users.metrics.histogram_bounds import QuantileBounds
-from sagellm_users.metrics.server import (
+from sagellm_users._metrics.histogram_bounds import QuantileBounds
+from sagellm_users._metrics.server import (
     BucketHistogram,
     ServerMetricsError,
     parse_vllm_metrics,

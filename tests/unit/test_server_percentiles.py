@@ -13,15 +13,15 @@ from collections.abc import Sequence
 
 import pytest
 
-from sagellm_users.metrics.histogram_bounds import QuantileBounds
-from sagellm_users.metrics.server import BucketHistogram, parse_vllm_metrics
-from sagellm_users.metrics.server_series import ServerSeries
-from sagellm_users.mock_server.metrics import ITL_BUCKETS, REQUEST_BUCKETS
-from sagellm_users.report.server import (
+from sagellm_users._metrics.histogram_bounds import QuantileBounds
+from sagellm_users._metrics.server import BucketHistogram, parse_vllm_metrics
+from sagellm_users._metrics.server_series import ServerSeries
+from sagellm_users._report.server import (
     ServerPercentile,
     ServerSideReport,
     render_server_side,
 )
+from sagellm_users.mock_server.metrics import ITL_BUCKETS, REQUEST_BUCKETS
 
 PERCENTILES = [50.0, 90.0, 95.0, 99.0]
 INF = float("inf")

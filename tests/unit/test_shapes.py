@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.errors import ConfigError
+from sagellm_users._errors import ConfigError
 from sagellm_users.shapes import (
     LLMLoadShape,
     SLOSweepShape,

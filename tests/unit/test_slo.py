@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics.collector import MetricsCollector
-from sagellm_users.metrics.record import RequestRecord
-from sagellm_users.metrics.slo import SLO, good_request_rule, parse_slos
-from sagellm_users.report import build_report
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._metrics.slo import SLO, good_request_rule, parse_slos
+from sagellm_users._report import build_report
 
 THROUGHPUT = SLO("output_throughput>=1000", "output_throughput", None, ">=", 1000.0)
 

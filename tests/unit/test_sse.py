@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from sagellm_users.errors import ResponseTooLargeError
-from sagellm_users.sse import SSEDecoder
+from sagellm_users._errors import ResponseTooLargeError
+from sagellm_users._sse import SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from sagellm_users.backends import Timeouts
-from sagellm_users.backends import openai as openai_module
-from sagellm_users.errors import HTTPStatusError, ProtocolError
+from sagellm_users._backends import Timeouts
+from sagellm_users._backends import openai as openai_module
+from sagellm_users._errors import HTTPStatusError, ProtocolError
 from tests.unit import test_http_client as scripted
 from tests.unit.test_http_client import (
     CHUNKED_SSE_HEAD,

@@ -9,9 +9,9 @@ import random
 
 import pytest
 
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.metrics.distribution import Distribution
-from sagellm_users.metrics.timeline import REPORTER_TIMEOUT_S, SETTLE_S, Bucket, Timeline
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._metrics.distribution import Distribution
+from sagellm_users._metrics.timeline import REPORTER_TIMEOUT_S, SETTLE_S, Bucket, Timeline
 from tests.records import START, T0, Clock, make_record, steady_record
 
 

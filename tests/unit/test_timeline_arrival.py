@@ -7,8 +7,8 @@ one, and the request's end reconciles the steps with its usage.
 
 from __future__ import annotations
 
-from sagellm_users.metrics import RequestRecord
-from sagellm_users.metrics.timeline import SETTLE_S, Timeline
+from sagellm_users._metrics import RequestRecord
+from sagellm_users._metrics.timeline import SETTLE_S, Timeline
 from tests.records import START, T0, Clock, make_record
 
 

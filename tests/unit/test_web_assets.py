@@ -7,9 +7,9 @@ import json
 import re
 from importlib import resources
 
-from sagellm_users.web import ASSETS, asset, template
+from sagellm_users._web import ASSETS, asset, template
 
-WEB = resources.files("sagellm_users.web")
+WEB = resources.files("sagellm_users._web")
 
 
 def test_the_vendored_uplot_is_the_version_package_json_pins() -> None:

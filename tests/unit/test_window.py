@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.metrics.window import MeasurementWindow, Warmup, parse_warmup
+from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.window import MeasurementWindow, Warmup, parse_warmup
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from sagellm_users.workloads.calibration import (
+from sagellm_users._workloads.calibration import (
     FIRST_WORDS,
     MAX_CALLS,
     MIN_WORDS,
@@ -24,8 +24,8 @@ from sagellm_users.workloads.calibration import (
     _Unpredictable,
     calibrate,
 )
-from sagellm_users.workloads.synthetic import WORDS, PromptSynthesizer
-from sagellm_users.workloads.tokens import ServerCounter, TokenSource
+from sagellm_users._workloads.synthetic import WORDS, PromptSynthesizer
+from sagellm_users._workloads.tokens import ServerCounter, TokenSource
 from tests.fake_tokenize import TokenizeClient
 from tests.offline_tokenizer import build_metaspace_tokenizer, build_tokenizer
 from tests.real.build_tiny_model import build as build_tiny_model

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.workloads.datasets import (
+from sagellm_users._errors import ConfigError
+from sagellm_users._workloads.datasets import (
     Conversation,
     load_dataset,
     load_jsonl,

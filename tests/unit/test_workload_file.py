@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.users.options import LLMOptions
-from sagellm_users.workloads.lengths import UniformLength
-from sagellm_users.workloads.spec import load_workload, parse_think_time
+from sagellm_users._errors import ConfigError
+from sagellm_users._users.options import LLMOptions
+from sagellm_users._workloads.lengths import UniformLength
+from sagellm_users._workloads.spec import load_workload, parse_think_time
 from tests.locust_harness import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]

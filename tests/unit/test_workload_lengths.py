@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.workloads.lengths import (
+from sagellm_users._errors import ConfigError
+from sagellm_users._workloads.lengths import (
     EmpiricalLength,
     FixedLength,
     LengthField,

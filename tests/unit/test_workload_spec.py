@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from locust.argument_parser import get_empty_argument_parser, setup_parser_arguments
 
-from sagellm_users.errors import ConfigError
+from sagellm_users._errors import ConfigError
+from sagellm_users._users.options import LLMOptions, add_arguments
+from sagellm_users._workloads.lengths import FixedLength, NormalLength, UniformLength
+from sagellm_users._workloads.spec import load_workload, parse_think_time
 from sagellm_users.shapes import SLOSweepShape
-from sagellm_users.users.options import LLMOptions, add_arguments
-from sagellm_users.workloads.lengths import FixedLength, NormalLength, UniformLength
-from sagellm_users.workloads.spec import load_workload, parse_think_time
 from tests.locust_harness import parse_args
 
 ROOT = Path(__file__).resolve().parents[2]

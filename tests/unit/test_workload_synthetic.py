@@ -8,9 +8,9 @@ import random
 
 import pytest
 
-from sagellm_users.workloads.calibration import WordCalibration, calibrate
-from sagellm_users.workloads.synthetic import WORDS, PromptSynthesizer, SyntheticPrompt
-from sagellm_users.workloads.tokens import (
+from sagellm_users._workloads.calibration import WordCalibration, calibrate
+from sagellm_users._workloads.synthetic import WORDS, PromptSynthesizer, SyntheticPrompt
+from sagellm_users._workloads.tokens import (
     EstimateCounter,
     ServerCounter,
     TokenCounter,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from tokenizers import Tokenizer
 
-from sagellm_users.errors import ConfigError
-from sagellm_users.workloads.tokens import (
+from sagellm_users._errors import ConfigError
+from sagellm_users._workloads.tokens import (
     EstimateCounter,
     ServerCounter,
     TokenCounter,

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from sagellm_users.backends import Api, GenerationRequest
-from sagellm_users.workloads.datasets import Conversation
-from sagellm_users.workloads.spec import WorkloadSpec
-from sagellm_users.workloads.tokens import EstimateCounter, TokenCounter, TokenSource
-from sagellm_users.workloads.traffic import (
+from sagellm_users._backends import Api, GenerationRequest
+from sagellm_users._workloads.datasets import Conversation
+from sagellm_users._workloads.spec import WorkloadSpec
+from sagellm_users._workloads.tokens import EstimateCounter, TokenCounter, TokenSource
+from sagellm_users._workloads.traffic import (
     NextRequest,
     RequestDefaults,
     UserTraffic,

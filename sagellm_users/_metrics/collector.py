@@ -1,0 +1,326 @@
+"""Aggregates finished :class:`RequestRecord` objects per (User class, request name).
+
+The collector knows metrics, nothing about backends or Locust. One lives per Locust
+environment (never module-global). Everything in it merges: a worker ships what it gathered
+since its last report (:meth:`MetricsCollector.drain`) and the master folds it in
+(:meth:`MetricsCollector.merge_wire`), so the master's numbers are what one process would
+have computed over every request (counts exact, percentiles numpy's linear percentiles of
+every sample within max(0.1%, 0.05 ms); see :mod:`sagellm_users._metrics.distribution`).
+
+Times of the measurement window are wall-clock seconds (``time.time()``), the one clock
+that workers on different machines share (given NTP); durations come from perf_counter().
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sagellm_users._metrics.arrivals import ArrivalStats
+from sagellm_users._metrics.distribution import Distribution
+from sagellm_users._metrics.record import RequestRecord
+
+if TYPE_CHECKING:
+    from sagellm_users._metrics.slo import GoodRequest
+
+__all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector", "StatsKey"]
+
+TIMING_METRICS = ("ttft", "tbt", "itl", "tpot", "e2e")
+"""Timing distributions every :class:`EndpointStats` keeps, in seconds."""
+DISTRIBUTIONS = (*TIMING_METRICS, "itl_per_token", "input_tokens", "output_tokens")
+_COUNTERS = (
+    "requests",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "total_input_tokens",
+    "total_output_tokens",
+    "output_tokens_estimated",
+    "input_tokens_estimated",
+    "good",
+    "retried",
+    "retries",
+    "backoffs",
+    "backoff_ms",
+)
+
+StatsKey = tuple[str, str]
+"""(User class name, request name)."""
+
+
+@dataclass
+class EndpointStats:
+    """Counters and distributions for one key (or several merged)."""
+
+    requests: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    failure_examples: dict[str, str] = field(default_factory=dict)
+    models: set[str] = field(default_factory=set)
+    backends: set[str] = field(default_factory=set)
+    ttft: Distribution = field(default_factory=Distribution)
+    tbt: Distribution = field(default_factory=Distribution)
+    itl: Distribution = field(default_factory=Distribution.for_gaps)
+    itl_per_token: Distribution = field(default_factory=Distribution.for_gaps)
+    tpot: Distribution = field(default_factory=Distribution)
+    e2e: Distribution = field(default_factory=Distribution)
+    input_tokens: Distribution = field(default_factory=Distribution)
+    output_tokens: Distribution = field(default_factory=Distribution)
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    output_tokens_estimated: int = 0
+    """Successful requests whose output count is a chunk count, not the server's usage."""
+    input_tokens_estimated: int = 0
+    good: int = 0
+    """Successful requests that met every per-request SLO (see metrics.slo)."""
+    retried: int = 0
+    """Requests sent more than once (``--retries``), whatever their outcome."""
+    retries: int = 0
+    """Attempts after the first, all requests together."""
+    retry_failures: Counter[str] = field(default_factory=Counter)
+    """How the retried attempts failed (``"HTTPStatusError 429"``: count)."""
+    backoffs: int = 0
+    """Waits users took after connection errors in a row (users.connect_backoff)."""
+    backoff_ms: int = 0
+    """Their total length, all users together."""
+    first_send: float | None = None
+    """Wall-clock time of the first send."""
+    last_done: float | None = None
+    """Wall-clock time of the last completion (cancelled requests excluded)."""
+
+    def add(self, record: RequestRecord) -> None:
+        self.requests += 1
+        self.backends.add(record.backend)
+        if record.model:
+            self.models.add(record.model)
+        sent = record.wall_send
+        if self.first_send is None or sent < self.first_send:
+            self.first_send = sent
+        if record.retry_errors:
+            self.retried += 1
+            self.retries += len(record.retry_errors)
+            self.retry_failures.update(record.retry_errors)
+        if record.backoff_s:
+            self.backoffs += 1
+            self.backoff_ms += round(record.backoff_s * 1e3)
+        if record.status == "cancelled":
+            self.cancelled += 1
+            return
+        done = record.wall_done
+        if self.last_done is None or done > self.last_done:
+            self.last_done = done
+        if record.status == "error":
+            self.failed += 1
+            error_class = record.error_class or "Error"
+            self.failures[error_class] += 1
+            self.failure_examples.setdefault(error_class, record.error_message or "")
+            return
+        self.succeeded += 1
+        n_in, n_out = record.input_tokens, record.output_tokens
+        self.total_input_tokens += n_in
+        self.total_output_tokens += n_out
+        self.input_tokens.add(n_in)
+        self.output_tokens.add(n_out)
+        if record.output_tokens_source != "usage":
+            self.output_tokens_estimated += 1
+        if record.input_tokens_source != "usage":
+            self.input_tokens_estimated += 1
+        for name in ("ttft", "tbt", "tpot", "e2e"):
+            value = getattr(record, name)
+            if value is not None:
+                getattr(self, name).add(value)
+        self.itl.extend(record.itl)
+        self.itl_per_token.extend(record.itl_per_token)
+
+    def merge(self, other: EndpointStats) -> None:
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failures.update(other.failures)
+        self.retry_failures.update(other.retry_failures)
+        self.models |= other.models
+        self.backends |= other.backends
+        for key, message in other.failure_examples.items():
+            self.failure_examples.setdefault(key, message)
+        for name in DISTRIBUTIONS:
+            getattr(self, name).merge(getattr(other, name))
+        if other.first_send is not None and (
+            self.first_send is None or other.first_send < self.first_send
+        ):
+            self.first_send = other.first_send
+        if other.last_done is not None and (
+            self.last_done is None or other.last_done > self.last_done
+        ):
+            self.last_done = other.last_done
+
+    @property
+    def window(self) -> float:
+        """Seconds from the first send to the last completion."""
+        if self.first_send is None or self.last_done is None:
+            return 0.0
+        return max(0.0, self.last_done - self.first_send)
+
+    @property
+    def error_rate(self) -> float:
+        done = self.succeeded + self.failed
+        return self.failed / done if done else 0.0
+
+    def to_wire(self) -> dict[str, Any]:
+        data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
+        data["failures"] = dict(self.failures)
+        data["retry_failures"] = dict(self.retry_failures)
+        data["failure_examples"] = dict(self.failure_examples)
+        data["models"] = sorted(self.models)
+        data["backends"] = sorted(self.backends)
+        data["first_send"] = self.first_send
+        data["last_done"] = self.last_done
+        for name in DISTRIBUTIONS:
+            data[name] = getattr(self, name).to_wire()
+        return data
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> EndpointStats:
+        stats = cls(
+            failures=Counter({str(k): int(v) for k, v in data["failures"].items()}),
+            retry_failures=Counter(
+                {str(k): int(v) for k, v in data.get("retry_failures", {}).items()}
+            ),
+            failure_examples={str(k): str(v) for k, v in data["failure_examples"].items()},
+            models={str(m) for m in data.get("models", ())},
+            backends={str(b) for b in data.get("backends", ())},
+            first_send=data["first_send"],
+            last_done=data["last_done"],
+        )
+        for name in _COUNTERS:
+            setattr(stats, name, int(data.get(name, 0)))
+        for name in DISTRIBUTIONS:
+            setattr(stats, name, Distribution.from_wire(data[name]))
+        return stats
+
+
+class MetricsCollector:
+    """:class:`EndpointStats` per (User class, request name), in first-seen order; also per
+    turn of multi-turn sessions, and how well an open-loop schedule was kept."""
+
+    def __init__(self) -> None:
+        self._stats: dict[StatsKey, EndpointStats] = {}
+        self._turns: dict[int, EndpointStats] = {}
+        self.arrivals = ArrivalStats()
+        self.window_start: float | None = None
+        """Wall-clock start of the measurement window when a warm-up applies, else None."""
+        self.excluded = 0
+        """Requests left out as warm-up."""
+        self.good_request: GoodRequest | None = None
+        """The per-request SLO test behind goodput, when --slo bounds a timing."""
+
+    def add(self, record: RequestRecord) -> None:
+        key = (record.user, record.name)
+        stats = self._stats.get(key)
+        if stats is None:
+            stats = self._stats[key] = EndpointStats()
+        stats.add(record)
+        good = self.good_request
+        is_good = good is not None and record.status == "ok" and good(record)
+        if is_good:
+            stats.good += 1
+        if record.turn is not None:
+            turn = self._turns.get(record.turn)
+            if turn is None:
+                turn = self._turns[record.turn] = EndpointStats()
+            turn.add(record)
+            turn.good += is_good
+        if record.intended_wall is not None:
+            self.arrivals.add(record)
+
+    @property
+    def by_key(self) -> dict[StatsKey, EndpointStats]:
+        return dict(self._stats)
+
+    @property
+    def by_name(self) -> dict[str, EndpointStats]:
+        """Per request name, all User classes merged."""
+        merged: dict[str, EndpointStats] = {}
+        for (_user, name), stats in self._stats.items():
+            merged.setdefault(name, EndpointStats()).merge(stats)
+        return merged
+
+    @property
+    def by_turn(self) -> dict[int, EndpointStats]:
+        """Per turn index of multi-turn sessions (all names merged), in turn order."""
+        return dict(sorted(self._turns.items()))
+
+    def total(self) -> EndpointStats:
+        total = EndpointStats()
+        for stats in self._stats.values():
+            total.merge(stats)
+        return total
+
+    def window_bounds(
+        self, total: EndpointStats | None = None
+    ) -> tuple[float | None, float | None]:
+        """Wall-clock start and end of what was measured: the window's start (or the first
+        send) and the last completion. Pass ``total`` when it is already at hand."""
+        total = self.total() if total is None else total
+        start = self.window_start if self.window_start is not None else total.first_send
+        return start, total.last_done
+
+    def window(self, total: EndpointStats | None = None) -> float:
+        """Seconds measured, from :meth:`window_bounds`."""
+        start, end = self.window_bounds(total)
+        if start is None or end is None:
+            return 0.0
+        return max(0.0, end - start)
+
+    def reset(self) -> None:
+        self._stats.clear()
+        self._turns.clear()
+        self.arrivals = ArrivalStats()
+        self.excluded = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        """The wire form of everything gathered, without emptying (for live views)."""
+        return {
+            "window_start": self.window_start,
+            "excluded": self.excluded,
+            "stats": [
+                {"user": user, "name": name, "stats": s.to_wire()}
+                for (user, name), s in self._stats.items()
+            ],
+            "turns": [{"turn": turn, "stats": s.to_wire()} for turn, s in self._turns.items()],
+            "arrivals": self.arrivals.to_wire(),
+        }
+
+    def drain(self) -> dict[str, Any]:
+        """Everything gathered since the last drain, as wire data; then start empty."""
+        data = self.snapshot()
+        self._stats = {}
+        self._turns = {}
+        self.arrivals = ArrivalStats()
+        self.excluded = 0
+        return data
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        """Fold in what another process drained."""
+        start = data.get("window_start")
+        if start is not None and (self.window_start is None or start < self.window_start):
+            self.window_start = float(start)
+        self.excluded += int(data.get("excluded", 0))
+        for item in data.get("stats", ()):
+            key = (str(item["user"]), str(item["name"]))
+            incoming = EndpointStats.from_wire(item["stats"])
+            existing = self._stats.get(key)
+            if existing is None:
+                self._stats[key] = incoming
+            else:
+                existing.merge(incoming)
+        for item in data.get("turns", ()):
+            turn = int(item["turn"])
+            incoming = EndpointStats.from_wire(item["stats"])
+            if turn in self._turns:
+                self._turns[turn].merge(incoming)
+            else:
+                self._turns[turn] = incoming
+        if "arrivals" in data:
+            self.arrivals.merge(ArrivalStats.from_wire(data["arrivals"]))

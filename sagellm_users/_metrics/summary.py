@@ -1,0 +1,109 @@
+"""The end-of-run console summary: the LLM view Locust's own tables cannot give."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sagellm_users._metrics.collector import EndpointStats
+from sagellm_users._metrics.distribution import Distribution
+
+__all__ = ["DEFAULT_PERCENTILES", "render_summary"]
+
+DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 99)
+
+_METRICS = (
+    ("TTFT", "ttft"),
+    ("TBT", "tbt"),
+    ("ITL", "itl"),
+    ("TPOT", "tpot"),
+    ("E2E", "e2e"),
+)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:.2f}"
+
+
+def _label(p: float) -> str:
+    return f"p{p:g}"
+
+
+def _latency_rows(stats: EndpointStats, percentiles: Sequence[float]) -> list[list[str]]:
+    rows = []
+    metrics = list(_METRICS)
+    if stats.itl_per_token.count:
+        metrics.insert(3, ("ITL/token", "itl_per_token"))
+    for label, attr in metrics:
+        dist: Distribution = getattr(stats, attr)
+        row = [f"  {label} (ms)", str(dist.count), _ms(dist.mean)]
+        row += [_ms(dist.percentile(p)) for p in percentiles]
+        row.append(_ms(dist.max))
+        rows.append(row)
+    return rows
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _throughput_line(stats: EndpointStats, window: float) -> str:
+    rps = stats.succeeded / window if window else 0.0
+    tps = stats.total_output_tokens / window if window else 0.0
+    line = (
+        f"  requests {stats.requests}  ok {stats.succeeded}  failed {stats.failed}"
+        f"  error rate {stats.error_rate:.2%}  |  {rps:.2f} req/s  {tps:.1f} output tok/s"
+        f"  |  tokens in {stats.total_input_tokens} out {stats.total_output_tokens}"
+    )
+    if stats.cancelled:
+        line += f"  |  cancelled {stats.cancelled}"
+    return line
+
+
+def _retry_line(stats: EndpointStats) -> str:
+    how = ", ".join(f"{label} x{count}" for label, count in stats.retry_failures.most_common())
+    return f"  retried {stats.retried} requests, {stats.retries} retries ({how})"
+
+
+def render_summary(
+    by_name: dict[str, EndpointStats],
+    total: EndpointStats,
+    percentiles: Sequence[float] = DEFAULT_PERCENTILES,
+    window: float | None = None,
+    window_note: str = "first send to last completion",
+) -> str:
+    """A plain-text report, one block per request name plus an "All" block when several."""
+    if total.requests == 0:
+        return "LLM summary: no requests were completed."
+    seconds = total.window if window is None else window
+    out = [f"LLM summary: window {seconds:.2f} s ({window_note})"]
+    header = ["", "count", "mean", *(_label(p) for p in percentiles), "max"]
+    blocks = list(by_name.items())
+    if len(blocks) > 1:
+        blocks.append(("All", total))
+    for name, stats in blocks:
+        out.append(f"{name}")
+        out.append(_throughput_line(stats, seconds))
+        if stats.output_tokens_estimated:
+            out.append(
+                f"  note: {stats.output_tokens_estimated} requests had no usage from the "
+                "server; their output tokens are chunk counts (estimate)"
+            )
+        if stats.retries:
+            out.append(_retry_line(stats))
+        if stats.backoffs:
+            out.append(
+                f"  backed off {stats.backoffs} times after connection errors in a row "
+                f"({stats.backoff_ms / 1e3:.1f} s of waiting, all users together)"
+            )
+        if stats.succeeded:
+            out.extend(_table([header, *_latency_rows(stats, percentiles)]))
+        for error_class, count in stats.failures.most_common():
+            example = stats.failure_examples.get(error_class, "")
+            out.append(f"  failure {error_class} x{count}: {example}")
+    return "\n".join(out)

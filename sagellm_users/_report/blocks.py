@@ -1,0 +1,168 @@
+"""The numbers of one slice of the traffic: the building blocks every report part shares.
+
+A slice is everything, one endpoint, one User class, one conversation turn or one sweep
+stage; each is summarised the same way from mergeable :class:`EndpointStats`.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from sagellm_users._metrics.collector import EndpointStats
+from sagellm_users._metrics.distribution import Distribution
+from sagellm_users._report.labels import percentile_label
+
+__all__ = [
+    "TIMINGS",
+    "DistributionSummary",
+    "EndpointReport",
+    "FailureClass",
+    "MetricsBlock",
+    "TokenProvenance",
+]
+
+TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
+    "ttft_ms": ("ttft", "ttft"),
+    "tpot_ms": ("tpot", "tpot"),
+    "itl_ms": ("itl", "itl"),
+    "e2el_ms": ("e2e", "e2el"),
+    "tbt_ms": ("tbt", None),
+    "itl_per_token_ms": ("itl_per_token", None),
+}
+
+
+class DistributionSummary(BaseModel):
+    """Mean, spread and percentiles of one metric (ms for times, tokens for lengths)."""
+
+    count: int
+    mean: float | None
+    median: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    percentiles: dict[str, float | None]
+
+    @classmethod
+    def of(cls, dist: Distribution, percentiles: list[float], scale: float) -> DistributionSummary:
+        def scaled(value: float | None) -> float | None:
+            return None if value is None else value * scale
+
+        return cls(
+            count=dist.count,
+            mean=scaled(dist.mean),
+            median=scaled(dist.percentile(50)),
+            std=scaled(dist.std),
+            min=scaled(dist.min),
+            max=scaled(dist.max),
+            percentiles={percentile_label(p): scaled(dist.percentile(p)) for p in percentiles},
+        )
+
+
+class FailureClass(BaseModel):
+    error_class: str
+    count: int
+    example: str
+
+
+class TokenProvenance(BaseModel):
+    """Where the token counts of successful requests came from."""
+
+    output_from_usage: int
+    output_estimated: int
+    input_from_usage: int
+    input_estimated: int
+
+
+class MetricsBlock(BaseModel):
+    """The numbers for one slice of the traffic (everything, one endpoint, one User)."""
+
+    requests: int
+    completed: int
+    failed: int
+    cancelled: int
+    error_rate: float
+    duration_s: float
+    request_throughput: float
+    output_throughput: float
+    total_token_throughput: float
+    total_input_tokens: int
+    total_output_tokens: int
+    ttft_ms: DistributionSummary
+    tpot_ms: DistributionSummary
+    itl_ms: DistributionSummary
+    e2el_ms: DistributionSummary
+    tbt_ms: DistributionSummary
+    itl_per_token_ms: DistributionSummary
+    input_tokens: DistributionSummary
+    output_tokens: DistributionSummary
+    failures: list[FailureClass]
+    token_provenance: TokenProvenance
+    models: list[str]
+    backends: list[str]
+    good_requests: int | None = None
+    """Successful requests meeting every per-request SLO (None without such SLOs)."""
+    request_goodput: float | None = None
+    retried: int = 0
+    """Requests sent more than once (``--retries``); their failed attempts are in
+    ``retry_failures``, never in ``failures``."""
+    retries: int = 0
+    retry_failures: dict[str, int] = {}
+    backoffs: int = 0
+    """Waits users took after connection errors in a row, so a refusing server is not
+    hammered; the failed requests are in ``failures`` as always."""
+    backoff_s: float = 0.0
+
+    @classmethod
+    def of(
+        cls,
+        stats: EndpointStats,
+        duration: float,
+        percentiles: list[float],
+        goodput: bool = False,
+    ) -> MetricsBlock:
+        rate = 1.0 / duration if duration > 0 else 0.0
+        timings = {
+            field: DistributionSummary.of(getattr(stats, attr), percentiles, 1e3)
+            for field, (attr, _word) in TIMINGS.items()
+        }
+        return cls(
+            requests=stats.requests,
+            completed=stats.succeeded,
+            failed=stats.failed,
+            cancelled=stats.cancelled,
+            error_rate=stats.error_rate,
+            duration_s=duration,
+            request_throughput=stats.succeeded * rate,
+            output_throughput=stats.total_output_tokens * rate,
+            total_token_throughput=(stats.total_input_tokens + stats.total_output_tokens) * rate,
+            total_input_tokens=stats.total_input_tokens,
+            total_output_tokens=stats.total_output_tokens,
+            input_tokens=DistributionSummary.of(stats.input_tokens, percentiles, 1.0),
+            output_tokens=DistributionSummary.of(stats.output_tokens, percentiles, 1.0),
+            failures=[
+                FailureClass(error_class=k, count=v, example=stats.failure_examples.get(k, ""))
+                for k, v in stats.failures.most_common()
+            ],
+            retried=stats.retried,
+            retries=stats.retries,
+            retry_failures=dict(stats.retry_failures.most_common()),
+            backoffs=stats.backoffs,
+            backoff_s=stats.backoff_ms / 1e3,
+            token_provenance=TokenProvenance(
+                output_from_usage=stats.succeeded - stats.output_tokens_estimated,
+                output_estimated=stats.output_tokens_estimated,
+                input_from_usage=stats.succeeded - stats.input_tokens_estimated,
+                input_estimated=stats.input_tokens_estimated,
+            ),
+            models=sorted(stats.models),
+            backends=sorted(stats.backends),
+            good_requests=stats.good if goodput else None,
+            request_goodput=stats.good * rate if goodput else None,
+            **timings,
+        )
+
+
+class EndpointReport(MetricsBlock):
+    name: str
+    user: str | None = None
+    """The User class, or None when the slice merges every User class."""

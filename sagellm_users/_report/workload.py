@@ -1,0 +1,222 @@
+"""The workload's part of the report: what was sent, how well the open-loop schedule was
+kept, metrics by conversation turn, and a sweep's stages with the capacity it found."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from sagellm_users._metrics.arrivals import LATE_SECONDS, ArrivalStats
+from sagellm_users._report.blocks import DistributionSummary, MetricsBlock
+
+if TYPE_CHECKING:
+    from sagellm_users._report.model import LLMReport
+
+__all__ = [
+    "ArrivalReport",
+    "SweepReport",
+    "SweepStage",
+    "TurnReport",
+    "render_arrivals",
+    "render_sweep",
+    "render_turns",
+    "render_workload",
+    "render_workload_parts",
+]
+
+
+class ArrivalReport(BaseModel):
+    """Open loop: the rate asked for, the rate the schedule drew, and the rate achieved."""
+
+    kind: str
+    target_rate: float
+    """--request-rate (a sweep's last stage, when a sweep drove it)."""
+    burstiness: float
+    requests: int
+    intended_rate: float | None
+    """Requests per second over the schedule's intended start times."""
+    achieved_rate: float | None
+    """Requests per second that actually started."""
+    late: int
+    """Requests that started more than ``late_after_ms`` after their intended time."""
+    late_after_ms: float = LATE_SECONDS * 1e3
+    lag_ms: DistributionSummary
+
+    @classmethod
+    def of(
+        cls,
+        stats: ArrivalStats,
+        *,
+        kind: str,
+        rate: float,
+        burstiness: float,
+        percentiles: list[float],
+    ) -> ArrivalReport:
+        return cls(
+            kind=kind,
+            target_rate=rate,
+            burstiness=burstiness,
+            requests=stats.requests,
+            intended_rate=stats.intended_rate,
+            achieved_rate=stats.achieved_rate,
+            late=stats.late,
+            lag_ms=DistributionSummary.of(stats.lag, percentiles, 1e3),
+        )
+
+
+class TurnReport(MetricsBlock):
+    """The metrics of every request that was turn ``turn`` of its conversation."""
+
+    turn: int
+
+
+class SweepStage(BaseModel):
+    """One stage of a sweep, judged on what completed in its measured part."""
+
+    load: float
+    """Users, or requests per second when the sweep drove an open-loop rate."""
+    requests: int
+    measured_s: float
+    values: dict[str, float | None]
+    """Each objective's measured value, by its text."""
+    passed: bool
+    broken: list[str] = Field(default_factory=list)
+    """The objectives this stage did not meet (or why it could not be judged)."""
+    ttft_p99_ms: float | None = None
+    output_throughput: float = 0.0
+    request_throughput: float = 0.0
+    error_rate: float = 0.0
+
+
+class SweepReport(BaseModel):
+    """The answer to "how much load can this deployment take within its objectives?"."""
+
+    unit: Literal["users", "req/s"]
+    objectives: list[str]
+    stages: list[SweepStage] = Field(default_factory=list)
+    capacity: float | None = None
+    """The highest load whose stage met every objective (None: even the first broke)."""
+    broke_at: float | None = None
+    """The first load that broke an objective (None: every stage up to the maximum met them)."""
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _load(value: float, unit: str) -> str:
+    return f"{value:g} {unit}"
+
+
+_PROMPT_KEYS = ("token_source", "prompt_lengths", "prompt_build", "tokenize_calls", "processes")
+"""Workload info shown in the prompts line (or the warning), not as fields of their own."""
+
+
+def render_workload(info: dict[str, Any]) -> str:
+    """One block: the workload's fields, a warning first when prompt lengths are only
+    estimated, and how prompts were counted with the ``/tokenize`` calls that took."""
+    lines = ["Workload:"]
+    if info.get("token_source") == "estimate":
+        lines.append(
+            "  prompt lengths are ESTIMATED (4 characters per token), not exact: pass "
+            "--tokenizer PATH (or a server with /tokenize)"
+        )
+    elif info.get("prompt_lengths") == "estimated":
+        lines.append(
+            "  prompt lengths are ESTIMATED, not exact (the server's tokenizer did not allow "
+            "exact ones, see prompts): pass --tokenizer PATH (the model's tokenizer.json)"
+        )
+    for key, value in info.items():
+        if key not in _PROMPT_KEYS:
+            lines.append(f"  {key.replace('_', ' ')}: {value}")
+    calls = int(info.get("tokenize_calls", 0))
+    processes = int(info.get("processes", 1))
+    by = f" from {processes} processes" if processes > 1 else ""
+    if "prompt_build" in info:
+        made = f"{calls} /tokenize call{'' if calls == 1 else 's'}{by}"
+        lines.append(f"  prompts: {info['prompt_build']}; {made}, all before the load")
+    elif calls:  # a dataset's prompts, with a server counter: its check at the start
+        lines.append(f"  /tokenize calls before the load: {calls}{by}")
+    return "\n".join(lines)
+
+
+def render_arrivals(report: ArrivalReport) -> str:
+    lag = report.lag_ms
+    achieved = "-" if report.achieved_rate is None else f"{report.achieved_rate:.2f}"
+    intended = "-" if report.intended_rate is None else f"{report.intended_rate:.2f}"
+    head = (
+        f"Open loop ({report.kind}, target {report.target_rate:g} req/s"
+        + (f", burstiness {report.burstiness:g}" if report.kind == "gamma" else "")
+        + f"): {report.requests} requests, achieved {achieved} req/s (schedule {intended})"
+    )
+    p99 = lag.percentiles.get("p99")
+    lines = [
+        head,
+        f"  start lag (ms): mean {_ms(lag.mean)}  p99 {_ms(p99)}  max {_ms(lag.max)};  "
+        f"{report.late} started > {report.late_after_ms:g} ms late",
+    ]
+    if report.requests and report.late > 0.01 * report.requests:
+        lines.append(
+            "  the load generator fell behind the schedule (every user busy, or its loop "
+            "lagging): add users (-u, the in-flight cap) or workers; latencies of late "
+            "requests are measured from their actual send"
+        )
+    return "\n".join(lines)
+
+
+def render_turns(turns: list[TurnReport]) -> str:
+    lines = [
+        "By conversation turn:",
+        f"  {'turn':>4} {'requests':>9} {'input tok':>10} {'TTFT p50':>9} {'TTFT p99':>9} "
+        f"{'E2E p50':>9}",
+    ]
+    for t in turns:
+        lines.append(
+            f"  {t.turn:>4} {t.requests:>9} {_ms(t.input_tokens.mean):>10} "
+            f"{_ms(t.ttft_ms.percentiles.get('p50')):>9} "
+            f"{_ms(t.ttft_ms.percentiles.get('p99')):>9} "
+            f"{_ms(t.e2el_ms.percentiles.get('p50')):>9}"
+        )
+    return "\n".join(lines)
+
+
+def render_sweep(sweep: SweepReport) -> str:
+    lines = [f"Sweep ({', '.join(sweep.objectives)}):"]
+    lines.append(
+        f"  {'load':>12} {'requests':>9} {'TTFT p99':>9} {'out tok/s':>10} {'errors':>7}  verdict"
+    )
+    for stage in sweep.stages:
+        verdict = "met" if stage.passed else "BROKE " + ", ".join(stage.broken)
+        lines.append(
+            f"  {_load(stage.load, sweep.unit):>12} {stage.requests:>9} "
+            f"{_ms(stage.ttft_p99_ms):>9} {stage.output_throughput:>10.1f} "
+            f"{stage.error_rate:>7.2%}  {verdict}"
+        )
+    if sweep.capacity is None:
+        lines.append("  capacity: none; the first stage broke the objectives")
+    elif sweep.broke_at is None:
+        lines.append(
+            f"  capacity: at least {_load(sweep.capacity, sweep.unit)} (the sweep's maximum "
+            "met every objective)"
+        )
+    else:
+        lines.append(
+            f"  capacity: {_load(sweep.capacity, sweep.unit)} met every objective; "
+            f"{_load(sweep.broke_at, sweep.unit)} broke one"
+        )
+    return "\n".join(lines)
+
+
+def render_workload_parts(report: LLMReport) -> str:
+    """The summary's workload blocks, each on new lines; empty when the run had none."""
+    parts = []
+    if report.workload is not None:
+        parts.append(render_workload(report.workload))
+    if report.arrivals is not None:
+        parts.append(render_arrivals(report.arrivals))
+    if report.turns:
+        parts.append(render_turns(report.turns))
+    if report.sweep is not None:
+        parts.append(render_sweep(report.sweep))
+    return "".join("\n" + part for part in parts)

@@ -1,0 +1,162 @@
+"""How a run ends where its results are kept (a local runner or the master): the final
+report, the exit code it decides, and the LLM summary printed after Locust's tables."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from sagellm_users._metrics import render_summary
+from sagellm_users._report import (
+    EarlyStopInfo,
+    LLMReport,
+    build_report,
+    records_lost_text,
+    render_client_health,
+    render_slo_table,
+    write_report,
+)
+from sagellm_users._report.engines import render_engines
+from sagellm_users._report.server import render_server_side
+from sagellm_users._report.workload import render_workload_parts
+
+if TYPE_CHECKING:
+    from sagellm_users._users.runtime import LLMRuntime
+
+__all__ = [
+    "NOTHING_FINISHED_EXIT",
+    "RECORDS_LOST_EXIT",
+    "SLO_FAILED_EXIT",
+    "build_run_report",
+    "finish",
+    "print_summary",
+]
+
+log = logging.getLogger("sagellm_users")
+
+SLO_FAILED_EXIT = 3
+"""Process exit code when an --slo objective is not met."""
+RECORDS_LOST_EXIT = 1
+"""A run whose records file could not hold every record (a full disk): its raw data is
+incomplete, so it does not exit 0 even when every request and objective was fine."""
+NOTHING_FINISHED_EXIT = 4
+"""Process exit code when requests were sent and none finished: nothing was measured."""
+
+
+def finish(runtime: LLMRuntime) -> None:
+    """Build the final report once; with --slo, its verdict decides the exit code."""
+    report = runtime.final_report = build_run_report(runtime)
+    if runtime.options_error is not None:  # the last test start was refused: nothing ran
+        runtime.environment.process_exit_code = 1
+    elif report.sweep is not None:  # a sweep breaks an objective by design: its answer counts
+        passed = report.sweep.capacity is not None
+        runtime.environment.process_exit_code = 0 if passed else SLO_FAILED_EXIT
+    elif _nothing_finished(runtime):  # no objective can be judged on nothing either
+        runtime.environment.process_exit_code = NOTHING_FINISHED_EXIT
+    elif report.slos:  # an early stop always has its objectives here
+        runtime.environment.process_exit_code = 0 if report.slos_passed else SLO_FAILED_EXIT
+    if report.records_lost and not runtime.environment.process_exit_code:
+        runtime.environment.process_exit_code = RECORDS_LOST_EXIT
+
+
+def _nothing_finished(runtime: LLMRuntime) -> bool:
+    """Requests went out and not one ended, ok or failed (a server whose streams never end,
+    a stop before the first answer): Locust sees no failure and would exit 0 on nothing.
+    A web UI where no test ever ran sent nothing and is left alone."""
+    collector = runtime.collector
+    total = collector.total()
+    if total.succeeded or total.failed or collector.excluded or not total.cancelled:
+        return False
+    log.warning(
+        "sagellm: no request finished (%d sent, all cancelled when the test stopped): "
+        "nothing was measured; exit code %d",
+        total.cancelled,
+        NOTHING_FINISHED_EXIT,
+    )
+    return True
+
+
+def print_summary(runtime: LLMRuntime) -> None:
+    collector = runtime.collector
+    window = runtime.window
+    if window.active:
+        parts = ["all users spawned"] if window.after_spawn else []
+        if window.warmup.seconds or window.warmup.requests:
+            parts.append(f"warm-up {window.warmup}")
+        note = (
+            f"from the end of warm-up ({', then '.join(parts)}) to the last completion; "
+            f"{collector.excluded} warm-up requests excluded"
+        )
+    else:
+        note = "first send to last completion"
+    total = collector.total()
+    text = render_summary(
+        collector.by_name,
+        total,
+        runtime.options.percentiles,
+        window=collector.window(total),
+        window_note=note,
+    )
+    if runtime.records is not None:
+        text += f"\nRecords: {runtime.records.written} lines in {runtime.records.path}"
+    elif runtime.options.llm_records is not None:
+        text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
+    report = runtime.final_report or build_run_report(runtime)
+    if report.records_lost:
+        text += f"\nLOST: {records_lost_text(report)}"
+    text += render_workload_parts(report)
+    if report.slos and report.sweep is None:  # a sweep judged each stage on its own
+        text += "\n" + render_slo_table(report)
+    if report.engines:
+        text += "\n" + render_engines(report.engines)
+    if report.server:
+        text += "\n" + render_server_side(report.server)
+    if report.client is not None:
+        text += "\n" + render_client_health(report.client)
+    for lost in report.lost_workers:
+        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
+        text += (
+            f"\nPARTIAL: worker {lost.worker} was lost at {lost.lost_at:%H:%M:%S} UTC (last "
+            f"report {last}); what it measured after its last report is not in this report"
+        )
+    for path in runtime.options.reports:
+        write_report(report, path)
+        text += f"\nReport: {path}"
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
+    """The report as of now; ``timeline=False`` for the live JSON, which polls it apart."""
+    options = runtime.options
+    stop = runtime.early_stop
+    report = build_report(
+        runtime.collector,
+        percentiles=list(options.percentiles),
+        host=runtime.environment.host,
+        user_classes=[cls.__name__ for cls in runtime.environment.user_classes],
+        options=options.for_report(),
+        warmup=str(options.warmup),
+        measure_after_spawn=options.measure_after_spawn,
+        slos=options.slos,
+        early_stop=None
+        if stop is None
+        else EarlyStopInfo(at=datetime.fromtimestamp(stop.at, UTC), objectives=dict(stop.reasons)),
+        health=runtime.health,
+        server=None if runtime.server_watch is None else runtime.server_watch.series(),
+        engines=list(runtime.engine_entries().values()),
+        workload=runtime.workload_info,
+        arrivals=(options.arrival, options.request_rate, options.burstiness)
+        if options.request_rate > 0
+        else None,
+        sweep=runtime.sweep,
+        timeline=runtime.timeline if timeline else None,
+    )
+    watch = runtime.worker_watch
+    if watch is not None and watch.lost:
+        report.lost_workers = list(watch.lost.values())
+        report.partial = True
+    report.records_lost, report.records_error = runtime.lost_records()
+    return report
