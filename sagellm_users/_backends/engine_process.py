@@ -39,7 +39,7 @@ from sagellm_users._errors import EngineError, EngineStartError
 __all__ = ["ENGINES", "EngineExited", "EngineInfo", "EngineProcess", "EngineSpec"]
 
 ENGINES = ("lmdeploy", "sagellm", "vllm")
-"""Engines the host can run (see ``engine_host.host.ADAPTERS``)."""
+"""Engines the host can run (see ``_engine_host.host.ADAPTERS``)."""
 
 _LOG_TAIL_LINES = 15
 

@@ -75,7 +75,7 @@ class EndpointStats:
     """Successful requests whose output count is a chunk count, not the server's usage."""
     input_tokens_estimated: int = 0
     good: int = 0
-    """Successful requests that met every per-request SLO (see metrics.slo)."""
+    """Successful requests that met every per-request SLO (see _metrics.slo)."""
     retried: int = 0
     """Requests sent more than once (``--retries``), whatever their outcome."""
     retries: int = 0
@@ -83,7 +83,7 @@ class EndpointStats:
     retry_failures: Counter[str] = field(default_factory=Counter)
     """How the retried attempts failed (``"HTTPStatusError 429"``: count)."""
     backoffs: int = 0
-    """Waits users took after connection errors in a row (users.connect_backoff)."""
+    """Waits users took after connection errors in a row (_users.connect_backoff)."""
     backoff_ms: int = 0
     """Their total length, all users together."""
     first_send: float | None = None

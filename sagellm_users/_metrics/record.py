@@ -80,7 +80,7 @@ class RequestRecord:
     """Seconds waited between attempts (Retry-After or back-off)."""
     backoff_s: float = 0.0
     """After connection errors in a row: how long the user waited after this request
-    before its next (see users.connect_backoff)."""
+    before its next (see _users.connect_backoff)."""
 
     @property
     def retries(self) -> int:

@@ -222,7 +222,7 @@ class LLMUser(User):
 
     def _submit(self, record: RequestRecord, error: BaseException | None) -> None:
         """Record the request, with the wait it earned when it ends a streak of
-        connection errors (see users.connect_backoff)."""
+        connection errors (see _users.connect_backoff)."""
         if record.status != "cancelled":
             if self._backoff is None:
                 self._backoff = ConnectBackoff()

@@ -179,7 +179,7 @@ def _check_host(host: str) -> None:
 
 def _guard_secrets(environment: Environment, options: LLMOptions, web_ui: WebUI | None) -> None:
     """Keep the API key off the web UI's page (the start form keeps the launch key for an
-    empty field: users.start_form) and say loudly when TLS is not verified."""
+    empty field: _users.start_form) and say loudly when TLS is not verified."""
     if web_ui is not None:
         hide_secrets(web_ui)
     if options.insecure:

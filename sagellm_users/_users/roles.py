@@ -154,7 +154,7 @@ class Role:
         cancelled (--stop-timeout lets it finish first) and every queued one is recorded
         (test_stop) before the records file closes and the report is built; a worker then
         sends its final report, and a master first waits for every worker's (see
-        users.stopping). The embedded mock goes last, so no request fails only because the
+        _users.stopping). The embedded mock goes last, so no request fails only because the
         test was ending. A second Ctrl-C or SIGTERM meanwhile cancels what is waited for."""
         self._each("quitting")
         shutdown = self.shutdown

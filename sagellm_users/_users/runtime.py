@@ -97,7 +97,7 @@ class LLMRuntime:
         """The last minute in one-second slices, for the live /llm/stats view."""
         self.timeline = Timeline()
         """The run over time, by each request's end and each output token's arrival (see
-        metrics.timeline): this process's buckets, or on a master every worker's merged.
+        _metrics.timeline): this process's buckets, or on a master every worker's merged.
         Users have it watch each request they send."""
         self.in_flight = 0
         self.retry = RetryPolicy(options.retries, options.retry_max_wait)
@@ -113,7 +113,7 @@ class LLMRuntime:
         self.records = records  # the records file this process writes (not on a master)
         self.recorder = DeferredRecorder(self.record_now)
         """Where users hand finished requests: recorded inline, or while a test runs on a
-        load-generating process, when the event loop is idle (see users.recorder)."""
+        load-generating process, when the event loop is idle (see _users.recorder)."""
         self._ids = itertools.count(1)
         self._prompts = itertools.cycle(options.prompts)
         self._model: str | None = options.model or None
@@ -123,18 +123,18 @@ class LLMRuntime:
         self.final_report: LLMReport | None = None
         """Built once when Locust quits (master or local runner)."""
         self.early_stop: EarlyStop | None = None
-        """Set when --slo-early-stop ended the test (see users.slo_watch)."""
+        """Set when --slo-early-stop ended the test (see _users.slo_watch)."""
         self.server_watch: ServerWatch | None = None
-        """Scrapes the servers' /metrics where the report is built (see users.server_watch)."""
+        """Scrapes the servers' /metrics where the report is built (see _users.server_watch)."""
         self.options_error: str | None = None
         """Set when options changed in the web UI are invalid: users then send nothing."""
         self.engines: dict[str, EngineProcess] = engines or {}
-        """In-process engines this process started for its users (see users.engines)."""
+        """In-process engines this process started for its users (see _users.engines)."""
         self.remote_engines: dict[str, dict[str, Any]] = {}
         """On a master: what each worker's engines reported, by ``worker/engine``."""
         self.workload: Workload | None = None
         """The traffic users send when a workload is set (built at test start, where the
-        load is generated; see users.traffic_setup)."""
+        load is generated; see _users.traffic_setup)."""
         self.datasets = datasets or DatasetCache()  # read once, before any load
         self.arrivals: ArrivalSchedule | None = None
         """Open loop (--request-rate): when each request of this process is meant to start."""
@@ -161,7 +161,7 @@ class LLMRuntime:
 
     @cached_property
     def error_rows(self) -> ErrorRows:
-        """What each failure shows in Locust's error table: bounded (see users.error_rows)."""
+        """What each failure shows in Locust's error table: bounded (see _users.error_rows)."""
         return ErrorRows()
 
     # -- configuration ----------------------------------------------------------------------

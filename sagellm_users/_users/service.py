@@ -1,4 +1,4 @@
-"""The one life cycle every part run beside the users follows (see users.roles).
+"""The one life cycle every part run beside the users follows (see _users.roles).
 
 Locust announces a test's life through separate events (``test_start``,
 ``spawning_complete``, ``test_stopping``, ``test_stop``, ``reset_stats``, ``quitting``), each

@@ -136,7 +136,7 @@ def send_final_report(runner: WorkerRunner) -> None:
 
 
 class Shutdown(Service):
-    """One process's shutdown (its role's ``quitting`` work, users.roles) and the stopping of its
+    """One process's shutdown (its role's ``quitting`` work, _users.roles) and the stopping of its
     users: a Ctrl-C or second SIGTERM meanwhile cancels the requests in flight at once
     instead of breaking either half-way.
 
