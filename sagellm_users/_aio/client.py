@@ -29,13 +29,15 @@ from sagellm_users._backends.base import (
     CompletionParts,
     GenerationRequest,
     HealthStatus,
+    batch_timeout,
+    check_batch_args,
 )
 from sagellm_users._backends.endpoint import Timeouts
 from sagellm_users._backends.lmdeploy import LMDeployClient
 from sagellm_users._backends.openai import OpenAIClient
 from sagellm_users._backends.sagellm import SageLLMClient
 from sagellm_users._backends.vllm import VLLMClient
-from sagellm_users._errors import ConfigError, HTTPStatusError, LLMError, TotalTimeout
+from sagellm_users._errors import ConfigError, HTTPStatusError, LLMError
 from sagellm_users._limits import ReadLimits
 from sagellm_users._metrics.folding import fold_chunks
 from sagellm_users._metrics.record import RequestRecord
@@ -224,13 +226,7 @@ class AsyncClient:
                 self._model_lock = asyncio.Lock()
             async with self._model_lock:
                 if self._model is None:
-                    models = await self.list_models()
-                    if not models:
-                        raise ConfigError(
-                            f"{self.base_url} lists no model: give the request a model, or "
-                            "the client one (model=...)"
-                        )
-                    self._model = models[0]
+                    self._model = self.dialect.first_model(self.base_url, await self.list_models())
         return self._model
 
     def stream(self, request: GenerationRequest) -> AsyncResponseStream:
@@ -402,10 +398,7 @@ async def _run_batch(
 ) -> list[T]:
     """``run`` over ``requests``, at most ``max_concurrent`` at once; results in input
     order, an exception (or the timeout) turned into a result by ``failed``."""
-    if max_concurrent < 1:
-        raise ConfigError(f"max_concurrent must be >= 1, got {max_concurrent}")
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+    check_batch_args(max_concurrent, timeout)
     slots = asyncio.Semaphore(max_concurrent)
 
     async def one(request: GenerationRequest) -> T:
@@ -415,8 +408,8 @@ async def _run_batch(
                     result: T = await run(request)
                     return result
             except TimeoutError:
-                limit = f"the request took longer than {timeout:g} s"
-                return failed(TotalTimeout(limit))
+                assert timeout is not None
+                return failed(batch_timeout(timeout))
             except Exception as exc:  # a batch returns failures, it never raises them
                 return failed(exc)
 

@@ -14,6 +14,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self
 
+from sagellm_users._errors import ConfigError, TotalTimeout
 from sagellm_users._redact import scrub_secrets
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "HealthStatus",
     "ResponseStream",
     "Usage",
+    "batch_timeout",
+    "check_batch_args",
     "collect_completion",
 ]
 
@@ -252,3 +255,16 @@ class CompletionParts:
     def completion(self, t_send: float | None, t_done: float) -> Completion:
         text = "".join(self.texts)
         return Completion(text, self.usage, self.finish, t_send, self.first, t_done, self.chunks)
+
+
+def check_batch_args(max_concurrent: int, timeout: float | None) -> None:
+    """The arguments every client's batch runner takes (gevent's and asyncio's)."""
+    if max_concurrent < 1:
+        raise ConfigError(f"max_concurrent must be >= 1, got {max_concurrent}")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+
+
+def batch_timeout(timeout: float) -> TotalTimeout:
+    """The failure of a batch's request that ran past its ``timeout``."""
+    return TotalTimeout(f"the request took longer than {timeout:g} s")

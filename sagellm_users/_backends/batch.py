@@ -14,8 +14,12 @@ from collections.abc import Callable, Iterable
 import gevent
 from gevent.pool import Pool
 
-from sagellm_users._backends.base import Completion, GenerationRequest
-from sagellm_users._errors import ConfigError, TotalTimeout
+from sagellm_users._backends.base import (
+    Completion,
+    GenerationRequest,
+    batch_timeout,
+    check_batch_args,
+)
 
 __all__ = ["BatchMixin", "run_batch"]
 
@@ -25,7 +29,7 @@ def _one(
     request: GenerationRequest,
     timeout: float | None,
 ) -> Completion:
-    limit = None if timeout is None else TotalTimeout(f"the request took longer than {timeout:g} s")
+    limit = None if timeout is None else batch_timeout(timeout)
     try:
         with gevent.Timeout(timeout, limit):
             return generate(request)
@@ -41,10 +45,7 @@ def run_batch(
     timeout: float | None = None,
 ) -> list[Completion]:
     """Run ``generate`` over ``requests``; results in input order, failures as results."""
-    if max_concurrent < 1:
-        raise ConfigError(f"max_concurrent must be >= 1, got {max_concurrent}")
-    if timeout is not None and not timeout > 0:
-        raise ConfigError(f"timeout must be > 0 seconds, got {timeout!r}")
+    check_batch_args(max_concurrent, timeout)
     pool = Pool(max_concurrent)
     return list(pool.imap(lambda request: _one(generate, request, timeout), requests))
 

@@ -439,14 +439,18 @@ class OpenAIClient(BatchMixin, Closeable):
         """The model of requests that name none: the client's ``model``, else the first
         model the server lists (asked once; every server answers ``"model": ""`` with 404)."""
         if self._model is None:
-            models = self.list_models()
-            if not models:
-                raise ConfigError(
-                    f"{self.base_url} lists no model: give the request a model, or the "
-                    "client one (model=...)"
-                )
-            self._model = models[0]
+            self._model = self.first_model(self.base_url, self.list_models())
         return self._model
+
+    @staticmethod
+    def first_model(base_url: str, models: list[str]) -> str:
+        """The model a request that names none is sent to: the first the server lists."""
+        if not models:
+            raise ConfigError(
+                f"{base_url} lists no model: give the request a model, or the client one "
+                "(model=...)"
+            )
+        return models[0]
 
     def stream(self, request: GenerationRequest) -> OpenAIStream:
         """Prepare ``request``; iterating the result sends it and yields its chunks."""

@@ -204,11 +204,9 @@ class _LoadRole(Role):
     def _load_services(self, probe_name: str) -> list[Service]:
         setup, runtime = self.setup, self.runtime
         runner = setup.runner
-        services: list[Service] = [
-            ReadOptions(self.environment, runtime),
-            RunWindow(runtime),
-            TrafficBuilder(self.environment, runtime, runner),
-        ]
+        self.traffic = TrafficBuilder(self.environment, runtime, runner)
+        services: list[Service] = [ReadOptions(self.environment, runtime), RunWindow(runtime)]
+        services.append(self.traffic)
         if runner is not None and setup.files is not None:
             services.append(HostCheck(self.environment, runtime, runner))
         # The recorder is the first to stop: what finished is recorded before anything
@@ -305,8 +303,7 @@ class WorkerRole(_LoadRole):
     def _install_role(self) -> None:
         super()._install_role()
         worker, runtime = self.worker, self.runtime
-        traffic = next(s for s in self.services if isinstance(s, TrafficBuilder))
-        worker.register_message(PLAN_MESSAGE, traffic.take_plan)
+        worker.register_message(PLAN_MESSAGE, self.traffic.take_plan)
         self.environment.events.report_to_master.add_listener(
             lambda client_id, data: data.__setitem__(WIRE_KEY, collect(runtime).to_wire())
         )
