@@ -33,7 +33,7 @@ token counts one bin per distinct count.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable
 from itertools import repeat
 from operator import add
 
@@ -99,16 +99,17 @@ def bin_value(key: int) -> float:
     return LINEAR_LIMIT * math.exp((key - _FIRST_RELATIVE) / LOG_SCALE) * _MID
 
 
-def add_counts(into: dict[int, int], other: Mapping[int, int]) -> None:
-    """Add ``other``'s counts to ``into``'s, key by key, with no Python bytecode per key.
+def add_counts(into: dict[int, int], keys: Collection[int], counts: Collection[int]) -> None:
+    """Add ``counts[i]`` to ``into[keys[i]]``, key by key, with no Python bytecode per key.
 
     A master adds every worker's bins into the run's every 3 s: thousands of keys per
-    report. ``Counter.update`` adds them in a Python loop (most of the master's CPU per
-    merged report); here ``map`` reads and adds in C and ``dict.update`` writes in C. Each
-    key of ``other`` is read from ``into`` before it is written, and written once (a table
-    added to itself is read from a copy)."""
-    if other is into:
-        other = dict(other)
-    keys = other.keys()
-    added = map(add, other.values(), map(into.get, keys, repeat(0)))
+    report, straight from the wire's key and count lists (no table built in between).
+    ``Counter.update`` adds them in a Python loop (most of the master's CPU per merged
+    report); here ``map`` reads and adds in C and ``dict.update`` writes in C. ``keys`` are
+    distinct and iterated twice; each is read from ``into`` before it is written, and
+    written once (a table added to itself is read from a copy: pass a copy's keys). Lists
+    of unequal length (a damaged report) are refused before anything is added."""
+    if len(keys) != len(counts):
+        raise ValueError(f"{len(keys)} bin keys but {len(counts)} counts")
+    added = map(add, counts, map(into.get, keys, repeat(0)))
     dict.update(into, zip(keys, added, strict=True))

@@ -182,22 +182,29 @@ class EndpointStats:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> EndpointStats:
-        stats = cls(
-            failures=Counter({str(k): int(v) for k, v in data["failures"].items()}),
-            retry_failures=Counter(
-                {str(k): int(v) for k, v in data.get("retry_failures", {}).items()}
-            ),
-            failure_examples={str(k): str(v) for k, v in data["failure_examples"].items()},
-            models={str(m) for m in data.get("models", ())},
-            backends={str(b) for b in data.get("backends", ())},
-            first_send=data["first_send"],
-            last_done=data["last_done"],
-        )
-        for name in _COUNTERS:
-            setattr(stats, name, int(data.get(name, 0)))
-        for name in DISTRIBUTIONS:
-            setattr(stats, name, Distribution.from_wire(data[name]))
+        stats = cls()
+        stats.merge_wire(data)
         return stats
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        """Fold in another's :meth:`to_wire` form: ``merge(from_wire(data))`` with nothing
+        built in between (the master's path for every worker report)."""
+        for name in _COUNTERS:
+            setattr(self, name, getattr(self, name) + int(data.get(name, 0)))
+        for table, name in ((self.failures, "failures"), (self.retry_failures, "retry_failures")):
+            for error, count in data.get(name, {}).items():
+                table[str(error)] += int(count)
+        self.models.update(map(str, data.get("models", ())))
+        self.backends.update(map(str, data.get("backends", ())))
+        for error, message in data["failure_examples"].items():
+            self.failure_examples.setdefault(str(error), str(message))
+        for name in DISTRIBUTIONS:
+            getattr(self, name).merge_wire(data[name])
+        first_send, last_done = data["first_send"], data["last_done"]
+        if first_send is not None and (self.first_send is None or first_send < self.first_send):
+            self.first_send = first_send
+        if last_done is not None and (self.last_done is None or last_done > self.last_done):
+            self.last_done = last_done
 
 
 class MetricsCollector:
@@ -309,18 +316,15 @@ class MetricsCollector:
         self.excluded += int(data.get("excluded", 0))
         for item in data.get("stats", ()):
             key = (str(item["user"]), str(item["name"]))
-            incoming = EndpointStats.from_wire(item["stats"])
-            existing = self._stats.get(key)
-            if existing is None:
-                self._stats[key] = incoming
-            else:
-                existing.merge(incoming)
+            stats = self._stats.get(key)
+            if stats is None:
+                stats = self._stats[key] = EndpointStats()
+            stats.merge_wire(item["stats"])
         for item in data.get("turns", ()):
             turn = int(item["turn"])
-            incoming = EndpointStats.from_wire(item["stats"])
-            if turn in self._turns:
-                self._turns[turn].merge(incoming)
-            else:
-                self._turns[turn] = incoming
+            stats = self._turns.get(turn)
+            if stats is None:
+                stats = self._turns[turn] = EndpointStats()
+            stats.merge_wire(item["stats"])
         if "arrivals" in data:
             self.arrivals.merge(ArrivalStats.from_wire(data["arrivals"]))

@@ -164,12 +164,17 @@ class Bucket:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Bucket:
         bucket = cls()
-        for name in _COUNTS:
-            setattr(bucket, name, int(data[name]))
-        bucket.failures = Counter({str(k): int(v) for k, v in data["failures"].items()})
-        for name in ("ttft", "itl", "tpot", "e2e", "lag"):
-            setattr(bucket, name, Distribution.from_wire(data[name]))
+        bucket.merge_wire(data)
         return bucket
+
+    def merge_wire(self, data: dict[str, Any]) -> None:
+        """Fold in another bucket's :meth:`to_wire` form, with nothing built in between."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + int(data[name]))
+        for error, count in data["failures"].items():
+            self.failures[str(error)] += int(count)
+        for name in ("ttft", "itl", "tpot", "e2e", "lag"):
+            getattr(self, name).merge_wire(data[name])
 
     def point(self, start: float, width: float, gauges: tuple[int, int] | None) -> dict[str, Any]:
         """The compact point of this bucket (times in ms, rates per second)."""
@@ -330,13 +335,12 @@ class Timeline:
     def merge_wire(self, reporter: str, data: dict[str, Any]) -> None:
         """Fold in a worker's drained buckets; its clock says how far it has reported."""
         for start, wire in data.get("buckets", ()):
-            incoming = Bucket.from_wire(wire)
             bucket = self._bucket(self._key(float(start)))
             if bucket is None:
-                self.late += incoming.requests
-                self.late_tokens += incoming.output_tokens
+                self.late += int(wire["requests"])
+                self.late_tokens += int(wire["output_tokens"])
             else:
-                bucket.merge(incoming)
+                bucket.merge_wire(wire)
         if "now" in data:
             in_flight = int(data.get("in_flight", 0))
             self._reporters[reporter] = (float(data["now"]), self._clock(), in_flight)

@@ -58,18 +58,27 @@ def test_adding_counts_equals_counters_own_addition(seed: int) -> None:
     into = Counter({rng.randrange(-50, 5000): rng.randrange(1, 9) for _ in range(300)})
     other = Counter({rng.randrange(-50, 5000): rng.randrange(1, 9) for _ in range(300)})
     expected = into + other
-    add_counts(into, other)
+    add_counts(into, other.keys(), other.values())
     assert into == expected
     assert isinstance(into, Counter)
     before = Counter(into)
-    add_counts(into, {})
+    add_counts(into, [], [])
     assert into == before
     empty: Counter[int] = Counter()
-    add_counts(empty, other)
+    add_counts(empty, list(other), list(other.values()))
     assert empty == other
+
+
+def test_counts_of_unequal_length_are_refused() -> None:
+    """A damaged report (one more key than counts) adds nothing silently wrong."""
+    table = Counter({1: 5})
+    with pytest.raises(ValueError, match="2 bin keys but 1 counts"):
+        add_counts(table, [1, 2], [3])
+    assert table == Counter({1: 5})
 
 
 def test_a_table_added_to_itself_doubles() -> None:
     table = Counter({1: 2, 7: 3})
-    add_counts(table, table)
+    copy = dict(table)
+    add_counts(table, copy.keys(), copy.values())
     assert table == Counter({1: 4, 7: 6})

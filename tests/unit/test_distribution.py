@@ -310,3 +310,42 @@ def test_a_worker_report_ships_per_request_values_exactly_and_gaps_in_bins() -> 
     for name in ("ttft", "e2e", "itl", "tbt"):
         for p in (0, 50, 90, 99, 99.9, 100):
             assert getattr(merged, name).percentile(p) == getattr(single, name).percentile(p)
+
+
+def _parts(rng: random.Random) -> dict[str, Distribution]:
+    """One distribution of each kind a worker ships: empty, exact, binned, whole numbers."""
+    binned = Distribution.for_gaps()
+    binned.extend([rng.expovariate(1 / 0.015) for _ in range(GAP_EXACT_LIMIT + 500)])
+    return {
+        "empty": Distribution(),
+        "exact": Distribution(rng.uniform(0.05, 2.0) for _ in range(300)),
+        "binned": binned,
+        "integral": Distribution(float(rng.randint(1, 900)) for _ in range(EXACT_LIMIT + 10)),
+    }
+
+
+@pytest.mark.parametrize("into", ["empty", "exact", "binned", "integral"])
+@pytest.mark.parametrize("incoming", ["empty", "exact", "binned", "integral"])
+def test_merging_the_wire_form_equals_merging_what_it_decodes_to(into: str, incoming: str) -> None:
+    """The master merges worker bins straight from the wire: the result must be, bit for
+    bit, the one merging the decoded distribution gives (every mode meeting every mode)."""
+    direct, decoded = _parts(random.Random(1))[into], _parts(random.Random(1))[into]
+    wire = msgpack.unpackb(msgpack.packb(_parts(random.Random(2))[incoming].to_wire()))
+    direct.merge_wire(wire)
+    decoded.merge(Distribution.from_wire(wire))
+    assert direct.to_wire() == decoded.to_wire()
+    assert [direct.percentile(p) for p in PERCENTILES] == [
+        decoded.percentile(p) for p in PERCENTILES
+    ]
+
+
+def test_a_damaged_wire_form_is_refused_before_anything_is_merged() -> None:
+    dist = Distribution(float(i) for i in range(EXACT_LIMIT + 1))
+    before = dist.to_wire()
+    wire = Distribution.for_gaps()
+    wire.extend([0.001 * i for i in range(GAP_EXACT_LIMIT + 1)])
+    damaged = wire.to_wire()
+    damaged["bins"]["counts"].pop()
+    with pytest.raises(ValueError, match="bin keys but"):
+        dist.merge_wire(damaged)
+    assert dist.to_wire() == before
