@@ -2,11 +2,13 @@
 
 Each worker sends the master one report every 3 s (Locust's interval): what it measured
 in those 3 s, exact distributions included. The master decodes it (Locust's msgpack),
-reads it (:class:`WorkerReport`) and merges it into the run's numbers. This builds real
-reports from synthetic requests at a given load per worker, then measures the master's
-CPU time per report over many merges into one master (its numbers growing as in a long
-run), and derives the workers one master holds at half a core:
-``0.5 core * 3 s / CPU per report``.
+reads it (:class:`WorkerReport`), merges its token timeline and gathers its finished
+requests into a batch, which it folds into the run's, live and stage numbers once a
+second (see sagellm_users._metrics.batch). This builds real reports from synthetic
+requests at a given load per worker, then measures the master's CPU time per report over
+many merges into one master (its numbers growing as in a long run) and per settle, and
+derives the workers one master holds at half a core:
+``(0.5 core - CPU per settle) * 3 s / CPU per report``.
 
     python bench/wire_bench.py [--reports 300]
 """
@@ -14,6 +16,7 @@ run), and derives the workers one master holds at half a core:
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import time
 
@@ -22,7 +25,7 @@ from locust.event import Events
 from locust.rpc.protocol import Message
 
 from sagellm_users import OpenAIChatUser
-from sagellm_users._metrics import RequestRecord
+from sagellm_users._metrics import MetricsCollector, RequestRecord
 from sagellm_users._users.options import LLMOptions
 from sagellm_users._users.runtime import LLMRuntime
 from sagellm_users._users.worker_wire import WIRE_KEY, Merger, WorkerReport, collect
@@ -31,6 +34,9 @@ REPORT_INTERVAL_S = 3.0
 """Locust's worker report interval (locust.runners.WORKER_REPORT_INTERVAL)."""
 MASTER_SHARE = 0.5
 """The CPU the master may spend merging: half a core."""
+SETTLE_EVERY = 50
+"""Reports gathered per timed settle (a master settles once a second whatever the count:
+its batch's bins are the union of the workers', which stops growing after a few)."""
 LOADS = (
     ("light: 5 req/s, 64 tokens each", 5.0, 64),
     ("busy: 50 req/s, 128 tokens each", 50.0, 128),
@@ -74,35 +80,55 @@ def _worker_report(rate: float, tokens: int, seed: int) -> bytes:
     return payload
 
 
-def _merge_cost(payloads: list[bytes], reports: int) -> tuple[float, float]:
-    """CPU seconds per report (decode, read, merge) over ``reports`` merges into one
-    master, and the payload's mean size."""
+def _merge_cost(payloads: list[bytes], reports: int) -> tuple[float, float, float]:
+    """CPU seconds per report (decode, read, gather, timeline) over ``reports`` merges into
+    one master, CPU seconds per settle (the gathered reports folded into the run's, live
+    and stage numbers, which a master does once a second), and the payload's mean size."""
     master = _runtime()
+    master.stage = MetricsCollector()  # a sweep's stage measuring too: the heaviest case
     merger = Merger(master)
     for payload in payloads[:5]:  # warm up: the master's numbers exist before timing
         message = Message.unserialize(payload)  # type: ignore[no-untyped-call]
         merger.merge(message.node_id, WorkerReport.from_wire(message.data[WIRE_KEY]))
-    start = time.process_time()
+    master.settle()
+    batch = master._batch
+    batch.max_age = math.inf  # settles are timed on their own, below
+    merge_s = settle_s = 0.0
+    settles = 0
     for i in range(reports):
+        start = time.process_time()
         message = Message.unserialize(payloads[i % len(payloads)])  # type: ignore[no-untyped-call]
         merger.merge(message.node_id, WorkerReport.from_wire(message.data[WIRE_KEY]))
-    spent = time.process_time() - start
-    return spent / reports, sum(map(len, payloads)) / len(payloads)
+        merge_s += time.process_time() - start
+        if (i + 1) % SETTLE_EVERY == 0:
+            start = time.process_time()
+            master.settle()
+            settle_s += time.process_time() - start
+            settles += 1
+    return merge_s / reports, settle_s / max(settles, 1), sum(map(len, payloads)) / len(payloads)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reports", type=int, default=300, help="merges timed per load")
     args = parser.parse_args()
-    print(f"{'worker load':<36} {'report':>9} {'CPU/report':>11} {'workers/master':>15}")
+    print(
+        f"{'worker load':<36} {'report':>9} {'CPU/report':>11} {'CPU/settle':>11} "
+        f"{'workers/master':>15}"
+    )
     for name, rate, tokens in LOADS:
         payloads = [_worker_report(rate, tokens, seed) for seed in range(8)]
-        per_report, size = _merge_cost(payloads, args.reports)
-        workers = MASTER_SHARE * REPORT_INTERVAL_S / per_report
-        print(f"{name:<36} {size / 1024:>7.1f}KiB {per_report * 1e3:>9.2f}ms {workers:>15,.0f}")
+        per_report, per_settle, size = _merge_cost(payloads, args.reports)
+        # Each second: one settle, and the reports of workers / 3 s workers.
+        workers = (MASTER_SHARE - per_settle) * REPORT_INTERVAL_S / per_report
+        print(
+            f"{name:<36} {size / 1024:>7.1f}KiB {per_report * 1e3:>9.2f}ms "
+            f"{per_settle * 1e3:>9.2f}ms {workers:>15,.0f}"
+        )
     print(
         f"workers/master: how many workers' reports one master merges every "
-        f"{REPORT_INTERVAL_S:g} s on {MASTER_SHARE:g} of a core"
+        f"{REPORT_INTERVAL_S:g} s, with one settle a second, on {MASTER_SHARE:g} of a core "
+        "(web UI open and a sweep stage measuring)"
     )
 
 

@@ -19,6 +19,7 @@ from sagellm_users._backends.engine_process import EngineProcess
 from sagellm_users._backends.local import LocalEngineClient
 from sagellm_users._errors import ConfigError
 from sagellm_users._metrics import MetricsCollector, RecordsWriter, RequestRecord
+from sagellm_users._metrics.batch import ReportBatch
 from sagellm_users._metrics.health import ClientHealth, ProcessHealth
 from sagellm_users._metrics.live import RecentMetrics
 from sagellm_users._metrics.slo import good_request_rule
@@ -92,9 +93,10 @@ class LLMRuntime:
     ) -> None:
         self.environment = environment
         self.options = options
-        self.collector = MetricsCollector()
-        self.recent = RecentMetrics()
-        """The last minute in one-second slices, for the live /llm/stats view."""
+        self._collector = MetricsCollector()
+        self._recent = RecentMetrics()
+        self._stage: MetricsCollector | None = None
+        self._batch = ReportBatch()
         self.timeline = Timeline()
         """The run over time, by each request's end and each output token's arrival (see
         _metrics.timeline): this process's buckets, or on a master every worker's merged.
@@ -138,9 +140,6 @@ class LLMRuntime:
         self.datasets = datasets or DatasetCache()  # read once, before any load
         self.arrivals: ArrivalSchedule | None = None
         """Open loop (--request-rate): when each request of this process is meant to start."""
-        self.stage: MetricsCollector | None = None
-        """A sweep's current stage, measuring (see shapes.SLOSweepShape): it gets every
-        finished request (local runner) or every worker delta (master) too."""
         self.sweep: SweepReport | None = None
         """What a sweep found, stage by stage."""
         self.workload_info: dict[str, Any] | None = None
@@ -158,6 +157,56 @@ class LLMRuntime:
         master shows what its workers sent)."""
         _register_secrets(options)
         self._options = options
+
+    # -- the measured numbers: what a local runner or worker records, or a master merges ----
+    @property
+    def collector(self) -> MetricsCollector:
+        """The run's numbers: every measured request, per endpoint."""
+        if self._batch.pending:
+            self.settle()
+        return self._collector
+
+    @property
+    def recent(self) -> RecentMetrics:
+        """The last minute in one-second slices, for the live /llm/stats view."""
+        if self._batch.pending:
+            self.settle()
+        return self._recent
+
+    @property
+    def stage(self) -> MetricsCollector | None:
+        """A sweep's current stage, measuring (see shapes.SLOSweepShape): it gets every
+        finished request (local runner) or every worker delta (master) too."""
+        if self._batch.pending:
+            self.settle()
+        return self._stage
+
+    @stage.setter
+    def stage(self, stage: MetricsCollector | None) -> None:
+        if self._batch.pending:
+            self.settle()  # what arrived so far belongs to the stage that ends
+        self._stage = stage
+
+    def gather(self, metrics: dict[str, Any]) -> None:
+        """On a master: a worker's finished requests (:meth:`MetricsCollector.drain`). They
+        join a batch folded into the run's, live and stage numbers once a second (each
+        report's bins are then added once, not once per target) and whenever those are
+        read (see _metrics.batch)."""
+        batch = self._batch
+        if batch.due:
+            self.settle()
+        batch.add(metrics)
+
+    def settle(self) -> None:
+        """Fold the gathered worker reports into every target now."""
+        data = self._batch.take()
+        if data is None:
+            return
+        self._collector.merge_wire(data)
+        if self.live:
+            self._recent.merge_wire(data)
+        if self._stage is not None:
+            self._stage.merge_wire(data)
 
     @cached_property
     def error_rows(self) -> ErrorRows:
@@ -283,13 +332,13 @@ class LLMRuntime:
 
     def record_now(self, record: RequestRecord, exception: BaseException | None = None) -> None:
         """Record a finished request everywhere it belongs, then show it in Locust's stats."""
-        collector = self.collector
+        collector = self._collector  # where requests are recorded nothing is gathered
         window = self.window
         self.timeline.add(record)  # warm-up too: the charts show the whole run
         if self.live:
-            self.recent.add(record)
-        if self.stage is not None:
-            self.stage.add(record)
+            self._recent.add(record)
+        if self._stage is not None:
+            self._stage.add(record)
         measured = not window.active or window.admits(
             record.wall_send, record.wall_done, record.status == "cancelled"
         )

@@ -129,11 +129,7 @@ class Merger(Service):
 
     def merge(self, client_id: str, report: WorkerReport) -> None:
         runtime = self.runtime
-        runtime.collector.merge_wire(report.metrics)
-        if runtime.live:
-            runtime.recent.merge_wire(report.metrics)
-        if runtime.stage is not None:
-            runtime.stage.merge_wire(report.metrics)
+        runtime.gather(report.metrics)
         runtime.health.merge_wire(client_id, report.health)
         if report.timeline is not None:
             runtime.timeline.merge_wire(client_id, report.timeline)
