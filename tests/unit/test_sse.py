@@ -9,9 +9,7 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from sagellm_users._backends.answer import EventReader
-from sagellm_users._backends.base import Chunk
-from sagellm_users._errors import MalformedEventError, ResponseTooLargeError
+from sagellm_users._errors import ResponseTooLargeError
 from sagellm_users._sse import SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
@@ -484,20 +482,3 @@ def test_a_blank_line_that_straddles_reads_ends_the_pending_event() -> None:
     assert decoder.feed(b"data: " + b"z" * 5000 + b"\n") == []
     assert decoder.feed(b"\ndata: w\n\n") == [b"z" * 5000, b"w"]
     assert decoder.pending == b""
-
-
-def test_a_read_keeps_the_chunks_before_an_event_that_cannot_be_parsed() -> None:
-    """Two events in one read, the second malformed: the first was measured (it is
-    returned, stamped with the read) and the error waits until it is taken."""
-    def parse(data: bytes, t: float) -> Chunk:
-        if data == b"bad":
-            raise MalformedEventError("stream event is not JSON: 'bad'")
-        return Chunk(t=t, text=data.decode(), step=True)
-
-    reader = EventReader(parse, 1 << 16)
-    chunks = reader.feed(1.5, b"data: a\n\ndata: \n\ndata: b\n\ndata: bad\n\ndata: c\n\n")
-    assert [(c.text, c.t) for c in chunks] == [("a", 1.5), ("b", 1.5)]
-    assert isinstance(reader.error, MalformedEventError) and not reader.done
-    done = EventReader(parse, 1 << 16)
-    assert [c.text for c in done.feed(2.0, b"data: x\n\ndata: [DONE]\n\ndata: y\n\n")] == ["x"]
-    assert done.done and done.error is None
