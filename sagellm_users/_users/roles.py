@@ -107,6 +107,7 @@ class Role:
     """One process's part in the test: its services and the listeners that drive them."""
 
     name: ClassVar[str]
+    """How logs name this process's part: ``local``, ``worker`` or ``master``."""
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
@@ -143,7 +144,8 @@ class Role:
             try:
                 getattr(service, moment)()
             except Exception:
-                log.exception("sagellm: %s.%s failed", type(service).__name__, moment)
+                name = type(service).__name__
+                log.exception("sagellm: %s: %s.%s failed", self.name, name, moment)
                 locust.log.unhandled_greenlet_exception = True
 
     def _quitting(self) -> None:
@@ -277,7 +279,7 @@ class LocalRole(_LoadRole, _ResultRole):
 
     def _services(self) -> list[Service]:
         self.runtime.measure_here()
-        return self._load_services("local") + self._result_services()
+        return self._load_services(self.name) + self._result_services()
 
     def _install_role(self) -> None:
         super()._install_role()

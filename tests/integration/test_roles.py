@@ -100,7 +100,7 @@ def test_a_failing_service_is_logged_and_the_others_still_run(
     with caplog.at_level(logging.ERROR, logger="sagellm_users"):
         records = run.run_until(3, users=1)
     assert len(records) >= 3
-    assert any("Broken.start failed" in message for message in caplog.messages)
+    assert any("sagellm: local: Broken.start failed" in message for message in caplog.messages)
     assert locust.log.unhandled_greenlet_exception is True
     assert run.runtime.final_report is not None, "the later services and the shutdown ran"
 

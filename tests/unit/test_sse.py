@@ -9,7 +9,9 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from sagellm_users._errors import ResponseTooLargeError
+from sagellm_users._backends.answer import EventReader
+from sagellm_users._backends.base import Chunk
+from sagellm_users._errors import MalformedEventError, ResponseTooLargeError
 from sagellm_users._sse import SSEDecoder
 
 BOM = b"\xef\xbb\xbf"
@@ -482,3 +484,23 @@ def test_a_blank_line_that_straddles_reads_ends_the_pending_event() -> None:
     assert decoder.feed(b"data: " + b"z" * 5000 + b"\n") == []
     assert decoder.feed(b"\ndata: w\n\n") == [b"z" * 5000, b"w"]
     assert decoder.pending == b""
+
+
+def test_a_read_yields_the_chunks_before_an_event_that_cannot_be_parsed() -> None:
+    """Two events in one read, the second malformed: the first was measured (it comes
+    out, stamped with the read) before the error; ``[DONE]`` ends the answer there."""
+
+    def parse(data: bytes, t: float) -> Chunk:
+        if data == b"bad":
+            raise MalformedEventError("stream event is not JSON: 'bad'")
+        return Chunk(t=t, text=data.decode(), step=True)
+
+    reader = EventReader(parse, 1 << 16)
+    taken: list[tuple[str, float]] = []
+    with pytest.raises(MalformedEventError):
+        for chunk in reader.feed(1.5, b"data: a\n\ndata: \n\ndata: b\n\ndata: bad\n\ndata: c\n\n"):
+            taken.append((chunk.text, chunk.t))
+    assert taken == [("a", 1.5), ("b", 1.5)] and not reader.done
+    done = EventReader(parse, 1 << 16)
+    assert [c.text for c in done.feed(2.0, b"data: x\n\ndata: [DONE]\n\ndata: y\n\n")] == ["x"]
+    assert done.done
