@@ -10,6 +10,9 @@ Grammar (clauses separated by commas, spaces ignored)::
     op        := "<=" | "<" | ">=" | ">"
     value     := number [unit]      unit: "ms" (default for timings), "s", "%"
 
+``error_rate`` takes a percentage (``1%``) or a fraction below 1 (``0.01``): a bare ``1``
+would mean 100%, which every run meets, so it is refused with both ways to write 1%.
+
 Examples: ``ttft_p99<=500ms``, ``tpot_p50<=50ms``, ``error_rate<=1%``,
 ``output_throughput>=1000`` (tokens/s), ``goodput>=5`` (requests/s).
 
@@ -92,9 +95,7 @@ def _parse_clause(clause: str) -> SLO:
     value = float(match["value"])
     if metric in _RATES or metric == "goodput":
         if metric == "error_rate":
-            if unit not in (None, "%"):
-                raise ConfigError(f"--slo: {clause!r}: error_rate takes a fraction or a %")
-            value = value / 100 if unit == "%" else value
+            value = _error_rate(clause, value, unit)
         elif unit is not None:
             raise ConfigError(f"--slo: {clause!r}: {metric} is per second and takes no unit")
         return SLO(clause, metric, None, op, value)
@@ -110,6 +111,22 @@ def _parse_clause(clause: str) -> SLO:
     threshold = value * 1000 if unit == "s" else value
     label = stat if not stat.startswith("p") else f"p{float(stat[1:]):g}"
     return SLO(clause, f"{_TIMINGS[timing]}_ms", label, op, threshold)
+
+
+def _error_rate(clause: str, value: float, unit: str | None) -> float:
+    """The fraction an error-rate clause means. A bare number is a fraction, so a bare 1 or
+    more (100% or more: always met) is a percentage written without its sign: refused."""
+    if unit not in (None, "%"):
+        raise ConfigError(f"--slo: {clause!r}: error_rate takes a fraction or a %")
+    if unit is None and value >= 1:
+        raise ConfigError(
+            f"--slo: {clause!r}: a bare number is a fraction ({value:g} would be "
+            f"{value * 100:g}%, always met); write {value:g}% or {value / 100:g}"
+        )
+    fraction = value / 100 if unit == "%" else value
+    if fraction > 1:
+        raise ConfigError(f"--slo: {clause!r}: an error rate is at most 100%")
+    return fraction
 
 
 def good_request_rule(slos: tuple[SLO, ...]) -> GoodRequest | None:

@@ -22,6 +22,8 @@ THROUGHPUT = SLO("output_throughput>=1000", "output_throughput", None, ">=", 100
         ("itl_p99.9<=30", SLO("itl_p99.9<=30", "itl_ms", "p99.9", "<=", 30.0)),
         ("error_rate<=1%", SLO("error_rate<=1%", "error_rate", None, "<=", 0.01)),
         ("error_rate<0.05", SLO("error_rate<0.05", "error_rate", None, "<", 0.05)),
+        ("error_rate<=0", SLO("error_rate<=0", "error_rate", None, "<=", 0.0)),
+        ("error_rate<=100%", SLO("error_rate<=100%", "error_rate", None, "<=", 1.0)),
         ("output_throughput>=1000", THROUGHPUT),
         ("goodput>2.5", SLO("goodput>2.5", "goodput", None, ">", 2.5)),
     ],
@@ -46,6 +48,10 @@ def test_parse_several_and_empty() -> None:
         ("error_rate<=5ms", "fraction"),
         ("output_throughput>=5s", "no unit"),
         ("ttft_avg<=5", "unknown metric"),
+        # A bare 1 reads as 100%: always met. Refused, with both ways to write 1%.
+        ("error_rate<=1", r"a bare number is a fraction.*write 1% or 0\.01"),
+        ("error_rate<5", r"write 5% or 0\.05"),
+        ("error_rate<=150%", "at most 100%"),
     ],
 )
 def test_bad_clauses_name_the_problem(text: str, message: str) -> None:
