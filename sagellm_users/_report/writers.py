@@ -215,8 +215,12 @@ def render_client_health(client: ClientHealthReport) -> str:
 
 
 def _slice_label(block: MetricsBlock) -> str:
+    """``User name``; just the name where it already starts with the user's (a compare
+    run's ``vllm@host`` rows)."""
     if isinstance(block, EndpointReport):
-        return f"{block.user} {block.name}" if block.user else block.name
+        if not block.user or block.name.startswith(block.user + " "):
+            return block.name
+        return f"{block.user} {block.name}"
     return "all"
 
 

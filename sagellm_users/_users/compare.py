@@ -1,7 +1,9 @@
 """User classes for comparing backends in one test (``locustfiles/compare.py``).
 
-One class per ``BACKEND[:WEIGHT]=URL`` entry, pinned to that backend and host, with its
-rows labelled ``BACKEND@HOST`` so the summary and reports list them side by side.
+One class per ``BACKEND[:WEIGHT]=URL`` entry, pinned to that backend and host. The class
+is named ``BACKEND@HOST`` and its rows are labelled so, which is what Locust's user counts,
+the summary, the reports' tables and their legends show: the names people gave, not
+generated class names (``#2`` tells two entries of the same backend and host apart).
 """
 
 from __future__ import annotations
@@ -42,17 +44,23 @@ def compare_users(spec: str) -> list[type[LLMUser]]:
     if not entries:
         raise ConfigError("SAGELLM_COMPARE names no backend: e.g. 'vllm=http://h:8000'")
     classes: list[type[LLMUser]] = []
-    for index, (backend, weight, url) in enumerate(entries, 1):
+    names: set[str] = set()
+    for backend, weight, url in entries:
         where = urlsplit(url).netloc if url else "mock"
+        name = label = f"{backend}@{where}"
+        repeat = 1
+        while name in names:
+            repeat += 1
+            name = f"{label} #{repeat}"
+        names.add(name)
         attrs = {
             "backend": backend,
             "api": _API.get(backend, "chat"),
             "weight": weight,
             "host": url or None,
-            "label": f"{backend}@{where}",
+            "label": name,
             "__module__": __name__,
             "__doc__": f"{backend} at {url or 'the --host or embedded mock'}",
         }
-        name = f"{backend.capitalize()}User{index}"
         classes.append(type(name, (LLMUser,), attrs))
     return classes

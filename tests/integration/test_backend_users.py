@@ -15,6 +15,7 @@ from sagellm_users import (
     VLLMCompletionsUser,
     VLLMUser,
 )
+from sagellm_users._report.writers import render_markdown
 from sagellm_users._users.compare import compare_users
 from sagellm_users.mock_server import MockServerProcess
 from tests.locust_harness import LocalRun
@@ -106,6 +107,18 @@ def test_compare_reports_each_backend_on_its_own_rows(fast_mock: str) -> None:
     names = {block.name for block in report.by_name}
     assert names == {f"vllm@{host} /v1/chat/completions", f"lmdeploy@{host} /generate"}
     assert [s.host for s in report.server] == [fast_mock]  # one host, scraped once
+    # The names people gave, in Locust's user counts and in every table and legend.
+    assert [c.__name__ for c in classes] == [f"vllm@{host}", f"lmdeploy@{host}"]
+    assert {block.user for block in report.by_user} == {f"vllm@{host}", f"lmdeploy@{host}"}
+    markdown = render_markdown(report).decode()
+    assert f"vllm@{host} /v1/chat/completions" in markdown
+    assert f"vllm@{host} vllm@{host}" not in markdown and "User1" not in markdown
+
+
+def test_compare_tells_two_entries_of_one_backend_and_host_apart() -> None:
+    classes = compare_users("vllm=http://h:8000,vllm:3=http://h:8000,openai=")
+    assert [c.__name__ for c in classes] == ["vllm@h:8000", "vllm@h:8000 #2", "openai@mock"]
+    assert [c.weight for c in classes] == [1, 3, 1]
 
 
 def test_min_tokens_with_lmdeploys_generate_route_stops_before_load(

@@ -116,8 +116,11 @@ const SageDash = (() => {
       el("tr", {}, [el("th", {text: k}), el("td", {}, [v instanceof Node ? v : text(v)])])))]);
   }
 
+  /** "User name", or just the name where it starts with the user's (compare runs). */
   function blockLabel(block) {
-    if (block.user && block.name) return block.user + " " + block.name;
+    if (block.user && block.name && !block.name.startsWith(block.user + " ")) {
+      return block.user + " " + block.name;
+    }
     return block.name || block.user || "all";
   }
 
