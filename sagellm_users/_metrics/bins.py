@@ -28,21 +28,32 @@ sign, then 11,514 bins per decade. Timings in seconds up to an hour can touch at
 distribution smeared evenly over ten microseconds to an hour); a latency spread over
 5-30 ms touches about 2,500 (200 KiB), an E2E spread over 1-5 s about 8,000 (600 KiB),
 token counts one bin per distinct count.
+
+A second, coarse grid (:data:`COARSE`, ten times wider: 100 us, then 0.2%) reads within the
+tolerance itself rather than a tenth of it. The per-second timeline counts its gaps between
+tokens there: a chart point needs no finer, and a worker's report then carries a tenth of
+the bins for them, which is what a master pays for per report (see _metrics.timeline).
+Distributions of different grids never merge.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from itertools import repeat
 from operator import add
 
 __all__ = [
+    "COARSE",
+    "FINE",
+    "GRIDS",
     "LINEAR_LIMIT",
     "LINEAR_WIDTH",
     "LOG_SCALE",
     "LOG_SHIFT",
     "RELATIVE_WIDTH",
+    "Grid",
     "add_counts",
     "batch_keys",
     "bin_key",
@@ -113,3 +124,63 @@ def add_counts(into: dict[int, int], keys: Collection[int], counts: Collection[i
         raise ValueError(f"{len(keys)} bin keys but {len(counts)} counts")
     added = map(add, counts, map(into.get, keys, repeat(0)))
     dict.update(into, zip(keys, added, strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """A grid of bins: ``linear_width`` wide below :data:`LINEAR_LIMIT`, then
+    ``relative_width`` of each bin's lower edge (the two meet at the limit)."""
+
+    name: str
+    linear_width: float
+    relative_width: float
+    _scale: float = field(init=False)
+    _log_scale: float = field(init=False)
+    _log_shift: float = field(init=False)
+    _last_linear: int = field(init=False)
+    _mid: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        scale = float(round(1 / self.linear_width))
+        log_scale = 1 / math.log1p(self.relative_width)
+        last_linear = round(LINEAR_LIMIT * scale)
+        object.__setattr__(self, "_scale", scale)
+        object.__setattr__(self, "_log_scale", log_scale)
+        object.__setattr__(self, "_log_shift", math.log(LINEAR_LIMIT) * log_scale - last_linear - 1)
+        object.__setattr__(self, "_last_linear", last_linear)
+        object.__setattr__(self, "_mid", 1 + self.relative_width / 2)
+
+    def key(self, value: float) -> int:
+        """The key of the bin that holds ``value`` (a finite number)."""
+        if value < 0:
+            return -self.key(-value)
+        if value < LINEAR_LIMIT:
+            return int(value * self._scale + 0.5)
+        return int(math.log(value) * self._log_scale - self._log_shift)
+
+    def keys(self, values: Iterable[float], low: float) -> list[int]:
+        """:meth:`key` of each value; ``low`` is at most the smallest."""
+        if low < 0:
+            return [self.key(v) for v in values]
+        log, scale, log_scale, shift = math.log, self._scale, self._log_scale, self._log_shift
+        limit = LINEAR_LIMIT
+        return [
+            int(v * scale + 0.5) if v < limit else int(log(v) * log_scale - shift) for v in values
+        ]
+
+    def value(self, key: int) -> float:
+        """The value bin ``key`` reads back as: its midpoint, strictly increasing with the key."""
+        if key < 0:
+            return -self.value(-key)
+        if key <= self._last_linear:
+            return key * self.linear_width
+        first = self._last_linear + 1
+        return LINEAR_LIMIT * math.exp((key - first) / self._log_scale) * self._mid
+
+
+FINE = Grid("fine", LINEAR_WIDTH, RELATIVE_WIDTH)
+"""The default grid: a tenth of the tolerance (:func:`bin_key` and friends are its inlined
+form, which a test holds equal)."""
+COARSE = Grid("coarse", 1e-4, 2e-3)
+"""Ten times wider: within the tolerance itself (the timeline's gaps between tokens)."""
+GRIDS = {grid.name: grid for grid in (FINE, COARSE)}

@@ -45,9 +45,12 @@ from math import inf, isfinite, log, sqrt
 from typing import Any
 
 from sagellm_users._metrics.bins import (
+    FINE,
+    GRIDS,
     LINEAR_LIMIT,
     LOG_SCALE,
     LOG_SHIFT,
+    Grid,
     add_counts,
     batch_keys,
     bin_key,
@@ -69,6 +72,7 @@ class Distribution:
         "_bins",
         "_count",
         "_exact",
+        "_grid",
         "_integral",
         "_limit",
         "_max",
@@ -90,6 +94,8 @@ class Distribution:
     """Binned: every sample so far was a whole number."""
     _limit: int
     """Samples kept exactly; one more folds them into bins."""
+    _grid: Grid
+    """The bins it folds into (:data:`~sagellm_users._metrics.bins.FINE` unless told)."""
     _sorted: bool
     _count: int
     _sum: float
@@ -97,15 +103,18 @@ class Distribution:
     _min: float
     _max: float
 
-    def __init__(self, samples: Iterable[float] = (), *, exact_limit: int = EXACT_LIMIT) -> None:
+    def __init__(
+        self, samples: Iterable[float] = (), *, exact_limit: int = EXACT_LIMIT, grid: Grid = FINE
+    ) -> None:
         self._limit = exact_limit
+        self._grid = grid
         self.clear()
         self.extend(samples)
 
     @classmethod
-    def for_gaps(cls) -> Distribution:
+    def for_gaps(cls, grid: Grid = FINE) -> Distribution:
         """An empty distribution for per-chunk gaps: exact up to :data:`GAP_EXACT_LIMIT`."""
-        return cls(exact_limit=GAP_EXACT_LIMIT)
+        return cls(exact_limit=GAP_EXACT_LIMIT, grid=grid)
 
     def add(self, value: float) -> None:
         if not isfinite(value):
@@ -127,7 +136,9 @@ class Distribution:
                 self._fold()
             return
         # bin_key inlined for values >= 0 (every latency): a call costs as much as the rest.
-        if value >= LINEAR_LIMIT:
+        if self._grid is not FINE:
+            key = self._grid.key(value)
+        elif value >= LINEAR_LIMIT:
             key = int(log(value) * LOG_SCALE - LOG_SHIFT)
         elif value >= 0:
             key = int(value * 1e5 + 0.5)
@@ -162,7 +173,7 @@ class Distribution:
             if len(exact) > self._limit:
                 self._fold()
             return
-        bins.update(batch_keys(batch, low))  # counted in C
+        bins.update(self._keys(batch, low))  # counted in C
         if self._integral and any(v % 1 for v in batch):
             self._integral = False
 
@@ -171,7 +182,7 @@ class Distribution:
         exact = self._exact
         assert exact is not None
         self._integral = not any(v % 1 for v in exact)
-        self._bins = Counter(batch_keys(exact, self._min))
+        self._bins = Counter(self._keys(exact, self._min))
         self._exact = None
 
     def merge(self, other: Distribution) -> None:
@@ -179,6 +190,11 @@ class Distribution:
         distribution's exact limit applies)."""
         if other._count == 0:
             return
+        if other._grid is not self._grid:
+            raise ValueError(
+                f"a distribution of the {other._grid.name} grid does not merge into one of "
+                f"the {self._grid.name} grid"
+            )
         self._count += other._count
         self._sum += other._sum
         self._sumsq += other._sumsq
@@ -200,7 +216,7 @@ class Distribution:
             self._integral = self._integral and other._integral
         else:
             assert other._exact is not None
-            bins.update(batch_keys(other._exact, other._min))
+            bins.update(self._keys(other._exact, other._min))
             self._integral = self._integral and not any(v % 1 for v in other._exact)
 
     def clear(self) -> None:
@@ -295,8 +311,11 @@ class Distribution:
         keys, running = self._rank()
         return self._bin_value(keys[bisect_right(running, index)])
 
+    def _keys(self, values: Iterable[float], low: float) -> list[int]:
+        return batch_keys(values, low) if self._grid is FINE else self._grid.keys(values, low)
+
     def _bin_value(self, key: int) -> float:
-        value = bin_value(key)
+        value = bin_value(key) if self._grid is FINE else self._grid.value(key)
         if self._integral:
             value = float(round(value))
         return min(self._max, max(self._min, value))
@@ -312,7 +331,7 @@ class Distribution:
             return sum(1 for value in self._exact if value > threshold)
         keys, running = self._rank()
         # Keys grow with values: a key above the threshold's holds only larger samples.
-        first = bisect_right(keys, bin_key(threshold))
+        first = bisect_right(keys, self._grid.key(threshold))
         return self._count - (running[first - 1] if first else 0)
 
     def count_below(self, threshold: float) -> int:
@@ -324,7 +343,7 @@ class Distribution:
         if self._exact is not None:
             return sum(1 for value in self._exact if value < threshold)
         keys, running = self._rank()
-        end = bisect_left(keys, bin_key(threshold))
+        end = bisect_left(keys, self._grid.key(threshold))
         return running[end - 1] if end else 0
 
     def bin_counts(self, edges: list[float]) -> list[int]:
@@ -354,6 +373,7 @@ class Distribution:
         Binned, the sorted keys travel as differences (mostly 1: one byte in msgpack)."""
         data: dict[str, Any] = {
             "limit": self._limit,
+            **({} if self._grid is FINE else {"grid": self._grid.name}),
             "count": self._count,
             "sum": self._sum,
             "sumsq": self._sumsq,
@@ -376,7 +396,7 @@ class Distribution:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Distribution:
-        dist = cls(exact_limit=int(data.get("limit", EXACT_LIMIT)))
+        dist = cls(exact_limit=int(data.get("limit", EXACT_LIMIT)), grid=_grid_of(data))
         dist.merge_wire(data)
         return dist
 
@@ -387,6 +407,12 @@ class Distribution:
         count = int(data["count"])
         if count == 0:
             return
+        grid = _grid_of(data)
+        if grid is not self._grid:
+            raise ValueError(
+                f"a distribution of the {grid.name} grid does not merge into one of the "
+                f"{self._grid.name} grid"
+            )
         wire_bins = data.get("bins")
         if wire_bins is not None:
             # msgpack and JSON give the steps and counts as ints already: summed at C speed.
@@ -410,7 +436,7 @@ class Distribution:
                     self._fold()
                 return
             assert self._bins is not None
-            self._bins.update(batch_keys(samples, low))
+            self._bins.update(self._keys(samples, low))
             self._integral = self._integral and not any(v % 1 for v in samples)
             return
         if exact is not None:
@@ -419,3 +445,11 @@ class Distribution:
         assert bins is not None
         add_counts(bins, keys, counts)
         self._integral = self._integral and bool(wire_bins["integral"])
+
+
+def _grid_of(data: dict[str, Any]) -> Grid:
+    name = data.get("grid", FINE.name)
+    grid = GRIDS.get(name)
+    if grid is None:
+        raise ValueError(f"unknown bin grid {name!r} (known: {', '.join(GRIDS)})")
+    return grid

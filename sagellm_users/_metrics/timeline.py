@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from sagellm_users._metrics.bins import COARSE
 from sagellm_users._metrics.distribution import Distribution
 from sagellm_users._metrics.record import RequestRecord
 from sagellm_users._metrics.token_arrivals import StreamingRequests, bucket_key
@@ -116,7 +117,9 @@ class Bucket:
         self.completed_output_tokens = 0
         """Tokens of the successful requests that ended in the bucket."""
         self.ttft = Distribution()
-        self.itl = Distribution.for_gaps()
+        self.itl = Distribution.for_gaps(grid=COARSE)
+        """Binned on the coarse grid: within the tolerance, and a tenth of the bins in a
+        worker's report (see _metrics.bins)."""
         self.tpot = Distribution()
         self.e2e = Distribution()
         self.lag = Distribution()

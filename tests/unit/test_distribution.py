@@ -14,6 +14,7 @@ import msgpack
 import orjson
 import pytest
 
+from sagellm_users._metrics.bins import COARSE
 from sagellm_users._metrics.collector import MetricsCollector
 from sagellm_users._metrics.distribution import EXACT_LIMIT, GAP_EXACT_LIMIT, Distribution
 from sagellm_users._metrics.record import RequestRecord
@@ -349,3 +350,31 @@ def test_a_damaged_wire_form_is_refused_before_anything_is_merged() -> None:
     with pytest.raises(ValueError, match="bin keys but"):
         dist.merge_wire(damaged)
     assert dist.to_wire() == before
+
+
+def test_coarse_grid_percentiles_keep_the_contract_and_never_merge_with_fine() -> None:
+    """The timeline's gaps fold into the coarse grid: every percentile still within the
+    tolerance of numpy's; the grid travels on the wire; grids never mix."""
+    rng = random.Random(21)
+    values = [rng.expovariate(1 / 0.015) for _ in range(20_000)] + [0.0] * 300
+    parts = [Distribution.for_gaps(grid=COARSE) for _ in range(4)]
+    for i, value in enumerate(values):
+        parts[i % 4].add(value)
+    merged = Distribution.for_gaps(grid=COARSE)
+    for part in parts:
+        merged.merge_wire(msgpack.unpackb(msgpack.packb(part.to_wire())))
+    data = sorted(values)
+    for p in PERCENTILES:
+        want = linear_percentile(data, p, is_sorted=True)
+        assert abs(reading(merged, p) - want) <= tolerance(want) * (1 + 1e-9), p
+    assert merged.percentile(1) == 0.0, "zero gaps (events of one read) read as zero"
+    assert merged.to_wire()["grid"] == "coarse"
+    assert "grid" not in Distribution(values).to_wire(), "the fine grid's wire is unchanged"
+    fine = Distribution.for_gaps()
+    fine.extend(values)
+    with pytest.raises(ValueError, match="coarse grid does not merge into one of the fine"):
+        fine.merge(merged)
+    with pytest.raises(ValueError, match="coarse grid does not merge"):
+        fine.merge_wire(merged.to_wire())
+    with pytest.raises(ValueError, match="unknown bin grid 'nano'"):
+        Distribution.from_wire({**merged.to_wire(), "grid": "nano"})
