@@ -8,7 +8,9 @@ a locustfile installs) like Locust's own routes:
   with ``/llm/assets/<name>`` its scripts (the vendored uPlot among them: no CDN);
 - ``/llm/stats`` the cumulative report and the last 10 seconds, as JSON;
 - ``/llm/timeline?after=T`` the closed points after T and the open (still growing) ones;
-- ``/llm/report.html`` / ``/llm/report.json`` the report as of now, to download.
+- ``/llm/report.html`` / ``/llm/report.json`` the report as of now, to download;
+- ``/llm/runs/<n>/report.html`` / ``.json`` the report of run ``n``, an earlier test of this
+  web session (``/llm/stats`` lists them under ``runs``).
 
 Inside Locust's own page an "LLM" tab shows the per-endpoint table (Locust's extended
 tabs: the table rides on ``/stats/requests``), and "Download Data" links to the page
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from locust.web import WebUI
 
     from sagellm_users._report import LLMReport
+    from sagellm_users._users.runs import Runs
     from sagellm_users._users.runtime import LLMRuntime
 
 __all__ = ["LIVE_PATH", "RECENT_SECONDS", "TAB_KEY", "add_live_route", "live_stats", "tab_rows"]
@@ -77,7 +80,34 @@ def _endpoints(
     ]
 
 
-def live_stats(runtime: LLMRuntime, report: ReportBuilder) -> dict[str, Any]:
+def runs_info(runs: Runs | None) -> dict[str, Any]:
+    """The current run and the session's finished ones, for the live page's list."""
+    if runs is None:
+        return {"number": 1, "started": None, "stopped": None, "finished": []}
+    return {
+        "number": runs.number,
+        "started": runs.started,
+        "stopped": runs.stopped,
+        "finished": [
+            {
+                "number": run.number,
+                "started": run.started,
+                "stopped": run.stopped,
+                "requests": run.report.total.requests,
+                "failed": run.report.total.failed,
+                "output_tokens": run.report.total.total_output_tokens,
+                "users": run.report.run.user_classes,
+                "report_html": f"runs/{run.number}/report.html",
+                "report_json": f"runs/{run.number}/report.json",
+            }
+            for run in reversed(runs.finished)
+        ],
+    }
+
+
+def live_stats(
+    runtime: LLMRuntime, report: ReportBuilder, runs: Runs | None = None
+) -> dict[str, Any]:
     """The payload of ``/llm/stats``: everything but the timeline (``/llm/timeline``)."""
     recent, span = _recent(runtime)
     runner = runtime.environment.runner
@@ -95,6 +125,7 @@ def live_stats(runtime: LLMRuntime, report: ReportBuilder) -> dict[str, Any]:
             e.model_dump(mode="json") for e in _endpoints(recent, span, percentiles)
         ],
         "cumulative": cumulative,
+        "runs": runs_info(runs),
     }
 
 
@@ -171,14 +202,25 @@ def _add_tab(web_ui: WebUI, runtime: LLMRuntime) -> None:
         return response
 
 
-def add_live_route(web_ui: WebUI, runtime: LLMRuntime, report: ReportBuilder) -> None:
+def _json_download(report: LLMReport, filename: str) -> Response:
+    body = orjson.dumps(report.to_json_dict(), option=orjson.OPT_INDENT_2)
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f"attachment; filename={filename}"},
+    )
+
+
+def add_live_route(
+    web_ui: WebUI, runtime: LLMRuntime, report: ReportBuilder, runs: Runs | None = None
+) -> None:
     app = web_ui.app
     if app is None:
         return
     guard = web_ui.auth_required_if_enabled
 
     def llm_stats() -> Any:
-        return jsonify(live_stats(runtime, report))
+        return jsonify(live_stats(runtime, report, runs))
 
     def llm_timeline() -> Any:
         try:
@@ -199,12 +241,28 @@ def add_live_route(web_ui: WebUI, runtime: LLMRuntime, report: ReportBuilder) ->
         return Response(render_html_report(report(runtime, True)), mimetype="text/html")
 
     def llm_report_json() -> Any:
-        body = orjson.dumps(report(runtime, True).to_json_dict(), option=orjson.OPT_INDENT_2)
+        return _json_download(report(runtime, True), "llm-report.json")
+
+    def finished(number: int) -> LLMReport | None:
+        run = None if runs is None else runs.run(number)
+        return None if run is None else run.report
+
+    def gone(number: int) -> Response:
         return Response(
-            body,
-            mimetype="application/json",
-            headers={"Content-Disposition": "attachment; filename=llm-report.json"},
+            f"no finished run {number} in this session (the live page lists them)",
+            status=404,
+            mimetype="text/plain",
         )
+
+    def llm_run_report_html(number: int) -> Any:
+        kept = finished(number)
+        if kept is None:
+            return gone(number)
+        return Response(render_html_report(kept), mimetype="text/html")
+
+    def llm_run_report_json(number: int) -> Any:
+        kept = finished(number)
+        return gone(number) if kept is None else _json_download(kept, f"llm-run{number}.json")
 
     routes: list[tuple[str, str, Callable[..., Any]]] = [
         (LIVE_PATH, "sagellm_llm_stats", llm_stats),
@@ -213,6 +271,8 @@ def add_live_route(web_ui: WebUI, runtime: LLMRuntime, report: ReportBuilder) ->
         ("/llm/assets/<name>", "sagellm_llm_asset", llm_asset),
         ("/llm/report.html", "sagellm_llm_report_html", llm_report_html),
         ("/llm/report.json", "sagellm_llm_report_json", llm_report_json),
+        ("/llm/runs/<int:number>/report.html", "sagellm_llm_run_html", llm_run_report_html),
+        ("/llm/runs/<int:number>/report.json", "sagellm_llm_run_json", llm_run_report_json),
     ]
     prefix = _base_path(web_ui)
     for path, endpoint, view in routes:

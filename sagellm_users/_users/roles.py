@@ -56,6 +56,7 @@ from sagellm_users._users.live_route import add_live_route
 from sagellm_users._users.options import LLMOptions
 from sagellm_users._users.parent_watch import stop_with_parent
 from sagellm_users._users.refusal import REFUSED_MESSAGE, refusal_relay
+from sagellm_users._users.runs import Runs
 from sagellm_users._users.server_watch import ServerWatch
 from sagellm_users._users.service import Service
 from sagellm_users._users.slo_watch import SLOWatch
@@ -108,6 +109,8 @@ class Role:
 
     name: ClassVar[str]
     """How logs name this process's part: ``local``, ``worker`` or ``master``."""
+    runs: Runs | None = None
+    """The web session's runs, where results are kept (see _users.runs)."""
 
     def __init__(self, setup: Setup) -> None:
         self.setup = setup
@@ -188,7 +191,7 @@ class Role:
             return
         runtime = self.runtime
         runtime.live = True
-        add_live_route(web_ui, runtime, build_run_report)
+        add_live_route(web_ui, runtime, build_run_report, self.runs)
         take_start_form(web_ui, self.environment, self._check_form)
 
     def _check_form(self, options: LLMOptions) -> None:
@@ -248,6 +251,11 @@ class _LoadRole(Role):
 class _ResultRole(Role):
     """What a process that keeps the results runs: the watches, the summary at the end."""
 
+    def _runs_service(self) -> Runs:
+        """The first service: a new test closes the previous run before anything restarts."""
+        self.runs = Runs(self.runtime, build_run_report)
+        return self.runs
+
     def _result_services(self) -> list[Service]:
         runtime = self.runtime
         server = runtime.server_watch = ServerWatch(runtime)
@@ -279,7 +287,11 @@ class LocalRole(_LoadRole, _ResultRole):
 
     def _services(self) -> list[Service]:
         self.runtime.measure_here()
-        return self._load_services(self.name) + self._result_services()
+        return [
+            self._runs_service(),
+            *self._load_services(self.name),
+            *self._result_services(),
+        ]
 
     def _install_role(self) -> None:
         super()._install_role()
@@ -329,6 +341,7 @@ class MasterRole(_ResultRole):
     def _services(self) -> list[Service]:
         runtime = self.runtime
         return [
+            self._runs_service(),
             ReadOptions(self.environment, runtime),
             RunWindow(runtime),
             self.rate_plan,

@@ -282,6 +282,21 @@ class LLMRuntime:
         name = self._health_name
         self.own_health = ProcessHealth() if name is None else self.health.process(name)
 
+    def new_run(self) -> None:
+        """A new test in the same web session: what it measures starts from nothing, as
+        Locust's own statistics do (the previous run's report was kept, see _users.runs)."""
+        self.recorder.flush()
+        self.collector.reset()  # settles a master's batch first: it belonged to that run
+        self._recent.reset()
+        self._stage = None
+        self.timeline.reset()
+        self.health.reset()
+        name = self._health_name
+        self.own_health = ProcessHealth() if name is None else self.health.process(name)
+        self.early_stop = None
+        self.sweep = None
+        self.final_report = None
+
     def requests_in_flight(self) -> int:
         """Requests sent and not finished: this process's, or on a master every worker's."""
         return self.in_flight + self.timeline.reported_in_flight()

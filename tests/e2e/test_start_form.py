@@ -15,12 +15,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 
-from tests.e2e.chromium import chromium, wait_for
+from tests.e2e.chromium import ARTIFACTS, chromium, wait_for
 from tests.e2e.locust_process import ROOT, start_locust
 from tests.e2e.test_browser import WebRun, reading
 
@@ -51,7 +52,9 @@ def _field(driver: WebDriver, name: str) -> WebElement:
 def _type(driver: WebDriver, name: str, text: str) -> None:
     field = _field(driver, name)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
-    field.click()
+    # Typed as a user types, into the focused field (a click could land on the dialog's
+    # frame while its section unfolds).
+    driver.execute_script("arguments[0].focus();", field)
     field.send_keys(Keys.CONTROL, "a")
     field.send_keys(Keys.DELETE)
     if text:
@@ -170,3 +173,107 @@ def test_the_form_lists_the_llm_fields_most_used_first(form_run: tuple[WebRun, P
     ours = [name for name in names if name in ("model", "maxTokens", "burstiness", "spikeHold")]
     assert ours == ["model", "maxTokens", "burstiness", "spikeHold"], names
     assert "llmRecords" not in names and "mockArgs" not in names
+
+
+def _click_button(driver: WebDriver, label: str) -> None:
+    """Click Locust's button ``label``, found again if React re-rendered it meanwhile."""
+    for _attempt in range(5):
+        button = wait_for(
+            driver,
+            f"[...document.querySelectorAll('button')].find(b => b.textContent.trim() === "
+            f"'{label}' && b.offsetParent)",
+        )
+        try:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+            button.click()
+            return
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"Locust's {label!r} button kept being re-rendered")
+
+
+_SERVER_RUNNING = (
+    "(() => { const r = new XMLHttpRequest(); r.open('GET', '/stats/requests', false);"
+    " r.send(); return JSON.parse(r.responseText).state === 'running'; })()"
+)
+"""Locust's page says RUNNING as soon as Start is clicked; the server's state says when."""
+
+
+def _stop_test(driver: WebDriver) -> None:
+    wait_for(driver, "document.body.innerText.includes('RUNNING')", timeout=30)
+    _click_button(driver, "Stop")
+    wait_for(driver, "document.body.innerText.includes('STOPPED')", timeout=30)
+
+
+def _completed(driver: WebDriver, at_least: int) -> None:
+    wait_for(
+        driver,
+        "fetch('stats').then(r => r.json()).then(s => window.__done ="
+        f" s.cumulative.completed) && (window.__done || 0) >= {at_least}",
+        timeout=60,
+    )
+
+
+def test_stop_new_and_start_again_make_a_second_run_with_the_first_kept(
+    form_run: tuple[WebRun, Path],
+) -> None:
+    """Start, Stop, New, Start through Locust's own buttons: the LLM page then shows run
+    #2 with the second test's requests alone, and lists run #1 with its reports."""
+    run, records = form_run
+    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+    root = url.removesuffix("llm/")
+    with chromium() as driver:
+        _open_form(driver, root)
+        _type(driver, "userCount", "2")
+        _type(driver, "spawnRate", "2")
+        _type(driver, "maxTokens", "6")
+        _click_start(driver)
+        wait_for(driver, _SERVER_RUNNING, timeout=30)
+        driver.get(url)
+        _completed(driver, 8)
+        driver.get(root)
+        _stop_test(driver)
+        first = [orjson.loads(line) for line in records.read_bytes().splitlines()]
+
+        _click_button(driver, "New")  # Locust's own: the start form again
+        wait_for(driver, "document.querySelector(\"form [name='userCount']\")?.offsetParent")
+        summary = wait_for(
+            driver,
+            "[...document.querySelectorAll('form button')].find(b => "
+            "b.textContent.trim() === 'Custom parameters')",
+        )
+        summary.click()
+        wait_for(driver, "document.querySelector(\"form [name='maxTokens']\")?.offsetParent")
+        _type(driver, "maxTokens", "3")
+        _click_start(driver)
+        wait_for(driver, _SERVER_RUNNING, timeout=30)
+        driver.get(url)
+        _completed(driver, 6)
+        page = wait_for(
+            driver,
+            "document.getElementById('state').textContent.includes('run #2') && "
+            "!document.getElementById('runs').hidden && document.body.innerText",
+        )
+        assert "Earlier runs of this session" in page and "#1" in page
+        stats = driver.execute_script(
+            "const r = new XMLHttpRequest(); r.open('GET', 'stats', false); r.send();"
+            "return JSON.parse(r.responseText);"
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "runs-second-test.png"))
+        link = driver.find_element(By.CSS_SELECTOR, "#runs a[href='runs/1/report.json']")
+        kept = driver.execute_script(
+            "const r = new XMLHttpRequest(); r.open('GET', arguments[0], false); r.send();"
+            "return JSON.parse(r.responseText);",
+            link.get_attribute("href"),
+        )
+        driver.get(root)
+        _stop_test(driver)
+
+    cumulative = stats["cumulative"]
+    assert cumulative["run"]["options"]["max_tokens"] == 3
+    assert cumulative["completed"] >= 6
+    assert cumulative["total_output_tokens"] == 3 * cumulative["completed"], "run #2 alone"
+    ok_first = [row for row in first if row["status"] == "ok"]
+    assert kept["run"]["options"]["max_tokens"] == 6
+    assert kept["completed"] == len(ok_first) and kept["total_output_tokens"] == 6 * len(ok_first)

@@ -15,6 +15,7 @@ from locust.runners import STATE_STOPPED, WorkerRunner
 from sagellm_users import VLLMLocalUser
 from sagellm_users._metrics import RequestRecord
 from sagellm_users._users import runtime_of
+from sagellm_users._users.roles import role_of
 from tests.locust_harness import capture_submitted, make_env, start_cluster, wait_until
 
 
@@ -288,3 +289,31 @@ def test_workers_that_joined_before_the_plugin_was_set_up_are_merged(
     watch = runtime.worker_watch
     assert watch is not None
     assert all(watch.accepts(str(worker.client_id)) for worker in workers)
+
+
+def test_a_masters_second_test_is_its_own_run(mock_url: str, fast_reports: None) -> None:
+    """Stop, then start again (as from the web UI): the master's numbers hold the second
+    test's requests alone, and the first test's report is kept, with every worker's last
+    report of it."""
+    master_env, master, workers = start_cluster(["--host", mock_url, "--max-tokens", "8"], 2)
+    worker_records = [capture_submitted(worker.environment) for worker in workers]
+    runtime = runtime_of(master_env)
+    master.start(2, spawn_rate=2)
+    assert wait_until(lambda: runtime.collector.total().requests >= 6)
+    master.stop()
+    assert wait_until(lambda: master.state == STATE_STOPPED)
+    first = [record for seen in worker_records for record in seen]
+    assert wait_until(lambda: runtime.collector.total().requests == len(first))
+    for seen in worker_records:
+        seen.clear()
+    master.start(2, spawn_rate=2)
+    assert wait_until(lambda: runtime.collector.total().succeeded >= 4)
+    master.quit()
+    for worker in workers:
+        worker.quit()
+    second = [record for seen in worker_records for record in seen]
+    assert runtime.collector.total().requests == len(second), "the second test alone"
+    role = role_of(master_env)
+    assert role.runs is not None
+    [earlier] = role.runs.finished
+    assert earlier.number == 1 and earlier.report.total.requests == len(first)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from datetime import datetime
 from typing import Any
 
 import gevent.event
@@ -112,3 +114,53 @@ def test_web_ui_early_stop_stops_the_test_and_keeps_the_ui(mock_url: str) -> Non
     lost = live["cumulative"]["early_stop"]["objectives"]
     assert list(lost) == ["ttft_max<=1ms"]
     assert live["cumulative"]["slos"][0]["passed"] is False
+
+
+def _ok(records: list[Any], tokens: int) -> int:
+    return sum(1 for r in records if r.ok and r.output_tokens == tokens)
+
+
+def test_each_test_of_a_web_session_is_its_own_run(mock_url: str) -> None:
+    """The measured defect: after Stop and a new start, the LLM numbers counted both tests
+    (36 completions: 24 of the first and 12 of the second) and the window spanned the
+    idle gap. Each test is now its own run; the first's report stays downloadable."""
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
+    client = _start(run, {"host": mock_url, "max_tokens": "6"})
+    assert run.wait_for(6, timeout=30)
+    run.runner.stop()  # Locust's Stop button
+    first = _ok(run.records, 6)
+    gevent.sleep(0.5)  # an idle gap between the tests, which no window may span
+    second_start = time.time()
+    client = _start(run, {"host": mock_url, "max_tokens": "3"})
+    assert run.wait_for(len(run.records) + 6, timeout=30)
+    run.runner.stop()
+    live = client.get("/llm/stats").json
+    assert live is not None
+    cumulative = live["cumulative"]
+    assert cumulative["completed"] == _ok(run.records, 3) >= 6, "the second test alone"
+    assert cumulative["total_output_tokens"] == 3 * cumulative["completed"]
+    assert cumulative["run"]["options"]["max_tokens"] == 3
+    window_start = cumulative["window"]["start"]
+    assert datetime.fromisoformat(window_start).timestamp() >= second_start - 0.05, (
+        "the window starts with the second test"
+    )
+    runs = live["runs"]
+    assert runs["number"] == 2
+    [earlier] = runs["finished"]
+    assert earlier["number"] == 1 and earlier["output_tokens"] == 6 * first
+    assert earlier["report_json"] == "runs/1/report.json"  # relative to the live page
+    kept = client.get("/llm/runs/1/report.json")
+    report = kept.json
+    assert kept.status_code == 200 and report is not None
+    assert report["completed"] == first and report["run"]["options"]["max_tokens"] == 6
+    html = client.get("/llm/runs/1/report.html")
+    assert html.status_code == 200 and b"<html" in html.data
+    missing = client.get("/llm/runs/7/report.json")
+    assert missing.status_code == 404 and b"no finished run 7" in missing.data
+    points = client.get("/llm/timeline?after=0").json
+    assert points is not None
+    assert (
+        sum(p["completed"] or 0 for p in points["points"] + points["open"])
+        == (cumulative["completed"])
+    ), "the timeline holds the second test alone"
+    run.finish()

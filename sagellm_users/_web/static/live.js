@@ -22,6 +22,7 @@
   let tail = [];       // provisional points, replaced by each poll
   let updates = 0;
   let distributionsKey = "";
+  let run = null;      // the run the charts hold: a new test starts them afresh
 
   function status(text, bad) {
     const box = $("status");
@@ -121,10 +122,37 @@
     if (parts) body(id).replaceChildren(...parts);
   }
 
+  /** Seconds since the epoch as "YYYY-MM-DD HH:MM:SS UTC". */
+  function epoch(seconds) {
+    return D.missing(seconds) ? "-" : D.when(new Date(seconds * 1000).toISOString());
+  }
+
+  /** The session's earlier runs, newest first, each with its reports. */
+  function showRuns(runs) {
+    const finished = (runs && runs.finished) || [];
+    showPanel("runs", finished.length ? [D.table([
+      {title: "run", num: true, value: (r) => "#" + r.number},
+      {title: "started", value: (r) => epoch(r.started)},
+      {title: "stopped", value: (r) => epoch(r.stopped)},
+      {title: "requests", num: true, value: (r) => D.num(r.requests, 0)},
+      {title: "failed", num: true, value: (r) => D.num(r.failed, 0)},
+      {title: "output tokens", num: true, value: (r) => D.num(r.output_tokens, 0)},
+      {title: "report", value: (r) => el("span", {}, [
+        el("a", {href: r.report_html, download: "llm-run" + r.number + ".html",
+                 text: "HTML"}),
+        document.createTextNode(" "),
+        el("a", {href: r.report_json, download: "llm-run" + r.number + ".json",
+                 text: "JSON"})])},
+    ], finished, {className: "data runs"})] : null);
+  }
+
   function showStats(stats) {
     const cumulative = stats.cumulative || {};
     const state = stats.state || "unknown";
-    $("state").textContent = state + ", " + D.num(stats.user_count, 0) + " users";
+    const number = stats.runs ? stats.runs.number : null;
+    $("state").textContent = state + ", " + D.num(stats.user_count, 0) + " users" +
+      (number ? ", run #" + number : "");
+    showRuns(stats.runs);
     $("state").className = "state " + state.replace(/[^a-z_-]/gi, "");
     showTiles(stats);
     showEndpoints(stats);
@@ -154,7 +182,15 @@
     try {
       const [stats, timeline] = await Promise.all([getJson("stats"),
                                                    getJson("timeline?after=" + after)]);
-      if (!takeTimeline(timeline)) takeTimeline(await getJson("timeline?after=0"));
+      const number = stats.runs ? stats.runs.number : null;
+      if (run !== null && number !== run) {
+        // A new test: its timeline starts from nothing, and so do the charts.
+        closed = []; after = 0; tail = []; width = null; distributionsKey = "";
+        takeTimeline(await getJson("timeline?after=0"));
+      } else if (!takeTimeline(timeline)) {
+        takeTimeline(await getJson("timeline?after=0"));
+      }
+      run = number;
       showStats(stats);
       D.prune();
       updates += 1;
