@@ -95,6 +95,10 @@ class LLMLoadShape(LoadTestShape):
     def _spawn(users: int) -> float:
         return float(max(users, 1))  # a stage's users start within about a second
 
+    def describe(self) -> dict[str, Any]:
+        """What this shape was told, for the report's load (stages, spike or sweep)."""
+        return {"stage_time_s": self.stage_time}
+
 
 class StepLoadShape(LLMLoadShape):
     """Users rise by a step every ``--stage-time``: START, START+STEP, ... MAX, then stop."""
@@ -113,6 +117,12 @@ class StepLoadShape(LLMLoadShape):
             n += 1
             self.stages.append(_Stage(round(users), n * self.stage_time))
             users += step
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "users": [stage.users for stage in self.stages],
+        }
 
     def tick(self) -> tuple[int, float] | None:
         now = self.get_run_time()  # type: ignore[no-untyped-call]
@@ -146,6 +156,14 @@ class SpikeLoadShape(LLMLoadShape):
         self.at = parse_seconds(at, "--spike-at") if at else self.stage_time
         hold = getattr(ns, "spike_hold", "") or ""
         self.hold = parse_seconds(hold, "--spike-hold") if hold else 10.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "base_users": self.base,
+            "peak_users": self.peak,
+            "at_s": self.at,
+            "hold_s": self.hold,
+        }
 
     def tick(self) -> tuple[int, float] | None:
         now = self.get_run_time()  # type: ignore[no-untyped-call]
@@ -212,6 +230,14 @@ class SLOSweepShape(LLMLoadShape):
         self._stage_start = 0.0
         self._measuring = False
         self._measured_from = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "sweeps": "request rate" if self.by_rate else "users",
+            "loads": self.loads,
+            "settle_s": self.settle,
+        }
 
     def tick(self) -> tuple[int, float] | None:
         now = self.get_run_time()  # type: ignore[no-untyped-call]

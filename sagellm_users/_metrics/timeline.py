@@ -359,6 +359,12 @@ class Timeline:
         now = self._clock()
         return [r for r in self._reporters.values() if now - r[1] <= REPORTER_TIMEOUT_S]
 
+    def peak_users(self) -> int | None:
+        """The most users sampled in the run so far (None before any sample)."""
+        users = [p["users"] for p in self.points if p.get("users") is not None]
+        users += [gauges[0] for gauges in self._gauges.values()]
+        return max(users, default=None)
+
     def reported_in_flight(self) -> int:
         """Requests in flight on the workers that report, as of their last reports."""
         return sum(r[2] for r in self._active())

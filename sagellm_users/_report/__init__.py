@@ -15,6 +15,7 @@ from sagellm_users._report.model import (
 from sagellm_users._report.writers import (
     WRITERS,
     check_report_path,
+    load_text,
     records_lost_text,
     render_client_health,
     render_csv,
@@ -35,6 +36,7 @@ __all__ = [
     "MetricsBlock",
     "build_report",
     "check_report_path",
+    "load_text",
     "records_lost_text",
     "render_client_health",
     "render_csv",

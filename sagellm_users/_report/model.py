@@ -48,6 +48,7 @@ __all__ = [
     "EndpointReport",
     "FailureClass",
     "LLMReport",
+    "LoadInfo",
     "LostWorker",
     "MetricsBlock",
     "RunInfo",
@@ -164,10 +165,39 @@ class ClientHealthReport(BaseModel):
         )
 
 
+class LoadInfo(BaseModel):
+    """The load the run applied: what differs first when two runs are compared."""
+
+    run_number: int = 1
+    """Which test of its web session (1 for a headless run)."""
+    started: datetime | None = None
+    stopped: datetime | None = None
+    """When the test started and stopped (None while it runs)."""
+    users: int | None = None
+    """The users asked for (-u, or the start form); a shape sets its own."""
+    peak_users: int | None = None
+    """The most users that ran at once."""
+    spawn_rate: float | None = None
+    run_time_s: float | None = None
+    """--run-time, in seconds (None: until stopped)."""
+    shape: str | None = None
+    """The load shape's class, when one drove the users."""
+    stages: dict[str, Any] | None = None
+    """What the shape was told: its stages, spike or sweep."""
+    request_rate: float | None = None
+    """Open loop: the target requests per second (None: closed loop)."""
+    arrival: str | None = None
+    processes: int = 1
+    """Load-generating processes (a master's workers)."""
+    max_tokens: int | None = None
+
+
 class RunInfo(BaseModel):
     host: str | None
     user_classes: list[str]
     options: dict[str, Any] = Field(description="sagellm options of the run, secrets removed")
+    load: LoadInfo | None = None
+    """None in reports written before the load was recorded."""
 
 
 class LostWorker(BaseModel):
@@ -277,6 +307,7 @@ def build_report(
     arrivals: tuple[str, float, float] | None = None,
     sweep: SweepReport | None = None,
     timeline: Timeline | None = None,
+    load: LoadInfo | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -307,7 +338,7 @@ def build_report(
     return LLMReport(
         created=datetime.now(UTC),
         tool=ToolInfo.current(),
-        run=RunInfo(host=host, user_classes=user_classes, options=options),
+        run=RunInfo(host=host, user_classes=user_classes, options=options, load=load),
         window=WindowInfo(
             start=_when(start),
             end=_when(end),

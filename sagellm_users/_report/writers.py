@@ -22,12 +22,14 @@ from sagellm_users._report.model import (
     DistributionSummary,
     EndpointReport,
     LLMReport,
+    LoadInfo,
     MetricsBlock,
 )
 
 __all__ = [
     "WRITERS",
     "check_report_path",
+    "load_text",
     "render_csv",
     "render_json",
     "render_markdown",
@@ -104,6 +106,27 @@ def records_lost_text(report: LLMReport) -> str:
     )
 
 
+def load_text(load: LoadInfo) -> str:
+    """The load in one line: users, ramp, length, shape, open loop, processes."""
+    users = "-" if load.users is None else str(load.users)
+    if load.peak_users is not None and load.peak_users != load.users:
+        users += f" (peak {load.peak_users})"
+    parts = [f"{users} users"]
+    if load.spawn_rate is not None:
+        parts.append(f"spawn {load.spawn_rate:g}/s")
+    parts.append("until stopped" if load.run_time_s is None else f"{load.run_time_s:g} s")
+    if load.shape:
+        parts.append(f"shape {load.shape} {load.stages or ''}".rstrip())
+    if load.request_rate:
+        parts.append(f"open loop {load.request_rate:g} req/s ({load.arrival})")
+    parts.append(f"{load.processes} load-generating process(es)")
+    if load.max_tokens is not None:
+        parts.append(f"max tokens {load.max_tokens}")
+    if load.started is not None:
+        parts.append(f"run #{load.run_number} from {load.started:%Y-%m-%d %H:%M:%S} UTC")
+    return ", ".join(parts)
+
+
 def render_markdown(report: LLMReport) -> bytes:
     t = report.total
     w = report.window
@@ -117,6 +140,8 @@ def render_markdown(report: LLMReport) -> bytes:
         f"- {report.tool.name} {report.tool.version}, Locust {report.tool.locust}, "
         f"Python {report.tool.python}",
     ]
+    if report.run.load is not None:
+        lines.append(f"- load: {load_text(report.run.load)}")
     for lost in report.lost_workers:
         last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
         lines.append(

@@ -8,17 +8,21 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from locust.runners import MasterRunner
+
 from sagellm_users._metrics import render_summary
 from sagellm_users._report import (
     EarlyStopInfo,
     LLMReport,
     build_report,
+    load_text,
     records_lost_text,
     render_client_health,
     render_slo_table,
     write_report,
 )
 from sagellm_users._report.engines import render_engines
+from sagellm_users._report.model import LoadInfo
 from sagellm_users._report.server import render_server_side
 from sagellm_users._report.workload import render_workload_parts
 
@@ -78,6 +82,32 @@ def _nothing_finished(runtime: LLMRuntime) -> bool:
     return True
 
 
+def _report_parts(report: LLMReport) -> str:
+    """The summary's lines that come from the report: the load, what was lost, the
+    workload, objectives, engines, the server's and the client's side."""
+    text = ""
+    if report.run.load is not None:
+        text += f"\nLoad: {load_text(report.run.load)}"
+    if report.records_lost:
+        text += f"\nLOST: {records_lost_text(report)}"
+    text += render_workload_parts(report)
+    if report.slos and report.sweep is None:  # a sweep judged each stage on its own
+        text += "\n" + render_slo_table(report)
+    if report.engines:
+        text += "\n" + render_engines(report.engines)
+    if report.server:
+        text += "\n" + render_server_side(report.server)
+    if report.client is not None:
+        text += "\n" + render_client_health(report.client)
+    for lost in report.lost_workers:
+        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
+        text += (
+            f"\nPARTIAL: worker {lost.worker} was lost at {lost.lost_at:%H:%M:%S} UTC (last "
+            f"report {last}); what it measured after its last report is not in this report"
+        )
+    return text
+
+
 def print_summary(runtime: LLMRuntime) -> None:
     collector = runtime.collector
     window = runtime.window
@@ -104,28 +134,46 @@ def print_summary(runtime: LLMRuntime) -> None:
     elif runtime.options.llm_records is not None:
         text += f"\nRecords: written by each worker, next to {runtime.options.llm_records}"
     report = runtime.final_report or build_run_report(runtime)
-    if report.records_lost:
-        text += f"\nLOST: {records_lost_text(report)}"
-    text += render_workload_parts(report)
-    if report.slos and report.sweep is None:  # a sweep judged each stage on its own
-        text += "\n" + render_slo_table(report)
-    if report.engines:
-        text += "\n" + render_engines(report.engines)
-    if report.server:
-        text += "\n" + render_server_side(report.server)
-    if report.client is not None:
-        text += "\n" + render_client_health(report.client)
-    for lost in report.lost_workers:
-        last = "never" if lost.last_report_at is None else f"{lost.last_report_at:%H:%M:%S} UTC"
-        text += (
-            f"\nPARTIAL: worker {lost.worker} was lost at {lost.lost_at:%H:%M:%S} UTC (last "
-            f"report {last}); what it measured after its last report is not in this report"
-        )
+    text += _report_parts(report)
     for path in runtime.options.reports:
         write_report(report, path)
         text += f"\nReport: {path}"
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def load_info(runtime: LLMRuntime) -> LoadInfo:
+    """The load this run applied, as Locust and the options set it."""
+    environment = runtime.environment
+    parsed = environment.parsed_options
+    runner = environment.runner
+    options = runtime.options
+    shape = environment.shape_class
+    describe = getattr(shape, "describe", None)
+    runs = runtime.runs
+    run_time = getattr(parsed, "run_time", None)
+    users = getattr(parsed, "num_users", None)
+    spawn_rate = getattr(parsed, "spawn_rate", None)
+    workers = runner.worker_count if isinstance(runner, MasterRunner) else None
+
+    def when(seconds: float | None) -> datetime | None:
+        return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+    return LoadInfo(
+        run_number=runs.number if runs is not None and runs.number else 1,
+        started=when(runs.started) if runs is not None else None,
+        stopped=when(runs.stopped) if runs is not None else None,
+        users=None if users is None else int(users),
+        peak_users=runtime.timeline.peak_users(),
+        spawn_rate=None if spawn_rate is None else float(spawn_rate),
+        run_time_s=float(run_time) if run_time else None,
+        shape=None if shape is None else type(shape).__name__,
+        stages=describe() if callable(describe) else None,
+        request_rate=options.request_rate or None,
+        arrival=options.arrival if options.request_rate else None,
+        processes=workers if workers is not None else 1,
+        max_tokens=options.max_tokens,
+    )
 
 
 def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
@@ -153,6 +201,7 @@ def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
         else None,
         sweep=runtime.sweep,
         timeline=runtime.timeline if timeline else None,
+        load=load_info(runtime),
     )
     watch = runtime.worker_watch
     if watch is not None and watch.lost:

@@ -253,7 +253,7 @@ class _ResultRole(Role):
 
     def _runs_service(self) -> Runs:
         """The first service: a new test closes the previous run before anything restarts."""
-        self.runs = Runs(self.runtime, build_run_report)
+        self.runs = self.runtime.runs = Runs(self.runtime, build_run_report)
         return self.runs
 
     def _result_services(self) -> list[Service]:

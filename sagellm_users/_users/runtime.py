@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from sagellm_users._report import LLMReport
     from sagellm_users._report.workload import SweepReport
+    from sagellm_users._users.runs import Runs
     from sagellm_users._users.server_watch import ServerWatch
     from sagellm_users._users.slo_watch import EarlyStop
     from sagellm_users._users.worker_watch import WorkerWatch
@@ -73,6 +74,8 @@ class LLMRuntime:
 
     worker_watch: WorkerWatch | None = None
     """On a master: which workers were lost mid-run."""
+    runs: Runs | None = None
+    """Where results are kept: this web session's runs (see _users.runs)."""
     _lost_remote = 0
     _lost_error: str | None = None
     """On a master: records the workers' files could not hold, and the first reason."""

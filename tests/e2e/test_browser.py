@@ -197,10 +197,10 @@ def test_the_live_page_fills_during_a_run_and_the_report_opens_offline(
         assert console_errors(driver) == []
 
 
-def _headless(out: Path, ttft_ms: int) -> None:
+def _headless(out: Path, ttft_ms: int, users: int = 4, max_tokens: int = 16) -> None:
     result = run_locust(
-        "-f", CHAT, "--headless", "-u", "4", "-r", "4", "--run-time", "3s",
-        "--max-tokens", "16", "--llm-report", str(out),
+        "-f", CHAT, "--headless", "-u", str(users), "-r", "4", "--run-time", "3s",
+        "--max-tokens", str(max_tokens), "--llm-report", str(out),
         "--mock-args", f"--ttft-ms {ttft_ms} --tbt-ms 5",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
@@ -209,7 +209,7 @@ def _headless(out: Path, ttft_ms: int) -> None:
 def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
     base, slower = tmp_path / "base.json", tmp_path / "slower.json"
     _headless(base, 20)
-    _headless(slower, 60)
+    _headless(slower, 60, users=2, max_tokens=8)
     # The baseline as schema version 2 wrote it: its tokens by request end, said so.
     old = orjson.loads(base.read_bytes())
     del old["timeline"]["late_tokens"], old["timeline"]["output_by_arrival"]
@@ -229,6 +229,16 @@ def test_a_comparison_of_two_runs_highlights_the_deltas(tmp_path: Path) -> None:
         assert worse, "TTFT tripled: its cells are marked worse"
         _charts_hold_data(driver, ("cmp-cdf-ttft_ms", "cmp-ts-output"))
         comparison = driver.find_element(By.ID, "comparison").text
+        # The load comes first: what differs between the runs, before any latency.
+        differs = driver.execute_script(
+            "const t = document.querySelector('#comparison .load-diff table');"
+            "return t && [...t.querySelectorAll('tbody tr')].map(r => r.innerText);"
+        )
+        assert differs is not None, "a table of what differs in the load"
+        rows = {row.split("\t")[0]: row.split("\t")[1:] for row in differs}
+        assert rows["users"] == ["4", "2"] and rows["--max-tokens"] == ["16", "8"]
+        assert "--llm-report" not in rows, "where the report was written is not the load"
+        assert comparison.index("What differs in the load") < comparison.index("TTFT")
         assert "base: A report older than schema version 3" in comparison
         assert "slower:" not in comparison
         assert console_errors(driver) == []

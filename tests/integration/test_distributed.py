@@ -317,3 +317,5 @@ def test_a_masters_second_test_is_its_own_run(mock_url: str, fast_reports: None)
     assert role.runs is not None
     [earlier] = role.runs.finished
     assert earlier.number == 1 and earlier.report.total.requests == len(first)
+    load = earlier.report.run.load
+    assert load is not None and load.processes == 2 and load.run_number == 1

@@ -144,6 +144,9 @@ def test_each_test_of_a_web_session_is_its_own_run(mock_url: str) -> None:
     assert datetime.fromisoformat(window_start).timestamp() >= second_start - 0.05, (
         "the window starts with the second test"
     )
+    load = cumulative["run"]["load"]
+    assert load["run_number"] == 2 and load["users"] == 2 and load["spawn_rate"] == 2
+    assert load["processes"] == 1 and load["max_tokens"] == 3 and load["stopped"] is not None
     runs = live["runs"]
     assert runs["number"] == 2
     [earlier] = runs["finished"]

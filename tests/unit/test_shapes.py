@@ -106,3 +106,13 @@ def test_sweep_configures_users_or_rates() -> None:
         _env("--sweep", "5:5:15", "--slo", "ttft_p99<=1s", "--request-rate", "1", "-u", "32")
     )
     assert rates.loads == [5, 10, 15] and rates.by_rate and rates.users == 32
+
+
+def test_each_shape_describes_its_load_for_the_report() -> None:
+    """The report's load names what a shape was told (compared first between runs)."""
+    step = StepLoadShape()
+    step.configure_from_options(_env("--step-users", "2:2:6", "--stage-time", "10s"))
+    assert step.describe() == {"stage_time_s": 10.0, "users": [2, 4, 6]}
+    spike = SpikeLoadShape()
+    spike.configure_from_options(_env("--spike-users", "2:8", "--spike-at", "5s"))
+    assert spike.describe() == {"base_users": 2, "peak_users": 8, "at_s": 5.0, "hold_s": 10.0}

@@ -21,6 +21,66 @@
     }
   }
 
+  /* -- the load ----------------------------------------------------------------------- */
+  /** [label, value] of the load a run applied (older reports have none). */
+  function loadPairs(report) {
+    const load = (report.run || {}).load;
+    if (!load) return [];
+    const pairs = [
+      ["users", D.text(load.users) + (D.missing(load.peak_users) ? "" :
+                                      " (peak " + D.num(load.peak_users, 0) + ")")],
+      ["spawn rate", D.missing(load.spawn_rate) ? "-" : D.num(load.spawn_rate) + " users/s"],
+      ["run time", D.missing(load.run_time_s) ? "until stopped" : D.num(load.run_time_s) + " s"],
+      ["load shape", load.shape ? load.shape + (load.stages ? " " + JSON.stringify(load.stages)
+                                                           : "") : "none"],
+      ["open loop", D.missing(load.request_rate) ? "no (closed loop)" :
+                    D.num(load.request_rate) + " req/s, " + D.text(load.arrival)],
+      ["load-generating processes", D.num(load.processes, 0)],
+    ];
+    if (load.started) {
+      pairs.push(["test", "run #" + load.run_number + ", " + D.when(load.started) + " to " +
+                          (load.stopped ? D.when(load.stopped) : "now")]);
+    }
+    return pairs;
+  }
+
+  /** Options every run has that say nothing of the load (where files were written). */
+  const NOT_LOAD = new Set(["llm_report", "llm_html", "llm_records", "reports", "engine_log"]);
+
+  /** The load's fields and options whose values differ between ``reports``. */
+  function loadDifferences(reports, labels) {
+    const rows = [];
+    const add = (name, values) => {
+      if (new Set(values.map((v) => JSON.stringify(v === undefined ? null : v))).size > 1) {
+        rows.push({name: name, values: values});
+      }
+    };
+    const loads = reports.map((r) => (r.run || {}).load || {});
+    for (const [name, key] of [["users", "users"], ["peak users", "peak_users"],
+                               ["spawn rate", "spawn_rate"], ["run time (s)", "run_time_s"],
+                               ["load shape", "shape"], ["shape's stages", "stages"],
+                               ["request rate (req/s)", "request_rate"],
+                               ["load-generating processes", "processes"]]) {
+      add(name, loads.map((l) => l[key]));
+    }
+    add("host", reports.map((r) => (r.run || {}).host));
+    add("models", reports.map((r) => ((r.total || {}).models || []).join(", ")));
+    add("User classes", reports.map((r) => ((r.run || {}).user_classes || []).join(", ")));
+    const options = reports.map((r) => (r.run || {}).options || {});
+    const keys = [...new Set(options.flatMap((o) => Object.keys(o)))]
+      .filter((k) => !NOT_LOAD.has(k));
+    for (const key of keys) add("--" + key.replace(/_/g, "-"), options.map((o) => o[key]));
+    const box = el("div", {className: "load-diff"}, [el("h3", {text: "What differs in the load"})]);
+    if (!rows.length) {
+      box.append(el("p", {className: "note", text: "The same load in every run: users, " +
+        "spawn rate, run time, shape, rate, processes, host, models and options."}));
+      return box;
+    }
+    box.append(D.table([{title: "", value: (r) => r.name}].concat(labels.map((label, i) => ({
+      title: label, value: (r) => D.text(r.values[i])}))), rows, {className: "data load"}));
+    return box;
+  }
+
   /* -- one run ----------------------------------------------------------------------- */
   function config(report, suffix) {
     const box = D.section("config" + suffix, "Run");
@@ -33,6 +93,7 @@
       ["models", (total.models || []).join(", ") || "-"],
       ["backends", (total.backends || []).join(", ") || "-"],
       ["User classes", (run.user_classes || []).join(", ") || "-"],
+      ...loadPairs(report),
       ["measured window", D.num(win.seconds) + " s" + (win.start ? ", " + D.when(win.start) +
                           " to " + D.when(win.end) : "")],
       ["warm-up", D.text(win.warmup || "none") + "; " + D.num(win.excluded_requests || 0, 0) +
@@ -235,6 +296,7 @@
     const box = D.section("comparison", "Comparison",
       "Each run against the first (" + labels[0] + "): green is better, red worse; a change " +
       "under 1% counts as the same.");
+    box.append(loadDifferences(reports, labels));
     box.append(D.metricsTable(reports.map((r, i) => ({title: labels[i], block: r.total || {}})),
                               true));
 
