@@ -346,6 +346,22 @@ class Distribution:
         end = bisect_left(keys, self._grid.key(threshold))
         return running[end - 1] if end else 0
 
+    def counts_at_or_below(self, bounds: list[float]) -> list[int]:
+        """How many samples are at or below each of the sorted ``bounds``: a Prometheus
+        histogram's cumulative buckets. Exact while exact; binned, each bin counts where its
+        value reads (as percentiles read it), so a bound is within the percentile tolerance."""
+        if self._count == 0:
+            return [0] * len(bounds)
+        if self._exact is not None:
+            if not self._sorted:
+                self._exact = array("d", sorted(self._exact))
+                self._sorted = True
+            exact = self._exact
+            return [bisect_right(exact, bound) for bound in bounds]
+        keys, running = self._rank()
+        values = [self._bin_value(key) for key in keys]
+        return [running[i - 1] if (i := bisect_right(values, bound)) else 0 for bound in bounds]
+
     def bin_counts(self, edges: list[float]) -> list[int]:
         """Samples per bin ``[edges[i], edges[i+1])`` for a histogram; samples outside the
         edges count in the first or last bin. Exact while exact; binned, each fine bin

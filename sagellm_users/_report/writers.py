@@ -17,12 +17,13 @@ import orjson
 
 from sagellm_users._errors import ConfigError
 from sagellm_users._report.html import render_html_report
+from sagellm_users._report.junit import render_junit
+from sagellm_users._report.load import load_text
 from sagellm_users._report.model import (
     ClientHealthReport,
     DistributionSummary,
     EndpointReport,
     LLMReport,
-    LoadInfo,
     MetricsBlock,
 )
 
@@ -104,27 +105,6 @@ def records_lost_text(report: LLMReport) -> str:
         f"{report.records_lost} record(s) could not be written to the records file "
         f"({report.records_error}); they are counted here but missing from the file"
     )
-
-
-def load_text(load: LoadInfo) -> str:
-    """The load in one line: users, ramp, length, shape, open loop, processes."""
-    users = "-" if load.users is None else str(load.users)
-    if load.peak_users is not None and load.peak_users != load.users:
-        users += f" (peak {load.peak_users})"
-    parts = [f"{users} users"]
-    if load.spawn_rate is not None:
-        parts.append(f"spawn {load.spawn_rate:g}/s")
-    parts.append("until stopped" if load.run_time_s is None else f"{load.run_time_s:g} s")
-    if load.shape:
-        parts.append(f"shape {load.shape} {load.stages or ''}".rstrip())
-    if load.request_rate:
-        parts.append(f"open loop {load.request_rate:g} req/s ({load.arrival})")
-    parts.append(f"{load.processes} load-generating process(es)")
-    if load.max_tokens is not None:
-        parts.append(f"max tokens {load.max_tokens}")
-    if load.started is not None:
-        parts.append(f"run #{load.run_number} from {load.started:%Y-%m-%d %H:%M:%S} UTC")
-    return ", ".join(parts)
 
 
 def render_markdown(report: LLMReport) -> bytes:
@@ -254,6 +234,7 @@ WRITERS: dict[str, Callable[[LLMReport], bytes]] = {
     ".csv": render_csv,
     ".md": render_markdown,
     ".html": render_html_report,
+    ".xml": render_junit,
 }
 
 

@@ -10,7 +10,9 @@ a locustfile installs) like Locust's own routes:
 - ``/llm/timeline?after=T`` the closed points after T and the open (still growing) ones;
 - ``/llm/report.html`` / ``/llm/report.json`` the report as of now, to download;
 - ``/llm/runs/<n>/report.html`` / ``.json`` the report of run ``n``, an earlier test of this
-  web session (``/llm/stats`` lists them under ``runs``).
+  web session (``/llm/stats`` lists them under ``runs``);
+- ``/llm/metrics`` the run's counters and TTFT / ITL / TPOT / E2E histograms in Prometheus'
+  format, for a Grafana beside the server's (see _metrics.exposition).
 
 Inside Locust's own page an "LLM" tab shows the per-endpoint table (Locust's extended
 tabs: the table rides on ``/stats/requests``), and "Download Data" links to the page
@@ -27,8 +29,10 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import orjson
 from flask import Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sagellm_users._metrics.collector import MetricsCollector
+from sagellm_users._metrics.exposition import LoadTestCollector, registry_for
 from sagellm_users._report import EndpointReport, MetricsBlock
 from sagellm_users._report.html import render_html_report
 from sagellm_users._web import ASSETS, asset, template
@@ -243,6 +247,17 @@ def add_live_route(
     def llm_report_json() -> Any:
         return _json_download(report(runtime, True), "llm-report.json")
 
+    def gauges() -> tuple[int, int, int]:
+        runner = runtime.environment.runner
+        users = 0 if runner is None else runner.user_count
+        return users, runtime.requests_in_flight(), 1 if runs is None else max(runs.number, 1)
+
+    registry = registry_for(LoadTestCollector(lambda: runtime.collector, gauges))
+
+    def llm_metrics() -> Any:
+        runtime.recorder.flush()  # requests that finished before the scrape are in it
+        return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     def finished(number: int) -> LLMReport | None:
         run = None if runs is None else runs.run(number)
         return None if run is None else run.report
@@ -273,6 +288,7 @@ def add_live_route(
         ("/llm/report.json", "sagellm_llm_report_json", llm_report_json),
         ("/llm/runs/<int:number>/report.html", "sagellm_llm_run_html", llm_run_report_html),
         ("/llm/runs/<int:number>/report.json", "sagellm_llm_run_json", llm_run_report_json),
+        ("/llm/metrics", "sagellm_llm_metrics", llm_metrics),
     ]
     prefix = _base_path(web_ui)
     for path, endpoint, view in routes:

@@ -342,7 +342,7 @@ class LLMOptions(BaseModel):
         Opt(
             "--llm-report",
             "Write the LLM report to PATH at the end: .json (with vLLM bench serve's field "
-            "names), .csv, .md or .html",
+            "names), .csv, .md, .html, or .xml (the SLO verdicts as JUnit XML, for CI)",
             _REP,
             web=False,
             kind="append",

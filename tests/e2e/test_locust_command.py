@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import orjson
 import pytest
@@ -300,10 +301,10 @@ def test_master_and_two_worker_processes(tmp_path: Path, unused_port: int) -> No
     ],
 )
 def test_slo_gate_sets_the_exit_code(tmp_path: Path, slo: str, code: int, verdict: str) -> None:
-    report = tmp_path / "slo.json"
+    report, junit = tmp_path / "slo.json", tmp_path / "verdicts.xml"
     result = locust(
         "-f", CHAT, "--headless", "-u", "2", "-r", "2", "-t", "2s", "--max-tokens", "4",
-        "--slo", slo, "--llm-report", str(report),
+        "--slo", slo, "--llm-report", str(report), "--llm-report", str(junit),
     )  # fmt: skip
     assert result.returncode == code, result.stdout + result.stderr
     assert verdict in result.stdout
@@ -313,6 +314,13 @@ def test_slo_gate_sets_the_exit_code(tmp_path: Path, slo: str, code: int, verdic
         for line in result.stdout.splitlines()
         if line.startswith("    ") and line.rstrip().endswith(("pass", "FAIL"))
     ]
+    # The same verdicts as JUnit XML, one test case per objective, as CI shows them.
+    suite = ElementTree.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    cases = {case.get("name"): case.find("failure") for case in suite.iter("testcase")}
+    assert list(cases) == [r["slo"] for r in data["slos"]]
+    assert [failure is None for failure in cases.values()] == [r["passed"] for r in data["slos"]]
+    assert suite.get("failures") == str(sum(not r["passed"] for r in data["slos"]))
 
 
 def test_slo_early_stop_ends_the_run_and_fails_the_gate(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import gevent.event
 import locust
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sagellm_users import OpenAIChatUser, install
 from tests.conftest import MOCK_TTFT_MS
@@ -167,3 +168,29 @@ def test_each_test_of_a_web_session_is_its_own_run(mock_url: str) -> None:
         == (cumulative["completed"])
     ), "the timeline holds the second test alone"
     run.finish()
+
+
+def test_the_live_metrics_are_served_in_prometheus_format(mock_url: str) -> None:
+    """What an existing Prometheus scrapes: the same counts as the live JSON, parsed by
+    Prometheus' own parser, histograms with vLLM's bucket bounds."""
+    run = LocalRun([OpenAIChatUser], ["--host", mock_url], web_ui=True)
+    client = _start(run, {"host": mock_url, "max_tokens": "5"})
+    assert run.wait_for(8, timeout=30)
+    run.runner.stop()
+    answer = client.get("/llm/metrics")
+    live = client.get("/llm/stats").json
+    run.finish()
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(answer.data.decode())}
+    ok = [s for s in families["sagellm_client_requests"].samples if s.labels["outcome"] == "ok"]
+    assert live is not None and [s.value for s in ok] == [live["cumulative"]["completed"]]
+    assert ok[0].labels == {"user": "OpenAIChatUser", "endpoint": CHAT, "outcome": "ok"}
+    ttft = families["sagellm_client_ttft_seconds"]
+    assert ttft.type == "histogram"
+    count = next(s.value for s in ttft.samples if s.name.endswith("_count"))
+    assert count == live["cumulative"]["completed"]
+    bounds = {s.labels["le"] for s in ttft.samples if s.name.endswith("_bucket")}
+    assert {"0.1", "2560.0", "+Inf"} <= bounds
+    output = families["sagellm_client_output_tokens"].samples[0].value
+    assert output == live["cumulative"]["total_output_tokens"] == 5 * count
