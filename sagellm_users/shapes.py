@@ -26,7 +26,7 @@ from sagellm_users._errors import ConfigError
 from sagellm_users._metrics.collector import MetricsCollector
 from sagellm_users._metrics.slo import good_request_rule
 from sagellm_users._report.model import MetricsBlock, judge_slos
-from sagellm_users._report.workload import SweepReport, SweepStage
+from sagellm_users._report.workload import CurvePoint, SweepReport, SweepStage
 from sagellm_users._users.runtime import runtime_of
 from sagellm_users._users.traffic_setup import set_request_rate
 
@@ -69,6 +69,41 @@ def _parse_range(text: str, option: str) -> tuple[float, float, float]:
     return start, step, top
 
 
+def _start_measuring(runtime: Any) -> float:
+    """A stage's measured part begins: its finished requests land in ``runtime.stage``."""
+    stage = MetricsCollector()
+    stage.good_request = good_request_rule(runtime.options.slos)
+    runtime.stage = stage
+    return time.time()
+
+
+def _stop_measuring(runtime: Any, since: float | None) -> tuple[MetricsCollector, MetricsBlock]:
+    """What the stage measured since ``since`` (None: it never began measuring), with the
+    p99s the serving curve plots whatever --percentiles asked for."""
+    collected = runtime.stage or MetricsCollector()
+    runtime.stage = None
+    measured = max(time.time() - since, 1e-9) if since is not None else 0.0
+    percentiles = sorted({*runtime.options.percentiles, 99.0})
+    block = MetricsBlock.of(
+        collected.total(), measured, percentiles, collected.good_request is not None
+    )
+    return collected, block
+
+
+def _curve_point(load: float, block: MetricsBlock, passed: bool | None) -> CurvePoint:
+    return CurvePoint(
+        load=load,
+        requests=block.requests,
+        request_throughput=block.request_throughput,
+        output_throughput=block.output_throughput,
+        ttft_p99_ms=block.ttft_ms.percentiles.get("p99"),
+        itl_p99_ms=block.itl_ms.percentiles.get("p99"),
+        e2el_p99_ms=block.e2el_ms.percentiles.get("p99"),
+        error_rate=block.error_rate,
+        passed=passed,
+    )
+
+
 @dataclass
 class _Stage:
     users: int
@@ -101,9 +136,17 @@ class LLMLoadShape(LoadTestShape):
 
 
 class StepLoadShape(LLMLoadShape):
-    """Users rise by a step every ``--stage-time``: START, START+STEP, ... MAX, then stop."""
+    """Users rise by a step every ``--stage-time``: START, START+STEP, ... MAX, then stop.
+
+    Each stage is measured from a quarter of the way in (the new users' ramp and the
+    requests the previous stage left in flight settle first; at least 3 s on a master,
+    whose workers report every 3 s) to its end: one point of the serving curve, judged
+    against --slo when given."""
 
     stages: list[_Stage]
+    settle = 0.0
+    curve_points: list[CurvePoint]
+    """The stages measured so far this test (the report's serving curve)."""
 
     def configure_from_options(self, environment: Environment) -> None:
         super().configure_from_options(environment)
@@ -117,6 +160,17 @@ class StepLoadShape(LLMLoadShape):
             n += 1
             self.stages.append(_Stage(round(users), n * self.stage_time))
             users += step
+        distributed = bool(getattr(environment.parsed_options, "master", False))
+        self.settle = max(self.stage_time / 4, 3.0 if distributed else 0.0)
+        self.reset_time()
+
+    def reset_time(self) -> None:
+        """A new test (Locust calls it at each start): the curve starts again."""
+        super().reset_time()  # type: ignore[no-untyped-call]
+        self.curve_points = []
+        self._index: int | None = -1
+        self._stage_start = 0.0
+        self._measured_from: float | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -126,10 +180,33 @@ class StepLoadShape(LLMLoadShape):
 
     def tick(self) -> tuple[int, float] | None:
         now = self.get_run_time()  # type: ignore[no-untyped-call]
-        for stage in self.stages:
-            if now < stage.until:
-                return stage.users, self._spawn(stage.users)
-        return None
+        index = next((i for i, stage in enumerate(self.stages) if now < stage.until), None)
+        runner = getattr(self, "runner", None)
+        if runner is not None:
+            self._measure(runtime_of(runner.environment), index, now)
+        if index is None:
+            return None
+        users = self.stages[index].users
+        return users, self._spawn(users)
+
+    def _measure(self, runtime: Any, index: int | None, now: float) -> None:
+        """End the stage that ended (a point of the curve); measure the one running."""
+        if index != self._index:
+            if self._index is not None and self._index >= 0:
+                _collected, block = _stop_measuring(runtime, self._measured_from)
+                passed = None
+                if runtime.options.slos:
+                    passed = all(r.passed for r in judge_slos(runtime.options.slos, block))
+                self.curve_points.append(
+                    _curve_point(self.stages[self._index].users, block, passed)
+                )
+            self._index, self._stage_start, self._measured_from = index, now, None
+        if (
+            index is not None
+            and self._measured_from is None
+            and now >= self._stage_start + self.settle
+        ):
+            self._measured_from = _start_measuring(runtime)
 
 
 class SpikeLoadShape(LLMLoadShape):
@@ -255,10 +332,7 @@ class SLOSweepShape(LLMLoadShape):
             if self.by_rate:
                 set_request_rate(runtime, self.loads[self._index])
         if not self._measuring and now >= self._stage_start + self.settle:
-            stage = MetricsCollector()
-            stage.good_request = good_request_rule(runtime.options.slos)
-            runtime.stage = stage
-            self._measured_from = time.time()
+            self._measured_from = _start_measuring(runtime)
             self._measuring = True
         users = self.users if self.by_rate else round(self.loads[self._index])
         return users, self._spawn(users)
@@ -266,15 +340,12 @@ class SLOSweepShape(LLMLoadShape):
     def _finish_stage(self, now: float) -> bool:
         """Judge the stage that just ended; True when the sweep goes on."""
         runtime = runtime_of(self.runner.environment)  # type: ignore[union-attr]
-        collected = runtime.stage or MetricsCollector()
-        runtime.stage = None
-        measured = max(time.time() - self._measured_from, 1e-9) if self._measuring else 0.0
-        options = runtime.options
-        total = collected.total()
-        block = MetricsBlock.of(
-            total, measured, list(options.percentiles), collected.good_request is not None
+        collected, block = _stop_measuring(
+            runtime, self._measured_from if self._measuring else None
         )
-        results = judge_slos(options.slos, block)
+        measured = block.duration_s
+        total = collected.total()
+        results = judge_slos(runtime.options.slos, block)
         broken = [
             f"{r.slo} ({'-' if r.value is None else f'{r.value:.4g}'})"
             for r in results
@@ -293,6 +364,8 @@ class SLOSweepShape(LLMLoadShape):
                 passed=not broken,
                 broken=broken,
                 ttft_p99_ms=block.ttft_ms.percentiles.get("p99"),
+                itl_p99_ms=block.itl_ms.percentiles.get("p99"),
+                e2el_p99_ms=block.e2el_ms.percentiles.get("p99"),
                 output_throughput=block.output_throughput,
                 request_throughput=block.request_throughput,
                 error_rate=block.error_rate,

@@ -38,7 +38,7 @@ from sagellm_users._report.plots import (
     per_user,
 )
 from sagellm_users._report.server import ServerSideReport
-from sagellm_users._report.workload import ArrivalReport, SweepReport, TurnReport
+from sagellm_users._report.workload import ArrivalReport, ServingCurve, SweepReport, TurnReport
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -236,6 +236,9 @@ class LLMReport(BaseModel):
     turns: list[TurnReport] = Field(default_factory=list)
     """Multi-turn workloads: the metrics of each turn index."""
     sweep: SweepReport | None = None
+    curve: ServingCurve | None = None
+    """The serving curve of a stepped load (step or sweep shape): p99 latencies against
+    achieved throughput, stage by stage."""
     """An SLO sweep's stages and the capacity it found."""
     timeline: TimelineReport | None = None
     """The run over time: one point per time bucket (throughput, latency, users, errors)."""
@@ -308,6 +311,7 @@ def build_report(
     sweep: SweepReport | None = None,
     timeline: Timeline | None = None,
     load: LoadInfo | None = None,
+    curve: ServingCurve | None = None,
 ) -> LLMReport:
     """Summarise ``collector`` (local, or merged on a master) into an :class:`LLMReport`.
 
@@ -371,6 +375,7 @@ def build_report(
             for turn, stats in collector.by_turn.items()
         ],
         sweep=sweep,
+        curve=curve,
         timeline=None if timeline is None else TimelineReport.of(timeline),
         distributions=distribution_plots(total, per_user(collector.by_key)),
     )

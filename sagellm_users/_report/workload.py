@@ -3,6 +3,7 @@ kept, metrics by conversation turn, and a sweep's stages with the capacity it fo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
@@ -11,13 +12,17 @@ from sagellm_users._metrics.arrivals import LATE_SECONDS, ArrivalStats
 from sagellm_users._report.blocks import DistributionSummary, MetricsBlock
 
 if TYPE_CHECKING:
+    from sagellm_users._metrics.slo import SLO
     from sagellm_users._report.model import LLMReport
 
 __all__ = [
     "ArrivalReport",
+    "CurvePoint",
+    "ServingCurve",
     "SweepReport",
     "SweepStage",
     "TurnReport",
+    "curve_thresholds",
     "render_arrivals",
     "render_sweep",
     "render_turns",
@@ -84,9 +89,53 @@ class SweepStage(BaseModel):
     broken: list[str] = Field(default_factory=list)
     """The objectives this stage did not meet (or why it could not be judged)."""
     ttft_p99_ms: float | None = None
+    itl_p99_ms: float | None = None
+    e2el_p99_ms: float | None = None
     output_throughput: float = 0.0
     request_throughput: float = 0.0
     error_rate: float = 0.0
+
+
+class CurvePoint(BaseModel):
+    """One stage of a stepped load (or one run of several): the load asked for, what the
+    server achieved at it, and the p99 latencies there."""
+
+    load: float
+    """Users, or requests per second for an open-loop rate sweep."""
+    requests: int
+    request_throughput: float
+    output_throughput: float
+    ttft_p99_ms: float | None
+    itl_p99_ms: float | None
+    e2el_p99_ms: float | None
+    error_rate: float
+    passed: bool | None = None
+    """Whether the stage met every --slo objective (None without objectives)."""
+
+
+class ServingCurve(BaseModel):
+    """The serving curve: p99 latencies against achieved throughput, stage by stage, with
+    the objectives' p99 thresholds and the highest load that met them all."""
+
+    unit: Literal["users", "req/s"]
+    points: list[CurvePoint] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    """``ttft_p99_ms`` / ``itl_p99_ms`` / ``e2el_p99_ms`` -> the --slo bound, in ms."""
+    capacity: float | None = None
+    """The highest load whose stage met every objective (None: none did, or no --slo)."""
+
+
+def curve_thresholds(slos: Iterable[SLO]) -> dict[str, float]:
+    """The p99 upper bounds of --slo on TTFT, ITL and E2E: the curve's threshold lines."""
+    thresholds: dict[str, float] = {}
+    for slo in slos:
+        if slo.stat == "p99" and slo.op in ("<", "<=") and slo.metric in _CURVE_METRICS:
+            key = f"{slo.metric.removesuffix('_ms')}_p99_ms"
+            thresholds[key] = min(slo.threshold, thresholds.get(key, slo.threshold))
+    return thresholds
+
+
+_CURVE_METRICS = ("ttft_ms", "itl_ms", "e2el_ms")
 
 
 class SweepReport(BaseModel):
@@ -99,6 +148,18 @@ class SweepReport(BaseModel):
     """The highest load whose stage met every objective (None: even the first broke)."""
     broke_at: float | None = None
     """The first load that broke an objective (None: every stage up to the maximum met them)."""
+
+    def curve(self, slos: Iterable[SLO]) -> ServingCurve:
+        """The sweep's stages as a serving curve."""
+        return ServingCurve(
+            unit=self.unit,
+            points=[
+                CurvePoint.model_validate(stage.model_dump(include=set(CurvePoint.model_fields)))
+                for stage in self.stages
+            ],
+            thresholds=curve_thresholds(slos),
+            capacity=self.capacity,
+        )
 
 
 def _ms(value: float | None) -> str:

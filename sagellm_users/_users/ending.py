@@ -24,7 +24,7 @@ from sagellm_users._report import (
 from sagellm_users._report.engines import render_engines
 from sagellm_users._report.model import LoadInfo
 from sagellm_users._report.server import render_server_side
-from sagellm_users._report.workload import render_workload_parts
+from sagellm_users._report.workload import ServingCurve, curve_thresholds, render_workload_parts
 
 if TYPE_CHECKING:
     from sagellm_users._users.runtime import LLMRuntime
@@ -176,6 +176,26 @@ def load_info(runtime: LLMRuntime) -> LoadInfo:
     )
 
 
+def serving_curve(runtime: LLMRuntime) -> ServingCurve | None:
+    """A sweep's stages, or a step shape's, as the serving curve (None otherwise)."""
+    slos = runtime.options.slos
+    if runtime.sweep is not None:
+        return runtime.sweep.curve(slos)
+    points = getattr(runtime.environment.shape_class, "curve_points", None)
+    if not points:
+        return None
+    judged = [p.load for p in points if p.passed]
+    capacity = None
+    if slos and judged:
+        # The highest load below the first stage that broke an objective.
+        broke = next((p.load for p in points if p.passed is False), None)
+        met = [load for load in judged if broke is None or load < broke]
+        capacity = max(met) if met else None
+    return ServingCurve(
+        unit="users", points=list(points), thresholds=curve_thresholds(slos), capacity=capacity
+    )
+
+
 def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
     """The report as of now; ``timeline=False`` for the live JSON, which polls it apart."""
     options = runtime.options
@@ -202,6 +222,7 @@ def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
         sweep=runtime.sweep,
         timeline=runtime.timeline if timeline else None,
         load=load_info(runtime),
+        curve=serving_curve(runtime),
     )
     watch = runtime.worker_watch
     if watch is not None and watch.lost:

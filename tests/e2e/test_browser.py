@@ -286,3 +286,63 @@ def test_the_report_says_when_it_is_partial_and_what_was_cancelled_or_retried(
         headers = [th.text for th in driver.find_elements(By.CSS_SELECTOR, "#summary th")]
         assert "cancelled" in headers and "retried" in headers
         assert console_errors(driver) == []
+
+
+def test_a_sweeps_serving_curve_is_drawn_with_its_bound_and_capacity(tmp_path: Path) -> None:
+    """The serving curve of a real sweep against the mock (which runs 4 sequences at once):
+    each stage's p99s against what it achieved, the objective dashed, the capacity marked;
+    docs/serving-curve.png is this test's screenshot."""
+    report = tmp_path / "sweep.json"
+    result = run_locust(
+        "-f", f"{CHAT},{ROOT / 'locustfiles' / 'shapes' / 'sweep.py'}", "--headless",
+        "--sweep", "1:1:6", "--stage-time", "2s", "--sweep-settle", "0.5s",
+        "--slo", "ttft_p99<=40ms", "--max-tokens", "16", "--ignore-eos",
+        "--mock-args", "--ttft-ms 20 --tbt-ms 5 --max-concurrency 4",
+        "--llm-report", str(report), "--llm-html", str(tmp_path / "sweep.html"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = orjson.loads(report.read_bytes())
+    curve = data["curve"]
+    assert curve["capacity"] is not None and curve["thresholds"] == {"ttft_p99_ms": 40.0}
+    with chromium() as driver:
+        driver.get((tmp_path / "sweep.html").as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        section = driver.find_element(By.ID, "curve")
+        charts = section.find_elements(By.CSS_SELECTOR, ".chart")
+        assert len(charts) == 6, "TTFT, ITL and E2E p99 against req/s and tokens/s"
+        ids = [c.get_attribute("data-chart") for c in charts]
+        _charts_hold_data(driver, tuple(i for i in ids if i), at_least=2)
+        legends = section.text
+        assert re.search(r"objective 40(\.0)? ms", legends), legends
+        assert f"capacity {curve['capacity']:g} users" in legends
+        capacity_row = section.find_element(By.CSS_SELECTOR, "table.curve tr.capacity")
+        assert capacity_row.text.split()[0] == f"{curve['capacity']:g}"
+        assert console_errors(driver) == []
+        driver.execute_script("arguments[0].scrollIntoView();", section)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "serving-curve.png"  # docs/serving-curve.png is this picture
+        assert section.screenshot(str(shot))
+    assert shot.stat().st_size > 20_000, "a real picture, not an empty one"
+
+
+def test_the_live_page_draws_the_serving_curve_as_stages_end(tmp_path: Path) -> None:
+    process = start_locust(
+        "-f", f"{CHAT},{ROOT / 'locustfiles' / 'shapes' / 'step.py'}",
+        "--web-host", "127.0.0.1", "--web-port", "0", "--autostart", "--autoquit", "0",
+        "--step-users", "1:1:4", "--stage-time", "2s", "--slo", "ttft_p99<=1s",
+        "--max-tokens", "8", "--mock-args", "--ttft-ms 10 --tbt-ms 2",
+    )  # fmt: skip
+    with reading(process) as run, chromium() as driver:
+        url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+        driver.get(url)
+        # Each stage that ends adds a point: the panel shows up after the first.
+        wait_for(
+            driver,
+            "!document.getElementById('curve').hidden && Number(document.querySelector("
+            "'#curve .serving-curve')?.dataset.points || 0) >= 2",
+            timeout=30,
+        )
+        section = driver.find_element(By.ID, "curve")
+        assert len(section.find_elements(By.CSS_SELECTOR, ".chart")) == 6
+        assert "objective" in section.text and "users" in section.text
+        assert console_errors(driver) == []

@@ -95,6 +95,37 @@ def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
     assert sweep.broke_at == sweep.capacity + 1
     assert [s.passed for s in sweep.stages] == [True] * (len(sweep.stages) - 1) + [False]
     assert f"capacity: {sweep.capacity:g} users met every objective" in result.stdout
+    # The serving curve: each stage's p99s against what it achieved, the bound, capacity.
+    curve = report.curve
+    assert curve is not None and curve.capacity == sweep.capacity
+    assert [p.load for p in curve.points] == [s.load for s in sweep.stages]
+    assert curve.thresholds == {"ttft_p99_ms": 40.0}
+    for point, stage in zip(curve.points, sweep.stages, strict=True):
+        assert point.request_throughput == stage.request_throughput > 0
+        assert point.ttft_p99_ms == stage.ttft_p99_ms
+        assert point.itl_p99_ms is not None and point.e2el_p99_ms is not None
+
+
+def test_a_step_load_draws_a_serving_curve(tmp_path: Path) -> None:
+    """Each step is a point: what it achieved and its p99s, judged against --slo."""
+    report_path = tmp_path / "steps.json"
+    result = _run(
+        "-f", "locustfiles/chat.py,locustfiles/shapes/step.py", "--headless",
+        "--step-users", "1:2:5", "--stage-time", "2s", "--slo", "ttft_p99<=40ms",
+        "--max-tokens", "8", "--mock-args", "--ttft-ms 10 --tbt-ms 2 --max-concurrency 4",
+        "--llm-report", str(report_path),
+    )  # fmt: skip
+    assert result.returncode in (0, 3), result.stdout + result.stderr
+    report = LLMReport.model_validate(orjson.loads(report_path.read_bytes()))
+    curve = report.curve
+    assert curve is not None and curve.unit == "users"
+    assert [p.load for p in curve.points] == [1, 3, 5]
+    assert curve.thresholds == {"ttft_p99_ms": 40.0}
+    throughputs = [p.request_throughput for p in curve.points]
+    assert throughputs[0] > 0 and throughputs[1] > throughputs[0], throughputs
+    assert all(p.passed is not None and p.ttft_p99_ms is not None for p in curve.points)
+    assert report.run.load is not None and report.run.load.shape == "StepLoadShape"
+    assert report.run.load.stages == {"stage_time_s": 2.0, "users": [1, 3, 5]}
 
 
 def test_a_sweep_that_breaks_at_once_exits_3(tmp_path: Path) -> None:

@@ -374,6 +374,13 @@ const SageDash = (() => {
                    spanGaps: !!spec.spanGaps,
                    points: {show: false, size: 7, fill: color, filter: isolated}};
       if (s.scale === "y2") out.dash = [6, 4];  // the right-hand axis's series: dashed
+      if (s.dash) out.dash = s.dash;
+      if (s.dots) out.points = {show: true, size: 6, fill: color};
+      if (s.marker) {  // points only: a mark on the chart, no line
+        out.width = 0;
+        out.paths = () => null;
+        out.points = {show: true, size: 14, fill: "#16a34a", stroke: "#14532d", width: 2};
+      }
       if (spec.bars) {
         out.fill = color + "99";
         out.paths = uPlot.paths.bars({size: [0.92, Infinity]});
@@ -423,6 +430,62 @@ const SageDash = (() => {
       labels = next.slice();
     }
     return {box: box, set: set, setSeries: setSeries, labels: () => labels};
+  }
+
+  /* -- the serving curve ------------------------------------------------------------- */
+  const CURVE_METRICS = [["ttft_p99_ms", "TTFT p99 (ms)"], ["itl_p99_ms", "ITL p99 (ms)"],
+                         ["e2el_p99_ms", "E2E p99 (ms)"]];
+  const CURVE_X = [["request_throughput", "achieved requests/s"],
+                   ["output_throughput", "achieved output tokens/s"]];
+
+  /** The serving curve: each metric's p99 against achieved requests/s and output tokens/s,
+   *  one point per stage (or run), the objective's bound dashed, the capacity marked.
+   *  ``curve`` as in the report: {unit, points, thresholds, capacity}; ``names`` labels
+   *  the points (runs of a comparison) instead of their loads. */
+  function servingCurve(curve, id, names) {
+    const points = (curve && curve.points) || [];
+    const unit = curve.unit || "users";
+    const grid = el("div", {className: "grid"});
+    const capacity = points.find((p) => !missing(curve.capacity) && p.load === curve.capacity);
+    const load = (v) => missing(v) ? "-" : num(v, v % 1 ? 2 : 0);
+    for (const [metric, title] of CURVE_METRICS) {
+      const bound = (curve.thresholds || {})[metric];
+      for (const [xKey, xLabel] of CURVE_X) {
+        const sorted = points.filter((p) => !missing(p[xKey]) && !missing(p[metric]))
+          .slice().sort((a, b) => a[xKey] - b[xKey]);
+        const series = [{label: "p99", dots: true}];
+        if (!missing(bound)) series.push({label: "objective " + num(bound) + " ms", dash: [6, 4]});
+        if (capacity) series.push({label: "capacity " + load(curve.capacity) + " " + unit,
+                                   marker: true});
+        const c = chart(id + "-" + metric + "-" + xKey, {
+          title: title + " vs " + xLabel, xLabel: xLabel, series: series,
+          xRange: (u, lo, hi) => [0, hi > 0 ? hi * 1.08 : 1],
+          empty: "no stage measured yet"});
+        const data = [sorted.map((p) => p[xKey]), sorted.map((p) => p[metric])];
+        if (!missing(bound)) data.push(sorted.map(() => bound));
+        if (capacity) data.push(sorted.map((p) => (p === capacity ? p[metric] : null)));
+        c.set(data);
+        grid.append(c.box);
+      }
+    }
+    const verdict = (p) => missing(p.passed) ? "-" : el("span", {}, [badge(p.passed)]);
+    const rows = points.map((p, i) => Object.assign({}, p, {
+      _className: capacity === p ? "capacity" : null, _name: names ? names[i] : null}));
+    const columns = [
+      names ? {title: "run", value: (p) => p._name}
+            : {title: unit === "req/s" ? "rate (req/s)" : "users", num: true,
+               value: (p) => load(p.load)},
+      {title: "requests", num: true, value: (p) => num(p.requests, 0)},
+      {title: "req/s", num: true, value: (p) => num(p.request_throughput)},
+      {title: "output tok/s", num: true, value: (p) => num(p.output_throughput)},
+      {title: "TTFT p99", num: true, value: (p) => num(p.ttft_p99_ms)},
+      {title: "ITL p99", num: true, value: (p) => num(p.itl_p99_ms)},
+      {title: "E2E p99", num: true, value: (p) => num(p.e2el_p99_ms)},
+      {title: "error rate", num: true, value: (p) => pct(p.error_rate)},
+      {title: "objectives", value: verdict},
+    ];
+    return el("div", {className: "serving-curve", "data-points": String(points.length)},
+              [grid, table(columns, rows, {className: "data curve"})]);
   }
 
   /** Destroy the plots whose boxes left the page (a panel redrawn on the live page). */
@@ -648,7 +711,7 @@ const SageDash = (() => {
   }
 
   return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
-          withGaps,
+          servingCurve, withGaps,
           summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
           figure, serverPercentile, serverTables,
           chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};

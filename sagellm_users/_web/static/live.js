@@ -23,6 +23,7 @@
   let updates = 0;
   let distributionsKey = "";
   let run = null;      // the run the charts hold: a new test starts them afresh
+  let curveKey = "";   // the serving curve is redrawn only when a stage was added
 
   function status(text, bad) {
     const box = $("status");
@@ -165,6 +166,13 @@
             "missing"})));
     const slos = cumulative.slos || [];
     showPanel("slos", slos.length ? D.sloTable(cumulative) : null);
+    const curve = cumulative.curve;
+    const curveNow = curve ? JSON.stringify([curve.points.length, curve.capacity]) : "";
+    if (curveNow !== curveKey) {
+      curveKey = curveNow;
+      showPanel("curve", curve && curve.points.length ? [D.servingCurve(curve, "live-curve")]
+                                                      : null);
+    }
     const servers = cumulative.server || [];
     showPanel("server", servers.length ? D.serverTables(servers) : null);
     body("errors").replaceChildren(D.errorTable(cumulative.total));
@@ -185,7 +193,7 @@
       const number = stats.runs ? stats.runs.number : null;
       if (run !== null && number !== run) {
         // A new test: its timeline starts from nothing, and so do the charts.
-        closed = []; after = 0; tail = []; width = null; distributionsKey = "";
+        closed = []; after = 0; tail = []; width = null; distributionsKey = ""; curveKey = "";
         takeTimeline(await getJson("timeline?after=0"));
       } else if (!takeTimeline(timeline)) {
         takeTimeline(await getJson("timeline?after=0"));

@@ -220,6 +220,16 @@
         " prompts."}));
     }
     parts.push(summary);
+    const curve = report.curve;
+    if (curve && (curve.points || []).length) {
+      const box = D.section(id("curve"), "Serving curve",
+        "Each point is one stage of the " + (curve.unit === "req/s" ? "rate sweep" : "stepped " +
+        "load or sweep") + ", measured once its load settled: its p99 latencies against what the " +
+        "server achieved. Dashed: the --slo bound; the green mark: the capacity, the highest " +
+        "load that met every objective.");
+      box.append(D.servingCurve(curve, id("curve")));
+      parts.push(box);
+    }
 
     if (report.slos && report.slos.length) {
       const slos = D.section(id("slos"), "Service-level objectives");
@@ -310,6 +320,22 @@
                          : "-";
           }}))), objectives, {className: "data"}));
     }
+
+    // The runs as points of one serving curve: what each achieved and its p99s.
+    const runs = reports.map((r) => {
+      const t = r.total || {};
+      const load = (r.run || {}).load || {};
+      return {load: D.missing(load.request_rate) ? load.users : load.request_rate,
+              requests: t.requests, request_throughput: t.request_throughput,
+              output_throughput: t.output_throughput, error_rate: t.error_rate,
+              ttft_p99_ms: D.pick(t.ttft_ms, "p99"), itl_p99_ms: D.pick(t.itl_ms, "p99"),
+              e2el_p99_ms: D.pick(t.e2el_ms, "p99"),
+              passed: (r.slos || []).length ? r.slos.every((o) => o.passed) : null};
+    });
+    box.append(el("h3", {text: "Serving curve across the runs"}),
+               el("p", {className: "note", text: "Each run is a point: its p99 latencies " +
+                 "against the throughput it achieved."}),
+               D.servingCurve({unit: "users", points: runs, thresholds: {}}, "cmp-curve", labels));
 
     const grid = el("div", {className: "grid"});
     for (const metric of ["ttft_ms", "itl_ms", "e2el_ms"]) {
