@@ -87,15 +87,6 @@ def _state(driver: WebDriver) -> str:
     return state
 
 
-def _stop(driver: WebDriver) -> None:
-    stop = wait_for(
-        driver,
-        "[...document.querySelectorAll('button')].find(b => b.textContent === 'Stop')",
-    )
-    stop.click()
-    wait_for(driver, "document.body.innerText.includes('STOPPED')", timeout=30)
-
-
 def test_typed_llm_fields_take_effect_and_a_refused_start_says_why(
     form_run: tuple[WebRun, Path], tmp_path: Path
 ) -> None:
@@ -137,7 +128,7 @@ def test_typed_llm_fields_take_effect_and_a_refused_start_says_why(
         )
         assert "ttft_p99<=5s" in verdicts
         driver.get(root)
-        _stop(driver)
+        _stop_test(driver)
 
     rows = [orjson.loads(line) for line in records.read_bytes().splitlines()]
     ok = [row for row in rows if row["status"] == "ok"]

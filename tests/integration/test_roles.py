@@ -40,7 +40,7 @@ def test_a_local_runner_sends_the_load_and_keeps_the_results(mock_url: str) -> N
     try:
         role = role_of(run.environment)
         assert isinstance(role, LocalRole)
-        assert _names(role.services) == LOAD + RESULTS
+        assert _names(role.services) == ["Runs", *LOAD, *RESULTS]
     finally:
         run.finish()
 
@@ -52,7 +52,8 @@ def test_the_web_ui_adds_the_live_statistics(
     install(locust.events)
     run = LocalRun([OpenAIChatUser], ["--host", mock_url, "--max-tokens", "2"], web_ui=True)
     try:
-        assert _names(role_of(run.environment).services) == [*LOAD, "LiveStats", *RESULTS]
+        services = _names(role_of(run.environment).services)
+        assert services == ["Runs", *LOAD, "LiveStats", *RESULTS]
     finally:
         run.finish()
         assert run.web_ui is not None
@@ -67,6 +68,7 @@ def test_workers_send_the_load_and_the_master_merges_it(mock_url: str, tmp_path:
         role = role_of(master_env)
         assert isinstance(role, MasterRole)
         assert _names(role.services) == [
+            "Runs",
             "ReadOptions",
             "RunWindow",
             "RatePlan",
