@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -183,6 +184,14 @@ def _click_button(driver: WebDriver, label: str) -> None:
     raise AssertionError(f"Locust's {label!r} button kept being re-rendered")
 
 
+def _llm_stats(driver: WebDriver) -> dict[str, Any]:
+    stats: dict[str, Any] = driver.execute_script(
+        "const r = new XMLHttpRequest(); r.open('GET', '/llm/stats', false); r.send();"
+        "return JSON.parse(r.responseText);"
+    )
+    return stats
+
+
 _SERVER_RUNNING = (
     "(() => { const r = new XMLHttpRequest(); r.open('GET', '/stats/requests', false);"
     " r.send(); return JSON.parse(r.responseText).state === 'running'; })()"
@@ -208,8 +217,9 @@ def _completed(driver: WebDriver, at_least: int) -> None:
 def test_stop_new_and_start_again_make_a_second_run_with_the_first_kept(
     form_run: tuple[WebRun, Path],
 ) -> None:
-    """Start, Stop, New, Start through Locust's own buttons: the LLM page then shows run
-    #2 with the second test's requests alone, and lists run #1 with its reports."""
+    """Start, Stop, New, Start, Reset, Stop through Locust's own buttons: the LLM page
+    then shows run #2 with the second test's requests alone and lists run #1 with its
+    reports; Reset restarts the LLM numbers with Locust's; the LLM tab agrees."""
     run, records = form_run
     url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
     root = url.removesuffix("llm/")
@@ -259,8 +269,30 @@ def test_stop_new_and_start_again_make_a_second_run_with_the_first_kept(
             link.get_attribute("href"),
         )
         driver.get(root)
+        # Locust's Reset button: the run's LLM numbers restart with Locust's own.
+        wait_for(driver, "document.body.innerText.includes('RUNNING')", timeout=30)
+        before = _llm_stats(driver)["cumulative"]["completed"]
+        _click_button(driver, "Reset")
+        wait_for(
+            driver,
+            "fetch('/llm/stats').then(r => r.json()).then(s => window.__after ="
+            " s.cumulative.completed) && window.__after !== undefined &&"
+            f" window.__after < {before}",
+            timeout=30,
+        )
         _stop_test(driver)
+        # Locust's LLM tab shows the run's endpoint as /llm/stats does, once stopped.
+        final = _llm_stats(driver)["cumulative"]
+        _click_button(driver, "LLM")
+        row = wait_for(
+            driver,
+            "[...document.querySelectorAll('tr')].map(r => r.innerText)"
+            ".find(t => t.includes('/v1/chat/completions'))",
+        )
+        driver.save_screenshot(str(ARTIFACTS / "runs-llm-tab.png"))
 
+    requests = final["total"]["requests"]
+    assert str(requests) in row.split("\t"), (row, requests)
     cumulative = stats["cumulative"]
     assert cumulative["run"]["options"]["max_tokens"] == 3
     assert cumulative["completed"] >= 6
