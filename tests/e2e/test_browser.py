@@ -328,14 +328,15 @@ def test_a_sweeps_serving_curve_is_drawn_with_its_bound_and_capacity(tmp_path: P
 def test_the_live_page_draws_the_serving_curve_as_stages_end(tmp_path: Path) -> None:
     process = start_locust(
         "-f", f"{CHAT},{ROOT / 'locustfiles' / 'shapes' / 'step.py'}",
-        "--web-host", "127.0.0.1", "--web-port", "0", "--autostart", "--autoquit", "0",
+        "--web-host", "127.0.0.1", "--web-port", "0", "--autostart", "--autoquit", "30",
         "--step-users", "1:1:4", "--stage-time", "2s", "--slo", "ttft_p99<=1s",
         "--max-tokens", "8", "--mock-args", "--ttft-ms 10 --tbt-ms 2",
     )  # fmt: skip
     with reading(process) as run, chromium() as driver:
         url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
         driver.get(url)
-        # Each stage that ends adds a point: the panel shows up after the first.
+        # Each stage that ends adds a point: the panel shows up after the first (the page
+        # stays served 30 s after the last stage: --autoquit 30).
         wait_for(
             driver,
             "!document.getElementById('curve').hidden && Number(document.querySelector("
