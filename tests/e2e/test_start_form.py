@@ -62,9 +62,17 @@ def _type(driver: WebDriver, name: str, text: str) -> None:
         field.send_keys(text)
 
 
-def _open_form(driver: WebDriver, root: str) -> None:
+def _open_form(driver: WebDriver, root: str, users: int = 2) -> None:
+    """Locust's page with its start form, ``users`` users started ``users`` a second."""
     driver.get(root)
-    wait_for(driver, "document.querySelector(\"form [name='userCount']\")")
+    _unfold_custom_parameters(driver)
+    _type(driver, "userCount", str(users))
+    _type(driver, "spawnRate", str(users))
+
+
+def _unfold_custom_parameters(driver: WebDriver) -> None:
+    """The start form (the page's, or the dialog Locust's New opens), its LLM fields shown."""
+    wait_for(driver, "document.querySelector(\"form [name='userCount']\")?.offsetParent")
     summary = wait_for(
         driver,
         "[...document.querySelectorAll('form button')].find(b => "
@@ -72,6 +80,12 @@ def _open_form(driver: WebDriver, root: str) -> None:
     )
     summary.click()
     wait_for(driver, "document.querySelector(\"form [name='maxTokens']\")?.offsetParent")
+
+
+def _pages(run: WebRun) -> tuple[str, str]:
+    """The LLM page's URL (from the log) and Locust's own page's."""
+    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+    return url, url.removesuffix("llm/")
 
 
 def _click_start(driver: WebDriver) -> None:
@@ -92,12 +106,9 @@ def test_typed_llm_fields_take_effect_and_a_refused_start_says_why(
     form_run: tuple[WebRun, Path], tmp_path: Path
 ) -> None:
     run, records = form_run
-    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
-    root = url.removesuffix("llm/")
+    url, root = _pages(run)
     with chromium() as driver:
-        _open_form(driver, root)
-        _type(driver, "userCount", "2")
-        _type(driver, "spawnRate", "2")
+        _open_form(driver, root, users=2)
         # A refused start: the reason in the form, nothing started, nothing kept.
         _type(driver, "maxTokens", "sixteen")
         _click_start(driver)
@@ -221,12 +232,9 @@ def test_stop_new_and_start_again_make_a_second_run_with_the_first_kept(
     then shows run #2 with the second test's requests alone and lists run #1 with its
     reports; Reset restarts the LLM numbers with Locust's; the LLM tab agrees."""
     run, records = form_run
-    url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
-    root = url.removesuffix("llm/")
+    url, root = _pages(run)
     with chromium() as driver:
-        _open_form(driver, root)
-        _type(driver, "userCount", "2")
-        _type(driver, "spawnRate", "2")
+        _open_form(driver, root, users=2)
         _type(driver, "maxTokens", "6")
         _click_start(driver)
         wait_for(driver, _SERVER_RUNNING, timeout=30)
@@ -237,14 +245,7 @@ def test_stop_new_and_start_again_make_a_second_run_with_the_first_kept(
         first = [orjson.loads(line) for line in records.read_bytes().splitlines()]
 
         _click_button(driver, "New")  # Locust's own: the start form again
-        wait_for(driver, "document.querySelector(\"form [name='userCount']\")?.offsetParent")
-        summary = wait_for(
-            driver,
-            "[...document.querySelectorAll('form button')].find(b => "
-            "b.textContent.trim() === 'Custom parameters')",
-        )
-        summary.click()
-        wait_for(driver, "document.querySelector(\"form [name='maxTokens']\")?.offsetParent")
+        _unfold_custom_parameters(driver)
         _type(driver, "maxTokens", "3")
         _click_start(driver)
         wait_for(driver, _SERVER_RUNNING, timeout=30)
