@@ -108,6 +108,8 @@ class AsyncResponseStream:
             async for t, data in exchange.iter_body():
                 for chunk in reader.feed(t, data):
                     yield chunk
+                if reader.error is not None:
+                    raise reader.error
                 if reader.done:
                     await exchange.end_early(t, DONE_GRACE_S)
                     return

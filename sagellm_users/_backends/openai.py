@@ -296,6 +296,8 @@ class OpenAIStream(Closeable):
         feed = reader.feed
         for t, data in exchange.iter_body():
             yield from feed(t, data)
+            if reader.error is not None:
+                raise reader.error
             if reader.done:
                 # The request is complete here, whatever follows: the connection is
                 # reused only if the body's end comes promptly (see end_early).

@@ -486,9 +486,9 @@ def test_a_blank_line_that_straddles_reads_ends_the_pending_event() -> None:
     assert decoder.pending == b""
 
 
-def test_a_read_yields_the_chunks_before_an_event_that_cannot_be_parsed() -> None:
-    """Two events in one read, the second malformed: the first was measured (it comes
-    out, stamped with the read) before the error; ``[DONE]`` ends the answer there."""
+def test_a_read_keeps_the_chunks_before_an_event_that_cannot_be_parsed() -> None:
+    """Two events in one read, the second malformed: the first was measured (it is
+    returned, stamped with the read) and the error waits until it is taken."""
 
     def parse(data: bytes, t: float) -> Chunk:
         if data == b"bad":
@@ -496,11 +496,9 @@ def test_a_read_yields_the_chunks_before_an_event_that_cannot_be_parsed() -> Non
         return Chunk(t=t, text=data.decode(), step=True)
 
     reader = EventReader(parse, 1 << 16)
-    taken: list[tuple[str, float]] = []
-    with pytest.raises(MalformedEventError):
-        for chunk in reader.feed(1.5, b"data: a\n\ndata: \n\ndata: b\n\ndata: bad\n\ndata: c\n\n"):
-            taken.append((chunk.text, chunk.t))
-    assert taken == [("a", 1.5), ("b", 1.5)] and not reader.done
+    chunks = reader.feed(1.5, b"data: a\n\ndata: \n\ndata: b\n\ndata: bad\n\ndata: c\n\n")
+    assert [(c.text, c.t) for c in chunks] == [("a", 1.5), ("b", 1.5)]
+    assert isinstance(reader.error, MalformedEventError) and not reader.done
     done = EventReader(parse, 1 << 16)
     assert [c.text for c in done.feed(2.0, b"data: x\n\ndata: [DONE]\n\ndata: y\n\n")] == ["x"]
-    assert done.done
+    assert done.done and done.error is None
