@@ -223,13 +223,14 @@ class HttpExchange:
         except LLMError:
             self._abort()
             raise
-        take = response.take_body
+        # Two Python calls a read (the read, the parse): this loop runs once per socket read.
+        sink, feed_body = response.sink, response.feed_body
+        body = response.take_body()  # what came with the head
         while True:
-            data = take()
-            if data is not None:
-                self._body_bytes += len(data)
-                yield self._t_read, data
-            if response.complete:
+            if body is not None:
+                self._body_bytes += len(body)
+                yield self._t_read, body
+            if sink.complete:
                 self._finish()
                 return
             data = self._recv()
@@ -239,7 +240,11 @@ class HttpExchange:
                     return
                 self._abort()
                 raise closed_error(False, True, self._body_bytes)
-            self._feed(data)
+            try:
+                body = feed_body(data)
+            except LLMError:
+                self._abort()
+                raise
 
     def end_early(self, t_done: float, grace_s: float) -> None:
         """The caller read all it needs (a stream's ``[DONE]``, read at ``t_done``): the
