@@ -184,13 +184,12 @@ def serving_curve(runtime: LLMRuntime) -> ServingCurve | None:
     points = getattr(runtime.environment.shape_class, "curve_points", None)
     if not points:
         return None
-    judged = [p.load for p in points if p.passed]
     capacity = None
-    if slos and judged:
-        # The highest load below the first stage that broke an objective.
-        broke = next((p.load for p in points if p.passed is False), None)
-        met = [load for load in judged if broke is None or load < broke]
-        capacity = max(met) if met else None
+    if slos:  # the last stage before the first that broke an objective (loads rise)
+        for point in points:
+            if not point.passed:
+                break
+            capacity = point.load
     return ServingCurve(
         unit="users", points=list(points), thresholds=curve_thresholds(slos), capacity=capacity
     )
