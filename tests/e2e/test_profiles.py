@@ -32,8 +32,8 @@ SHORTER = {  # each profile as shipped, only shorter (and the sweep with short s
 SWEEP_ARGS = [
     "-f", "locustfiles/chat.py,locustfiles/shapes/sweep.py", "--headless",
     "--sweep", "1:1:8", "--stage-time", "2s", "--sweep-settle", "0.5s",
-    "--slo", "ttft_p99<=40ms", "--max-tokens", "16", "--ignore-eos",
-    "--mock-args", "--ttft-ms 20 --tbt-ms 5 --max-concurrency 4",
+    "--slo", "ttft_p50<=40ms,ttft_p99<=1s", "--max-tokens", "16", "--ignore-eos",
+    "--mock-args", "--ttft-ms 20 --tbt-ms 10 --max-concurrency 4",
 ]  # fmt: skip
 BROKEN_SWEEP_ARGS = [
     "-f", "locustfiles/chat.py,locustfiles/shapes/sweep.py", "--headless",
@@ -82,8 +82,14 @@ def _workload(profile: str) -> str:
 
 
 def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
-    """The mock runs 4 sequences at once and queues the rest: with 5 users the fifth waits
-    for a whole request (~95 ms) before its first token, so p99 TTFT <= 40 ms breaks."""
+    """The mock runs 4 sequences at once and queues the rest: with 5 users one request is
+    always queued, every request waits for a slot to free (a third of a ~170 ms request on
+    the median), and the median TTFT (20 ms while nothing queues) passes 40 ms.
+
+    The objective is the median, not p99: a stage has ~35 requests, so its p99 is its slowest,
+    and one scheduling stall of the machine running the test (50 ms was seen in CI) broke a
+    p99 objective at 3 users. The median moves only when most requests wait, as queueing makes
+    them. The loose p99 bound gives the curve a threshold line to carry."""
     report_path = tmp_path / "sweep.json"
     result = _run(*SWEEP_ARGS, "--llm-report", str(report_path))
     output = result.stdout + result.stderr
@@ -99,7 +105,7 @@ def test_a_sweep_finds_the_mocks_capacity(tmp_path: Path) -> None:
     curve = report.curve
     assert curve is not None and curve.capacity == sweep.capacity
     assert [p.load for p in curve.points] == [s.load for s in sweep.stages]
-    assert curve.thresholds == {"ttft_p99_ms": 40.0}
+    assert curve.thresholds == {"ttft_p99_ms": 1000.0}
     for point, stage in zip(curve.points, sweep.stages, strict=True):
         assert point.request_throughput == stage.request_throughput > 0
         assert point.ttft_p99_ms == stage.ttft_p99_ms
