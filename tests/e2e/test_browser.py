@@ -291,19 +291,21 @@ def test_the_report_says_when_it_is_partial_and_what_was_cancelled_or_retried(
 def test_a_sweeps_serving_curve_is_drawn_with_its_bound_and_capacity(tmp_path: Path) -> None:
     """The serving curve of a real sweep against the mock (which runs 4 sequences at once):
     each stage's p99s against what it achieved, the objective dashed, the capacity marked;
-    docs/serving-curve.png is this test's screenshot."""
+    docs/serving-curve.png is this test's screenshot. The bound sits 60 ms above an unqueued
+    TTFT, so a stall of the machine running the test does not break the first stage; queueing
+    past 4 users (a request is ~170 ms) breaks it."""
     report = tmp_path / "sweep.json"
     result = run_locust(
         "-f", f"{CHAT},{ROOT / 'locustfiles' / 'shapes' / 'sweep.py'}", "--headless",
         "--sweep", "1:1:6", "--stage-time", "2s", "--sweep-settle", "0.5s",
-        "--slo", "ttft_p99<=40ms", "--max-tokens", "16", "--ignore-eos",
-        "--mock-args", "--ttft-ms 20 --tbt-ms 5 --max-concurrency 4",
+        "--slo", "ttft_p99<=80ms", "--max-tokens", "16", "--ignore-eos",
+        "--mock-args", "--ttft-ms 20 --tbt-ms 10 --max-concurrency 4",
         "--llm-report", str(report), "--llm-html", str(tmp_path / "sweep.html"),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     data = orjson.loads(report.read_bytes())
     curve = data["curve"]
-    assert curve["capacity"] is not None and curve["thresholds"] == {"ttft_p99_ms": 40.0}
+    assert curve["capacity"] is not None and curve["thresholds"] == {"ttft_p99_ms": 80.0}
     with chromium() as driver:
         driver.get((tmp_path / "sweep.html").as_uri())
         wait_for(driver, "document.body.dataset.ready === '1'")
@@ -313,7 +315,7 @@ def test_a_sweeps_serving_curve_is_drawn_with_its_bound_and_capacity(tmp_path: P
         ids = [c.get_attribute("data-chart") for c in charts]
         _charts_hold_data(driver, tuple(i for i in ids if i), at_least=2)
         legends = section.text
-        assert re.search(r"objective 40(\.0)? ms", legends), legends
+        assert re.search(r"objective 80(\.0)? ms", legends), legends
         assert f"capacity {curve['capacity']:g} users" in legends
         capacity_row = section.find_element(By.CSS_SELECTOR, "table.curve tr.capacity")
         assert capacity_row.text.split()[0] == f"{curve['capacity']:g}"
