@@ -137,47 +137,74 @@ def load_object(data: bytes, what: str) -> dict[str, Any]:
 
 
 def parse_event(data: bytes, t: float) -> Chunk:
-    """One SSE event's JSON (chat or completions) as a :class:`Chunk` stamped ``t``."""
-    obj = load_object(data, "stream event")
+    """One SSE event's JSON (chat or completions) as a :class:`Chunk` stamped ``t``.
+
+    This runs once per streamed event, the client's hottest path: each choice is read in one
+    pass (its text, whether it is a decode step, its finish reason), and a well-formed event
+    costs two Python calls (this one and :func:`_read_streamed_choices`) beside the JSON
+    parser's.
+    """
+    try:
+        obj = _loads(data)
+    except orjson.JSONDecodeError:
+        obj = load_object(data, "stream event")  # raises, naming what is wrong
+    if type(obj) is not dict:
+        obj = load_object(data, "stream event")
     if "error" in obj or obj.get("object") == "error":
         _raise_error_object(obj)
-    chunk = Chunk(t, response_id=_response_id(obj))
+    rid = obj.get("id")
+    chunk = Chunk(t, response_id=rid if isinstance(rid, str) else None)
     usage = obj.get("usage")
     if usage:
         chunk.usage = _usage(usage)
     choices = obj.get("choices")
     if not choices:
         return chunk  # a usage-only event (``choices: []``): no decode step
-    if not isinstance(choices, list):
+    if type(choices) is not list:
         raise MalformedEventError(f"'choices' is not a list: {excerpt(data)!r}")
-    texts: list[str] = []
-    for choice in choices:
-        if not isinstance(choice, dict):
-            raise MalformedEventError(f"a choice is not an object: {excerpt(data)!r}")
-        if not _role_only(choice):
-            chunk.step = True
-        _read_choice(choice, chunk, texts)
-    if texts:
-        chunk.text = texts[0] if len(texts) == 1 else "".join(texts)
-        chunk.has_output = True
+    _read_streamed_choices(choices, chunk, data)
     return chunk
 
 
-def _role_only(choice: dict[str, Any]) -> bool:
-    """Chat's opening chunk: the role and no token. vLLM sends it as the first token
-    arrives, ahead of that token's own chunk, so it is neither TTFT nor a decode step; a
-    chunk naming the role beside content or a finish reason is a step like any other."""
-    delta = choice.get("delta")
-    return (
-        isinstance(delta, dict)
-        and "role" in delta
-        and not delta.get("content")
-        and not delta.get("reasoning_content")
-        and not delta.get("reasoning")
-        and not delta.get("tool_calls")
-        and not choice.get("finish_reason")
-        and not choice.get("token_ids")
-    )
+def _read_streamed_choices(choices: list[Any], chunk: Chunk, data: bytes) -> None:
+    """Each choice in one pass: its text, whether it is a decode step, its finish reason;
+    non-text output (reasoning, tools, token ids) still counts as output."""
+    texts: list[str] = []
+    for choice in choices:
+        if type(choice) is not dict:
+            raise MalformedEventError(f"a choice is not an object: {excerpt(data)!r}")
+        reason = choice.get("finish_reason")
+        token_ids = choice.get("token_ids")
+        delta = choice.get("delta")
+        if type(delta) is dict:
+            content = delta.get("content")
+            if content:
+                texts.append(content)
+                chunk.step = True
+            elif (
+                delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls")
+            ):
+                chunk.has_output = chunk.step = True
+            elif "role" not in delta or reason or token_ids:
+                chunk.step = True
+            # else chat's opening chunk: the role and no token. vLLM sends it as the first
+            # token arrives, ahead of that token's own chunk, so it is neither TTFT nor a
+            # decode step; a chunk naming the role beside output or a finish reason is a step.
+        else:  # completions: the text, if any, is the choice's own
+            chunk.step = True
+            text = choice.get("text")
+            if text:
+                texts.append(text)
+        if token_ids:
+            chunk.has_output = True
+        if reason:
+            chunk.finish_reason = reason
+    if texts:
+        chunk.text = texts[0] if len(texts) == 1 else "".join(texts)
+        chunk.has_output = True
+
+
+_loads = orjson.loads
 
 
 def _response_id(obj: dict[str, Any]) -> str | None:

@@ -169,6 +169,53 @@ def test_role_with_the_first_token_is_a_step() -> None:
     assert finish.step, "the step that ended the request, though it also names the role"
 
 
+_DELTA_FIELDS = {
+    "role": ["assistant"],
+    "content": ["", None, "x"],
+    "reasoning_content": ["", "r"],
+    "reasoning": ["", "r"],
+    "tool_calls": [[], [{"index": 0, "function": {"arguments": "{"}}]],
+}
+
+
+def _deltas() -> list[dict[str, Any] | None]:
+    """Every delta made of the fields above (each absent or one of its values), and none."""
+    deltas: list[dict[str, Any]] = [{}]
+    for key, values in _DELTA_FIELDS.items():
+        deltas = [*deltas, *({**d, key: v} for d in deltas for v in values)]
+    return [None, *deltas]
+
+
+@pytest.mark.parametrize("finish", [None, "stop"])
+@pytest.mark.parametrize("token_ids", [None, [], [7]])
+def test_every_choice_shape_reads_by_the_metric_definitions(
+    finish: str | None, token_ids: list[int] | None
+) -> None:
+    """A decode step is any chunk but chat's opening one (the role, no output, no finish
+    reason, no token ids); output is text, reasoning, tool calls or token ids. Checked for
+    every combination of a delta's fields, against these definitions written plainly."""
+    for delta in _deltas():
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        if delta is None:
+            choice["text"] = "t"  # completions
+        else:
+            choice["delta"] = delta
+        if token_ids is not None:
+            choice["token_ids"] = token_ids
+        chunk = parse_event(_chat_chunk(choice), T)
+        d = delta or {}
+        produced = any(
+            d.get(k) for k in ("content", "reasoning_content", "reasoning", "tool_calls")
+        )
+        opening = delta is not None and "role" in d and not produced
+        opening = opening and not finish and not token_ids
+        text = d.get("content") or "" if delta is not None else "t"
+        assert chunk.step is not opening, choice
+        assert chunk.has_output is bool(produced or token_ids or text), choice
+        assert chunk.text == text, choice
+        assert chunk.finish_reason == finish, choice
+
+
 def test_content_delta() -> None:
     chunk = parse_event(_chat_chunk(_delta(content="Hello")), T)
     assert chunk.t == T
