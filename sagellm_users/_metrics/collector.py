@@ -37,6 +37,7 @@ _COUNTERS = (
     "total_input_tokens",
     "total_output_tokens",
     "output_tokens_estimated",
+    "output_tokens_tokenized",
     "input_tokens_estimated",
     "good",
     "retried",
@@ -73,6 +74,8 @@ class EndpointStats:
     total_output_tokens: int = 0
     output_tokens_estimated: int = 0
     """Successful requests whose output count is a chunk count, not the server's usage."""
+    output_tokens_tokenized: int = 0
+    """Successful requests without usage whose output a local tokenizer counted."""
     input_tokens_estimated: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
@@ -124,7 +127,10 @@ class EndpointStats:
         self.total_output_tokens += n_out
         self.input_tokens.add(n_in)
         self.output_tokens.add(n_out)
-        if record.output_tokens_source != "usage":
+        source = record.output_tokens_source
+        if source == "tokenizer":
+            self.output_tokens_tokenized += 1
+        elif source != "usage":
             self.output_tokens_estimated += 1
         if record.input_tokens_source != "usage":
             self.input_tokens_estimated += 1

@@ -53,6 +53,9 @@ class RequestRecord:
     prompt_chars: int = 0
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
+    counted_output_tokens: int | None = None
+    """The reply's tokens as a local tokenizer counted its text, when the server sent no
+    usage (see :attr:`output_tokens`)."""
     finish_reason: str | None = None
     status: Status = "ok"
     http_status: int | None = None
@@ -90,8 +93,13 @@ class RequestRecord:
     # -- token counts with their provenance ------------------------------------------------
     @property
     def output_tokens(self) -> int:
+        """The server's usage, else the tokenizer's count of the reply, else the tokens the
+        chunks said they carry, else one per decode step (a server that drops chunks whose
+        text is empty, as sageLLM's gateway does, is undercounted by the last)."""
         if self.usage_completion_tokens is not None:
             return self.usage_completion_tokens
+        if self.counted_output_tokens is not None:
+            return self.counted_output_tokens
         if self.tokens_per_chunk is not None:
             return sum(self.tokens_per_chunk)
         return len(self.t_out)
@@ -100,6 +108,8 @@ class RequestRecord:
     def output_tokens_source(self) -> TokenSource:
         if self.usage_completion_tokens is not None:
             return "usage"
+        if self.counted_output_tokens is not None:
+            return "tokenizer"
         return "estimate" if self.t_out else "none"
 
     @property
@@ -219,6 +229,7 @@ class RequestRecord:
             usage_prompt_tokens=data.get("input_tokens") if source_in == "usage" else None,
             prompt_tokens=data.get("prompt_tokens"),
             usage_completion_tokens=data.get("output_tokens") if source_out == "usage" else None,
+            counted_output_tokens=data.get("output_tokens") if source_out == "tokenizer" else None,
             prompt_chars=int(data.get("prompt_chars") or 0),
             finish_reason=data.get("finish_reason"),
             status=data["status"],

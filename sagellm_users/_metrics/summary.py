@@ -92,7 +92,13 @@ def render_summary(
         if stats.output_tokens_estimated:
             out.append(
                 f"  note: {stats.output_tokens_estimated} requests had no usage from the "
-                "server; their output tokens are chunk counts (estimate)"
+                "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
+                "counts them exactly)"
+            )
+        if stats.output_tokens_tokenized:
+            out.append(
+                f"  note: {stats.output_tokens_tokenized} requests had no usage from the "
+                "server; the tokenizer counted their output tokens in their text (tokenizer)"
             )
         if stats.retries:
             out.append(_retry_line(stats))

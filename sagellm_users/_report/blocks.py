@@ -69,6 +69,9 @@ class TokenProvenance(BaseModel):
 
     output_from_usage: int
     output_estimated: int
+    """Chunk counts: the server sent no usage and no tokenizer was at hand."""
+    output_tokenized: int = 0
+    """Counted by a local tokenizer in the reply's text: the server sent no usage."""
     input_from_usage: int
     input_estimated: int
 
@@ -149,8 +152,11 @@ class MetricsBlock(BaseModel):
             backoffs=stats.backoffs,
             backoff_s=stats.backoff_ms / 1e3,
             token_provenance=TokenProvenance(
-                output_from_usage=stats.succeeded - stats.output_tokens_estimated,
+                output_from_usage=stats.succeeded
+                - stats.output_tokens_estimated
+                - stats.output_tokens_tokenized,
                 output_estimated=stats.output_tokens_estimated,
+                output_tokenized=stats.output_tokens_tokenized,
                 input_from_usage=stats.succeeded - stats.input_tokens_estimated,
                 input_estimated=stats.input_tokens_estimated,
             ),

@@ -178,6 +178,7 @@ def render_markdown(report: LLMReport) -> bytes:
     lines += [
         "",
         f"Token counts: output from server usage for {p.output_from_usage} requests, "
+        f"counted by the tokenizer for {p.output_tokenized}, "
         f"estimated for {p.output_estimated}; input from usage for {p.input_from_usage}, "
         f"estimated for {p.input_estimated}.",
         "",

@@ -176,7 +176,8 @@ class LLMUser(User):
         if planned is not None and planned.request is not request:
             planned = None  # a request this user built itself
         record = self._start_record(request, name, planned)
-        reply: list[str] | None = [] if record.turn is not None else None
+        counter = self.llm.output_counter
+        reply: list[str] | None = [] if record.turn is not None or counter else None
         error: BaseException | None = None
         stream = None
         llm = self.llm
@@ -206,15 +207,10 @@ class LLMUser(User):
             error = _failed(record, exc, f"unexpected error in the client: {exc!r}")
             raise
         finally:
-            if stream is not None:
-                stream.close()
-                record.t_send = stream.t_send
-                record.connect_s = stream.connect_s
-                record.t_done = stream.t_done
-                record.http_status = stream.status
-            if record.t_done is None:
-                record.t_done = perf_counter()
+            _ended(record, stream)
             llm.in_flight -= 1
+            if counter is not None and reply and record.usage_completion_tokens is None:
+                record.counted_output_tokens = counter.count("".join(reply))
             self._submit(record, error)
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))
@@ -262,6 +258,18 @@ class LLMUser(User):
         record.retry_errors.append(attempt_label(exc))
         record.retry_wait_s += wait
         gevent.sleep(wait)
+
+
+def _ended(record: RequestRecord, stream: ResponseStream | None) -> None:
+    """The stream's own times and status into its record, however it ended."""
+    if stream is not None:
+        stream.close()
+        record.t_send = stream.t_send
+        record.connect_s = stream.connect_s
+        record.t_done = stream.t_done
+        record.http_status = stream.status
+    if record.t_done is None:
+        record.t_done = perf_counter()
 
 
 def _stopped(record: RequestRecord, stream: ResponseStream | None) -> None:

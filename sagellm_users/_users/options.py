@@ -236,8 +236,9 @@ class LLMOptions(BaseModel):
         str,
         Opt(
             "--tokenizer",
-            "How prompt tokens are counted: a model directory or tokenizer.json, 'server' (its "
-            "/tokenize), 'estimate', or 'auto' (the default)",
+            "How tokens are counted: prompts, and replies when the server sends no usage: a "
+            "model directory or tokenizer.json, 'server' (its /tokenize; prompts only), "
+            "'estimate', or 'auto' (the default)",
             _W,
             metavar="SPEC",
         ),
@@ -648,6 +649,13 @@ class LLMOptions(BaseModel):
         return self._workload
 
     @property
+    def tokenizer_choice(self) -> str:
+        """The tokenizer in effect: the workload's (which --tokenizer overrides), else
+        --tokenizer alone, which then counts only replies the server sent no usage for."""
+        workload = self._workload
+        return workload.tokenizer if workload is not None else self.tokenizer
+
+    @property
     def reports(self) -> tuple[Path, ...]:
         """--llm-report paths, then --llm-html's."""
         return self.llm_report + ((self.llm_html,) if self.llm_html else ())
@@ -964,7 +972,8 @@ class LLMOptions(BaseModel):
         if path is not None:
             return load_workload(path, overrides)
         if not overrides.get("input_tokens") and not overrides.get("dataset"):
-            extra = sorted(set(overrides) - {"seed"})
+            # --tokenizer alone counts output tokens when the server sends no usage
+            extra = sorted(set(overrides) - {"seed", "tokenizer"})
             if extra:
                 flags = ", ".join(f"--{k.replace('_', '-')}" for k in extra)
                 raise ConfigError(

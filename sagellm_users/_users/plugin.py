@@ -103,7 +103,7 @@ def _on_init(
         datasets = DatasetCache()
         if options.workload is not None:
             datasets.get(options.workload)  # read and checked once, before any load
-            check_tokenizer(options.workload.tokenizer)
+        check_tokenizer(options.tokenizer_choice)
         check_mock_args(options.mock_args)
         check_shape_options(options, environment.shape_class)
         _check_shape(environment)

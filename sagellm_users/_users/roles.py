@@ -199,7 +199,7 @@ class Role:
         can refuse: a workload's dataset and tokenizer, a shape's options."""
         if options.workload is not None:
             self.runtime.datasets.get(options.workload)
-            check_tokenizer(options.workload.tokenizer)
+        check_tokenizer(options.tokenizer_choice)
         check_shape_options(options, self.environment.shape_class)
 
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from sagellm_users._users.server_watch import ServerWatch
     from sagellm_users._users.slo_watch import EarlyStop
     from sagellm_users._users.worker_watch import WorkerWatch
+    from sagellm_users._workloads.tokens import TokenizerCounter
 
 __all__ = ["METRIC_ROW_TYPES", "RETRY_ROW", "LLMRuntime", "runtime_of"]
 
@@ -76,6 +77,9 @@ class LLMRuntime:
     """On a master: which workers were lost mid-run."""
     runs: Runs | None = None
     """Where results are kept: this web session's runs (see _users.runs)."""
+    output_counter: TokenizerCounter | None = None
+    """Counts a reply's tokens in its text when the server sends no usage (a local
+    tokenizer only; set at test start with the workload, see _users.traffic_setup)."""
     _lost_remote = 0
     _lost_error: str | None = None
     """On a master: records the workers' files could not hold, and the first reason."""

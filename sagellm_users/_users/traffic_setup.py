@@ -22,7 +22,7 @@ from sagellm_users._errors import ConfigError
 from sagellm_users._users.runtime import LLMRuntime
 from sagellm_users._users.service import Service
 from sagellm_users._workloads.arrivals import ArrivalPlan, ArrivalSchedule
-from sagellm_users._workloads.build import build_workload, make_counter
+from sagellm_users._workloads.build import build_workload, make_counter, output_counter
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -98,12 +98,15 @@ def _prepare(
     process = str(getattr(runner, "worker_index", 0)) if isinstance(runner, WorkerRunner) else "0"
     spec = options.workload
     runtime.workload = None
-    if spec is not None:
-        try:
+    runtime.output_counter = None
+    model_dirs = (options.vllm_model, options.lmdeploy_model, options.sagellm_model)
+    counter = None
+    try:
+        if spec is not None:
             counter = make_counter(
                 spec.tokenizer,
                 host=environment.host,
-                model_dirs=(options.vllm_model, options.lmdeploy_model, options.sagellm_model),
+                model_dirs=model_dirs,
                 model=options.model,
                 api_key=options.api_key.get_secret_value() if options.api_key else None,
                 headers=options.headers,
@@ -112,12 +115,13 @@ def _prepare(
             conversations = runtime.datasets.get(spec)
             runtime.workload = build_workload(spec, counter, conversations, process)
             runtime.workload_info = runtime.workload.info()
-        except ConfigError as exc:
-            runtime.options_error = str(exc)
-            log.error("sagellm: workload: %s; the test was stopped", exc)
-            if runner is not None:
-                gevent.spawn(runner.stop)
-            return
+        runtime.output_counter = output_counter(options.tokenizer_choice, model_dirs, counter)
+    except ConfigError as exc:
+        runtime.options_error = str(exc)
+        log.error("sagellm: workload: %s; the test was stopped", exc)
+        if runner is not None:
+            gevent.spawn(runner.stop)
+        return
     if options.request_rate <= 0:
         runtime.arrivals = None
         return

@@ -17,12 +17,13 @@ from sagellm_users._workloads.spec import WorkloadSpec
 from sagellm_users._workloads.tokens import (
     EstimateCounter,
     TokenCounter,
+    TokenizerCounter,
     load_tokenizer,
     server_counter,
 )
 from sagellm_users._workloads.traffic import Workload
 
-__all__ = ["DatasetCache", "build_workload", "make_counter"]
+__all__ = ["DatasetCache", "build_workload", "make_counter", "output_counter"]
 
 log = logging.getLogger("sagellm_users")
 
@@ -30,7 +31,7 @@ log = logging.getLogger("sagellm_users")
 def check_tokenizer(choice: str) -> None:
     """Load a tokenizer named by path now, before any load: the counter itself is built at
     each test start, where a bad path would only stop the test it had just started."""
-    if choice not in ("auto", "server", "estimate"):
+    if choice and choice not in ("auto", "server", "estimate"):
         load_tokenizer(choice)
 
 
@@ -68,6 +69,27 @@ def make_counter(
                 exc,
             )
     return EstimateCounter()
+
+
+def output_counter(
+    choice: str, model_dirs: Iterable[str] = (), prompts: TokenCounter | None = None
+) -> TokenizerCounter | None:
+    """The local tokenizer that counts a reply's tokens when the server sends no usage, or
+    None (the counts are then one per decode step, flagged estimate).
+
+    Only a local tokenizer counts here: the workload's, the one ``choice`` (--tokenizer)
+    names, or an in-process model's. A server's ``/tokenize`` would be one more request per
+    request, sent to the server under test while it is measured."""
+    if isinstance(prompts, TokenizerCounter):
+        return prompts
+    if choice in ("server", "estimate"):
+        return None
+    if choice and choice != "auto":
+        return load_tokenizer(choice)
+    for directory in model_dirs:
+        if directory and (Path(directory) / "tokenizer.json").is_file():
+            return load_tokenizer(directory)
+    return None
 
 
 class DatasetCache:

@@ -112,7 +112,7 @@ CASES: list[tuple[list[str], int, str]] = [
     (["--input-tokens", "8", "--output-tokens", "normal:5"], 1, "output_tokens: cannot read"),
     (["--dataset", "/nonexistent/d.json"], 1, "/nonexistent/d.json: no such dataset file"),
     (["--dataset", "{bad.jsonl}"], 1, "{bad.jsonl} line 2: invalid JSON"),
-    (["--tokenizer", "/nonexistent"], 1, "--tokenizer: needs a prompt source"),
+    (["--tokenizer", "/nonexistent"], 1, "tokenizer path '/nonexistent' does not exist"),
     (["--input-tokens", "8", "--tokenizer", "/nonexistent"], 1, "tokenizer path '/nonexistent'"),
     (["--request-rate", "-1"], 1, "--request-rate: must be >= 0 (0 = closed loop), got -1"),
     (["--seed", "lucky"], 1, "--seed: input should be a valid integer, unable to parse"),

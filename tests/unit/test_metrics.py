@@ -150,6 +150,20 @@ def test_ok_property() -> None:
 # -- JSON form ---------------------------------------------------------------------------------
 
 
+def _tokenized(record: RequestRecord, tokens: int) -> RequestRecord:
+    record.counted_output_tokens = tokens
+    return record
+
+
+def test_a_tokenizer_count_stands_between_usage_and_the_chunks() -> None:
+    """No usage: the tokenizer's count of the reply is the output (and TPOT's N), flagged."""
+    record = _tokenized(steady_record(n=6, ttft=0.1, gap=0.02), 9)
+    assert (record.output_tokens, record.output_tokens_source) == (9, "tokenizer")
+    assert record.tpot == pytest.approx(0.1 / 8)
+    record.usage_completion_tokens = 7
+    assert (record.output_tokens, record.output_tokens_source) == (7, "usage")
+
+
 def test_to_json_holds_millisecond_offsets_and_derived_metrics() -> None:
     record = steady_record(n=5, ttft=0.05, gap=0.01, usage_completion=5, usage_prompt=12)
     data = record.to_json()
@@ -178,8 +192,17 @@ def test_to_json_holds_millisecond_offsets_and_derived_metrics() -> None:
         make_record([], status="error", error_class="ReadTimeout", error_message="no data"),
         make_record([], t_send=None, status="error", error_class="ConnectError"),
         make_record([1000.1], status="cancelled"),
+        _tokenized(steady_record(n=6, ttft=0.1, gap=0.02), 9),
     ],
-    ids=["usage", "estimate", "tokens-per-chunk", "error", "error-before-send", "cancelled"],
+    ids=[
+        "usage",
+        "estimate",
+        "tokens-per-chunk",
+        "error",
+        "error-before-send",
+        "cancelled",
+        "tokenizer",
+    ],
 )
 def test_json_round_trip_preserves_metrics_and_counts(record: RequestRecord) -> None:
     data = json.loads(json.dumps(record.to_json()))

@@ -268,11 +268,18 @@ def test_input_tokens_alone_make_a_workload() -> None:
     assert from_options() is None and from_options("--seed", "3") is None
 
 
-@pytest.mark.parametrize("flag", ["--output-tokens", "--tokenizer"])
-def test_a_workload_flag_without_a_prompt_source_is_refused(flag: str) -> None:
-    value = "64" if flag == "--output-tokens" else "estimate"
-    with pytest.raises(ConfigError, match=f"^{flag}: needs a prompt source"):
-        from_options(flag, value)
+def test_a_workload_flag_without_a_prompt_source_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^--output-tokens: needs a prompt source"):
+        from_options("--output-tokens", "64")
+
+
+def test_a_tokenizer_alone_counts_replies_and_makes_no_workload() -> None:
+    """--tokenizer without a prompt source counts the output of servers that send no usage."""
+    assert from_options("--tokenizer", "estimate") is None
+    options = LLMOptions.from_namespace(parse_args(["--tokenizer", "/models/tiny"]))
+    assert options.workload is None and options.tokenizer_choice == "/models/tiny"
+    spec = from_options("--input-tokens", "8", "--tokenizer", "server")
+    assert spec is not None and spec.tokenizer == "server"
 
 
 def test_a_prompt_file_and_a_workload_exclude_each_other(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from sagellm_users._errors import ConfigError
+from sagellm_users._workloads.build import output_counter
 from sagellm_users._workloads.tokens import (
     EstimateCounter,
     ServerCounter,
@@ -190,3 +191,20 @@ def test_server_counter_counts_its_calls_and_reads_token_strings(
     with pytest.raises(ConfigError, match=r"HTTP 400.*maximum context length is 64"):
         counter.count("word " * 100)
     assert counter.calls == 3 and counter.max_model_len == 64, "a failed call counts too"
+
+
+def test_replies_are_counted_only_by_a_local_tokenizer(tmp_path: Path) -> None:
+    """A server's /tokenize would add a request per request to the server being measured:
+    replies are counted by the workload's local tokenizer, --tokenizer's, or an in-process
+    model's, and by nothing else."""
+    model = tmp_path / "model"
+    build_tokenizer(model)
+    local = load_tokenizer(model)
+    assert output_counter("", prompts=local) is local
+    assert output_counter("server", prompts=EstimateCounter()) is None
+    assert output_counter("estimate", model_dirs=[str(model)]) is None
+    assert output_counter("", prompts=EstimateCounter()) is None
+    named = output_counter(str(model))
+    assert named is not None and named.count("hello world") == local.count("hello world")
+    found = output_counter("auto", model_dirs=["", str(tmp_path / "none"), str(model)])
+    assert found is not None and found.source == "tokenizer"

@@ -219,6 +219,11 @@
         "from the server) for " + p.output_estimated + " outputs and " + p.input_estimated +
         " prompts."}));
     }
+    if (p && p.output_tokenized) {
+      summary.append(el("p", {className: "note", text: "Output tokens of " +
+        p.output_tokenized + " request(s) counted by the tokenizer in their text: the " +
+        "server sent no usage."}));
+    }
     parts.push(summary);
     const curve = report.curve;
     if (curve && (curve.points || []).length) {

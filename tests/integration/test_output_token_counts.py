@@ -1,0 +1,93 @@
+"""Output tokens when the server sends no usage (sageLLM's gateway, many proxies): counted
+by a local tokenizer in the reply's text, flagged ``tokenizer``; chunk counts stay the last
+resort, flagged ``estimate``.
+
+The truth: the mock emits each vocabulary word as one token (a held-back token's text rides
+with the next), so a word-level tokenizer of its vocabulary counts exactly the tokens it
+generated; with ``--ignore-eos`` that is ``--max-tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from sagellm_users import OpenAIChatUser, SageLLMUser
+from sagellm_users._report.writers import render_markdown
+from sagellm_users.mock_server import MockServerProcess
+from sagellm_users.mock_server.simulation import VOCABULARY
+from tests.locust_harness import LocalRun
+
+MAX_TOKENS = 12
+
+
+def word_tokenizer(directory: Path) -> Path:
+    """A tokenizer.json with one token per word of the mock's vocabulary."""
+    vocab = {"[UNK]": 0, **{word: i + 1 for i, word in enumerate(VOCABULARY)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def usage_less_mock() -> Iterator[str]:
+    """Every stream ends without its usage chunk, and no text is held back (a held-back
+    token's text rides with the next token, which a word count cannot tell apart)."""
+    args = ["--ttft-ms", "2", "--tbt-ms", "1", "--error-rate-no-usage", "1"]
+    with MockServerProcess([*args, "--held-back-rate", "0"]) as mock:
+        assert mock.url is not None
+        yield mock.url
+
+
+def _run(url: str, *extra: str, user: type = OpenAIChatUser) -> LocalRun:
+    args = ["--host", url, "--max-tokens", str(MAX_TOKENS), "--ignore-eos", *extra]
+    run = LocalRun([user], args)
+    run.run_until(requests=12, users=3)
+    return run
+
+
+@pytest.mark.parametrize("user", [OpenAIChatUser, SageLLMUser])
+def test_a_tokenizer_counts_the_output_a_server_sent_no_usage_for(
+    usage_less_mock: str, tmp_path: Path, user: type
+) -> None:
+    tokenizer = word_tokenizer(tmp_path / "words")
+    run = _run(usage_less_mock, "--tokenizer", str(tokenizer), user=user)
+    ok = [r for r in run.records if r.ok]
+    assert len(ok) >= 12
+    assert {r.output_tokens_source for r in ok} == {"tokenizer"}
+    assert [r.output_tokens for r in ok] == [MAX_TOKENS] * len(ok)
+    assert all(r.usage_completion_tokens is None for r in ok)
+    report = run.runtime.final_report
+    assert report is not None
+    provenance = report.total.token_provenance
+    assert provenance.output_tokenized == report.total.completed
+    assert provenance.output_estimated == provenance.output_from_usage == 0
+    assert report.total.total_output_tokens == MAX_TOKENS * report.total.completed
+    assert "counted by the tokenizer for" in render_markdown(report).decode()
+
+
+def test_without_a_tokenizer_the_chunks_are_counted_and_flagged(usage_less_mock: str) -> None:
+    run = _run(usage_less_mock)
+    ok = [r for r in run.records if r.ok]
+    assert {r.output_tokens_source for r in ok} == {"estimate"}
+    assert all(r.output_tokens == len(r.t_out) for r in ok)
+    report = run.runtime.final_report
+    assert report is not None
+    assert report.total.token_provenance.output_estimated == report.total.completed
+    assert report.total.token_provenance.output_tokenized == 0
+
+
+def test_usage_wins_over_the_tokenizer(tmp_path: Path) -> None:
+    """A server that sends usage is believed; the tokenizer is not even asked."""
+    tokenizer = word_tokenizer(tmp_path / "words")
+    with MockServerProcess(["--ttft-ms", "2", "--tbt-ms", "1"]) as mock:
+        assert mock.url is not None
+        run = _run(mock.url, "--tokenizer", str(tokenizer))
+    ok = [r for r in run.records if r.ok]
+    assert {r.output_tokens_source for r in ok} == {"usage"}
+    assert all(r.counted_output_tokens is None for r in ok)
