@@ -182,10 +182,17 @@ def _read_streamed_choices(choices: list[Any], chunk: Chunk, data: bytes) -> Non
                 texts.append(content)
                 chunk.step = True
             elif (
-                delta.get("reasoning_content") or delta.get("reasoning") or delta.get("tool_calls")
+                token_ids
+                or delta.get("reasoning_content")
+                or delta.get("reasoning")
+                or delta.get("tool_calls")
             ):
                 chunk.has_output = chunk.step = True
-            elif "role" not in delta or reason or token_ids:
+            elif content is None and reason:
+                pass  # the end alone, no token: OpenAI's `"delta": {}`, or sageLLM's gateway's
+                # `"content": null`; vLLM's last step carries its token (`"content": ""`
+                # for EOS)
+            elif "role" not in delta or reason:
                 chunk.step = True
             # else chat's opening chunk: the role and no token. vLLM sends it as the first
             # token arrives, ahead of that token's own chunk, so it is neither TTFT nor a
@@ -407,6 +414,9 @@ class OpenAIClient(BatchMixin, Closeable):
     """Routes asked in order for the served models; the first that names any answers."""
     VERSION_ROUTE: ClassVar[str | None] = None
     """A route whose JSON object has the server's ``version``, where the server has one."""
+    STREAM_REFUSED: ClassVar[Mapping[str, str]] = {}
+    """APIs this server family refuses to stream, each with what it answers: a streamed
+    load test on one is refused before it starts."""
 
     @classmethod
     def endpoint_path(cls, api: Api) -> str:

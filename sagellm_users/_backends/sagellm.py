@@ -1,16 +1,25 @@
 """sageLLM's gateway: OpenAI-compatible routes behind a Bearer key, plus ``/health`` and
 ``/info``.
 
-``/info`` is where the gateway tells what it serves; model discovery reads it first and
-accepts the shapes gateways use (``models`` as ids or ``{"id"|"name"}`` objects, a single
-``model`` / ``model_name``, or an OpenAI-style ``data`` list), falling back to
-``/v1/models``. The key comes from ``api_key``, else ``$SAGELLM_API_KEY``, else
+``/info`` is where the gateway tells what it serves; model discovery reads it first: the
+engines it routes to (``primary_engine`` and ``registered_engines``, each with its
+``model_id``, as ``sagellm serve`` 0.5 answers), or the shapes other gateways use
+(``models`` as ids or ``{"id"|"name"}`` objects, a single ``model`` / ``model_name``, or an
+OpenAI-style ``data`` list), falling back to ``/v1/models``. Its version is the one ``/``
+names beside the service. The key comes from ``api_key``, else ``$SAGELLM_API_KEY``, else
 ``$OPENAI_API_KEY``.
+
+The gateway's dialect, as measured against ``sagellm serve`` 0.5.4: a streamed answer
+carries no usage even when asked (output tokens are counted by a tokenizer when one is
+given, see ``--tokenizer``), chunks whose text is empty are not sent, a streamed answer
+cut at ``max_tokens`` ends with ``finish_reason: "stop"`` (the non-streamed one says
+``"length"``), and streamed ``/v1/completions`` are refused with 400.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import orjson
 
@@ -31,7 +40,13 @@ def _model_id(item: Any) -> str | None:
 
 
 def models_from_info(info: dict[str, Any]) -> list[str]:
-    """The model ids an ``/info`` document names, in its order."""
+    """The model ids an ``/info`` document names, in its order (the primary engine's
+    first, then every other engine's, each once)."""
+    engines = [info.get("primary_engine"), *(info.get("registered_engines") or ())]
+    served = [e.get("model_id") for e in engines if isinstance(e, dict)]
+    found = list(dict.fromkeys(m for m in served if isinstance(m, str) and m))
+    if found:
+        return found
     for key in ("models", "data"):
         items = info.get(key)
         if isinstance(items, list):
@@ -50,11 +65,27 @@ class SageLLMClient(OpenAIClient):
     API_KEY_ENVS = ("SAGELLM_API_KEY", "OPENAI_API_KEY")
 
     MODEL_ROUTES = ("/info", "/v1/models")
-    VERSION_ROUTE = "/info"
+    VERSION_ROUTE = "/"
+    STREAM_REFUSED: ClassVar[Mapping[str, str]] = {
+        "completions": "sageLLM's gateway answers 400 to streamed /v1/completions "
+        "('Streaming text completions are not supported')",
+    }
 
     def info(self) -> dict[str, Any]:
         """The gateway's ``/info`` document."""
         return info_document(*self.get("/info"))
+
+    @classmethod
+    def version_from(cls, status: int, body: bytes) -> str | None:
+        """``/`` names the service and its version (``sageLLM Gateway 0.1.0``)."""
+        version = super().version_from(status, body)
+        if version is None:
+            return None
+        try:
+            service = orjson.loads(body).get("service")
+        except (orjson.JSONDecodeError, AttributeError):
+            service = None
+        return f"{service} {version}" if isinstance(service, str) and service else version
 
     @classmethod
     def models_from(cls, route: str, status: int, body: bytes) -> list[str]:

@@ -30,7 +30,8 @@ def _missing(route: str, status: int, body: bytes, what: str) -> FeatureUnavaila
 
 def scrape_server_metrics(client: OpenAIClient) -> ServerSnapshot:
     """One scrape of ``client``'s server ``/metrics``; FeatureUnavailable when there are
-    none, or none of vLLM's (a mock, vLLM and sageLLM export them; LMDeploy its own)."""
+    none, or none of vLLM's or sageLLM's gateway's (a mock, vLLM and sageLLM's engine
+    export vLLM's; LMDeploy its own)."""
     t = time.time()
     status, body = client.get("/metrics")
     if status != 200:
@@ -41,7 +42,8 @@ def scrape_server_metrics(client: OpenAIClient) -> ServerSnapshot:
         raise FeatureUnavailable(f"/metrics: {exc}; server-side metrics are left out") from None
     if not snapshot.recognized:
         raise FeatureUnavailable(
-            "/metrics has no vLLM metrics (vllm:*); server-side metrics are left out"
+            "/metrics has no vLLM metrics (vllm:*) nor sageLLM gateway metrics "
+            "(sagellm_gateway_*); server-side metrics are left out"
         )
     return snapshot
 

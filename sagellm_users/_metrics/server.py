@@ -54,6 +54,12 @@ HISTOGRAMS: dict[str, tuple[str, ...]] = {
 }
 
 
+GATEWAY_REQUESTS = "sagellm_gateway_http_requests_total"
+GATEWAY_DURATION = "sagellm_gateway_http_request_duration_seconds"
+GENERATION_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+"""sageLLM's gateway counts every route; its view of the load is these."""
+
+
 class ServerMetricsError(ValueError):
     """The text is not Prometheus exposition format."""
 
@@ -102,7 +108,7 @@ class ServerSnapshot:
 
     @property
     def recognized(self) -> bool:
-        """Whether any vLLM metric was found (else: not a vLLM server)."""
+        """Whether any metric of vLLM or of sageLLM's gateway was found."""
         return bool(self.gauges or self.counters or self.histograms)
 
 
@@ -122,10 +128,16 @@ def _first(by_name: dict[str, list[tuple[dict[str, str], float]]], names: tuple[
 
 
 def _histogram(
-    by_name: dict[str, list[tuple[dict[str, str], float]]], name: str
+    by_name: dict[str, list[tuple[dict[str, str], float]]],
+    name: str,
+    paths: frozenset[str] | None = None,
 ) -> BucketHistogram | None:
+    """The histogram ``name`` summed over its label sets (those of ``paths`` only, when
+    given)."""
     buckets: dict[float, float] = {}
     for labels, value in by_name.get(f"{name}_bucket", ()):
+        if paths is not None and labels.get("path") not in paths:
+            continue
         try:
             bound = float(labels.get("le", ""))
         except ValueError:
@@ -134,7 +146,11 @@ def _histogram(
     if not buckets:
         return None
     bounds = tuple(sorted(buckets))
-    sums = [v for _labels, v in by_name.get(f"{name}_sum", ())]
+    sums = [
+        v
+        for labels, v in by_name.get(f"{name}_sum", ())
+        if paths is None or labels.get("path") in paths
+    ]
     total = math.fsum(sums) if sums else math.nan
     return BucketHistogram(bounds, tuple(buckets[b] for b in bounds), total)
 
@@ -160,4 +176,26 @@ def parse_vllm_metrics(text: str, t: float) -> ServerSnapshot:
             if histogram is not None:
                 snapshot.histograms[ours] = histogram
                 break
+    _read_gateway(by_name, snapshot)
     return snapshot
+
+
+def _read_gateway(
+    by_name: dict[str, list[tuple[dict[str, str], float]]], snapshot: ServerSnapshot
+) -> None:
+    """sageLLM's gateway (``sagellm_gateway_*``): its generation requests by outcome, and
+    its own request duration, which for a streamed answer ends when the response starts
+    (headers sent), not when the stream ends."""
+    if GATEWAY_REQUESTS in by_name:
+        ok = failed = 0.0
+        for labels, value in by_name[GATEWAY_REQUESTS]:
+            if labels.get("path") in GENERATION_PATHS:
+                if labels.get("status", "").startswith("2"):
+                    ok += value
+                else:
+                    failed += value
+        snapshot.counters["gateway_ok"] = ok
+        snapshot.counters["gateway_failed"] = failed
+    histogram = _histogram(by_name, GATEWAY_DURATION, GENERATION_PATHS)
+    if histogram is not None:
+        snapshot.histograms["gateway_start"] = histogram

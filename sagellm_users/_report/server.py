@@ -231,6 +231,13 @@ class ServerSideReport(BaseModel):
     tpot_ms: ServerHistogram | None = None
     e2el_ms: ServerHistogram | None = None
     queue_ms: ServerHistogram | None = None
+    gateway_ok: int | None = None
+    """sageLLM's gateway: generation requests it answered 2xx (None: not a gateway)."""
+    gateway_failed: int | None = None
+    """sageLLM's gateway: generation requests it answered otherwise."""
+    gateway_response_start_ms: ServerHistogram | None = None
+    """sageLLM's gateway's own request duration on the generation routes: for a streamed
+    answer it ends when the response starts, not when the stream ends."""
     last_error: str | None = None
 
     @classmethod
@@ -260,6 +267,13 @@ class ServerSideReport(BaseModel):
             running=GaugeSummary.of(series.gauges.get("running")),
             waiting=GaugeSummary.of(series.gauges.get("waiting")),
             kv_cache_usage=GaugeSummary.of(series.gauges.get("kv_cache_usage")),
+            gateway_ok=count("gateway_ok"),
+            gateway_failed=count("gateway_failed"),
+            gateway_response_start_ms=(
+                ServerHistogram.of(histograms["gateway_start"], percentiles)
+                if "gateway_start" in histograms
+                else None
+            ),
             last_error=series.last_error,
             **timing,
         )
@@ -304,18 +318,42 @@ def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _software(version: str | None) -> str:
+    """`` (vLLM 0.32.0)``; a version that names its software (``sageLLM Gateway 0.1.0``)
+    as it is."""
+    if not version:
+        return ""
+    return f" ({version})" if not version[0].isdigit() else f" (vLLM {version})"
+
+
+def _histogram_line(h: ServerHistogram) -> tuple[str, bool]:
+    """``mean M, p50 ..., ... (n=N)``, and whether a percentile is shown as bounds."""
+    mean = "-" if h.mean is None else figure(h.mean)
+    shown = [f"{k} {'-' if p is None else p.display}" for k, p in h.percentiles.items()]
+    approximate = any(p is not None and p.kind != "value" for p in h.percentiles.values())
+    return f"{', '.join([f'mean {mean}', *shown])} (n={h.count})", approximate
+
+
 def render_server_side(reports: list[ServerSideReport]) -> str:
     """The printed summary's server section: counts, then timings beside each other."""
     lines: list[str] = []
     bounded = False
     for r in reports:
-        version = f" (vLLM {r.version})" if r.version else ""
-        lines.append(f"Server metrics from {r.host}/metrics{version}, {r.scrapes} scrapes:")
         lines.append(
-            f"  requests {_count(r.requests)}, prompt tokens {_count(r.prompt_tokens)}, "
-            f"generation tokens {_count(r.generation_tokens)}, "
-            f"preemptions {_count(r.preemptions)}"
+            f"Server metrics from {r.host}/metrics{_software(r.version)}, {r.scrapes} scrapes:"
         )
+        counts = (r.requests, r.prompt_tokens, r.generation_tokens, r.preemptions)
+        if any(c is not None for c in counts):
+            lines.append(
+                f"  requests {_count(r.requests)}, prompt tokens {_count(r.prompt_tokens)}, "
+                f"generation tokens {_count(r.generation_tokens)}, "
+                f"preemptions {_count(r.preemptions)}"
+            )
+        if r.gateway_ok is not None:
+            lines.append(
+                f"  gateway: generation requests answered 2xx {r.gateway_ok}, "
+                f"otherwise {_count(r.gateway_failed)}"
+            )
         gauges = [
             f"{name} peak {g.peak:,.{2 if name == 'KV cache' else 0}f}"
             for name, g in (
@@ -331,14 +369,14 @@ def render_server_side(reports: list[ServerSideReport]) -> str:
             h: ServerHistogram | None = getattr(r, field)
             if h is None or not h.count:
                 continue
-            mean = "-" if h.mean is None else figure(h.mean)
-            shown = [f"{k} {'-' if p is None else p.display}" for k, p in h.percentiles.items()]
-            bounded = bounded or any(
-                p is not None and p.kind != "value" for p in h.percentiles.values()
-            )
-            lines.append(
-                f"  server {label} ms: {', '.join([f'mean {mean}', *shown])} (n={h.count})"
-            )
+            line, approximate = _histogram_line(h)
+            bounded = bounded or approximate
+            lines.append(f"  server {label} ms: {line}")
+        start = r.gateway_response_start_ms
+        if start is not None and start.count:
+            line, approximate = _histogram_line(start)
+            bounded = bounded or approximate
+            lines.append(f"  gateway time to response start ms (not to the stream's end): {line}")
         if r.last_error:
             lines.append(f"  last scrape error: {r.last_error}")
     if bounded:

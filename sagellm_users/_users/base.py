@@ -210,7 +210,7 @@ class LLMUser(User):
             _ended(record, stream)
             llm.in_flight -= 1
             if counter is not None and reply and record.usage_completion_tokens is None:
-                record.counted_output_tokens = counter.count("".join(reply))
+                record.counted_output_tokens = counter.count_reply(reply)
             self._submit(record, error)
             if planned is not None and self.traffic is not None:
                 self.traffic.finished(record.ok, None if reply is None else "".join(reply))

@@ -214,6 +214,12 @@ def _check_user_classes(environment: Environment, options: LLMOptions) -> None:
                 f"{cls.__name__}: the {backend} backend has no {cls.api!r} API; choose one of "
                 f"{apis}, or a backend that has it (--backend)"
             )
+        refused = getattr(BACKENDS[backend], "STREAM_REFUSED", {}).get(cls.api)
+        if refused is not None and options.stream:
+            _fail(
+                f"{cls.__name__}: streamed {cls.api!r} requests would all fail: {refused}; "
+                "stream the chat API instead, or send --no-stream"
+            )
         if cls.api == "generate" and options.min_tokens is not None:
             _fail(
                 f"--min-tokens: {cls.__name__} sends LMDeploy's native /generate, which has no "

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 import gevent
 
-from sagellm_users._backends.vllm import VLLMClient, scrape_server_metrics
+from sagellm_users._backends.openai import OpenAIClient
+from sagellm_users._backends.vllm import scrape_server_metrics
 from sagellm_users._errors import FeatureUnavailable, LLMError
 from sagellm_users._metrics.server_series import ServerSeries
 from sagellm_users._users.service import Service
@@ -28,12 +29,21 @@ __all__ = ["ServerWatch", "target_hosts"]
 log = logging.getLogger(__name__)
 
 
-def target_hosts(runtime: LLMRuntime) -> list[str]:
-    """``--host`` and the user classes' own hosts, each once, in that order."""
+def target_hosts(runtime: LLMRuntime) -> dict[str, str]:
+    """``--host`` and the user classes' own hosts, each once, in that order, with the
+    backend whose dialect reads its version: sageLLM's gateway where a sageLLM user sends
+    to it, else vLLM's (``/version``; a server without it has no version)."""
     environment = runtime.environment
-    hosts = [environment.host or ""]
-    hosts += [getattr(cls, "host", None) or "" for cls in environment.user_classes]
-    return list(dict.fromkeys(h for h in hosts if h))
+    hosts: dict[str, str] = {}
+    for cls in environment.user_classes:
+        host = getattr(cls, "host", None) or environment.host or ""
+        backend = getattr(cls, "backend", None) or runtime.options.backend
+        if host and hosts.get(host) != "sagellm":
+            hosts[host] = "sagellm" if backend == "sagellm" else "vllm"
+    if environment.host:
+        hosts.setdefault(environment.host, "vllm")
+    first = environment.host
+    return {first: hosts.pop(first), **hosts} if first else hosts
 
 
 class ServerWatch(Service):
@@ -42,7 +52,7 @@ class ServerWatch(Service):
     def __init__(self, runtime: LLMRuntime) -> None:
         self.runtime = runtime
         self._series: dict[str, ServerSeries] = {}
-        self._clients: dict[str, VLLMClient] = {}
+        self._clients: dict[str, OpenAIClient] = {}
         self._loop: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -51,9 +61,9 @@ class ServerWatch(Service):
         interval = self.runtime.options.server_metrics_interval
         if not interval:
             return
-        for host in target_hosts(self.runtime):
-            client = self.runtime.create_client("vllm", host)
-            assert isinstance(client, VLLMClient)
+        for host, backend in target_hosts(self.runtime).items():
+            client = self.runtime.create_client(backend, host)
+            assert isinstance(client, OpenAIClient)
             series = ServerSeries(host)
             try:
                 series.add(scrape_server_metrics(client))

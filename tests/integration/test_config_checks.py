@@ -19,7 +19,7 @@ from locust.env import Environment
 from locust.event import Events
 from locust.runners import STATE_STOPPED
 
-from sagellm_users import OpenAIChatUser, VLLMLocalUser
+from sagellm_users import OpenAIChatUser, SageLLMUser, VLLMLocalUser
 from sagellm_users._users import install
 from sagellm_users._users.options import add_arguments
 from sagellm_users.shapes import StepLoadShape
@@ -195,6 +195,25 @@ def test_engine_options_are_taken_with_an_in_process_user(
     assert lines == [
         "sagellm: VLLMLocalUser run vllm in-process: pass --vllm-model with the model's directory"
     ]
+
+
+class GatewayCompletions(SageLLMUser):
+    api = "completions"  # type: ignore[assignment]  # SageLLMUser narrows it to chat
+
+
+def test_streamed_completions_on_sagellms_gateway_are_refused_before_load(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`sagellm serve` answers 400 to every streamed /v1/completions: refused at init, with
+    both ways out; not streamed, the same user is accepted."""
+    code, lines = _refusal(HOST, capsys, user=GatewayCompletions)
+    assert code == 1
+    assert lines == [
+        "sagellm: GatewayCompletions: streamed 'completions' requests would all fail: "
+        "sageLLM's gateway answers 400 to streamed /v1/completions ('Streaming text "
+        "completions are not supported'); stream the chat API instead, or send --no-stream"
+    ]
+    _init([*HOST, "--no-stream", "--skip-host-check"], GatewayCompletions, None)
 
 
 def _flags() -> set[str]:

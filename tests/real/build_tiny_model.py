@@ -67,10 +67,14 @@ def build(out: str, paced: bool = False) -> None:
         "tokenizer_class": "PreTrainedTokenizerFast",
         "bos_token": "<s>",
         "eos_token": "</s>",
+        "pad_token": "</s>",
         "model_max_length": 512,
         "chat_template": CHAT_TEMPLATE,
     })  # fmt: skip
-    _write(out, "special_tokens_map.json", {"bos_token": "<s>", "eos_token": "</s>"})
+    # A pad token: sageLLM's engine pads a batch of prompts, and without one every request
+    # of a batch fails (its gateway then answers an empty stream that ends with "stop").
+    special: dict[str, object] = {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>"}
+    _write(out, "special_tokens_map.json", special)
     _write(out, "config.json", {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
@@ -78,7 +82,7 @@ def build(out: str, paced: bool = False) -> None:
         "vocab_size": tok.get_vocab_size(), "max_position_embeddings": 512,
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
         "tie_word_embeddings": False, "torch_dtype": "float32",
-        "bos_token_id": bos, "eos_token_id": eos,
+        "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": eos,
         **(PACED if paced else {}),
     })  # fmt: skip
     _write(out, "generation_config.json", {"bos_token_id": bos, "eos_token_id": eos})

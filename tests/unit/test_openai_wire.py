@@ -169,7 +169,7 @@ def test_role_with_the_first_token_is_a_step() -> None:
     assert finish.step, "the step that ended the request, though it also names the role"
 
 
-_DELTA_FIELDS = {
+_DELTA_FIELDS: dict[str, list[Any]] = {
     "role": ["assistant"],
     "content": ["", None, "x"],
     "reasoning_content": ["", "r"],
@@ -192,8 +192,9 @@ def test_every_choice_shape_reads_by_the_metric_definitions(
     finish: str | None, token_ids: list[int] | None
 ) -> None:
     """A decode step is any chunk but chat's opening one (the role, no output, no finish
-    reason, no token ids); output is text, reasoning, tool calls or token ids. Checked for
-    every combination of a delta's fields, against these definitions written plainly."""
+    reason, no token ids) and the end alone (a finish reason and no content at all: no key,
+    or null); output is text, reasoning, tool calls or token ids. Checked for every
+    combination of a delta's fields, against these definitions written plainly."""
     for delta in _deltas():
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
         if delta is None:
@@ -209,11 +210,24 @@ def test_every_choice_shape_reads_by_the_metric_definitions(
         )
         opening = delta is not None and "role" in d and not produced
         opening = opening and not finish and not token_ids
+        end_alone = delta is not None and finish is not None and d.get("content") is None
+        end_alone = end_alone and not produced and not token_ids
         text = d.get("content") or "" if delta is not None else "t"
-        assert chunk.step is not opening, choice
+        assert chunk.step is not (opening or end_alone), choice
         assert chunk.has_output is bool(produced or token_ids or text), choice
         assert chunk.text == text, choice
         assert chunk.finish_reason == finish, choice
+
+
+def test_the_end_alone_is_no_decode_step() -> None:
+    """OpenAI ends a stream with `"delta": {}` and sageLLM's gateway with `"content": null`
+    beside the finish reason: no token came with it, so it adds no ITL gap; vLLM's last
+    step carries a token (`"content": ""` for EOS) and stays a step."""
+    for delta in ({}, {"role": None, "content": None}, {"content": None}):
+        chunk = parse_event(_chat_chunk({"index": 0, "delta": delta, "finish_reason": "stop"}), T)
+        assert not chunk.step and not chunk.has_output and chunk.finish_reason == "stop"
+    eos = parse_event(_chat_chunk(_delta(content="", finish="stop")), T)
+    assert eos.step and eos.finish_reason == "stop"
 
 
 def test_content_delta() -> None:
