@@ -38,6 +38,7 @@ _COUNTERS = (
     "total_output_tokens",
     "output_tokens_estimated",
     "output_tokens_tokenized",
+    "stopped_at_limit",
     "input_tokens_estimated",
     "good",
     "retried",
@@ -76,6 +77,8 @@ class EndpointStats:
     """Successful requests whose output count is a chunk count, not the server's usage."""
     output_tokens_tokenized: int = 0
     """Successful requests without usage whose output a local tokenizer counted."""
+    stopped_at_limit: int = 0
+    """Successful requests that said ``"stop"`` with exactly ``max_tokens`` out."""
     input_tokens_estimated: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
@@ -122,11 +125,23 @@ class EndpointStats:
             self.failure_examples.setdefault(error_class, record.error_message or "")
             return
         self.succeeded += 1
+        self._add_tokens(record)
+        for name in ("ttft", "tbt", "tpot", "e2e"):
+            value = getattr(record, name)
+            if value is not None:
+                getattr(self, name).add(value)
+        self.itl.extend(record.itl)
+        self.itl_per_token.extend(record.itl_per_token)
+
+    def _add_tokens(self, record: RequestRecord) -> None:
+        """A successful request's token counts, and where they came from."""
         n_in, n_out = record.input_tokens, record.output_tokens
         self.total_input_tokens += n_in
         self.total_output_tokens += n_out
         self.input_tokens.add(n_in)
         self.output_tokens.add(n_out)
+        if record.stopped_at_limit:
+            self.stopped_at_limit += 1
         source = record.output_tokens_source
         if source == "tokenizer":
             self.output_tokens_tokenized += 1
@@ -134,12 +149,6 @@ class EndpointStats:
             self.output_tokens_estimated += 1
         if record.input_tokens_source != "usage":
             self.input_tokens_estimated += 1
-        for name in ("ttft", "tbt", "tpot", "e2e"):
-            value = getattr(record, name)
-            if value is not None:
-                getattr(self, name).add(value)
-        self.itl.extend(record.itl)
-        self.itl_per_token.extend(record.itl_per_token)
 
     def merge(self, other: EndpointStats) -> None:
         for name in _COUNTERS:

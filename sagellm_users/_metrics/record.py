@@ -57,6 +57,8 @@ class RequestRecord:
     """The reply's tokens as a local tokenizer counted its text, when the server sent no
     usage (see :attr:`output_tokens`)."""
     finish_reason: str | None = None
+    max_tokens: int | None = None
+    """The output limit the request asked for (None: the server's default)."""
     status: Status = "ok"
     http_status: int | None = None
     error_class: str | None = None
@@ -130,6 +132,16 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def stopped_at_limit(self) -> bool:
+        """Said ``"stop"`` with exactly ``max_tokens`` out: the limit ended it, or the end
+        of sequence fell on the limit's last token (rare, and never with ignore_eos)."""
+        return (
+            self.finish_reason == "stop"
+            and self.max_tokens is not None
+            and self.output_tokens == self.max_tokens
+        )
 
     @property
     def ttft(self) -> float | None:
@@ -232,6 +244,7 @@ class RequestRecord:
             counted_output_tokens=data.get("output_tokens") if source_out == "tokenizer" else None,
             prompt_chars=int(data.get("prompt_chars") or 0),
             finish_reason=data.get("finish_reason"),
+            max_tokens=data.get("max_tokens"),
             status=data["status"],
             http_status=data.get("http_status"),
             error_class=data.get("error_class"),
@@ -277,6 +290,7 @@ class RequestRecord:
             "output_tokens": self.output_tokens,
             "output_tokens_source": self.output_tokens_source,
             "finish_reason": self.finish_reason,
+            "max_tokens": self.max_tokens,
             "ttft_ms": ms(self.ttft),
             "tbt_ms": ms(self.tbt),
             "tpot_ms": ms(self.tpot),

@@ -116,6 +116,7 @@ def _samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
     by_name: dict[str, list[tuple[dict[str, str], float]]] = {}
     try:
         for family in text_string_to_metric_families(text):
+            by_name.setdefault(family.name, [])  # a family with no samples yet is there too
             for sample in family.samples:
                 by_name.setdefault(sample.name, []).append((sample.labels, sample.value))
     except (ValueError, TypeError, IndexError) as exc:
@@ -186,9 +187,9 @@ def _read_gateway(
     """sageLLM's gateway (``sagellm_gateway_*``): its generation requests by outcome, and
     its own request duration, which for a streamed answer ends when the response starts
     (headers sent), not when the stream ends."""
-    if GATEWAY_REQUESTS in by_name:
+    if GATEWAY_REQUESTS in by_name or GATEWAY_REQUESTS.removesuffix("_total") in by_name:
         ok = failed = 0.0
-        for labels, value in by_name[GATEWAY_REQUESTS]:
+        for labels, value in by_name.get(GATEWAY_REQUESTS, ()):
             if labels.get("path") in GENERATION_PATHS:
                 if labels.get("status", "").startswith("2"):
                     ok += value

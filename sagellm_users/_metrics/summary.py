@@ -95,6 +95,13 @@ def render_summary(
                 "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
                 "counts them exactly)"
             )
+        if stats.succeeded and stats.stopped_at_limit * 2 >= stats.succeeded:
+            out.append(
+                f"  note: {stats.stopped_at_limit} of {stats.succeeded} requests said "
+                "finish_reason 'stop' with exactly max_tokens out: this server reports 'stop' "
+                "where the length limit ended an answer (sageLLM's gateway streams so), so its "
+                "finish reasons do not tell the limit from an end of sequence"
+            )
         if stats.output_tokens_tokenized:
             out.append(
                 f"  note: {stats.output_tokens_tokenized} requests had no usage from the "

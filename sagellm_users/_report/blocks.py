@@ -105,6 +105,10 @@ class MetricsBlock(BaseModel):
     good_requests: int | None = None
     """Successful requests meeting every per-request SLO (None without such SLOs)."""
     request_goodput: float | None = None
+    stopped_at_limit: int = 0
+    """Successful requests that said ``finish_reason: "stop"`` with exactly ``max_tokens``
+    out: the server reports "stop" where the limit ended them (sageLLM's gateway streams
+    so), or their end of sequence fell on the limit's last token."""
     retried: int = 0
     """Requests sent more than once (``--retries``); their failed attempts are in
     ``retry_failures``, never in ``failures``."""
@@ -146,6 +150,7 @@ class MetricsBlock(BaseModel):
                 FailureClass(error_class=k, count=v, example=stats.failure_examples.get(k, ""))
                 for k, v in stats.failures.most_common()
             ],
+            stopped_at_limit=stats.stopped_at_limit,
             retried=stats.retried,
             retries=stats.retries,
             retry_failures=dict(stats.retry_failures.most_common()),

@@ -153,6 +153,7 @@ class LLMUser(User):
             wall_start=time.time(),
             t_start=perf_counter(),
             prompt_chars=len(request.prompt_text()),
+            max_tokens=request.max_tokens,
         )
         if intended is not None:
             record.start_lag_s = max(0.0, record.t_start - intended)

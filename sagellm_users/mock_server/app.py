@@ -38,6 +38,13 @@ from .info_routes import info_body, tokenize_body, version_body
 from .metrics import METRICS_CONTENT_TYPE, EngineHistograms, render_metrics
 from .pacer import Pacer
 from .proxy_wire import INTERIM_RESPONSES, GzipChunks, gzip_stream_head, with_empty_data
+from .sagellm_gateway import (
+    STREAMED_COMPLETIONS_REFUSED,
+    GatewayChatEncoder,
+    GatewayMetrics,
+    gateway_info_body,
+    gateway_root_body,
+)
 from .send_log import SendLog
 from .simulation import Plan, Planner
 from .validation import (
@@ -79,8 +86,11 @@ class MockApp:
         loop: asyncio.AbstractEventLoop,
         *,
         seed: int | None = None,
+        port: int = 0,
     ) -> None:
         self.config = config
+        self.port = port
+        """The port this server listens on (sageLLM's gateway names it in /info)."""
         self.loop = loop
         self.pacer = Pacer(loop)
         self.send_log = None if config.send_log is None else SendLog(config.send_log)
@@ -113,6 +123,13 @@ class MockApp:
             b"/generate": (b"POST", self._lmdeploy_generate),
             b"/info": (b"GET", self._info),
         }
+        self.gateway: GatewayMetrics | None = None
+        """``--dialect sagellm-gateway``: the gateway's own HTTP metrics (else None)."""
+        if config.dialect == "sagellm-gateway":
+            self.gateway = GatewayMetrics()
+            for path in (b"/tokenize", b"/version", b"/generate"):
+                del self._routes[path]  # the gateway has none of them
+            self._routes[b"/"] = (b"GET", self._gateway_root)
 
     # Handler protocol ---------------------------------------------------------------------
 
@@ -148,6 +165,10 @@ class MockApp:
         self._reply(conn, request, 200, b"", content_type=None)
 
     def _metrics(self, conn: HttpConnection, request: Request) -> None:
+        if self.gateway is not None:
+            body = self.gateway.render()
+            self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
+            return
         body = render_metrics(
             self.admission,
             self.histograms,
@@ -171,7 +192,13 @@ class MockApp:
         self._reply(conn, request, 200, version_body())
 
     def _info(self, conn: HttpConnection, request: Request) -> None:
+        if self.gateway is not None:
+            self._reply(conn, request, 200, gateway_info_body(self.config, self.port))
+            return
         self._reply(conn, request, 200, info_body(self.config))
+
+    def _gateway_root(self, conn: HttpConnection, request: Request) -> None:
+        self._reply(conn, request, 200, gateway_root_body())
 
     def _models(self, conn: HttpConnection, request: Request) -> None:
         c = self.config
@@ -236,6 +263,9 @@ class MockApp:
             body = _error(lmdeploy, exc.message, exc.err_type, exc.status, exc.param)
             self._reply(conn, request, exc.status, body)
             return
+        if self.gateway is not None and req.stream and req.kind == "completion":
+            self._reply(conn, request, 400, STREAMED_COMPLETIONS_REFUSED)
+            return
         fault = self._draw_fault(req.stream)
         if fault in _GATEWAY_FAULTS:
             self._gateway_fault(conn, request, fault)
@@ -267,6 +297,8 @@ class MockApp:
         if fault is Fault.CONTINUE_100:
             conn.write(INTERIM_RESPONSES)
         if req.stream:
+            if self.gateway is not None:  # its head goes out now: that ends its duration
+                self._gateway_observe(request, 200)
             gen = StreamingGeneration(
                 engine=self.engine,
                 t_received=request.t_received,
@@ -275,7 +307,7 @@ class MockApp:
                 close=conn.close,
                 write=_start_stream(conn, request.keep_alive, fault),
                 encoder=self._stream_encoder(req, plan, t_request),
-                include_usage=req.include_usage and not c.stream_usage_null,
+                include_usage=req.include_usage and not c.stream_usage_null and not self.gateway,
                 sent=sent,
             )
         else:
@@ -297,7 +329,10 @@ class MockApp:
     ) -> TokenEncoder:
         if req.kind == "generate":
             return GenerateStreamEncoder(prompt_tokens=req.prompt_tokens, t_request=t_request)
-        return _encoder_class(req)(
+        encoder = _encoder_class(req)
+        if self.gateway is not None:
+            encoder = GatewayChatEncoder  # completions never stream here (refused above)
+        return encoder(
             request_hex=plan.request_hex,
             created=int(time.time()),
             model_json=self._model_json,
@@ -411,8 +446,17 @@ class MockApp:
                 extra=extra,
             )
         )
+        if self.gateway is not None:
+            self._gateway_observe(request, status)
         self._log(request, status, fault)
         conn.response_done()
+
+    def _gateway_observe(self, request: Request, status: int) -> None:
+        """sageLLM's gateway counts every response, timed to when it starts."""
+        assert self.gateway is not None
+        seconds = time.perf_counter() - request.t_received
+        method, path = request.method.decode("latin-1"), request.path.decode("latin-1")
+        self.gateway.observe(method, path, status, seconds)
 
     def _log(self, request: Request, status: int | str, fault: Fault = Fault.NONE) -> None:
         """One stderr line; an injected fault is named, and a reset has no status to show."""

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from sagellm_users._errors import ConfigError
 
-from .config import MockServerConfig, parse_token_range
+from .config import DIALECTS, MockServerConfig, parse_token_range
 from .faults import FAULT_RATE_FIELDS
 
 __all__ = ["build_parser", "check_mock_args", "parse_config"]
@@ -179,6 +179,15 @@ def build_parser(
         action="store_true",
         help='stream "usage": null in every chunk and no usage chunk, as LMDeploy servers '
         "before 0.7 did (clients must count output tokens another way)",
+    )
+    srv.add_argument(
+        "--dialect",
+        choices=DIALECTS,
+        default=d.dialect,
+        help="answer as vLLM's OpenAI server (the default) or as sageLLM's gateway: no usage "
+        "when streaming, no empty chunks, the end in a chunk of its own that always says "
+        "'stop', streamed /v1/completions refused, /info with its engines, only its own HTTP "
+        "metrics",
     )
     srv.add_argument(
         "--send-log",

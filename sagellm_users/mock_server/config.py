@@ -15,7 +15,11 @@ from dataclasses import dataclass, fields
 
 from .faults import FAULT_RATE_FIELDS
 
-__all__ = ["MockServerConfig", "parse_token_range"]
+__all__ = ["DIALECTS", "MockServerConfig", "parse_token_range"]
+
+DIALECTS = ("vllm", "sagellm-gateway")
+"""Whose server the mock answers as: vLLM's OpenAI server (the default), or sageLLM's
+gateway (see :mod:`.sagellm_gateway`)."""
 
 
 def _flag(name: str) -> str:
@@ -101,6 +105,7 @@ class MockServerConfig:
     seed: int = 0
     send_timestamps: bool = False
     stream_usage_null: bool = False
+    dialect: str = "vllm"
     send_log: str | None = None
     api_key: str | None = None
     tls_cert: str | None = None
@@ -128,6 +133,7 @@ class MockServerConfig:
                 out.append(f"{name} ({_flag(name)}) {rule}, got {getattr(self, name)!r}")
 
         need(bool(self.model.strip()), "model", "must not be empty")
+        need(self.dialect in DIALECTS, "dialect", f"must be one of {', '.join(DIALECTS)}")
         need(self.max_model_len >= 1, "max_model_len", "must be >= 1")
         for name in (
             "ttft_ms",

@@ -47,7 +47,7 @@ async def run_server(
             block_stop_signals()
         stop_event.set()
 
-    app = MockApp(config, loop, seed=seed)
+    app = MockApp(config, loop, seed=seed, port=int(sock.getsockname()[1]))
     server = await loop.create_server(
         lambda: HttpConnection(app), sock=sock, backlog=BACKLOG, ssl=config.ssl_context()
     )

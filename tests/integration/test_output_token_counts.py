@@ -16,6 +16,7 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from sagellm_users import OpenAIChatUser, SageLLMUser
+from sagellm_users._metrics.summary import render_summary
 from sagellm_users._report.writers import render_markdown
 from sagellm_users.mock_server import MockServerProcess
 from sagellm_users.mock_server.simulation import VOCABULARY
@@ -91,3 +92,56 @@ def test_usage_wins_over_the_tokenizer(tmp_path: Path) -> None:
     ok = [r for r in run.records if r.ok]
     assert {r.output_tokens_source for r in ok} == {"usage"}
     assert all(r.counted_output_tokens is None for r in ok)
+    assert {r.finish_reason for r in ok} == {"length"} and not any(r.stopped_at_limit for r in ok)
+
+
+# -- sageLLM's gateway, as the mock speaks it (--dialect sagellm-gateway) ---------------------
+
+
+@pytest.fixture(scope="module")
+def gateway_mock() -> Iterator[str]:
+    args = ["--dialect", "sagellm-gateway", "--ttft-ms", "2", "--tbt-ms", "1"]
+    with MockServerProcess([*args, "--held-back-rate", "0"]) as mock:
+        assert mock.url is not None
+        yield mock.url
+
+
+def test_sagellm_user_against_the_gateways_dialect(gateway_mock: str, tmp_path: Path) -> None:
+    """No usage, the end in a chunk of its own: the tokenizer counts every token, the end
+    adds no decode step, and the server view is the gateway's own."""
+    tokenizer = word_tokenizer(tmp_path / "words")
+    run = _run(
+        gateway_mock, "--tokenizer", str(tokenizer), "--server-metrics-interval", "0.05",
+        user=SageLLMUser,
+    )  # fmt: skip
+    ok = [r for r in run.records if r.ok]
+    assert len(ok) >= 12
+    assert {(r.output_tokens, r.output_tokens_source) for r in ok} == {(MAX_TOKENS, "tokenizer")}
+    assert {len(r.t_out) for r in ok} == {MAX_TOKENS}, "one step per token, none for the end"
+    assert {r.finish_reason for r in ok} == {"stop"}, "the gateway's 'stop' at max_tokens"
+    assert {r.model for r in ok} == {"mock-llm"}, "the model, from /info's engines"
+    report = run.runtime.final_report
+    assert report is not None
+    assert report.total.stopped_at_limit == report.total.completed
+    collector = run.runtime.collector
+    summary = render_summary(collector.by_name, collector.total())
+    assert "requests said finish_reason 'stop' with exactly max_tokens out" in summary
+    (server,) = report.server
+    assert server.version == "sageLLM Gateway 0.1.0"
+    assert server.gateway_ok is not None and server.gateway_ok >= len(ok)
+    assert server.gateway_failed == 0 and server.requests is None
+    assert server.gateway_response_start_ms is not None
+    assert server.gateway_response_start_ms.count == server.gateway_ok
+
+
+def test_the_gateway_drops_empty_chunks_so_chunk_counts_fall_short(tmp_path: Path) -> None:
+    """Held-back tokens (a character split over two tokens) reach the gateway's client as
+    nothing: counting chunks misses them, and says the count is an estimate."""
+    args = ["--dialect", "sagellm-gateway", "--ttft-ms", "2", "--tbt-ms", "1"]
+    with MockServerProcess([*args, "--held-back-rate", "0.3", "--seed", "3"]) as mock:
+        assert mock.url is not None
+        run = _run(mock.url, user=SageLLMUser)
+    ok = [r for r in run.records if r.ok]
+    assert {r.output_tokens_source for r in ok} == {"estimate"}
+    assert all(r.output_tokens <= MAX_TOKENS for r in ok)
+    assert sum(r.output_tokens for r in ok) < MAX_TOKENS * len(ok)

@@ -90,6 +90,50 @@ def test_a_server_without_vllm_metrics_is_recognised_as_such() -> None:
     assert not parse_vllm_metrics(text, 0.0).recognized
 
 
+GATEWAY_TEXT = """\
+# HELP sagellm_gateway_http_requests_total Total HTTP requests
+# TYPE sagellm_gateway_http_requests_total counter
+sagellm_gateway_http_requests_total{method="GET",path="/info",status="200"} 3.0
+sagellm_gateway_http_requests_total{method="POST",path="/v1/chat/completions",status="200"} 41.0
+sagellm_gateway_http_requests_total{method="POST",path="/v1/chat/completions",status="503"} 2.0
+sagellm_gateway_http_requests_total{method="POST",path="/v1/completions",status="400"} 1.0
+# HELP sagellm_gateway_http_request_duration_seconds HTTP request duration
+# TYPE sagellm_gateway_http_request_duration_seconds histogram
+DURATION_bucket{le="0.01",method="GET",path="/info"} 0.0
+DURATION_bucket{le="0.1",method="GET",path="/info"} 3.0
+DURATION_bucket{le="+Inf",method="GET",path="/info"} 3.0
+DURATION_count{method="GET",path="/info"} 3.0
+DURATION_sum{method="GET",path="/info"} 0.2
+DURATION_bucket{le="0.01",CHAT} 21.0
+DURATION_bucket{le="0.1",CHAT} 43.0
+DURATION_bucket{le="+Inf",CHAT} 43.0
+DURATION_count{CHAT} 43.0
+DURATION_sum{CHAT} 0.6
+""".replace("DURATION", "sagellm_gateway_http_request_duration_seconds").replace(
+    "CHAT", 'method="POST",path="/v1/chat/completions"'
+)
+
+
+def test_sagellm_gateway_metrics_are_read_for_the_generation_routes_only() -> None:
+    """Its own counters and duration (as `sagellm serve` 0.5.4 exports them): requests on
+    the generation routes by outcome, and their duration; /info and the rest left out."""
+    snap = parse_vllm_metrics(GATEWAY_TEXT, 0.0)
+    assert snap.recognized
+    assert snap.counters == {"gateway_ok": 41.0, "gateway_failed": 3.0}
+    start = snap.histograms["gateway_start"]
+    assert start.count == 43.0 and start.total == pytest.approx(0.6)
+    assert start.cumulative == (21.0, 43.0, 43.0)
+
+
+def test_a_gateway_that_has_answered_nothing_yet_is_recognised() -> None:
+    text = (
+        "# HELP sagellm_gateway_http_requests_total Total HTTP requests\n"
+        "# TYPE sagellm_gateway_http_requests_total counter\n"
+    )
+    snap = parse_vllm_metrics(text, 0.0)
+    assert snap.recognized and snap.counters == {"gateway_ok": 0.0, "gateway_failed": 0.0}
+
+
 def test_text_that_is_not_prometheus_is_an_error() -> None:
     with pytest.raises(ServerMetricsError, match="not Prometheus text format"):
         parse_vllm_metrics('{"detail": "Not Found"}', 0.0)

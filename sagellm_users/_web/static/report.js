@@ -219,6 +219,13 @@
         "from the server) for " + p.output_estimated + " outputs and " + p.input_estimated +
         " prompts."}));
     }
+    if (t.completed && (t.stopped_at_limit || 0) * 2 >= t.completed) {
+      summary.append(el("p", {className: "note", text: D.num(t.stopped_at_limit, 0) + " of " +
+        D.num(t.completed, 0) + " requests said finish_reason 'stop' with exactly max_tokens " +
+        "out: this server reports 'stop' where the length limit ended an answer (sageLLM's " +
+        "gateway streams so), so its finish reasons do not tell the limit from an end of " +
+        "sequence."}));
+    }
     if (p && p.output_tokenized) {
       summary.append(el("p", {className: "note", text: "Output tokens of " +
         p.output_tokenized + " request(s) counted by the tokenizer in their text: the " +
