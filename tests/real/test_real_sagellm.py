@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -91,8 +92,17 @@ def test_the_gateway_through_sagellm_user(
     assert total["token_provenance"]["output_tokenized"] == completed, output
     truth = _truth(sagellm_gateway, str(sagellm_model)) * completed
     assert abs(total["total_output_tokens"] - truth) <= 0.02 * truth, (truth, output)
-    assert total["models"] == [str(sagellm_model)]
+    assert total["models"] == [str(sagellm_model)], "the model, from /info's engines"
     assert "the tokenizer counted their output tokens" in output
+    # One decode step per token: the gateway's own end chunk is none.
+    assert total["itl_ms"]["count"] == total["total_output_tokens"] - completed
+    # Its quirk: "stop" also where max_tokens ended the answer.
+    assert total["stopped_at_limit"] == completed
+    assert "said finish_reason 'stop' with exactly max_tokens out" in output
+    (server,) = report["server"]
+    assert server["version"].startswith("sageLLM Gateway "), server
+    assert server["gateway_ok"] >= total["requests"] and server["gateway_failed"] == 0
+    assert server["gateway_response_start_ms"]["count"] == server["gateway_ok"]
 
 
 def test_the_gateway_without_a_tokenizer_counts_chunks_and_says_so(
@@ -105,3 +115,31 @@ def test_the_gateway_without_a_tokenizer_counts_chunks_and_says_so(
     assert total["completed"] > 0 and total["failed"] == 0, output
     assert total["token_provenance"]["output_estimated"] == total["completed"]
     assert "chunk counts (estimate" in output
+
+
+def test_streamed_completions_are_refused_before_any_load(
+    sagellm_gateway: str, tmp_path: Path
+) -> None:
+    """The gateway answers 400 to every streamed /v1/completions: refused before load."""
+    body = json.dumps({"prompt": PROMPT, "max_tokens": 4, "stream": True}).encode()
+    request = urllib.request.Request(
+        sagellm_gateway + "/v1/completions", body, {"Content-Type": "application/json"}
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 400, "the truth the refusal stands on"
+    locustfile = tmp_path / "gateway_completions.py"
+    locustfile.write_text(
+        "from locust import events\n"
+        "from sagellm_users import SageLLMUser, install\n"
+        "install(events)\n"
+        "class GatewayCompletions(SageLLMUser):\n"
+        "    api = 'completions'\n"
+    )
+    command = [
+        sys.executable, "-m", "locust", "-f", str(locustfile), "--host", sagellm_gateway,
+        "--headless", "-u", "1", "-t", "3s",
+    ]  # fmt: skip
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "streamed 'completions' requests would all fail" in run.stderr
