@@ -118,10 +118,11 @@ def test_the_gateway_without_a_tokenizer_counts_chunks_and_says_so(
 
 
 def test_streamed_completions_are_refused_before_any_load(
-    sagellm_gateway: str, tmp_path: Path
+    sagellm_gateway: str, sagellm_model: Path, tmp_path: Path
 ) -> None:
     """The gateway answers 400 to every streamed /v1/completions: refused before load."""
-    body = json.dumps({"prompt": PROMPT, "max_tokens": 4, "stream": True}).encode()
+    payload = {"model": str(sagellm_model), "prompt": PROMPT, "max_tokens": 4, "stream": True}
+    body = json.dumps(payload).encode()
     request = urllib.request.Request(
         sagellm_gateway + "/v1/completions", body, {"Content-Type": "application/json"}
     )
