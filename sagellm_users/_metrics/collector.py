@@ -39,6 +39,7 @@ _COUNTERS = (
     "output_tokens_estimated",
     "output_tokens_tokenized",
     "stopped_at_limit",
+    "empty_answers",
     "input_tokens_estimated",
     "good",
     "retried",
@@ -79,6 +80,8 @@ class EndpointStats:
     """Successful requests without usage whose output a local tokenizer counted."""
     stopped_at_limit: int = 0
     """Successful requests that said ``"stop"`` with exactly ``max_tokens`` out."""
+    empty_answers: int = 0
+    """Successful requests with no output at all: no token, no usage counting one."""
     input_tokens_estimated: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
@@ -142,6 +145,8 @@ class EndpointStats:
         self.output_tokens.add(n_out)
         if record.stopped_at_limit:
             self.stopped_at_limit += 1
+        if n_out == 0:
+            self.empty_answers += 1
         source = record.output_tokens_source
         if source == "tokenizer":
             self.output_tokens_tokenized += 1

@@ -95,6 +95,12 @@ def render_summary(
                 "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
                 "counts them exactly)"
             )
+        if stats.empty_answers:
+            out.append(
+                f"  WARNING: {stats.empty_answers} of {stats.succeeded} successful requests "
+                "had no output at all (0 tokens): a gateway that turns its engine's failure "
+                "into an empty answer does this (sageLLM's does); look in the server's log"
+            )
         if stats.succeeded and stats.stopped_at_limit * 2 >= stats.succeeded:
             out.append(
                 f"  note: {stats.stopped_at_limit} of {stats.succeeded} requests said "

@@ -109,6 +109,9 @@ class MetricsBlock(BaseModel):
     """Successful requests that said ``finish_reason: "stop"`` with exactly ``max_tokens``
     out: the server reports "stop" where the limit ended them (sageLLM's gateway streams
     so), or their end of sequence fell on the limit's last token."""
+    empty_answers: int = 0
+    """Successful requests with no output at all (0 tokens): what a gateway answers when it
+    turns its engine's failure into an empty stream that ends normally."""
     retried: int = 0
     """Requests sent more than once (``--retries``); their failed attempts are in
     ``retry_failures``, never in ``failures``."""
@@ -151,6 +154,7 @@ class MetricsBlock(BaseModel):
                 for k, v in stats.failures.most_common()
             ],
             stopped_at_limit=stats.stopped_at_limit,
+            empty_answers=stats.empty_answers,
             retried=stats.retried,
             retries=stats.retries,
             retry_failures=dict(stats.retry_failures.most_common()),

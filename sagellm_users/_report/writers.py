@@ -183,6 +183,13 @@ def render_markdown(report: LLMReport) -> bytes:
         f"estimated for {p.input_estimated}.",
         "",
     ]
+    if t.empty_answers:
+        lines += [
+            f"**Warning**: {t.empty_answers} of {t.completed} successful requests had no "
+            "output at all (0 tokens): a gateway that turns its engine's failure into an empty "
+            "answer does this (sageLLM's does); look in the server's log.",
+            "",
+        ]
     return "\n".join(lines).encode()
 
 

@@ -145,3 +145,35 @@ def test_the_gateway_drops_empty_chunks_so_chunk_counts_fall_short(tmp_path: Pat
     assert {r.output_tokens_source for r in ok} == {"estimate"}
     assert all(r.output_tokens <= MAX_TOKENS for r in ok)
     assert sum(r.output_tokens for r in ok) < MAX_TOKENS * len(ok)
+
+
+def test_empty_answers_that_end_normally_are_flagged() -> None:
+    """Seen against the real gateway when its engine failed every batched prompt: each
+    answer was the role chunk and a closing "stop", nothing between. The mock's gateway
+    answers so when its model's first token is the end of sequence (dropped: no text)."""
+    args = ["--dialect", "sagellm-gateway", "--ttft-ms", "2", "--tbt-ms", "1"]
+    with MockServerProcess([*args, "--natural-output-tokens", "1"]) as mock:
+        assert mock.url is not None
+        run = LocalRun([SageLLMUser], ["--host", mock.url, "--max-tokens", "8"])
+        run.run_until(requests=6, users=2)
+    ok = [r for r in run.records if r.ok]
+    assert ok and all(r.output_tokens == 0 and not r.t_out for r in ok)
+    report = run.runtime.final_report
+    assert report is not None and report.total.empty_answers == report.total.completed > 0
+    collector = run.runtime.collector
+    summary = render_summary(collector.by_name, collector.total())
+    assert f"WARNING: {report.total.completed} of {report.total.completed} successful" in summary
+    assert "had no output at all" in render_markdown(report).decode()
+
+
+def test_a_vllm_answer_of_only_its_end_of_sequence_is_not_empty() -> None:
+    """vLLM sends the EOS token as a step and counts it: one token, not an empty answer."""
+    args = ["--ttft-ms", "2", "--tbt-ms", "1", "--natural-output-tokens", "1"]
+    with MockServerProcess(args) as mock:
+        assert mock.url is not None
+        run = LocalRun([OpenAIChatUser], ["--host", mock.url, "--max-tokens", "8"])
+        run.run_until(requests=6, users=2)
+    ok = [r for r in run.records if r.ok]
+    assert ok and all(r.output_tokens == 1 and len(r.t_out) == 1 for r in ok)
+    report = run.runtime.final_report
+    assert report is not None and report.total.empty_answers == 0

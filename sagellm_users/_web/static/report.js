@@ -219,6 +219,12 @@
         "from the server) for " + p.output_estimated + " outputs and " + p.input_estimated +
         " prompts."}));
     }
+    if (t.empty_answers) {
+      summary.append(el("p", {className: "note", text: "Warning: " + D.num(t.empty_answers, 0) +
+        " of " + D.num(t.completed, 0) + " successful requests had no output at all (0 " +
+        "tokens): a gateway that turns its engine's failure into an empty answer does this " +
+        "(sageLLM's does); look in the server's log."}));
+    }
     if (t.completed && (t.stopped_at_limit || 0) * 2 >= t.completed) {
       summary.append(el("p", {className: "note", text: D.num(t.stopped_at_limit, 0) + " of " +
         D.num(t.completed, 0) + " requests said finish_reason 'stop' with exactly max_tokens " +
