@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector", "StatsKey"]
 
-TIMING_METRICS = ("ttft", "tbt", "itl", "tpot", "e2e")
+TIMING_METRICS = ("ttft", "ttst", "tbt", "itl", "tpot", "e2e")
 """Timing distributions every :class:`EndpointStats` keeps, in seconds."""
 DISTRIBUTIONS = (*TIMING_METRICS, "itl_per_token", "input_tokens", "output_tokens")
 _COUNTERS = (
@@ -65,6 +65,8 @@ class EndpointStats:
     models: set[str] = field(default_factory=set)
     backends: set[str] = field(default_factory=set)
     ttft: Distribution = field(default_factory=Distribution)
+    ttst: Distribution = field(default_factory=Distribution)
+    """Time to the second decode step."""
     tbt: Distribution = field(default_factory=Distribution)
     itl: Distribution = field(default_factory=Distribution.for_gaps)
     itl_per_token: Distribution = field(default_factory=Distribution.for_gaps)
@@ -129,7 +131,7 @@ class EndpointStats:
             return
         self.succeeded += 1
         self._add_tokens(record)
-        for name in ("ttft", "tbt", "tpot", "e2e"):
+        for name in ("ttft", "ttst", "tbt", "tpot", "e2e"):
             value = getattr(record, name)
             if value is not None:
                 getattr(self, name).add(value)

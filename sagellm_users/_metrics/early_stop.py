@@ -41,6 +41,7 @@ RATE_HEADROOM = 2.0
 
 _DISTRIBUTION_OF = {
     "ttft_ms": "ttft",
+    "ttst_ms": "ttst",
     "tpot_ms": "tpot",
     "itl_ms": "itl",
     "e2el_ms": "e2e",

@@ -7,6 +7,8 @@ step; an empty one is held-back text, of the first token too, or the EOS token),
 ``len(t_out) == N_out``:
 
 * TTFT = first decode step - t_send
+* TTST = second decode step - t_send (a server that sends its first token early and then
+  stalls, or sends the role chunk's token ahead, shows here)
 * ITL  = every gap between consecutive decode steps (one sample per gap)
 * TBT  = mean of the request's ITL samples
 * E2E  = last decode step (the ``finish_reason`` chunk included) - t_send; the stream's
@@ -148,6 +150,13 @@ class RequestRecord:
         if self.t_send is None or not self.t_out:
             return None
         return self.t_out[0] - self.t_send
+
+    @property
+    def ttst(self) -> float | None:
+        """Time to the second decode step: None with fewer than two."""
+        if self.t_send is None or len(self.t_out) < 2:
+            return None
+        return self.t_out[1] - self.t_send
 
     @property
     def e2e(self) -> float | None:
@@ -292,6 +301,7 @@ class RequestRecord:
             "finish_reason": self.finish_reason,
             "max_tokens": self.max_tokens,
             "ttft_ms": ms(self.ttft),
+            "ttst_ms": ms(self.ttst),
             "tbt_ms": ms(self.tbt),
             "tpot_ms": ms(self.tpot),
             "e2e_ms": ms(self.e2e),

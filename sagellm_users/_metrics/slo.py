@@ -5,7 +5,7 @@ Grammar (clauses separated by commas, spaces ignored)::
     clause    := metric op value
     metric    := timing "_" stat | "error_rate" | "request_throughput"
                | "output_throughput" | "total_token_throughput" | "goodput"
-    timing    := "ttft" | "tpot" | "itl" | "e2el" | "e2e" | "tbt"
+    timing    := "ttft" | "ttst" | "tpot" | "itl" | "e2el" | "e2e" | "tbt"
     stat      := "mean" | "median" | "min" | "max" | "p" number      (p99, p99.9)
     op        := "<=" | "<" | ">=" | ">"
     value     := number [unit]      unit: "ms" (default for timings), "s", "%"
@@ -17,7 +17,7 @@ Examples: ``ttft_p99<=500ms``, ``tpot_p50<=50ms``, ``error_rate<=1%``,
 ``output_throughput>=1000`` (tokens/s), ``goodput>=5`` (requests/s).
 
 Every clause on a timing with ``<`` or ``<=`` also defines a per-request objective: a
-request is *good* when its own TTFT / TPOT / ITL mean / E2E / TBT meets every such
+request is *good* when its own TTFT / TTST / TPOT / ITL mean / E2E / TBT meets every such
 threshold, and goodput is good requests per second of the window (vLLM's definition).
 """
 
@@ -35,13 +35,21 @@ __all__ = ["SLO", "GoodRequest", "good_request_rule", "parse_slos"]
 
 _TIMINGS = {
     "ttft": "ttft",
+    "ttst": "ttst",
     "tpot": "tpot",
     "itl": "itl",
     "e2el": "e2el",
     "e2e": "e2el",
     "tbt": "tbt",
 }
-_PER_REQUEST = {"ttft": "ttft", "tpot": "tpot", "itl": "tbt", "e2el": "e2e", "tbt": "tbt"}
+_PER_REQUEST = {
+    "ttft": "ttft",
+    "ttst": "ttst",
+    "tpot": "tpot",
+    "itl": "tbt",
+    "e2el": "e2e",
+    "tbt": "tbt",
+}
 """Report timing -> the RequestRecord attribute a single request is judged by."""
 _RATES = ("error_rate", "request_throughput", "output_throughput", "total_token_throughput")
 _OPS: dict[str, Callable[[float, float], bool]] = {

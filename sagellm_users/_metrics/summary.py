@@ -13,6 +13,7 @@ DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 99)
 
 _METRICS = (
     ("TTFT", "ttft"),
+    ("TTST", "ttst"),
     ("TBT", "tbt"),
     ("ITL", "itl"),
     ("TPOT", "tpot"),

@@ -23,6 +23,7 @@ __all__ = [
 
 TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
     "ttft_ms": ("ttft", "ttft"),
+    "ttst_ms": ("ttst", None),
     "tpot_ms": ("tpot", "tpot"),
     "itl_ms": ("itl", "itl"),
     "e2el_ms": ("e2e", "e2el"),
@@ -91,6 +92,8 @@ class MetricsBlock(BaseModel):
     total_input_tokens: int
     total_output_tokens: int
     ttft_ms: DistributionSummary
+    ttst_ms: DistributionSummary | None = None
+    """Time to the second decode step (None in reports written before it was measured)."""
     tpot_ms: DistributionSummary
     itl_ms: DistributionSummary
     e2el_ms: DistributionSummary

@@ -38,7 +38,15 @@ __all__ = [
     "write_report",
 ]
 
-_TIMING_FIELDS = ("ttft_ms", "tpot_ms", "itl_ms", "e2el_ms", "tbt_ms", "itl_per_token_ms")
+_TIMING_FIELDS = (
+    "ttft_ms",
+    "ttst_ms",
+    "tpot_ms",
+    "itl_ms",
+    "e2el_ms",
+    "tbt_ms",
+    "itl_per_token_ms",
+)
 _TOKEN_FIELDS = ("input_tokens", "output_tokens")
 _SCALARS = (
     "requests",

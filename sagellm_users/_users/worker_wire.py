@@ -37,7 +37,9 @@ log = logging.getLogger("sagellm_users")
 
 WIRE_KEY = "sagellm"
 """The key of Locust's worker-report dict under which the :class:`WorkerReport` travels."""
-WIRE_VERSION = 1
+WIRE_VERSION = 2
+"""2: every endpoint's numbers carry TTST and the empty-answer, tokenizer-counted and
+stopped-at-limit counters."""
 
 
 class WireError(ValueError):

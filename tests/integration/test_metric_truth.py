@@ -3,7 +3,8 @@
 A replay server (tests/replay_server.py) sends chunks captured from vLLM 0.32 at known
 offsets after each request, so every number has an exact truth: with the first token at
 50 ms and one decode step every 10 ms, eight steps ending on the empty EOS chunk, TTFT is
-50 ms, E2E 120 ms, TPOT (120 - 50) / (8 - 1) = 10 ms and each request has 7 ITL gaps.
+50 ms, TTST 60 ms, E2E 120 ms, TPOT (120 - 50) / (8 - 1) = 10 ms and each request has 7
+ITL gaps.
 Skipping the empty chunks (held-back text, the EOS step) gave TPOT 8.6 and E2E 110.
 """
 
@@ -55,10 +56,12 @@ def test_eos_and_held_back_chunks_are_decode_steps(tmp_path: Path) -> None:
     assert statistics.median(r.ttft or 0 for r in ok) * 1e3 == pytest.approx(50, abs=3)
     assert statistics.median(r.e2e or 0 for r in ok) * 1e3 == pytest.approx(120, abs=3)
     assert statistics.median(r.tpot or 0 for r in ok) * 1e3 == pytest.approx(10, abs=0.5)
+    assert statistics.median(r.ttst or 0 for r in ok) * 1e3 == pytest.approx(60, abs=3)
     gaps = [gap * 1e3 for r in ok for gap in r.itl]
     assert statistics.median(gaps) == pytest.approx(10, abs=1)
 
     report = orjson.loads((tmp_path / "report.json").read_bytes())
+    assert report["total"]["ttst_ms"]["median"] == pytest.approx(60, abs=3)
     assert report["median_tpot_ms"] == pytest.approx(10, abs=0.5)
     assert report["median_e2el_ms"] == pytest.approx(120, abs=3)
     lines = (tmp_path / "records.jsonl").read_bytes().splitlines()
@@ -67,6 +70,7 @@ def test_eos_and_held_back_chunks_are_decode_steps(tmp_path: Path) -> None:
     assert done and all(len(w["out_ms"]) == STEPS for w in done)
     again = RequestRecord.from_json(done[0])
     assert len(again.itl) == STEPS - 1
+    assert again.ttst == pytest.approx(done[0]["ttst_ms"] / 1e3, abs=1e-6)
     assert again.tpot == pytest.approx(done[0]["tpot_ms"] / 1e3, abs=1e-6)
 
 

@@ -55,15 +55,16 @@ def test_another_version_or_a_damaged_report_is_named_and_left_out(
     runtime = runtime_of(run.environment)
     good = collect(runtime).to_wire()
     run.finish()
-    with pytest.raises(WireError, match=rf"wire version 2, this master reads {WIRE_VERSION}"):
-        WorkerReport.from_wire({**good, "version": 2})
+    other = WIRE_VERSION + 1
+    with pytest.raises(WireError, match=rf"wire version {other}, this master reads {WIRE_VERSION}"):
+        WorkerReport.from_wire({**good, "version": other})
     with pytest.raises(WireError, match="damaged"):
         WorkerReport.from_wire({**good, "extra": 1})
     before = runtime.collector.total().requests
     merger = Merger(runtime)
     with caplog.at_level(logging.ERROR, logger="sagellm_users"):
         for _ in range(3):
-            merger.take("w1", {WIRE_KEY: {**good, "version": 2}})
+            merger.take("w1", {WIRE_KEY: {**good, "version": other}})
         merger.take("w2", {WIRE_KEY: "garbage"})
     assert runtime.collector.total().requests == before, "nothing of them is merged"
     named = [m for m in caplog.messages if "its reports are left out" in m]

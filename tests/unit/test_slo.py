@@ -26,6 +26,7 @@ THROUGHPUT = SLO("output_throughput>=1000", "output_throughput", None, ">=", 100
         ("error_rate<=100%", SLO("error_rate<=100%", "error_rate", None, "<=", 1.0)),
         ("output_throughput>=1000", THROUGHPUT),
         ("goodput>2.5", SLO("goodput>2.5", "goodput", None, ">", 2.5)),
+        ("ttst_p99<=80ms", SLO("ttst_p99<=80ms", "ttst_ms", "p99", "<=", 80.0)),
     ],
 )  # fmt: skip
 def test_parse_one_clause(text: str, expected: SLO) -> None:
@@ -76,6 +77,27 @@ def test_good_request_rule_uses_only_upper_bounds_on_timings() -> None:
     assert not rule(make(0.150, 0.010)), "TTFT over its bound"
     assert not rule(make(0.050, 0.030)), "TPOT over its bound"
     assert good_request_rule(parse_slos("error_rate<=1%,ttft_p99>=1ms")) is None
+
+
+def test_time_to_second_token_is_an_objective_of_its_own() -> None:
+    """A server that sends its first token at once and then stalls meets TTFT, not TTST."""
+    rule = good_request_rule(parse_slos("ttft_p99<=100ms,ttst_p99<=100ms"))
+    assert rule is not None
+    assert rule(make(0.050, 0.010))
+    assert not rule(make(0.050, 0.080)), "the second token 130 ms after the send"
+    single = make(0.050, 0.010)
+    single.t_out = single.t_out[:1]
+    assert single.ttst is None and rule(single), "no second token: nothing to judge"
+    collector = MetricsCollector()
+    for i in range(10):
+        collector.add(make(0.050, 0.020 + 0.001 * i, i))
+    report = build_report(
+        collector, percentiles=[50, 99], host=None, user_classes=[], options={}, warmup="",
+        measure_after_spawn=False, slos=parse_slos("ttst_p99<=60ms"),
+    )  # fmt: skip
+    assert report.total.ttst_ms is not None
+    assert report.total.ttst_ms.percentiles["p50"] == pytest.approx(74.5, abs=0.5)
+    assert [v.passed for v in report.slos] == [False]
 
 
 def test_report_judges_each_objective_and_counts_goodput() -> None:

@@ -135,6 +135,7 @@ const SageDash = (() => {
                                 value: (r) => num(pick(r[metric.key], p))});
     const TTFT = {key: "ttft_ms", title: "TTFT"}, ITL = {key: "itl_ms", title: "ITL"};
     const TPOT = {key: "tpot_ms", title: "TPOT"}, E2E = {key: "e2el_ms", title: "E2E"};
+    const TTST = {key: "ttst_ms", title: "TTST"};
     return table([
       {title: "scope", value: (r) => r._label},
       {title: "requests", num: true, value: (r) => num(r.requests, 0)},
@@ -145,8 +146,8 @@ const SageDash = (() => {
       {title: "retried", num: true, value: (r) => num(r.retried, 0)},
       {title: "req/s", num: true, value: (r) => num(r.request_throughput)},
       {title: "output tok/s", num: true, value: (r) => num(r.output_throughput)},
-      ms(TTFT, "p50"), ms(TTFT, "p99"), ms(ITL, "p50"), ms(ITL, "p99"), ms(TPOT, "p50"),
-      ms(E2E, "p50"), ms(E2E, "p99"),
+      ms(TTFT, "p50"), ms(TTFT, "p99"), ms(TTST, "p50"), ms(ITL, "p50"), ms(ITL, "p99"),
+      ms(TPOT, "p50"), ms(E2E, "p50"), ms(E2E, "p99"),
     ], rows, {className: "data"});
   }
 
@@ -161,6 +162,7 @@ const SageDash = (() => {
     ["total tokens/s", (b) => b.total_token_throughput, HIGHER],
     timing("ttft_ms", "TTFT", "mean"), timing("ttft_ms", "TTFT", "p50"),
     timing("ttft_ms", "TTFT", "p90"), timing("ttft_ms", "TTFT", "p99"),
+    timing("ttst_ms", "TTST", "p50"), timing("ttst_ms", "TTST", "p99"),
     timing("itl_ms", "ITL", "p50"), timing("itl_ms", "ITL", "p99"),
     timing("tpot_ms", "TPOT", "p50"), timing("tpot_ms", "TPOT", "p99"),
     timing("e2el_ms", "E2E", "p50"), timing("e2el_ms", "E2E", "p99"),

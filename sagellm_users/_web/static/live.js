@@ -110,6 +110,7 @@
       {title: "failed", num: true, value: count("failed")},
       {title: "TTFT p50", num: true, value: ms("ttft_ms", "p50")},
       {title: "TTFT p99", num: true, value: ms("ttft_ms", "p99")},
+      {title: "TTST p50", num: true, value: ms("ttst_ms", "p50")},
       {title: "ITL p50", num: true, value: ms("itl_ms", "p50")},
       {title: "ITL p99", num: true, value: ms("itl_ms", "p99")},
       {title: "TPOT p50", num: true, value: ms("tpot_ms", "p50")},
