@@ -13,7 +13,9 @@ that workers on different machines share (given NTP); durations come from perf_c
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +30,8 @@ __all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector
 
 TIMING_METRICS = ("ttft", "ttst", "tbt", "itl", "tpot", "e2e")
 """Timing distributions every :class:`EndpointStats` keeps, in seconds."""
+MISMATCH_EXAMPLES = 10
+"""Requests whose length differs from what they asked, kept as examples per endpoint."""
 DISTRIBUTIONS = (*TIMING_METRICS, "itl_per_token", "input_tokens", "output_tokens")
 _COUNTERS = (
     "requests",
@@ -40,6 +44,7 @@ _COUNTERS = (
     "output_tokens_tokenized",
     "stopped_at_limit",
     "empty_answers",
+    "length_mismatches",
     "input_tokens_estimated",
     "good",
     "retried",
@@ -84,6 +89,10 @@ class EndpointStats:
     """Successful requests that said ``"stop"`` with exactly ``max_tokens`` out."""
     empty_answers: int = 0
     """Successful requests with no output at all: no token, no usage counting one."""
+    length_mismatches: int = 0
+    """Successful requests whose length differs from what ignore_eos / min_tokens asked."""
+    length_mismatch_examples: list[str] = field(default_factory=list)
+    """The first few of them (``#ID: how``), at most :data:`MISMATCH_EXAMPLES`."""
     input_tokens_estimated: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
@@ -138,6 +147,11 @@ class EndpointStats:
         self.itl.extend(record.itl)
         self.itl_per_token.extend(record.itl_per_token)
 
+    def _keep_examples(self, examples: Iterable[str]) -> None:
+        room = MISMATCH_EXAMPLES - len(self.length_mismatch_examples)
+        if room > 0:
+            self.length_mismatch_examples.extend(itertools.islice(examples, room))
+
     def _add_tokens(self, record: RequestRecord) -> None:
         """A successful request's token counts, and where they came from."""
         n_in, n_out = record.input_tokens, record.output_tokens
@@ -149,6 +163,11 @@ class EndpointStats:
             self.stopped_at_limit += 1
         if n_out == 0:
             self.empty_answers += 1
+        mismatch = record.length_mismatch
+        if mismatch is not None:
+            self.length_mismatches += 1
+            if len(self.length_mismatch_examples) < MISMATCH_EXAMPLES:
+                self.length_mismatch_examples.append(f"#{record.request_id}: {mismatch}")
         source = record.output_tokens_source
         if source == "tokenizer":
             self.output_tokens_tokenized += 1
@@ -166,6 +185,7 @@ class EndpointStats:
         self.backends |= other.backends
         for key, message in other.failure_examples.items():
             self.failure_examples.setdefault(key, message)
+        self._keep_examples(other.length_mismatch_examples)
         for name in DISTRIBUTIONS:
             getattr(self, name).merge(getattr(other, name))
         if other.first_send is not None and (
@@ -194,6 +214,7 @@ class EndpointStats:
         data["failures"] = dict(self.failures)
         data["retry_failures"] = dict(self.retry_failures)
         data["failure_examples"] = dict(self.failure_examples)
+        data["length_mismatch_examples"] = list(self.length_mismatch_examples)
         data["models"] = sorted(self.models)
         data["backends"] = sorted(self.backends)
         data["first_send"] = self.first_send
@@ -220,6 +241,7 @@ class EndpointStats:
         self.backends.update(map(str, data.get("backends", ())))
         for error, message in data["failure_examples"].items():
             self.failure_examples.setdefault(str(error), str(message))
+        self._keep_examples(map(str, data.get("length_mismatch_examples", ())))
         for name in DISTRIBUTIONS:
             getattr(self, name).merge_wire(data[name])
         first_send, last_done = data["first_send"], data["last_done"]

@@ -61,6 +61,10 @@ class RequestRecord:
     finish_reason: str | None = None
     max_tokens: int | None = None
     """The output limit the request asked for (None: the server's default)."""
+    min_tokens: int | None = None
+    """The output floor the request asked for (None: none)."""
+    ignore_eos: bool = False
+    """Whether the request asked for exactly ``max_tokens`` (no stop at end of sequence)."""
     status: Status = "ok"
     http_status: int | None = None
     error_class: str | None = None
@@ -134,6 +138,22 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def length_mismatch(self) -> str | None:
+        """How a successful answer's length differs from what the request asked, or None:
+        ``ignore_eos`` asks for exactly ``max_tokens``, ``min_tokens`` for at least that
+        many. A server (or a proxy in front of it) that drops those fields answers shorter."""
+        if self.status != "ok":
+            return None
+        n = self.output_tokens
+        source = self.output_tokens_source
+        got = f"got {n}" if source in ("usage", "tokenizer") else f"got {n} ({source})"
+        if self.ignore_eos and self.max_tokens is not None and n != self.max_tokens:
+            return f"asked exactly {self.max_tokens} (ignore_eos), {got}"
+        if self.min_tokens is not None and n < self.min_tokens:
+            return f"asked at least {self.min_tokens} (min_tokens), {got}"
+        return None
 
     @property
     def stopped_at_limit(self) -> bool:
@@ -254,6 +274,8 @@ class RequestRecord:
             prompt_chars=int(data.get("prompt_chars") or 0),
             finish_reason=data.get("finish_reason"),
             max_tokens=data.get("max_tokens"),
+            min_tokens=data.get("min_tokens"),
+            ignore_eos=bool(data.get("ignore_eos", False)),
             status=data["status"],
             http_status=data.get("http_status"),
             error_class=data.get("error_class"),
@@ -300,6 +322,8 @@ class RequestRecord:
             "output_tokens_source": self.output_tokens_source,
             "finish_reason": self.finish_reason,
             "max_tokens": self.max_tokens,
+            "min_tokens": self.min_tokens,
+            "ignore_eos": self.ignore_eos,
             "ttft_ms": ms(self.ttft),
             "ttst_ms": ms(self.ttst),
             "tbt_ms": ms(self.tbt),

@@ -96,6 +96,13 @@ def render_summary(
                 "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
                 "counts them exactly)"
             )
+        if stats.length_mismatches:
+            examples = "; ".join(stats.length_mismatch_examples[:3])
+            out.append(
+                f"  WARNING: {stats.length_mismatches} of {stats.succeeded} successful requests "
+                f"were not the length they asked for (ignore_eos / min_tokens), e.g. {examples}: "
+                "the server, or a proxy in front of it, does not honour those fields"
+            )
         if stats.empty_answers:
             out.append(
                 f"  WARNING: {stats.empty_answers} of {stats.succeeded} successful requests "

@@ -6,7 +6,7 @@ stage; each is summarised the same way from mergeable :class:`EndpointStats`.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sagellm_users._metrics.collector import EndpointStats
 from sagellm_users._metrics.distribution import Distribution
@@ -112,6 +112,12 @@ class MetricsBlock(BaseModel):
     """Successful requests that said ``finish_reason: "stop"`` with exactly ``max_tokens``
     out: the server reports "stop" where the limit ended them (sageLLM's gateway streams
     so), or their end of sequence fell on the limit's last token."""
+    length_mismatches: int = 0
+    """Successful requests whose output length differs from what they asked: exactly
+    ``max_tokens`` with ``ignore_eos``, at least ``min_tokens``; a server or a proxy that
+    drops those fields answers shorter."""
+    length_mismatch_examples: list[str] = Field(default_factory=list)
+    """The first few, as ``#REQUEST_ID: asked ..., got N``."""
     empty_answers: int = 0
     """Successful requests with no output at all (0 tokens): what a gateway answers when it
     turns its engine's failure into an empty stream that ends normally."""
@@ -158,6 +164,8 @@ class MetricsBlock(BaseModel):
             ],
             stopped_at_limit=stats.stopped_at_limit,
             empty_answers=stats.empty_answers,
+            length_mismatches=stats.length_mismatches,
+            length_mismatch_examples=list(stats.length_mismatch_examples),
             retried=stats.retried,
             retries=stats.retries,
             retry_failures=dict(stats.retry_failures.most_common()),

@@ -191,6 +191,21 @@ def render_markdown(report: LLMReport) -> bytes:
         f"estimated for {p.input_estimated}.",
         "",
     ]
+    lines += _warnings(t)
+    return "\n".join(lines).encode()
+
+
+def _warnings(t: MetricsBlock) -> list[str]:
+    """What the summary warns of, as Markdown paragraphs."""
+    lines: list[str] = []
+    if t.length_mismatches:
+        lines += [
+            f"**Warning**: {t.length_mismatches} of {t.completed} successful requests were not "
+            "the length they asked for (ignore_eos / min_tokens): "
+            + "; ".join(t.length_mismatch_examples)
+            + ". The server, or a proxy in front of it, does not honour those fields.",
+            "",
+        ]
     if t.empty_answers:
         lines += [
             f"**Warning**: {t.empty_answers} of {t.completed} successful requests had no "
@@ -198,7 +213,7 @@ def render_markdown(report: LLMReport) -> bytes:
             "answer does this (sageLLM's does); look in the server's log.",
             "",
         ]
-    return "\n".join(lines).encode()
+    return lines
 
 
 def render_slo_table(report: LLMReport) -> str:

@@ -154,6 +154,8 @@ class LLMUser(User):
             t_start=perf_counter(),
             prompt_chars=len(request.prompt_text()),
             max_tokens=request.max_tokens,
+            min_tokens=request.min_tokens,
+            ignore_eos=request.ignore_eos,
         )
         if intended is not None:
             record.start_lag_s = max(0.0, record.t_start - intended)

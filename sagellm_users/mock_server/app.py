@@ -273,10 +273,11 @@ class MockApp:
         if fault in HTTP_FAULTS:
             self._answer_at_once(conn, request, fault, lmdeploy)
             return
+        vendor = not c.drop_vendor_fields  # else: a proxy forwarding OpenAI's fields only
         plan = self.planner.plan(
             max_tokens=max_tokens,
-            ignore_eos=req.ignore_eos,
-            min_tokens=req.min_tokens,
+            ignore_eos=req.ignore_eos and vendor,
+            min_tokens=req.min_tokens if vendor else 0,
             prompt_tokens=req.prompt_tokens,
             fault=fault,
         )

@@ -181,6 +181,12 @@ def build_parser(
         "before 0.7 did (clients must count output tokens another way)",
     )
     srv.add_argument(
+        "--drop-vendor-fields",
+        action="store_true",
+        help="ignore ignore_eos and min_tokens, as a proxy that forwards only OpenAI's own "
+        "fields does: answers end on EOS whatever the client asked",
+    )
+    srv.add_argument(
         "--dialect",
         choices=DIALECTS,
         default=d.dialect,

@@ -106,6 +106,7 @@ class MockServerConfig:
     send_timestamps: bool = False
     stream_usage_null: bool = False
     dialect: str = "vllm"
+    drop_vendor_fields: bool = False
     send_log: str | None = None
     api_key: str | None = None
     tls_cert: str | None = None

@@ -632,3 +632,39 @@ def test_records_writer_that_cannot_open_its_file_raises_config_error(tmp_path: 
     (tmp_path / "records.jsonl").mkdir()  # taken by a directory after the options were checked
     with pytest.raises(ConfigError, match="cannot be written"):
         writer.open()  # at start: a clear error before load (a write later counts it lost)
+
+
+def _asked(record: RequestRecord, **asked: object) -> RequestRecord:
+    for key, value in asked.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_a_length_mismatch_names_what_was_asked_and_what_came() -> None:
+    exact = _asked(steady_record(n=5, usage_completion=5), max_tokens=5, ignore_eos=True)
+    assert exact.length_mismatch is None
+    short = _asked(steady_record(n=3, usage_completion=3), max_tokens=5, ignore_eos=True)
+    assert short.length_mismatch == "asked exactly 5 (ignore_eos), got 3"
+    floor = _asked(steady_record(n=3), max_tokens=9, min_tokens=4)
+    assert floor.length_mismatch == "asked at least 4 (min_tokens), got 3 (estimate)"
+    failed = _asked(make_record([], status="error"), max_tokens=5, ignore_eos=True)
+    assert failed.length_mismatch is None, "only answers are judged"
+    again = RequestRecord.from_json(json.loads(json.dumps(short.to_json())))
+    assert (again.max_tokens, again.ignore_eos, again.min_tokens) == (5, True, None)
+    assert again.length_mismatch == short.length_mismatch
+
+
+def test_length_mismatch_examples_are_few_and_survive_the_wire() -> None:
+    """Every mismatch is counted; ten per endpoint are kept, also when workers merge."""
+    stats = EndpointStats()
+    for i in range(15):
+        record = _asked(steady_record(n=2, usage_completion=2), max_tokens=4, ignore_eos=True)
+        record.request_id = i
+        stats.add(record)
+    assert stats.length_mismatches == 15 and len(stats.length_mismatch_examples) == 10
+    merged = EndpointStats()
+    merged.merge_wire(json.loads(json.dumps(stats.to_wire())))
+    merged.merge(stats)
+    assert merged.length_mismatches == 30
+    assert merged.length_mismatch_examples == stats.length_mismatch_examples
+    assert merged.length_mismatch_examples[0] == "#0: asked exactly 4 (ignore_eos), got 2"

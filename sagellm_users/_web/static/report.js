@@ -219,6 +219,13 @@
         "from the server) for " + p.output_estimated + " outputs and " + p.input_estimated +
         " prompts."}));
     }
+    if (t.length_mismatches) {
+      summary.append(el("p", {className: "note", text: "Warning: " +
+        D.num(t.length_mismatches, 0) + " of " + D.num(t.completed, 0) + " successful " +
+        "requests were not the length they asked for (ignore_eos / min_tokens): " +
+        (t.length_mismatch_examples || []).join("; ") + ". The server, or a proxy in front " +
+        "of it, does not honour those fields."}));
+    }
     if (t.empty_answers) {
       summary.append(el("p", {className: "note", text: "Warning: " + D.num(t.empty_answers, 0) +
         " of " + D.num(t.completed, 0) + " successful requests had no output at all (0 " +
