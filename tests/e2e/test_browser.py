@@ -349,3 +349,35 @@ def test_the_live_page_draws_the_serving_curve_as_stages_end(tmp_path: Path) -> 
         assert len(section.find_elements(By.CSS_SELECTOR, ".chart")) == 6
         assert "objective" in section.text and "users" in section.text
         assert console_errors(driver) == []
+
+
+def test_answers_of_another_length_than_asked_are_warned_of_live_and_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """A proxy that drops ignore_eos (the mock's --drop-vendor-fields): every answer ends on
+    its EOS, shorter than asked. The live page says so under its errors while the test runs,
+    and so does the HTML report."""
+    report = tmp_path / "short.html"
+    process = start_locust(
+        "-f", str(CHAT), "--web-host", "127.0.0.1", "--web-port", "0", "--autostart",
+        "--autoquit", "3", "-u", "2", "-r", "2", "-t", "6s", "--max-tokens", "64",
+        "--ignore-eos", "--llm-html", str(report),
+        "--mock-args", "--ttft-ms 5 --tbt-ms 2 --natural-output-tokens 4:32 --drop-vendor-fields",
+    )  # fmt: skip
+    warning = "were not the length they asked for (ignore_eos / min_tokens)"
+    with reading(process) as run, chromium() as driver:
+        url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+        driver.get(url)
+        wait_for(
+            driver,
+            f"document.getElementById('errors').innerText.includes({warning!r})",
+            timeout=30,
+        )
+        note = driver.find_element(By.CSS_SELECTOR, "#errors .note.warning")
+        assert re.search(r"asked exactly 64 \(ignore_eos\), got \d+", note.text), note.text
+        assert console_errors(driver) == []
+        run.wait_line(r"Report: ")
+        driver.get(report.as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        assert warning in driver.find_element(By.ID, "summary").text
+        assert console_errors(driver) == []

@@ -237,6 +237,34 @@ const SageDash = (() => {
     return parts;
   }
 
+  /** What the answers themselves say is wrong (the summary's warnings), as notes: answers
+   *  of another length than asked, answers with no output, and a server that says "stop"
+   *  where the length limit ended an answer. */
+  function answerWarnings(t) {
+    const notes = [];
+    const done = t ? t.completed : 0;
+    if (!done) return notes;
+    const note = (text) => notes.push(el("p", {className: "note warning", text: text}));
+    if (t.length_mismatches) {
+      note("Warning: " + num(t.length_mismatches, 0) + " of " + num(done, 0) + " successful " +
+        "requests were not the length they asked for (ignore_eos / min_tokens): " +
+        (t.length_mismatch_examples || []).join("; ") + ". The server, or a proxy in front " +
+        "of it, does not honour those fields.");
+    }
+    if (t.empty_answers) {
+      note("Warning: " + num(t.empty_answers, 0) + " of " + num(done, 0) + " successful " +
+        "requests had no output at all (0 tokens): a gateway that turns its engine's failure " +
+        "into an empty answer does this (sageLLM's does); look in the server's log.");
+    }
+    if ((t.stopped_at_limit || 0) * 2 >= done) {
+      note(num(t.stopped_at_limit, 0) + " of " + num(done, 0) + " requests said " +
+        "finish_reason 'stop' with exactly max_tokens out: this server reports 'stop' where " +
+        "the length limit ended an answer (sageLLM's gateway streams so), so its finish " +
+        "reasons do not tell the limit from an end of sequence.");
+    }
+    return notes;
+  }
+
   function errorTable(block) {
     const failures = (block && block.failures) || [];
     if (!failures.length) return noData("no failures");
@@ -715,6 +743,6 @@ const SageDash = (() => {
   return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
           servingCurve, withGaps,
           summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
-          figure, serverPercentile, serverTables,
+          answerWarnings, figure, serverPercentile, serverTables,
           chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
 })();

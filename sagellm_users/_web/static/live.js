@@ -176,7 +176,8 @@
     }
     const servers = cumulative.server || [];
     showPanel("server", servers.length ? D.serverTables(servers) : null);
-    body("errors").replaceChildren(D.errorTable(cumulative.total));
+    body("errors").replaceChildren(D.errorTable(cumulative.total),
+                                   ...D.answerWarnings(cumulative.total));
     // The CDFs only move when new requests ended: skip the redraw otherwise.
     const plots = cumulative.distributions || [];
     const key = plots.map((p) => p.scope + "/" + p.metric + "/" + p.count).join(",");

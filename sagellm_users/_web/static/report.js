@@ -219,26 +219,7 @@
         "from the server) for " + p.output_estimated + " outputs and " + p.input_estimated +
         " prompts."}));
     }
-    if (t.length_mismatches) {
-      summary.append(el("p", {className: "note", text: "Warning: " +
-        D.num(t.length_mismatches, 0) + " of " + D.num(t.completed, 0) + " successful " +
-        "requests were not the length they asked for (ignore_eos / min_tokens): " +
-        (t.length_mismatch_examples || []).join("; ") + ". The server, or a proxy in front " +
-        "of it, does not honour those fields."}));
-    }
-    if (t.empty_answers) {
-      summary.append(el("p", {className: "note", text: "Warning: " + D.num(t.empty_answers, 0) +
-        " of " + D.num(t.completed, 0) + " successful requests had no output at all (0 " +
-        "tokens): a gateway that turns its engine's failure into an empty answer does this " +
-        "(sageLLM's does); look in the server's log."}));
-    }
-    if (t.completed && (t.stopped_at_limit || 0) * 2 >= t.completed) {
-      summary.append(el("p", {className: "note", text: D.num(t.stopped_at_limit, 0) + " of " +
-        D.num(t.completed, 0) + " requests said finish_reason 'stop' with exactly max_tokens " +
-        "out: this server reports 'stop' where the length limit ended an answer (sageLLM's " +
-        "gateway streams so), so its finish reasons do not tell the limit from an end of " +
-        "sequence."}));
-    }
+    summary.append(...D.answerWarnings(t));
     if (p && p.output_tokenized) {
       summary.append(el("p", {className: "note", text: "Output tokens of " +
         p.output_tokenized + " request(s) counted by the tokenizer in their text: the " +
