@@ -56,9 +56,9 @@ def make_counter(
         return server_counter(host, model, api_key=api_key, headers=headers, verify=verify)
     if choice != "auto":
         return load_tokenizer(choice)
-    for directory in model_dirs:
-        if directory and (Path(directory) / "tokenizer.json").is_file():
-            return load_tokenizer(directory)
+    local = _model_tokenizer(model_dirs)
+    if local is not None:
+        return local
     if host:
         try:
             return server_counter(host, model, api_key=api_key, headers=headers, verify=verify)
@@ -79,13 +79,21 @@ def output_counter(
 
     Only a local tokenizer counts here: the workload's, the one ``choice`` (--tokenizer)
     names, or an in-process model's. A server's ``/tokenize`` would be one more request per
-    request, sent to the server under test while it is measured."""
+    request, sent to the server under test while it is measured. Called at test start: the
+    returned counter has already built what counting a reply needs."""
     if isinstance(prompts, TokenizerCounter):
-        return prompts
-    if choice in ("server", "estimate"):
-        return None
-    if choice and choice != "auto":
-        return load_tokenizer(choice)
+        counter: TokenizerCounter | None = prompts
+    elif choice in ("server", "estimate"):
+        counter = None
+    elif choice and choice != "auto":
+        counter = load_tokenizer(choice)
+    else:
+        counter = _model_tokenizer(model_dirs)
+    return None if counter is None else counter.ready_for_replies()
+
+
+def _model_tokenizer(model_dirs: Iterable[str]) -> TokenizerCounter | None:
+    """The tokenizer of the first in-process model directory that holds one."""
     for directory in model_dirs:
         if directory and (Path(directory) / "tokenizer.json").is_file():
             return load_tokenizer(directory)

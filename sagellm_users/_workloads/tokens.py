@@ -91,6 +91,13 @@ class TokenizerCounter:
                 n += 1 if piece in single else len(self.encode(piece))
         return n
 
+    def ready_for_replies(self) -> TokenizerCounter:
+        """Build what :meth:`count_reply` needs (every token's text: a decode of the whole
+        vocabulary, milliseconds to a fraction of a second) now, before any load, not in
+        the first user's request while others are being timed."""
+        self._single_token_texts  # noqa: B018 - computed and cached here
+        return self
+
     @cached_property
     def _single_token_texts(self) -> frozenset[str]:
         """The text of every token as a stream shows it: decoded alone, and after another

@@ -308,7 +308,7 @@ class MockApp:
                 close=conn.close,
                 write=_start_stream(conn, request.keep_alive, fault),
                 encoder=self._stream_encoder(req, plan, t_request),
-                include_usage=req.include_usage and not c.stream_usage_null and not self.gateway,
+                include_usage=req.include_usage and not c.stream_usage_null,
                 sent=sent,
             )
         else:

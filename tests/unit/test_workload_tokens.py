@@ -206,5 +206,6 @@ def test_replies_are_counted_only_by_a_local_tokenizer(tmp_path: Path) -> None:
     assert output_counter("", prompts=EstimateCounter()) is None
     named = output_counter(str(model))
     assert named is not None and named.count("hello world") == local.count("hello world")
+    assert "_single_token_texts" in vars(named), "built at test start, not in a request"
     found = output_counter("auto", model_dirs=["", str(tmp_path / "none"), str(model)])
     assert found is not None and found.source == "tokenizer"
