@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sagellm_users._metrics.collector import EndpointStats
 from sagellm_users._metrics.distribution import Distribution
 
-__all__ = ["DEFAULT_PERCENTILES", "render_summary"]
+__all__ = ["DEFAULT_PERCENTILES", "answer_warnings", "render_summary"]
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 99)
 
@@ -71,6 +71,36 @@ def _retry_line(stats: EndpointStats) -> str:
     return f"  retried {stats.retried} requests, {stats.retries} retries ({how})"
 
 
+def answer_warnings(
+    done: int, mismatches: int, examples: list[str], empty: int, stopped_at_limit: int
+) -> list[tuple[bool, str]]:
+    """What the answers themselves say is wrong, for the summary and the Markdown report:
+    (a warning rather than a note, the sentence). ``done`` counts the successful requests;
+    ``examples`` are length mismatches to name (the live and HTML pages say the same in
+    dashboard.js's ``answerWarnings``)."""
+    out: list[tuple[bool, str]] = []
+    if mismatches:
+        out.append((True, (
+            f"{mismatches} of {done} successful requests were not the length they asked for "
+            f"(ignore_eos / min_tokens), e.g. {'; '.join(examples)}: the server, or a proxy in "
+            "front of it, does not honour those fields"
+        )))  # fmt: skip
+    if empty:
+        out.append((True, (
+            f"{empty} of {done} successful requests had no output at all (0 tokens): a gateway "
+            "that turns its engine's failure into an empty answer does this (sageLLM's does); "
+            "look in the server's log"
+        )))  # fmt: skip
+    if done and stopped_at_limit * 2 >= done:
+        out.append((False, (
+            f"{stopped_at_limit} of {done} requests said finish_reason 'stop' with exactly "
+            "max_tokens out: this server reports 'stop' where the length limit ended an answer "
+            "(sageLLM's gateway streams so), so its finish reasons do not tell the limit from "
+            "an end of sequence"
+        )))  # fmt: skip
+    return out
+
+
 def render_summary(
     by_name: dict[str, EndpointStats],
     total: EndpointStats,
@@ -96,26 +126,14 @@ def render_summary(
                 "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
                 "counts them exactly)"
             )
-        if stats.length_mismatches:
-            examples = "; ".join(stats.length_mismatch_examples[:3])
-            out.append(
-                f"  WARNING: {stats.length_mismatches} of {stats.succeeded} successful requests "
-                f"were not the length they asked for (ignore_eos / min_tokens), e.g. {examples}: "
-                "the server, or a proxy in front of it, does not honour those fields"
-            )
-        if stats.empty_answers:
-            out.append(
-                f"  WARNING: {stats.empty_answers} of {stats.succeeded} successful requests "
-                "had no output at all (0 tokens): a gateway that turns its engine's failure "
-                "into an empty answer does this (sageLLM's does); look in the server's log"
-            )
-        if stats.succeeded and stats.stopped_at_limit * 2 >= stats.succeeded:
-            out.append(
-                f"  note: {stats.stopped_at_limit} of {stats.succeeded} requests said "
-                "finish_reason 'stop' with exactly max_tokens out: this server reports 'stop' "
-                "where the length limit ended an answer (sageLLM's gateway streams so), so its "
-                "finish reasons do not tell the limit from an end of sequence"
-            )
+        for warning, text in answer_warnings(
+            stats.succeeded,
+            stats.length_mismatches,
+            stats.length_mismatch_examples[:3],
+            stats.empty_answers,
+            stats.stopped_at_limit,
+        ):
+            out.append(f"  {'WARNING' if warning else 'note'}: {text}")
         if stats.output_tokens_tokenized:
             out.append(
                 f"  note: {stats.output_tokens_tokenized} requests had no usage from the "

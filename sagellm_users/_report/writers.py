@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 
 from sagellm_users._errors import ConfigError
+from sagellm_users._metrics.summary import answer_warnings
 from sagellm_users._report.html import render_html_report
 from sagellm_users._report.junit import render_junit
 from sagellm_users._report.load import load_text
@@ -197,23 +198,14 @@ def render_markdown(report: LLMReport) -> bytes:
 
 def _warnings(t: MetricsBlock) -> list[str]:
     """What the summary warns of, as Markdown paragraphs."""
-    lines: list[str] = []
-    if t.length_mismatches:
-        lines += [
-            f"**Warning**: {t.length_mismatches} of {t.completed} successful requests were not "
-            "the length they asked for (ignore_eos / min_tokens): "
-            + "; ".join(t.length_mismatch_examples)
-            + ". The server, or a proxy in front of it, does not honour those fields.",
-            "",
-        ]
-    if t.empty_answers:
-        lines += [
-            f"**Warning**: {t.empty_answers} of {t.completed} successful requests had no "
-            "output at all (0 tokens): a gateway that turns its engine's failure into an empty "
-            "answer does this (sageLLM's does); look in the server's log.",
-            "",
-        ]
-    return lines
+    found = answer_warnings(
+        t.completed,
+        t.length_mismatches,
+        t.length_mismatch_examples,
+        t.empty_answers,
+        t.stopped_at_limit,
+    )
+    return [line for warning, text in found if warning for line in (f"**Warning**: {text}.", "")]
 
 
 def render_slo_table(report: LLMReport) -> str:
