@@ -59,7 +59,7 @@ def _answer_get(line: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%b" % (len(body), body)
 
 
-def _serve(script: Script, conn: socket.socket) -> None:
+def _serve(script: Script, conn: socket.socket, head_delay_s: float) -> None:
     pending = b""
     with conn:
         while True:
@@ -71,6 +71,8 @@ def _serve(script: Script, conn: socket.socket) -> None:
                 conn.sendall(_answer_get(line))
                 continue
             t0 = perf_counter()
+            if head_delay_s:
+                gevent.sleep(head_delay_s)
             conn.sendall(_HEAD)
             for offset, event in script:
                 delay = t0 + offset - perf_counter()
@@ -82,9 +84,11 @@ def _serve(script: Script, conn: socket.socket) -> None:
 
 
 @contextmanager
-def replay_server(script: Script) -> Iterator[str]:
-    """A server on a free port that answers every POST with ``script``; yields its URL."""
-    server = StreamServer(("127.0.0.1", 0), lambda conn, _addr: _serve(script, conn))
+def replay_server(script: Script, head_delay_s: float = 0.0) -> Iterator[str]:
+    """A server on a free port that answers every POST with ``script`` (its headers
+    ``head_delay_s`` after the request, as a server that answers only once its first token
+    is out); yields its URL."""
+    server = StreamServer(("127.0.0.1", 0), lambda conn, _addr: _serve(script, conn, head_delay_s))
     server.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -29,6 +29,7 @@ from sagellm_users._backends.base import (
     CompletionParts,
     GenerationRequest,
     HealthStatus,
+    HttpTimes,
     batch_timeout,
     check_batch_args,
 )
@@ -76,6 +77,7 @@ class AsyncResponseStream:
         self.model = request.model
         self.t_send: float | None = None
         self.connect_s: float | None = None
+        self.times: HttpTimes | None = None
         self.t_done: float | None = None
         self.status: int | None = None
 
@@ -90,6 +92,7 @@ class AsyncResponseStream:
             request = replace(request, model=await self._client.default_model())
             self.model = request.model
         exchange = self._exchange = self._client._exchange_for(request)
+        self.times = exchange.times
         event_parser, body_parser = self._client.dialect.parsers(request.api)
         try:
             try:
@@ -287,7 +290,8 @@ class AsyncClient:
             fold_chunks(chunks, record)
             if stream is not None:
                 record.model = stream.model
-                record.t_send, record.connect_s = stream.t_send, stream.connect_s
+                record.t_send = stream.t_send
+                record.take_http_times(stream.connect_s, stream.times)
                 record.t_done, record.http_status = stream.t_done, stream.status
             if record.t_done is None:
                 record.t_done = perf_counter()

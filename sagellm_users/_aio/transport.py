@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from time import perf_counter
 
+from sagellm_users._backends.base import HttpTimes
 from sagellm_users._backends.endpoint import Timeouts, parse_base_url, tls_context
 from sagellm_users._backends.http import PoolState
 from sagellm_users._backends.http_core import (
@@ -166,37 +167,49 @@ class AsyncHttpTransport:
     def pool_state(self) -> PoolState:
         return PoolState(len(self._idle), self._in_use, self._opened, self.max_idle, self._closed)
 
-    async def _acquire(self) -> tuple[_Connection, float | None]:
-        """A pooled connection (connect time None) or a new one (with its setup seconds);
-        an idle one the server closed, or that holds bytes nobody asked for, is dropped."""
+    async def _acquire(self) -> tuple[_Connection, float | None, float | None]:
+        """A pooled connection (setup times None) or a new one, with its setup seconds and
+        the TLS handshake's part of them; an idle one the server closed, or that holds
+        bytes nobody asked for, is dropped."""
         idle = self._idle
         while idle:
             connection = idle.pop()
             if connection.reusable:
                 self._in_use += 1
-                return connection, None
+                return connection, None, None
             connection.close()
         return await self._acquire_new()
 
-    async def _acquire_new(self) -> tuple[_Connection, float]:
+    async def _acquire_new(self) -> tuple[_Connection, float, float | None]:
         started = perf_counter()
-        connection = await self._connect()
+        connection, tls_s = await self._connect()
         self._in_use += 1
-        return connection, perf_counter() - started
+        return connection, perf_counter() - started, tls_s
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self) -> tuple[_Connection, float | None]:
+        """A new connection and its TLS handshake's seconds (None over plain TCP): the
+        handshake is started apart from the TCP connect so that it is timed apart."""
         o = self.origin
         loop = asyncio.get_running_loop()
-        what = "TLS handshake with" if self._ssl is not None else "connecting to"
+        what = "connecting to"
+        tls_s: float | None = None
         try:
             async with asyncio.timeout(self.timeouts.connect):
-                _, connection = await loop.create_connection(
-                    _Connection,
-                    o.host,
-                    o.port,
-                    ssl=self._ssl,
-                    server_hostname=o.host if self._ssl is not None else None,
-                )
+                transport, connection = await loop.create_connection(_Connection, o.host, o.port)
+                if self._ssl is not None:
+                    what = "TLS handshake with"
+                    started = perf_counter()
+                    try:
+                        secure = await loop.start_tls(
+                            transport, connection, self._ssl, server_hostname=o.host
+                        )
+                    except BaseException:
+                        transport.close()
+                        raise
+                    tls_s = perf_counter() - started
+                    if secure is None:  # the connection closed during the handshake
+                        raise ConnectionResetError("the connection closed during the handshake")
+                    connection.transport = secure
         except TimeoutError:
             raise ConnectTimeout(
                 f"{what} {o.host_header} took longer than {self.timeouts.connect:g} s"
@@ -205,9 +218,11 @@ class AsyncHttpTransport:
             raise ConnectError(f"TLS handshake with {o.host_header} failed: {exc}") from None
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
+            if tls_s is None and what != "connecting to":
+                raise ConnectError(f"TLS handshake with {o.host_header} failed: {reason}") from None
             raise ConnectError(f"cannot connect to {o.host_header}: {reason}") from None
         self._opened += 1
-        return connection
+        return connection, tls_s
 
     def _release(self, connection: _Connection) -> None:
         self._in_use -= 1
@@ -242,6 +257,7 @@ class AsyncExchange:
         self._body_bytes = 0
         self.t_send: float | None = None
         self.connect_s: float | None = None
+        self.times = HttpTimes()
         self.t_done: float | None = None
         self.answered = False
         self.status: int | None = None
@@ -256,14 +272,15 @@ class AsyncExchange:
         """Write the request and read the status line and headers. A pooled connection
         found closed at the write is replaced once (the request never left)."""
         transport = self._transport
-        connection, self.connect_s = await transport._acquire()
+        times = self.times
+        connection, self.connect_s, times.tls_s = await transport._acquire()
         self._connection = connection
         if not self._write(connection):
             self._connection = None
             transport._discard(connection)
             if self.connect_s is not None:
                 raise ConnectError("the server closed the connection before answering")
-            connection, self.connect_s = await transport._acquire_new()
+            connection, self.connect_s, times.tls_s = await transport._acquire_new()
             self._connection = connection
             if not self._write(connection):
                 self._abort()
@@ -277,6 +294,7 @@ class AsyncExchange:
                 raise closed_error(first, False, 0)
             first = False
             self._feed(response.feed_head, data)
+        times.t_headers = self._t_read
         self.status = response.status
         self.reason = response.reason
         self.headers = response.headers
@@ -285,7 +303,9 @@ class AsyncExchange:
         self.t_send = perf_counter()
         total = self._transport.timeouts.total
         self._deadline = None if total is None else self.t_send + total
-        return connection.write(self._request)
+        written = connection.write(self._request)
+        self.times.t_sent = perf_counter()  # handed to the transport, which writes at once
+        return written
 
     def _seconds_left(self, now: float) -> float:
         assert self.t_send is not None
@@ -329,9 +349,12 @@ class AsyncExchange:
         except LLMError:
             self._abort()
             raise
+        times = self.times
         while True:
             data = response.take_body()
             if data is not None:
+                if data and times.t_body is None:
+                    times.t_body = self._t_read
                 self._body_bytes += len(data)
                 yield self._t_read, data
             if response.complete:

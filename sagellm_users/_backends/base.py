@@ -25,6 +25,7 @@ __all__ = [
     "CompletionParts",
     "GenerationRequest",
     "HealthStatus",
+    "HttpTimes",
     "ResponseStream",
     "Usage",
     "batch_timeout",
@@ -70,6 +71,12 @@ class Usage:
 
     prompt_tokens: int | None
     completion_tokens: int | None
+    reasoning_tokens: int | None = None
+    """Of ``completion_tokens``, those spent reasoning (OpenAI's
+    ``completion_tokens_details.reasoning_tokens``), when the server says."""
+    cached_tokens: int | None = None
+    """Of ``prompt_tokens``, those read from the server's prefix cache (OpenAI's
+    ``prompt_tokens_details.cached_tokens``), when the server says."""
 
 
 @dataclass(slots=True)
@@ -85,7 +92,9 @@ class Chunk:
     text is held back (part of a UTF-8 character, a special token; the first token too)
     or the EOS token that ends the stream, so every step is a token that TTFT (the first
     step), ITL, E2E and TPOT must count (docs/metrics.md). ``n_tokens`` is set
-    when the server says how many tokens the event carries. ``response_id`` is the
+    when the server says how many tokens the event carries. ``reasoning`` marks a step
+    whose output is the model's reasoning (vLLM's ``delta.reasoning``, older servers'
+    ``reasoning_content``), not its answer. ``response_id`` is the
     server's id of the response (OpenAI's ``id``), to line records up with server logs.
     """
 
@@ -93,10 +102,28 @@ class Chunk:
     text: str = ""
     has_output: bool = False
     step: bool = False
+    reasoning: bool = False
     n_tokens: int | None = None
     usage: Usage | None = None
     finish_reason: str | None = None
     response_id: str | None = None
+
+
+@dataclass(slots=True)
+class HttpTimes:
+    """Where an HTTP request's time went before its answer came, as ``perf_counter()``
+    readings (docs/metrics.md, "HTTP phases"): a slow first token is the network, the
+    server's queue or its prefill, and these tell which. None where a phase did not happen
+    (a pooled connection has no handshake; a request that failed early stops short)."""
+
+    tls_s: float | None = None
+    """Of the connection's setup seconds (``connect_s``), the TLS handshake's."""
+    t_sent: float | None = None
+    """The request's bytes were all written (``t_send`` is just before the first)."""
+    t_headers: float | None = None
+    """The read that completed the response's status line and headers."""
+    t_body: float | None = None
+    """The first read that carried body bytes (the same read as the headers', often)."""
 
 
 @dataclass(slots=True)
@@ -186,6 +213,11 @@ class ResponseStream(Closing, Protocol):
     """perf_counter() just before the request bytes were written (after connection setup)."""
     connect_s: float | None
     """Seconds spent opening a new connection, or None when a pooled one was reused."""
+
+    @property
+    def times(self) -> HttpTimes | None:
+        """The request's HTTP phases; None for in-process engines (no HTTP)."""
+
     t_done: float | None
     """perf_counter() when the response ended (stream closed or failed)."""
     status: int | None

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from sagellm_users._backends.base import HttpTimes
 from sagellm_users._backends.cooperative import CooperativeReader, Expired
 from sagellm_users._backends.http_core import (
     ResponseReader,
@@ -61,6 +62,7 @@ class HttpExchange:
         "status",
         "t_done",
         "t_send",
+        "times",
     )
 
     def __init__(self, transport: HttpTransport, request: bytes) -> None:
@@ -77,6 +79,7 @@ class HttpExchange:
         self.answered = False
         """The caller read the whole answer (:meth:`end_early`), whatever the body does next."""
         self.connect_s: float | None = None
+        self.times = HttpTimes()
         self.t_done: float | None = None
         self.status: int | None = None
         self.reason = ""
@@ -85,7 +88,7 @@ class HttpExchange:
     def send(self) -> None:
         """Write the request and read the status line and headers."""
         transport = self._transport
-        sock, self.connect_s = transport._acquire()
+        sock, self.connect_s, self.times.tls_s = transport._acquire()
         reused = self.connect_s is None
         self._sock = sock
         try:
@@ -100,7 +103,7 @@ class HttpExchange:
             if not reused:
                 raise ConnectError("the server closed the connection before answering") from None
             self._response = ResponseReader(transport.limits)
-            sock, self.connect_s = transport._acquire_new()
+            sock, self.connect_s, self.times.tls_s = transport._acquire_new()
             self._sock = sock
             try:
                 self._write_and_read_headers(sock)
@@ -131,6 +134,8 @@ class HttpExchange:
         except OSError as exc:
             self._abort()
             raise ConnectError(f"sending the request failed: {os_reason(exc)}") from None
+        times = self.times
+        times.t_sent = perf_counter()
         first = True
         while not self._response.head_done:
             data = self._recv(before_answer=first)
@@ -139,6 +144,7 @@ class HttpExchange:
                 raise closed_error(first, False, 0)
             first = False
             self._feed_head(data)
+        times.t_headers = self._t_read
 
     def _seconds_to_deadline(self, now: float) -> float:
         """Seconds from ``now`` until the read timeout or the total timeout, if sooner."""
@@ -226,8 +232,12 @@ class HttpExchange:
         # Two Python calls a read (the read, the parse): this loop runs once per socket read.
         sink, feed_body = response.sink, response.feed_body
         body = response.take_body()  # what came with the head
+        unstamped = True  # the first body bytes' read is not stamped yet (HttpTimes.t_body)
         while True:
             if body is not None:
+                if unstamped and body:
+                    self.times.t_body = self._t_read
+                    unstamped = False
                 self._body_bytes += len(body)
                 yield self._t_read, body
             if sink.complete:

@@ -120,10 +120,11 @@ class HttpTransport(Closeable):
         """Open up to ``count`` idle connections now (an eager pool start), so the first
         requests do not pay for connection setup; raises like a request would."""
         for _ in range(min(count, self.max_idle) - len(self._idle)):
-            self._idle.append(self._connect())
+            self._idle.append(self._connect()[0])
 
-    def _acquire(self) -> tuple[socket.socket, float | None]:
-        """A pooled connection (connect time None) or a new one (with its setup seconds).
+    def _acquire(self) -> tuple[socket.socket, float | None, float | None]:
+        """A pooled connection (setup times None) or a new one, with its setup seconds (TCP
+        connect plus TLS handshake) and, over https, the handshake's part of them.
 
         An idle connection with anything to read has been closed (or reset) by the server,
         or holds bytes nobody asked for: it is dropped before use, so a request is never
@@ -137,16 +138,17 @@ class HttpTransport(Closeable):
                 sock.close()
                 continue
             self._in_use += 1
-            return sock, None
+            return sock, None, None
         return self._acquire_new()
 
-    def _acquire_new(self) -> tuple[socket.socket, float]:
+    def _acquire_new(self) -> tuple[socket.socket, float, float | None]:
         started = perf_counter()
-        sock = self._connect()
+        sock, tls_s = self._connect()
         self._in_use += 1
-        return sock, perf_counter() - started
+        return sock, perf_counter() - started, tls_s
 
-    def _connect(self) -> socket.socket:
+    def _connect(self) -> tuple[socket.socket, float | None]:
+        """A new connection and its TLS handshake's seconds (None over plain TCP)."""
         o = self.origin
         try:
             sock: socket.socket = gsocket.create_connection(
@@ -160,10 +162,13 @@ class HttpTransport(Closeable):
             raise ConnectError(f"cannot resolve host {o.host!r}: {exc.strerror}") from None
         except OSError as exc:
             raise ConnectError(f"cannot connect to {o.host_header}: {os_reason(exc)}") from None
+        tls_s: float | None = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._ssl is not None:
+                started = perf_counter()
                 sock = self._ssl.wrap_socket(sock, server_hostname=o.host)
+                tls_s = perf_counter() - started
         except TimeoutError:
             sock.close()
             raise ConnectTimeout(f"TLS handshake with {o.host_header} timed out") from None
@@ -171,7 +176,7 @@ class HttpTransport(Closeable):
             sock.close()
             raise ConnectError(f"TLS handshake with {o.host_header} failed: {exc}") from None
         self._opened += 1
-        return sock
+        return sock, tls_s
 
     def _release(self, sock: socket.socket) -> None:
         """A request is done with ``sock`` and the connection can serve another."""

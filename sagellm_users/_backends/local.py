@@ -20,6 +20,7 @@ from sagellm_users._backends.base import (
     Completion,
     GenerationRequest,
     HealthStatus,
+    HttpTimes,
     Usage,
     collect_completion,
 )
@@ -66,6 +67,8 @@ class LocalStream(Closeable):
         "t_done",
         "t_send",
     )
+    times: HttpTimes | None = None
+    """No HTTP in process: no phases."""
 
     def __init__(self, engine: EngineProcess, request: GenerationRequest, timeouts: Timeouts):
         self._engine = engine

@@ -285,6 +285,7 @@ class OpenAIStream(Closeable):
         "status",
         "t_done",
         "t_send",
+        "times",
     )
 
     def __init__(
@@ -300,6 +301,7 @@ class OpenAIStream(Closeable):
         self._parse_body = body_parser
         self.t_send: float | None = None
         self.connect_s: float | None = None
+        self.times = exchange.times
         self.t_done: float | None = None
         self.status: int | None = None
 

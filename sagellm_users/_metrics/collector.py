@@ -21,18 +21,34 @@ from typing import TYPE_CHECKING, Any
 
 from sagellm_users._metrics.arrivals import ArrivalStats
 from sagellm_users._metrics.distribution import Distribution
-from sagellm_users._metrics.record import RequestRecord
+from sagellm_users._metrics.record import PHASES, RequestRecord
 
 if TYPE_CHECKING:
     from sagellm_users._metrics.slo import GoodRequest
 
-__all__ = ["DISTRIBUTIONS", "TIMING_METRICS", "EndpointStats", "MetricsCollector", "StatsKey"]
+__all__ = [
+    "DISTRIBUTIONS",
+    "PHASE_DISTRIBUTIONS",
+    "TIMING_METRICS",
+    "EndpointStats",
+    "MetricsCollector",
+    "StatsKey",
+]
 
 TIMING_METRICS = ("ttft", "ttst", "tbt", "itl", "tpot", "e2e")
 """Timing distributions every :class:`EndpointStats` keeps, in seconds."""
 MISMATCH_EXAMPLES = 10
 """Requests whose length differs from what they asked, kept as examples per endpoint."""
-DISTRIBUTIONS = (*TIMING_METRICS, "itl_per_token", "input_tokens", "output_tokens")
+PHASE_DISTRIBUTIONS = tuple(f"phase_{name}" for name in PHASES)
+"""The HTTP phases of successful requests (seconds), one distribution each."""
+_PHASE_PROPERTIES = tuple((f"phase_{name}", f"{name}_phase") for name in PHASES)
+DISTRIBUTIONS = (
+    *TIMING_METRICS,
+    "itl_per_token",
+    "input_tokens",
+    "output_tokens",
+    *PHASE_DISTRIBUTIONS,
+)
 _COUNTERS = (
     "requests",
     "succeeded",
@@ -79,6 +95,12 @@ class EndpointStats:
     e2e: Distribution = field(default_factory=Distribution)
     input_tokens: Distribution = field(default_factory=Distribution)
     output_tokens: Distribution = field(default_factory=Distribution)
+    phase_connect: Distribution = field(default_factory=Distribution)
+    """TCP connect of the requests that opened a connection (see RequestRecord)."""
+    phase_tls: Distribution = field(default_factory=Distribution)
+    phase_send: Distribution = field(default_factory=Distribution)
+    phase_wait: Distribution = field(default_factory=Distribution)
+    phase_first_byte: Distribution = field(default_factory=Distribution)
     total_input_tokens: int = 0
     total_output_tokens: int = 0
     output_tokens_estimated: int = 0
@@ -146,6 +168,11 @@ class EndpointStats:
                 getattr(self, name).add(value)
         self.itl.extend(record.itl)
         self.itl_per_token.extend(record.itl_per_token)
+        if record.t_sent is not None:  # over HTTP
+            for name, prop in _PHASE_PROPERTIES:
+                value = getattr(record, prop)
+                if value is not None:
+                    getattr(self, name).add(value)
 
     def _keep_examples(self, examples: Iterable[str]) -> None:
         room = MISMATCH_EXAMPLES - len(self.length_mismatch_examples)

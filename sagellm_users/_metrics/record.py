@@ -14,17 +14,28 @@ step; an empty one is held-back text, of the first token too, or the EOS token),
 * E2E  = last decode step (the ``finish_reason`` chunk included) - t_send; the stream's
   close is ``t_done``, kept apart
 * TPOT = (E2E - TTFT) / (N_out - 1), only when N_out > 1
+
+And before the first token, the HTTP phases (:data:`PHASES`): a new connection's TCP
+connect and TLS handshake (before ``t_send``), then writing the request, waiting for the
+response's headers, and from the headers to the body's first bytes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-__all__ = ["RequestRecord", "Status", "TokenSource"]
+if TYPE_CHECKING:
+    from sagellm_users._backends.base import HttpTimes
+
+__all__ = ["PHASES", "RequestRecord", "Status", "TokenSource"]
 
 Status = Literal["ok", "error", "cancelled"]
 TokenSource = Literal["usage", "tokenizer", "estimate", "none"]
+
+PHASES = ("connect", "tls", "send", "wait", "first_byte")
+"""The HTTP phases of a request, in order: each a :class:`RequestRecord` property
+``<name>_phase`` in seconds (None where it did not happen)."""
 
 _CHARS_PER_TOKEN = 4.0
 """Rough English average, used only when neither the server nor a tokenizer gives counts."""
@@ -47,6 +58,16 @@ class RequestRecord:
     """perf_counter() when the user began the request (before any connection setup)."""
     t_send: float | None = None
     connect_s: float | None = None
+    """Seconds opening a new connection (TCP connect, and TLS handshake over https);
+    None when a pooled one was reused."""
+    tls_s: float | None = None
+    """Of ``connect_s``, the TLS handshake's."""
+    t_sent: float | None = None
+    """perf_counter() when the request was all written."""
+    t_headers: float | None = None
+    """perf_counter() of the read that completed the response's headers."""
+    t_body: float | None = None
+    """perf_counter() of the first read carrying body bytes."""
     t_out: list[float] = field(default_factory=list)
     """perf_counter() of each decode step (empty ones included), in arrival order."""
     tokens_per_chunk: list[int] | None = None
@@ -92,6 +113,49 @@ class RequestRecord:
     backoff_s: float = 0.0
     """After connection errors in a row: how long the user waited after this request
     before its next (see _users.connect_backoff)."""
+
+    def take_http_times(self, connect_s: float | None, times: HttpTimes | None) -> None:
+        """The connection's setup and the exchange's phases, from a finished stream."""
+        self.connect_s = connect_s
+        if times is not None:
+            self.tls_s, self.t_sent = times.tls_s, times.t_sent
+            self.t_headers, self.t_body = times.t_headers, times.t_body
+
+    # -- HTTP phases (seconds; docs/metrics.md) ---------------------------------------------
+    @property
+    def connect_phase(self) -> float | None:
+        """The TCP connect of a new connection (name lookup included)."""
+        if self.connect_s is None:
+            return None
+        return self.connect_s - (self.tls_s or 0.0)
+
+    @property
+    def tls_phase(self) -> float | None:
+        return self.tls_s
+
+    @property
+    def send_phase(self) -> float | None:
+        """Writing the request: long when the socket's buffer is full (a large prompt to a
+        server that reads it slowly)."""
+        if self.t_send is None or self.t_sent is None:
+            return None
+        return self.t_sent - self.t_send
+
+    @property
+    def wait_phase(self) -> float | None:
+        """From the request written to its response's headers: the server's queue and,
+        for servers that answer once the first token is out, its prefill."""
+        if self.t_sent is None or self.t_headers is None:
+            return None
+        return self.t_headers - self.t_sent
+
+    @property
+    def first_byte_phase(self) -> float | None:
+        """From the headers to the body's first bytes: vLLM sends its headers as it accepts
+        a request, so there this is the queue and the prefill; 0 when both came together."""
+        if self.t_headers is None or self.t_body is None:
+            return None
+        return self.t_body - self.t_headers
 
     @property
     def retries(self) -> int:
@@ -249,6 +313,11 @@ class RequestRecord:
         has_send = data.get("t_send") is not None
         t_send = wall_start + seconds("send_delay_ms") if has_send else None
         base = t_send if t_send is not None else wall_start
+
+        def offset(key: str) -> float | None:
+            value = data.get(key)
+            return None if value is None else base + float(value) / 1e3
+
         source_in = data.get("input_tokens_source")
         source_out = data.get("output_tokens_source")
         done_ms = data.get("done_ms")
@@ -264,6 +333,10 @@ class RequestRecord:
             t_start=wall_start,
             t_send=t_send,
             connect_s=seconds("connect_ms") if data.get("connect_ms") is not None else None,
+            tls_s=seconds("tls_ms") if data.get("tls_ms") is not None else None,
+            t_sent=offset("sent_ms"),
+            t_headers=offset("headers_ms"),
+            t_body=offset("body_ms"),
             t_out=[base + float(ms) / 1e3 for ms in data.get("out_ms") or ()],
             tokens_per_chunk=data.get("tokens_per_chunk"),
             t_done=base + float(done_ms) / 1e3 if done_ms is not None else None,
@@ -310,6 +383,10 @@ class RequestRecord:
             "wall_start": round(self.wall_start, 6),
             "t_send": self.t_send,
             "connect_ms": ms(self.connect_s),
+            "tls_ms": ms(self.tls_s),
+            "sent_ms": ms(None if self.t_sent is None else self.t_sent - base),
+            "headers_ms": ms(None if self.t_headers is None else self.t_headers - base),
+            "body_ms": ms(None if self.t_body is None else self.t_body - base),
             "send_delay_ms": ms(None if self.t_send is None else self.t_send - self.t_start),
             "out_ms": [round((t - base) * 1e3, 4) for t in self.t_out],
             "tokens_per_chunk": self.tokens_per_chunk,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sagellm_users._metrics.collector import EndpointStats
 from sagellm_users._metrics.distribution import Distribution
+from sagellm_users._metrics.record import PHASES
 
 __all__ = ["DEFAULT_PERCENTILES", "answer_warnings", "render_summary"]
 
@@ -41,6 +42,19 @@ def _latency_rows(stats: EndpointStats, percentiles: Sequence[float]) -> list[li
         row.append(_ms(dist.max))
         rows.append(row)
     return rows
+
+
+def _phase_line(stats: EndpointStats) -> str:
+    """Where the time before the first byte went, median and p99 of each HTTP phase."""
+    parts = []
+    for name in PHASES:
+        dist: Distribution = getattr(stats, f"phase_{name}")
+        if dist.count:
+            label = name.replace("_", " ")
+            if name in ("connect", "tls"):
+                label += f" (x{dist.count})"
+            parts.append(f"{label} {_ms(dist.percentile(50))}/{_ms(dist.percentile(99))}")
+    return "  HTTP phases (ms, p50/p99): " + ", ".join(parts)
 
 
 def _table(rows: list[list[str]]) -> list[str]:
@@ -148,6 +162,8 @@ def render_summary(
             )
         if stats.succeeded:
             out.extend(_table([header, *_latency_rows(stats, percentiles)]))
+            if stats.phase_send.count:
+                out.append(_phase_line(stats))
         for error_class, count in stats.failures.most_common():
             example = stats.failure_examples.get(error_class, "")
             out.append(f"  failure {error_class} x{count}: {example}")

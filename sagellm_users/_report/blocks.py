@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from sagellm_users._metrics.collector import EndpointStats
 from sagellm_users._metrics.distribution import Distribution
+from sagellm_users._metrics.record import PHASES
 from sagellm_users._report.labels import percentile_label
 
 __all__ = [
@@ -130,6 +131,11 @@ class MetricsBlock(BaseModel):
     """Waits users took after connection errors in a row, so a refusing server is not
     hammered; the failed requests are in ``failures`` as always."""
     backoff_s: float = 0.0
+    http_phases_ms: dict[str, DistributionSummary] = Field(default_factory=dict)
+    """Where successful requests' time went before their answers' first bytes (ms):
+    ``connect`` and ``tls`` over the requests that opened a connection, then ``send``,
+    ``wait`` (for the headers) and ``first_byte`` (from the headers to the body); empty
+    for in-process engines and reports written before phases were measured."""
 
     @classmethod
     def of(
@@ -184,6 +190,11 @@ class MetricsBlock(BaseModel):
             backends=sorted(stats.backends),
             good_requests=stats.good if goodput else None,
             request_goodput=stats.good * rate if goodput else None,
+            http_phases_ms={
+                name: DistributionSummary.of(getattr(stats, f"phase_{name}"), percentiles, 1e3)
+                for name in PHASES
+                if stats.phase_send.count
+            },
             **timings,
         )
 

@@ -174,6 +174,7 @@ def render_markdown(report: LLMReport) -> bytes:
             f"| {metric.removesuffix('_ms').upper()} | {s.count} | {_fmt(s.mean)} | "
             f"{_fmt(s.median)} | {_fmt(s.std)} | " + " | ".join(cells) + f" | {_fmt(s.max)} |"
         )
+    lines += _phase_table(t, labels)
     if t.failures:
         lines += ["", "| failure class | count | example |", "| --- | ---: | --- |"]
         for failure in t.failures:
@@ -194,6 +195,34 @@ def render_markdown(report: LLMReport) -> bytes:
     ]
     lines += _warnings(t)
     return "\n".join(lines).encode()
+
+
+PHASE_TITLES = {
+    "connect": "connect (new connections)",
+    "tls": "TLS handshake",
+    "send": "send request",
+    "wait": "wait for headers",
+    "first_byte": "headers to first byte",
+}
+
+
+def _phase_table(t: MetricsBlock, labels: list[str]) -> list[str]:
+    """The HTTP phases before the first byte, as a table (none without HTTP)."""
+    phases = [(name, s) for name, s in t.http_phases_ms.items() if s.count]
+    if not phases:
+        return []
+    lines = [
+        "",
+        "| HTTP phase (ms) | count | mean | " + " | ".join(labels) + " | max |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in labels) + " | ---: |",
+    ]
+    for name, s in phases:
+        cells = [_fmt(s.percentiles.get(label)) for label in labels]
+        title = PHASE_TITLES.get(name, name)
+        lines.append(
+            f"| {title} | {s.count} | {_fmt(s.mean)} | " + " | ".join(cells) + f" | {_fmt(s.max)} |"
+        )
+    return lines
 
 
 def _warnings(t: MetricsBlock) -> list[str]:

@@ -268,7 +268,7 @@ def _ended(record: RequestRecord, stream: ResponseStream | None) -> None:
     if stream is not None:
         stream.close()
         record.t_send = stream.t_send
-        record.connect_s = stream.connect_s
+        record.take_http_times(stream.connect_s, stream.times)
         record.t_done = stream.t_done
         record.http_status = stream.status
     if record.t_done is None:

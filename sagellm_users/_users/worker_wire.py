@@ -37,9 +37,9 @@ log = logging.getLogger("sagellm_users")
 
 WIRE_KEY = "sagellm"
 """The key of Locust's worker-report dict under which the :class:`WorkerReport` travels."""
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 """2: every endpoint's numbers carry TTST and the empty-answer, tokenizer-counted and
-stopped-at-limit counters."""
+stopped-at-limit counters; 3: and the HTTP phases' distributions."""
 
 
 class WireError(ValueError):

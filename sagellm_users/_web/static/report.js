@@ -184,6 +184,32 @@
     return box;
   }
 
+  const PHASE_TITLES = {connect: "connect (new connections)", tls: "TLS handshake",
+                        send: "send request", wait: "wait for headers",
+                        first_byte: "headers to first byte"};
+
+  /** Where successful requests' time went before their answers' first bytes. */
+  function phases(report, suffix) {
+    const rows = Object.entries((report.total || {}).http_phases_ms || {})
+      .filter(([, s]) => s && s.count);
+    if (!rows.length) return null;
+    const box = D.section("phases" + suffix, "HTTP phases",
+      "Milliseconds before each successful answer's first byte: a new connection's TCP " +
+      "connect and TLS handshake, writing the request, waiting for the response's headers, " +
+      "and from the headers to the body. A server that sends its headers at once (vLLM) " +
+      "spends its queue and prefill in the last.");
+    const at = (label) => ([, s]) => D.num(D.pick(s, label));
+    box.append(D.table([
+      {title: "phase", value: ([name]) => PHASE_TITLES[name] || name},
+      {title: "count", num: true, value: ([, s]) => D.num(s.count, 0)},
+      {title: "mean", num: true, value: at("mean")},
+      {title: "p50", num: true, value: at("p50")},
+      {title: "p99", num: true, value: at("p99")},
+      {title: "max", num: true, value: at("max")},
+    ], rows, {className: "data"}));
+    return box;
+  }
+
   function single(report, suffix) {
     const id = (name) => name + suffix;
     const parts = [config(report, suffix)];
@@ -270,6 +296,8 @@
 
     const b = backends(report, suffix);
     if (b) parts.push(b);
+    const phaseBox = phases(report, suffix);
+    if (phaseBox) parts.push(phaseBox);
 
     const errors = D.section(id("errors"), "Failures");
     errors.append(D.errorTable(report.total));
