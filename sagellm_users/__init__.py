@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from sagellm_users._api import run_load_test
     from sagellm_users._report import LLMReport
     from sagellm_users._users import (
+        AnthropicMessagesUser,
         LLMUser,
         LMDeployGenerateUser,
         LMDeployLocalCompletionsUser,
@@ -60,11 +61,14 @@ if TYPE_CHECKING:
         LMDeployUser,
         OpenAIChatUser,
         OpenAICompletionsUser,
+        OpenAIResponsesUser,
         SageLLMLocalUser,
         SageLLMUser,
         VLLMCompletionsUser,
         VLLMLocalCompletionsUser,
         VLLMLocalUser,
+        VLLMMessagesUser,
+        VLLMResponsesUser,
         VLLMUser,
         install,
         runtime_of,
@@ -75,6 +79,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnthropicMessagesUser",
     "AsyncClient",
     "Chunk",
     "Completion",
@@ -104,6 +109,7 @@ __all__ = [
     "OpenAIChatUser",
     "OpenAIClient",
     "OpenAICompletionsUser",
+    "OpenAIResponsesUser",
     "ProtocolError",
     "ReadLimits",
     "ReadTimeout",
@@ -122,6 +128,8 @@ __all__ = [
     "VLLMCompletionsUser",
     "VLLMLocalCompletionsUser",
     "VLLMLocalUser",
+    "VLLMMessagesUser",
+    "VLLMResponsesUser",
     "VLLMUser",
     "compare_users",
     "create_client",
@@ -131,6 +139,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "AnthropicMessagesUser",
     "LLMUser",
     "LMDeployGenerateUser",
     "LMDeployLocalCompletionsUser",
@@ -138,11 +147,14 @@ _LAZY = {
     "LMDeployUser",
     "OpenAIChatUser",
     "OpenAICompletionsUser",
+    "OpenAIResponsesUser",
     "SageLLMLocalUser",
     "SageLLMUser",
     "VLLMCompletionsUser",
     "VLLMLocalCompletionsUser",
     "VLLMLocalUser",
+    "VLLMMessagesUser",
+    "VLLMResponsesUser",
     "VLLMUser",
     "install",
     "runtime_of",

@@ -27,6 +27,7 @@ __all__ = ["SSEDecoder"]
 
 _BOM = b"\xef\xbb\xbf"
 _DATA_PREFIX = b"data: "
+_EVENT_PREFIX = b"event:"
 
 
 class SSEDecoder:
@@ -159,7 +160,14 @@ class SSEDecoder:
 
 
 def _parse_block(block: bytes) -> bytes | None:
-    """The general case: several lines, comments, other fields, no space after the colon."""
+    """The general case: several lines, comments, other fields, no space after the colon.
+
+    A named event (``event: NAME`` then one ``data: ...`` line, as the Responses and
+    Messages APIs send every event) takes a short cut: one search and one slice."""
+    if block.startswith(_EVENT_PREFIX):
+        end = block.find(b"\n")
+        if block.startswith(_DATA_PREFIX, end + 1) and block.find(b"\n", end + 1) < 0:
+            return block[end + 7 :]
     data_lines: list[bytes] = []
     for line in block.split(b"\n"):
         if not line or line.startswith(b":"):

@@ -12,7 +12,7 @@ import orjson
 
 from tests.replay_server import Script
 
-__all__ = ["CHAT_EOS", "COMPLETIONS_EOS", "chat_script", "completions_script"]
+__all__ = ["CHAT_EOS", "COMPLETIONS_EOS", "chat_script", "completions_script", "reasoning_script"]
 
 COMPLETIONS_EOS: tuple[bytes, ...] = (
     b'{"id":"cmpl-887776c104f3c696","object":"text_completion","created":1796479486,"model":"tiny","choices":[{"index":0,"text":"Pure","logprobs":null,"finish_reason":null,"stop_reason":null,"prompt_token_ids":null,"token_ids":null}]}',
@@ -34,10 +34,10 @@ CHAT_EOS: tuple[bytes, ...] = (
 )  # fmt: skip
 
 
-def _chat_chunk(text: str, finish: str | None = None) -> bytes:
+def _chat_chunk(text: str, finish: str | None = None, field: str = "content") -> bytes:
     choice: dict[str, object] = {
         "index": 0,
-        "delta": {"content": text},
+        "delta": {field: text},
         "logprobs": None,
         "finish_reason": finish,
     }
@@ -47,10 +47,41 @@ def _chat_chunk(text: str, finish: str | None = None) -> bytes:
     return _chunk([choice])
 
 
-def _usage(prompt: int, completion: int) -> bytes:
-    usage = {"prompt_tokens": prompt, "total_tokens": prompt + completion}
+def _usage(prompt: int, completion: int, reasoning: int | None = None) -> bytes:
+    usage: dict[str, object] = {"prompt_tokens": prompt, "total_tokens": prompt + completion}
     usage["completion_tokens"] = completion
+    if reasoning is not None:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
     return _chunk([], usage=usage, system_fingerprint="vllm-0.32.0-a98d75e9")
+
+
+def reasoning_script(
+    *,
+    ttft_s: float,
+    tbt_s: float,
+    reasoning: int,
+    answer: int,
+    field: str = "reasoning",
+    usage_says: bool = True,
+) -> Script:
+    """A reasoning model's chat stream as vLLM with a reasoning parser sends it: the role
+    chunk, ``reasoning`` steps in ``delta.<field>``, then ``answer`` steps of content, the
+    last the empty EOS chunk; one step every ``tbt_s`` from ``ttft_s``. Usage counts every
+    step and, when ``usage_says``, the reasoning ones in ``completion_tokens_details``."""
+    role = CHAT_EOS[0].replace(b"chatcmpl-92e28c85fa979b1a", b"chatcmpl-replay")
+    script: list[tuple[float, bytes]] = [(ttft_s, role)]
+    steps = reasoning + answer
+    for step in range(steps):
+        t = ttft_s + step * tbt_s
+        if step < reasoning:
+            script.append((t, _chat_chunk(f" r{step}", field=field)))
+        elif step == steps - 1:
+            script.append((t, _chat_chunk("", "stop")))
+        else:
+            script.append((t, _chat_chunk(f" a{step}")))
+    usage = _usage(11, steps, reasoning if usage_says else None)
+    script.append((ttft_s + (steps - 1) * tbt_s, usage))
+    return script
 
 
 def _chunk(choices: list[dict[str, object]], **extra: object) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any, Self, TypeVar
 import orjson
 
 from sagellm_users._aio.transport import AsyncExchange, AsyncHttpTransport
-from sagellm_users._backends.answer import DONE_GRACE_S, ErrorBody, EventReader, status_error
+from sagellm_users._backends.answer import DONE_GRACE_S, ErrorBody, event_reader, status_error
 from sagellm_users._backends.base import (
     Api,
     Chunk,
@@ -107,7 +107,7 @@ class AsyncResponseStream:
                 body = await exchange.read_body(exchange.limits.event)
                 yield body_parser(body, exchange.t_done or perf_counter())
                 return
-            reader = EventReader(event_parser, exchange.limits.event)
+            reader = event_reader(event_parser, exchange.limits.event)
             async for t, data in exchange.iter_body():
                 for chunk in reader.feed(t, data):
                     yield chunk

@@ -3,21 +3,41 @@
 Shared by the gevent client (:mod:`.openai`) and the asyncio one (:mod:`sagellm_users._aio`):
 each reads ``(t_read, bytes)`` pairs its own way and feeds them here, so both stamp the same
 events, end a stream at the same ``[DONE]``, and name a cut or unfinished stream alike.
+
+OpenAI's chat and completions streams end with ``data: [DONE]``; the Responses and
+Messages APIs send none and end at an event of their own (``response.completed``,
+``message_stop``). Their parsers are registered with :func:`ends_at`, and
+:func:`event_reader` gives them a :class:`TerminalEventReader`, which stops at the chunk
+the parser marks ``final``: the chat path's reader does not look at chunks at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from sagellm_users._backends.base import Chunk
 from sagellm_users._errors import HTTPStatusError, MissingDoneError, StreamCutError, excerpt
 from sagellm_users._limits import format_size
 from sagellm_users._sse import SSEDecoder
 
-__all__ = ["DONE_GRACE_S", "ErrorBody", "EventParser", "EventReader", "status_error"]
+__all__ = [
+    "DONE_GRACE_S",
+    "ErrorBody",
+    "EventParser",
+    "EventReader",
+    "TerminalEventReader",
+    "ends_at",
+    "event_reader",
+    "status_error",
+]
 
 EventParser = Callable[[bytes, float], Chunk]
 """Turns one SSE event's data (or a whole non-streamed body) into a Chunk stamped t."""
+P = TypeVar("P", bound=EventParser)
+
+_LAST_EVENTS: dict[EventParser, str] = {}
+"""Parsers of streams that end at an event of their own, and that event's name."""
 
 _DONE = b"[DONE]"
 
@@ -73,6 +93,65 @@ class EventReader:
         if pending:
             return StreamCutError(f"stream ended inside an event: {excerpt(pending)!r}")
         return MissingDoneError("stream ended without 'data: [DONE]'")
+
+
+class TerminalEventReader(EventReader):
+    """The reader of an API that ends its stream with an event of its own instead of
+    ``[DONE]``: done at the chunk its parser marks ``final`` (the chunk is kept), or at a
+    ``[DONE]`` a proxy may still add."""
+
+    __slots__ = ("last_event",)
+
+    def __init__(self, parse: EventParser, max_event_bytes: int, last_event: str) -> None:
+        super().__init__(parse, max_event_bytes)
+        self.last_event = last_event
+        """The name of the event that ends the stream, for the error of one without it."""
+
+    def feed(self, t: float, data: bytes) -> list[Chunk]:
+        parse = self._parse
+        chunks = []
+        for event in self._feed(data):
+            if event == _DONE:
+                self.done = True
+                break
+            if not event or event.isspace():
+                continue
+            try:
+                chunk = parse(event, t)
+            except Exception as exc:  # the caller raises it, after the chunks
+                self.error = exc
+                break
+            chunks.append(chunk)
+            if chunk.final:
+                self.done = True
+                break
+        return chunks
+
+    def unfinished(self) -> StreamCutError | MissingDoneError:
+        pending = self.decoder.pending
+        if pending:
+            return StreamCutError(f"stream ended inside an event: {excerpt(pending)!r}")
+        return MissingDoneError(f"stream ended without its last event ({self.last_event})")
+
+
+def ends_at(last_event: str) -> Callable[[P], P]:
+    """Register the decorated stream parser as one whose stream ends at ``last_event``
+    (it marks that event's chunk ``final``) rather than at ``[DONE]``."""
+
+    def register(parse: P) -> P:
+        _LAST_EVENTS[parse] = last_event
+        return parse
+
+    return register
+
+
+def event_reader(parse: EventParser, max_event_bytes: int) -> EventReader:
+    """The reader for a stream parsed by ``parse``: up to ``[DONE]``, or up to the last
+    event of an API registered with :func:`ends_at`."""
+    last_event = _LAST_EVENTS.get(parse)
+    if last_event is None:
+        return EventReader(parse, max_event_bytes)
+    return TerminalEventReader(parse, max_event_bytes, last_event)
 
 
 class ErrorBody:

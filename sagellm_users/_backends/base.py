@@ -18,6 +18,7 @@ from sagellm_users._errors import ConfigError, TotalTimeout
 from sagellm_users._redact import scrub_secrets
 
 __all__ = [
+    "MESSAGE_APIS",
     "Api",
     "BackendClient",
     "Chunk",
@@ -33,8 +34,13 @@ __all__ = [
     "collect_completion",
 ]
 
-Api = Literal["chat", "completions", "generate"]
-"""``generate`` is LMDeploy's native ``/generate`` route; other backends refuse it."""
+Api = Literal["chat", "completions", "generate", "responses", "messages"]
+"""``generate`` is LMDeploy's native ``/generate`` route; other backends refuse it.
+``responses`` is OpenAI's Responses API (``/v1/responses``) and ``messages`` Anthropic's
+Messages API (``/v1/messages``), both served by vLLM; LMDeploy and sageLLM refuse them."""
+
+MESSAGE_APIS: frozenset[str] = frozenset({"chat", "responses", "messages"})
+"""APIs whose request is a conversation (a list of messages), not one prompt."""
 
 
 @dataclass(slots=True)
@@ -96,6 +102,9 @@ class Chunk:
     whose output is the model's reasoning (vLLM's ``delta.reasoning``, older servers'
     ``reasoning_content``), not its answer. ``response_id`` is the
     server's id of the response (OpenAI's ``id``), to line records up with server logs.
+    ``final`` marks the event that ends the answer in APIs that send no ``[DONE]``
+    (Responses' ``response.completed``, Messages' ``message_stop``): the stream's reader
+    stops there, as it does at ``[DONE]``.
     """
 
     t: float
@@ -107,6 +116,7 @@ class Chunk:
     usage: Usage | None = None
     finish_reason: str | None = None
     response_id: str | None = None
+    final: bool = False
 
 
 @dataclass(slots=True)

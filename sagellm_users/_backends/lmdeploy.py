@@ -75,7 +75,13 @@ class LMDeployClient(OpenAIClient):
 
     backend = "lmdeploy"
     MIN_TOKENS_FIELD = "min_new_tokens"
-    PATHS: ClassVar[Mapping[str, str]] = {**OpenAIClient.PATHS, "generate": _GENERATE_PATH}
+    PATHS: ClassVar[Mapping[str, str]] = {
+        "chat": OpenAIClient.PATHS["chat"],
+        "completions": OpenAIClient.PATHS["completions"],
+        "generate": _GENERATE_PATH,
+    }
+    """LMDeploy's api_server has OpenAI's chat and completions routes and its own
+    ``/generate``; it serves neither the Responses nor the Messages API."""
 
     @classmethod
     def build_payload(cls, request: GenerationRequest) -> dict[str, Any]:

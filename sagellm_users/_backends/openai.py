@@ -1,4 +1,6 @@
-"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/completions``, streamed or not.
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/completions``, streamed or not, and
+the newer APIs vLLM serves beside them: OpenAI's Responses (``/v1/responses``, see
+:mod:`.responses`) and Anthropic's Messages (``/v1/messages``, see :mod:`.messages`).
 
 Works against vLLM, LMDeploy, sageLLM's gateway, SGLang, TGI's OpenAI routes and OpenAI
 itself. Streaming requests always ask for ``stream_options.include_usage`` so output tokens
@@ -19,7 +21,7 @@ from sagellm_users._backends.answer import (
     DONE_GRACE_S,
     ErrorBody,
     EventParser,
-    EventReader,
+    event_reader,
     status_error,
 )
 from sagellm_users._backends.base import (
@@ -33,13 +35,24 @@ from sagellm_users._backends.base import (
 )
 from sagellm_users._backends.batch import BatchMixin
 from sagellm_users._backends.http import HttpExchange, HttpTransport, Timeouts
+from sagellm_users._backends.json_event import load_object
+from sagellm_users._backends.json_event import raise_error_object as _raise_error_object
+from sagellm_users._backends.messages import (
+    build_messages_payload,
+    parse_messages_body,
+    parse_messages_event,
+)
+from sagellm_users._backends.responses import (
+    build_responses_payload,
+    parse_responses_body,
+    parse_responses_event,
+)
 from sagellm_users._closing import Closeable
 from sagellm_users._errors import (
     ConfigError,
     HTTPStatusError,
     LLMError,
     MalformedEventError,
-    ServerErrorEvent,
     excerpt,
 )
 from sagellm_users._limits import ReadLimits
@@ -53,7 +66,12 @@ __all__ = [
     "parse_model_list",
 ]
 
-_PATHS: dict[str, str] = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_PATHS: dict[str, str] = {
+    "chat": "/v1/chat/completions",
+    "completions": "/v1/completions",
+    "responses": "/v1/responses",
+    "messages": "/v1/messages",
+}
 _JSON = {"Content-Type": "application/json"}
 _STREAM_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
 
@@ -90,50 +108,27 @@ def build_payload(
 
 
 def _usage(raw: Any) -> Usage | None:
+    """OpenAI's usage object, with the details vLLM fills when asked: reasoning tokens (a
+    server with a reasoning parser) and cached prompt tokens (a server started with
+    ``--enable-prompt-tokens-details``)."""
     if not isinstance(raw, dict):
         return None
     prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    return Usage(
+    usage = Usage(
         prompt if isinstance(prompt, int) else None,
         completion if isinstance(completion, int) else None,
     )
+    out_details, in_details = raw.get("completion_tokens_details"), raw.get("prompt_tokens_details")
+    if out_details or in_details:
+        reasoning = _detail(out_details, "reasoning_tokens")
+        cached = _detail(in_details, "cached_tokens")
+        usage = Usage(usage.prompt_tokens, usage.completion_tokens, reasoning, cached)
+    return usage
 
 
-def _raise_error_object(obj: dict[str, Any]) -> None:
-    """vLLM streams ``{"error": {...}}``; older servers ``{"object": "error", ...}``."""
-    error = obj.get("error")
-    if isinstance(error, dict):
-        code = error.get("code")
-        raise ServerErrorEvent(
-            str(error.get("message", error)),
-            error.get("type"),
-            code if isinstance(code, int) else None,
-        )
-    if error is not None:
-        raise ServerErrorEvent(str(error))
-    if obj.get("object") == "error":
-        code = obj.get("code")
-        raise ServerErrorEvent(
-            str(obj.get("message", "")), obj.get("type"), code if isinstance(code, int) else None
-        )
-
-
-def load_object(data: bytes, what: str) -> dict[str, Any]:
-    """``data`` as a JSON object, else a MalformedEventError naming ``what`` it was."""
-    try:
-        obj = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = data[exc.start : exc.end].hex(" ")
-            raise MalformedEventError(
-                f"{what} is not valid UTF-8 (byte {bad} at offset {exc.start}): {excerpt(data)!r}"
-            ) from None
-        raise MalformedEventError(f"{what} is not JSON: {excerpt(data)!r}") from None
-    if not isinstance(obj, dict):
-        raise MalformedEventError(f"{what} is not a JSON object: {excerpt(data)!r}")
-    return obj
+def _detail(details: Any, key: str) -> int | None:
+    value = details.get(key) if isinstance(details, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def parse_event(data: bytes, t: float) -> Chunk:
@@ -181,13 +176,11 @@ def _read_streamed_choices(choices: list[Any], chunk: Chunk, data: bytes) -> Non
             if content:
                 texts.append(content)
                 chunk.step = True
-            elif (
-                token_ids
-                or delta.get("reasoning_content")
-                or delta.get("reasoning")
-                or delta.get("tool_calls")
+            elif (thought := delta.get("reasoning") or delta.get("reasoning_content")) or (
+                token_ids or delta.get("tool_calls")
             ):
                 chunk.has_output = chunk.step = True
+                chunk.reasoning = bool(thought) or chunk.reasoning
             elif content is None and reason:
                 pass  # the end alone, no token: OpenAI's `"delta": {}`, or sageLLM's gateway's
                 # `"content": null`; vLLM's last step carries its token (`"content": ""`
@@ -328,7 +321,7 @@ class OpenAIStream(Closeable):
 
     @staticmethod
     def _iter_events(exchange: HttpExchange, parse: EventParser) -> Iterator[Chunk]:
-        reader = EventReader(parse, exchange.limits.event)
+        reader = event_reader(parse, exchange.limits.event)
         feed = reader.feed
         for t, data in exchange.iter_body():
             yield from feed(t, data)
@@ -432,12 +425,21 @@ class OpenAIClient(BatchMixin, Closeable):
 
     @classmethod
     def build_payload(cls, request: GenerationRequest) -> dict[str, Any]:
-        """The request body in this server's dialect."""
+        """The request body in this server's dialect (the newer APIs' bodies are theirs)."""
+        api = request.api
+        if api == "responses":
+            return build_responses_payload(request)
+        if api == "messages":
+            return build_messages_payload(request)
         return build_payload(request, min_tokens_field=cls.MIN_TOKENS_FIELD)
 
     @classmethod
     def parsers(cls, api: Api) -> tuple[EventParser, EventParser]:
         """How this server's answers on ``api`` are read: (stream event, whole body)."""
+        if api == "responses":
+            return parse_responses_event, parse_responses_body
+        if api == "messages":
+            return parse_messages_event, parse_messages_body
         return parse_event, _parse_body
 
     @classmethod

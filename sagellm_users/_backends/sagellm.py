@@ -64,6 +64,12 @@ class SageLLMClient(OpenAIClient):
     backend = "sagellm"
     API_KEY_ENVS = ("SAGELLM_API_KEY", "OPENAI_API_KEY")
 
+    PATHS: ClassVar[Mapping[str, str]] = {
+        "chat": OpenAIClient.PATHS["chat"],
+        "completions": OpenAIClient.PATHS["completions"],
+    }
+    """The gateway's generation routes: it serves neither the Responses nor the Messages
+    API."""
     MODEL_ROUTES = ("/info", "/v1/models")
     VERSION_ROUTE = "/"
     STREAM_REFUSED: ClassVar[Mapping[str, str]] = {

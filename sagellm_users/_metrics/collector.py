@@ -35,7 +35,7 @@ __all__ = [
     "StatsKey",
 ]
 
-TIMING_METRICS = ("ttft", "ttst", "tbt", "itl", "tpot", "e2e")
+TIMING_METRICS = ("ttft", "ttst", "ttfo", "tbt", "itl", "tpot", "e2e")
 """Timing distributions every :class:`EndpointStats` keeps, in seconds."""
 MISMATCH_EXAMPLES = 10
 """Requests whose length differs from what they asked, kept as examples per endpoint."""
@@ -44,6 +44,9 @@ PHASE_DISTRIBUTIONS = tuple(f"phase_{name}" for name in PHASES)
 _PHASE_PROPERTIES = tuple((f"phase_{name}", f"{name}_phase") for name in PHASES)
 DISTRIBUTIONS = (
     *TIMING_METRICS,
+    "itl_reasoning",
+    "itl_answer",
+    "reasoning_tokens",
     "itl_per_token",
     "input_tokens",
     "output_tokens",
@@ -62,6 +65,12 @@ _COUNTERS = (
     "empty_answers",
     "length_mismatches",
     "input_tokens_estimated",
+    "reasoning_requests",
+    "total_reasoning_tokens",
+    "reasoning_tokens_estimated",
+    "cache_reported",
+    "cache_prompt_tokens",
+    "total_cached_tokens",
     "good",
     "retried",
     "retries",
@@ -88,6 +97,13 @@ class EndpointStats:
     ttft: Distribution = field(default_factory=Distribution)
     ttst: Distribution = field(default_factory=Distribution)
     """Time to the second decode step."""
+    ttfo: Distribution = field(default_factory=Distribution)
+    """Time to the answer's first token, over requests that reasoned first."""
+    itl_reasoning: Distribution = field(default_factory=Distribution.for_gaps)
+    itl_answer: Distribution = field(default_factory=Distribution.for_gaps)
+    """ITL of the reasoning and of the answer after it, over requests that reasoned."""
+    reasoning_tokens: Distribution = field(default_factory=Distribution)
+    """Reasoning tokens per request, over requests that reasoned."""
     tbt: Distribution = field(default_factory=Distribution)
     itl: Distribution = field(default_factory=Distribution.for_gaps)
     itl_per_token: Distribution = field(default_factory=Distribution.for_gaps)
@@ -116,6 +132,17 @@ class EndpointStats:
     length_mismatch_examples: list[str] = field(default_factory=list)
     """The first few of them (``#ID: how``), at most :data:`MISMATCH_EXAMPLES`."""
     input_tokens_estimated: int = 0
+    reasoning_requests: int = 0
+    """Successful requests whose model reasoned (reasoning deltas, or usage saying so)."""
+    total_reasoning_tokens: int = 0
+    reasoning_tokens_estimated: int = 0
+    """Requests that reasoned whose reasoning count is their reasoning steps: the server
+    gave no ``completion_tokens_details.reasoning_tokens``."""
+    cache_reported: int = 0
+    """Successful requests whose usage said how many prompt tokens the cache served."""
+    cache_prompt_tokens: int = 0
+    """The prompt tokens of those requests (the base of the cache hit share)."""
+    total_cached_tokens: int = 0
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
     retried: int = 0
@@ -162,12 +189,29 @@ class EndpointStats:
             return
         self.succeeded += 1
         self._add_tokens(record)
-        for name in ("ttft", "ttst", "tbt", "tpot", "e2e"):
+        for name in ("ttft", "ttst", "ttfo", "tbt", "tpot", "e2e"):
             value = getattr(record, name)
             if value is not None:
                 getattr(self, name).add(value)
         self.itl.extend(record.itl)
         self.itl_per_token.extend(record.itl_per_token)
+        self._add_reasoning_and_cache(record)
+
+    def _add_reasoning_and_cache(self, record: RequestRecord) -> None:
+        """A successful request's reasoning, and what the server's prefix cache served."""
+        if record.reasoned:
+            self.reasoning_requests += 1
+            n = record.reasoning_tokens
+            self.total_reasoning_tokens += n
+            self.reasoning_tokens.add(n)
+            if record.usage_reasoning_tokens is None:
+                self.reasoning_tokens_estimated += 1
+            self.itl_reasoning.extend(record.itl_reasoning)
+            self.itl_answer.extend(record.itl_answer)
+        if record.usage_cached_tokens is not None:
+            self.cache_reported += 1
+            self.cache_prompt_tokens += record.input_tokens
+            self.total_cached_tokens += record.usage_cached_tokens
         if record.t_sent is not None:  # over HTTP
             for name, prop in _PHASE_PROPERTIES:
                 value = getattr(record, prop)
@@ -232,6 +276,14 @@ class EndpointStats:
         return max(0.0, self.last_done - self.first_send)
 
     @property
+    def cache_hit_share(self) -> float | None:
+        """Of the prompt tokens of requests whose usage said, the share the server's prefix
+        cache served; None when no usage said."""
+        if not self.cache_prompt_tokens:
+            return None
+        return self.total_cached_tokens / self.cache_prompt_tokens
+
+    @property
     def error_rate(self) -> float:
         done = self.succeeded + self.failed
         return self.failed / done if done else 0.0
@@ -285,6 +337,7 @@ class MetricsCollector:
     def __init__(self) -> None:
         self._stats: dict[StatsKey, EndpointStats] = {}
         self._turns: dict[int, EndpointStats] = {}
+        self._groups: dict[int, EndpointStats] = {}
         self.arrivals = ArrivalStats()
         self.window_start: float | None = None
         """Wall-clock start of the measurement window when a warm-up applies, else None."""
@@ -309,6 +362,12 @@ class MetricsCollector:
                 turn = self._turns[record.turn] = EndpointStats()
             turn.add(record)
             turn.good += is_good
+        if record.prefix_group is not None:
+            group = self._groups.get(record.prefix_group)
+            if group is None:
+                group = self._groups[record.prefix_group] = EndpointStats()
+            group.add(record)
+            group.good += is_good
         if record.intended_wall is not None:
             self.arrivals.add(record)
 
@@ -328,6 +387,11 @@ class MetricsCollector:
     def by_turn(self) -> dict[int, EndpointStats]:
         """Per turn index of multi-turn sessions (all names merged), in turn order."""
         return dict(sorted(self._turns.items()))
+
+    @property
+    def by_prefix_group(self) -> dict[int, EndpointStats]:
+        """Per shared-prefix group (all names merged), in group order."""
+        return dict(sorted(self._groups.items()))
 
     def total(self) -> EndpointStats:
         total = EndpointStats()
@@ -354,6 +418,7 @@ class MetricsCollector:
     def reset(self) -> None:
         self._stats.clear()
         self._turns.clear()
+        self._groups.clear()
         self.arrivals = ArrivalStats()
         self.excluded = 0
 
@@ -367,6 +432,7 @@ class MetricsCollector:
                 for (user, name), s in self._stats.items()
             ],
             "turns": [{"turn": turn, "stats": s.to_wire()} for turn, s in self._turns.items()],
+            "groups": [{"group": group, "stats": s.to_wire()} for group, s in self._groups.items()],
             "arrivals": self.arrivals.to_wire(),
         }
 
@@ -375,6 +441,7 @@ class MetricsCollector:
         data = self.snapshot()
         self._stats = {}
         self._turns = {}
+        self._groups = {}
         self.arrivals = ArrivalStats()
         self.excluded = 0
         return data
@@ -391,11 +458,12 @@ class MetricsCollector:
             if stats is None:
                 stats = self._stats[key] = EndpointStats()
             stats.merge_wire(item["stats"])
-        for item in data.get("turns", ()):
-            turn = int(item["turn"])
-            stats = self._turns.get(turn)
-            if stats is None:
-                stats = self._turns[turn] = EndpointStats()
-            stats.merge_wire(item["stats"])
+        for table, kind in ((self._turns, "turn"), (self._groups, "group")):
+            for item in data.get(kind + "s", ()):
+                index = int(item[kind])
+                stats = table.get(index)
+                if stats is None:
+                    stats = table[index] = EndpointStats()
+                stats.merge_wire(item["stats"])
         if "arrivals" in data:
             self.arrivals.merge(ArrivalStats.from_wire(data["arrivals"]))

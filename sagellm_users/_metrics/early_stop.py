@@ -42,6 +42,7 @@ RATE_HEADROOM = 2.0
 _DISTRIBUTION_OF = {
     "ttft_ms": "ttft",
     "ttst_ms": "ttst",
+    "ttfo_ms": "ttfo",
     "tpot_ms": "tpot",
     "itl_ms": "itl",
     "e2el_ms": "e2e",

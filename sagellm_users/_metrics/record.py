@@ -15,6 +15,11 @@ step; an empty one is held-back text, of the first token too, or the EOS token),
   close is ``t_done``, kept apart
 * TPOT = (E2E - TTFT) / (N_out - 1), only when N_out > 1
 
+A reasoning model's first steps are its reasoning: ``reasoning_steps`` counts them and
+``first_answer_step`` is the index of the answer's first step, so TTFO (time to first
+output token of the answer) = that step - t_send, and the reasoning and the answer each have
+their own ITL.
+
 And before the first token, the HTTP phases (:data:`PHASES`): a new connection's TCP
 connect and TLS handshake (before ``t_send``), then writing the request, waiting for the
 response's headers, and from the headers to the body's first bytes.
@@ -76,6 +81,14 @@ class RequestRecord:
     prompt_chars: int = 0
     usage_prompt_tokens: int | None = None
     usage_completion_tokens: int | None = None
+    usage_reasoning_tokens: int | None = None
+    """Of the output tokens, those the server says were reasoning."""
+    usage_cached_tokens: int | None = None
+    """Of the prompt tokens, those the server says it read from its prefix cache."""
+    reasoning_steps: int = 0
+    """Decode steps whose output was reasoning (``delta.reasoning``), not the answer."""
+    first_answer_step: int | None = None
+    """Index in ``t_out`` of the answer's first step; None while (or if) none came."""
     counted_output_tokens: int | None = None
     """The reply's tokens as a local tokenizer counted its text, when the server sent no
     usage (see :attr:`output_tokens`)."""
@@ -105,6 +118,8 @@ class RequestRecord:
     """Multi-turn workloads: the conversation this request belongs to."""
     turn: int | None = None
     """Multi-turn workloads: 1 for a conversation's first request, then 2, 3..."""
+    prefix_group: int | None = None
+    """Shared-prefix workloads: the group whose system prompt leads the request."""
     retry_errors: list[str] = field(default_factory=list)
     """``--retries``: how each earlier attempt failed (``"HTTPStatusError 429"``), in order;
     the timings above are the last attempt's."""
@@ -236,6 +251,56 @@ class RequestRecord:
         return self.t_out[0] - self.t_send
 
     @property
+    def reasoned(self) -> bool:
+        """The model reasoned before (or instead of) answering."""
+        return self.reasoning_steps > 0 or bool(self.usage_reasoning_tokens)
+
+    @property
+    def reasoning_tokens(self) -> int:
+        """The server's count of reasoning tokens, else the reasoning steps (one token
+        each, as vLLM streams them)."""
+        if self.usage_reasoning_tokens is not None:
+            return self.usage_reasoning_tokens
+        return self.reasoning_steps
+
+    @property
+    def reasoning_tokens_source(self) -> TokenSource:
+        if self.usage_reasoning_tokens is not None:
+            return "usage"
+        return "estimate" if self.reasoning_steps else "none"
+
+    @property
+    def ttfo(self) -> float | None:
+        """Time to the answer's first token, for a request that reasoned first: TTFT is
+        then the first reasoning token, and the user waits until this one."""
+        k = self.first_answer_step
+        if self.t_send is None or k is None or not self.reasoning_steps:
+            return None
+        return self.t_out[k] - self.t_send
+
+    def _phase_gaps(self, answer: bool) -> list[float]:
+        if not self.reasoning_steps:
+            return []
+        k = self.first_answer_step
+        t = self.t_out
+        if answer:
+            t = [] if k is None else t[k:]
+        elif k is not None:
+            t = t[:k]
+        return [t[i] - t[i - 1] for i in range(1, len(t))]
+
+    @property
+    def itl_reasoning(self) -> list[float]:
+        """Gaps between the reasoning's steps (requests that reasoned)."""
+        return self._phase_gaps(answer=False)
+
+    @property
+    def itl_answer(self) -> list[float]:
+        """Gaps between the answer's steps, after the reasoning (requests that reasoned;
+        the gap from the reasoning to the answer is in neither)."""
+        return self._phase_gaps(answer=True)
+
+    @property
     def ttst(self) -> float | None:
         """Time to the second decode step: None with fewer than two."""
         if self.t_send is None or len(self.t_out) < 2:
@@ -344,6 +409,12 @@ class RequestRecord:
             prompt_tokens=data.get("prompt_tokens"),
             usage_completion_tokens=data.get("output_tokens") if source_out == "usage" else None,
             counted_output_tokens=data.get("output_tokens") if source_out == "tokenizer" else None,
+            usage_reasoning_tokens=data.get("reasoning_tokens")
+            if data.get("reasoning_tokens_source") == "usage"
+            else None,
+            usage_cached_tokens=data.get("cached_tokens"),
+            reasoning_steps=int(data.get("reasoning_steps") or 0),
+            first_answer_step=data.get("first_answer_step"),
             prompt_chars=int(data.get("prompt_chars") or 0),
             finish_reason=data.get("finish_reason"),
             max_tokens=data.get("max_tokens"),
@@ -359,6 +430,7 @@ class RequestRecord:
             intended_wall=data.get("intended_wall"),
             session=data.get("session"),
             turn=data.get("turn"),
+            prefix_group=data.get("prefix_group"),
             retry_errors=[str(e) for e in data.get("retry_errors") or ()],
             retry_wait_s=seconds("retry_wait_ms"),
             backoff_s=seconds("backoff_ms"),
@@ -397,12 +469,18 @@ class RequestRecord:
             "prompt_chars": self.prompt_chars,
             "output_tokens": self.output_tokens,
             "output_tokens_source": self.output_tokens_source,
+            "reasoning_tokens": self.reasoning_tokens,
+            "reasoning_tokens_source": self.reasoning_tokens_source,
+            "reasoning_steps": self.reasoning_steps,
+            "first_answer_step": self.first_answer_step,
+            "cached_tokens": self.usage_cached_tokens,
             "finish_reason": self.finish_reason,
             "max_tokens": self.max_tokens,
             "min_tokens": self.min_tokens,
             "ignore_eos": self.ignore_eos,
             "ttft_ms": ms(self.ttft),
             "ttst_ms": ms(self.ttst),
+            "ttfo_ms": ms(self.ttfo),
             "tbt_ms": ms(self.tbt),
             "tpot_ms": ms(self.tpot),
             "e2e_ms": ms(self.e2e),
@@ -415,6 +493,7 @@ class RequestRecord:
             "intended_wall": None if self.intended_wall is None else round(self.intended_wall, 6),
             "session": self.session,
             "turn": self.turn,
+            "prefix_group": self.prefix_group,
             "retries": self.retries,
             "retry_errors": self.retry_errors,
             "retry_wait_ms": ms(self.retry_wait_s),

@@ -5,7 +5,7 @@ Grammar (clauses separated by commas, spaces ignored)::
     clause    := metric op value
     metric    := timing "_" stat | "error_rate" | "request_throughput"
                | "output_throughput" | "total_token_throughput" | "goodput"
-    timing    := "ttft" | "ttst" | "tpot" | "itl" | "e2el" | "e2e" | "tbt"
+    timing    := "ttft" | "ttst" | "ttfo" | "tpot" | "itl" | "e2el" | "e2e" | "tbt"
     stat      := "mean" | "median" | "min" | "max" | "p" number      (p99, p99.9)
     op        := "<=" | "<" | ">=" | ">"
     value     := number [unit]      unit: "ms" (default for timings), "s", "%"
@@ -17,8 +17,9 @@ Examples: ``ttft_p99<=500ms``, ``tpot_p50<=50ms``, ``error_rate<=1%``,
 ``output_throughput>=1000`` (tokens/s), ``goodput>=5`` (requests/s).
 
 Every clause on a timing with ``<`` or ``<=`` also defines a per-request objective: a
-request is *good* when its own TTFT / TTST / TPOT / ITL mean / E2E / TBT meets every such
-threshold, and goodput is good requests per second of the window (vLLM's definition).
+request is *good* when its own TTFT / TTST / TTFO / TPOT / ITL mean / E2E / TBT meets every
+such threshold, and goodput is good requests per second of the window (vLLM's definition).
+TTFO (time to the answer after a model's reasoning) judges only requests that reasoned.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = ["SLO", "GoodRequest", "good_request_rule", "parse_slos"]
 _TIMINGS = {
     "ttft": "ttft",
     "ttst": "ttst",
+    "ttfo": "ttfo",
     "tpot": "tpot",
     "itl": "itl",
     "e2el": "e2el",
@@ -45,6 +47,7 @@ _TIMINGS = {
 _PER_REQUEST = {
     "ttft": "ttft",
     "ttst": "ttst",
+    "ttfo": "ttfo",
     "tpot": "tpot",
     "itl": "tbt",
     "e2el": "e2e",

@@ -35,6 +35,10 @@ def _latency_rows(stats: EndpointStats, percentiles: Sequence[float]) -> list[li
     metrics = list(_METRICS)
     if stats.itl_per_token.count:
         metrics.insert(3, ("ITL/token", "itl_per_token"))
+    if stats.reasoning_requests:  # a reasoning model: when its answer began, each phase's pace
+        at = metrics.index(("ITL", "itl")) + 1
+        metrics[at:at] = [("ITL reasoning", "itl_reasoning"), ("ITL answer", "itl_answer")]
+        metrics.insert(2, ("TTFO", "ttfo"))
     for label, attr in metrics:
         dist: Distribution = getattr(stats, attr)
         row = [f"  {label} (ms)", str(dist.count), _ms(dist.mean)]
@@ -80,6 +84,30 @@ def _throughput_line(stats: EndpointStats, window: float) -> str:
     return line
 
 
+def _reasoning_line(stats: EndpointStats) -> str:
+    n = stats.reasoning_requests
+    line = (
+        f"  reasoning: {n} of {stats.succeeded} requests reasoned, "
+        f"{stats.total_reasoning_tokens} of {stats.total_output_tokens} output tokens "
+        f"({stats.total_reasoning_tokens / n:.1f} per request)"
+    )
+    if stats.reasoning_tokens_estimated:
+        line += (
+            f"; {stats.reasoning_tokens_estimated} counted as reasoning steps (the server sent "
+            "no completion_tokens_details.reasoning_tokens)"
+        )
+    return line
+
+
+def _cache_line(stats: EndpointStats) -> str:
+    share = stats.cache_hit_share
+    return (
+        f"  prompt cache: {stats.total_cached_tokens} of {stats.cache_prompt_tokens} prompt "
+        f"tokens served from the server's cache ({share or 0.0:.1%}, usage of "
+        f"{stats.cache_reported} requests)"
+    )
+
+
 def _retry_line(stats: EndpointStats) -> str:
     how = ", ".join(f"{label} x{count}" for label, count in stats.retry_failures.most_common())
     return f"  retried {stats.retried} requests, {stats.retries} retries ({how})"
@@ -115,6 +143,43 @@ def answer_warnings(
     return out
 
 
+def _notes(stats: EndpointStats) -> list[str]:
+    """What the summary says under an endpoint's throughput: where token counts came from,
+    what the answers warn of, reasoning, prompt cache, retries and back-offs."""
+    lines: list[str] = []
+    if stats.output_tokens_estimated:
+        lines.append(
+            f"  note: {stats.output_tokens_estimated} requests had no usage from the "
+            "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
+            "counts them exactly)"
+        )
+    for warning, text in answer_warnings(
+        stats.succeeded,
+        stats.length_mismatches,
+        stats.length_mismatch_examples[:3],
+        stats.empty_answers,
+        stats.stopped_at_limit,
+    ):
+        lines.append(f"  {'WARNING' if warning else 'note'}: {text}")
+    if stats.output_tokens_tokenized:
+        lines.append(
+            f"  note: {stats.output_tokens_tokenized} requests had no usage from the "
+            "server; the tokenizer counted their output tokens in their text (tokenizer)"
+        )
+    if stats.reasoning_requests:
+        lines.append(_reasoning_line(stats))
+    if stats.cache_reported:
+        lines.append(_cache_line(stats))
+    if stats.retries:
+        lines.append(_retry_line(stats))
+    if stats.backoffs:
+        lines.append(
+            f"  backed off {stats.backoffs} times after connection errors in a row "
+            f"({stats.backoff_ms / 1e3:.1f} s of waiting, all users together)"
+        )
+    return lines
+
+
 def render_summary(
     by_name: dict[str, EndpointStats],
     total: EndpointStats,
@@ -134,32 +199,7 @@ def render_summary(
     for name, stats in blocks:
         out.append(f"{name}")
         out.append(_throughput_line(stats, seconds))
-        if stats.output_tokens_estimated:
-            out.append(
-                f"  note: {stats.output_tokens_estimated} requests had no usage from the "
-                "server; their output tokens are chunk counts (estimate; --tokenizer DIR "
-                "counts them exactly)"
-            )
-        for warning, text in answer_warnings(
-            stats.succeeded,
-            stats.length_mismatches,
-            stats.length_mismatch_examples[:3],
-            stats.empty_answers,
-            stats.stopped_at_limit,
-        ):
-            out.append(f"  {'WARNING' if warning else 'note'}: {text}")
-        if stats.output_tokens_tokenized:
-            out.append(
-                f"  note: {stats.output_tokens_tokenized} requests had no usage from the "
-                "server; the tokenizer counted their output tokens in their text (tokenizer)"
-            )
-        if stats.retries:
-            out.append(_retry_line(stats))
-        if stats.backoffs:
-            out.append(
-                f"  backed off {stats.backoffs} times after connection errors in a row "
-                f"({stats.backoff_ms / 1e3:.1f} s of waiting, all users together)"
-            )
+        out.extend(_notes(stats))
         if stats.succeeded:
             out.extend(_table([header, *_latency_rows(stats, percentiles)]))
             if stats.phase_send.count:

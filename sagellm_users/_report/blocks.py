@@ -25,11 +25,14 @@ __all__ = [
 TIMINGS = {  # report field -> (EndpointStats attribute, vLLM's metric word)
     "ttft_ms": ("ttft", "ttft"),
     "ttst_ms": ("ttst", None),
+    "ttfo_ms": ("ttfo", None),
     "tpot_ms": ("tpot", "tpot"),
     "itl_ms": ("itl", "itl"),
     "e2el_ms": ("e2e", "e2el"),
     "tbt_ms": ("tbt", None),
     "itl_per_token_ms": ("itl_per_token", None),
+    "itl_reasoning_ms": ("itl_reasoning", None),
+    "itl_answer_ms": ("itl_answer", None),
 }
 
 
@@ -95,6 +98,11 @@ class MetricsBlock(BaseModel):
     ttft_ms: DistributionSummary
     ttst_ms: DistributionSummary | None = None
     """Time to the second decode step (None in reports written before it was measured)."""
+    ttfo_ms: DistributionSummary | None = None
+    """Time to the answer's first token, over requests that reasoned first."""
+    itl_reasoning_ms: DistributionSummary | None = None
+    itl_answer_ms: DistributionSummary | None = None
+    """ITL of the reasoning and of the answer after it, over requests that reasoned."""
     tpot_ms: DistributionSummary
     itl_ms: DistributionSummary
     e2el_ms: DistributionSummary
@@ -131,6 +139,20 @@ class MetricsBlock(BaseModel):
     """Waits users took after connection errors in a row, so a refusing server is not
     hammered; the failed requests are in ``failures`` as always."""
     backoff_s: float = 0.0
+    reasoning_requests: int = 0
+    """Successful requests whose model reasoned before (or instead of) answering."""
+    total_reasoning_tokens: int = 0
+    """Their reasoning tokens: the server's ``completion_tokens_details.reasoning_tokens``,
+    else their reasoning steps (``reasoning_tokens_estimated`` requests)."""
+    reasoning_tokens_estimated: int = 0
+    reasoning_tokens: DistributionSummary | None = None
+    """Reasoning tokens per request that reasoned."""
+    cache_reported: int = 0
+    """Successful requests whose usage said how many prompt tokens the server's prefix cache
+    served (vLLM with ``--enable-prompt-tokens-details``)."""
+    total_cached_tokens: int = 0
+    cache_hit_share: float | None = None
+    """Cached prompt tokens over the prompt tokens of those requests."""
     http_phases_ms: dict[str, DistributionSummary] = Field(default_factory=dict)
     """Where successful requests' time went before their answers' first bytes (ms):
     ``connect`` and ``tls`` over the requests that opened a connection, then ``send``,
@@ -190,6 +212,15 @@ class MetricsBlock(BaseModel):
             backends=sorted(stats.backends),
             good_requests=stats.good if goodput else None,
             request_goodput=stats.good * rate if goodput else None,
+            reasoning_requests=stats.reasoning_requests,
+            total_reasoning_tokens=stats.total_reasoning_tokens,
+            reasoning_tokens_estimated=stats.reasoning_tokens_estimated,
+            reasoning_tokens=DistributionSummary.of(stats.reasoning_tokens, percentiles, 1.0)
+            if stats.reasoning_requests
+            else None,
+            cache_reported=stats.cache_reported,
+            total_cached_tokens=stats.total_cached_tokens,
+            cache_hit_share=stats.cache_hit_share,
             http_phases_ms={
                 name: DistributionSummary.of(getattr(stats, f"phase_{name}"), percentiles, 1e3)
                 for name in PHASES

@@ -38,7 +38,13 @@ from sagellm_users._report.plots import (
     per_user,
 )
 from sagellm_users._report.server import ServerSideReport
-from sagellm_users._report.workload import ArrivalReport, ServingCurve, SweepReport, TurnReport
+from sagellm_users._report.workload import (
+    ArrivalReport,
+    PrefixGroupReport,
+    ServingCurve,
+    SweepReport,
+    TurnReport,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -234,6 +240,8 @@ class LLMReport(BaseModel):
     arrivals: ArrivalReport | None = None
     """Open loop (--request-rate): target, intended and achieved rates, start lag."""
     turns: list[TurnReport] = Field(default_factory=list)
+    prefix_groups: list[PrefixGroupReport] = Field(default_factory=list)
+    """Shared-prefix workloads: each group's numbers (its prompt-cache hits above all)."""
     """Multi-turn workloads: the metrics of each turn index."""
     sweep: SweepReport | None = None
     curve: ServingCurve | None = None
@@ -373,6 +381,12 @@ def build_report(
         turns=[
             TurnReport(turn=turn, **MetricsBlock.of(stats, duration, percentiles).model_dump())
             for turn, stats in collector.by_turn.items()
+        ],
+        prefix_groups=[
+            PrefixGroupReport(
+                group=group, **MetricsBlock.of(stats, duration, percentiles).model_dump()
+            )
+            for group, stats in collector.by_prefix_group.items()
         ],
         sweep=sweep,
         curve=curve,

@@ -223,6 +223,14 @@ class ServerSideReport(BaseModel):
     prompt_tokens: int | None
     generation_tokens: int | None
     preemptions: int | None
+    prefix_cache_queries: int | None = None
+    """Prompt tokens the server looked up in its prefix cache (vLLM counts in tokens)."""
+    prefix_cache_hits: int | None = None
+    """Of them, those it found there."""
+    spec_decode_drafts: int | None = None
+    """Speculative decoding: draft proposals (one per sequence per step)."""
+    spec_decode_draft_tokens: int | None = None
+    spec_decode_accepted_tokens: int | None = None
     running: GaugeSummary | None
     waiting: GaugeSummary | None
     kv_cache_usage: GaugeSummary | None
@@ -239,6 +247,27 @@ class ServerSideReport(BaseModel):
     """sageLLM's gateway's own request duration on the generation routes: for a streamed
     answer it ends when the response starts, not when the stream ends."""
     last_error: str | None = None
+
+    @property
+    def prefix_cache_hit_rate(self) -> float | None:
+        """The server's prefix-cache hit rate over the test, in tokens."""
+        if not self.prefix_cache_queries or self.prefix_cache_hits is None:
+            return None
+        return self.prefix_cache_hits / self.prefix_cache_queries
+
+    @property
+    def spec_acceptance_rate(self) -> float | None:
+        """Accepted draft tokens over proposed ones (vLLM's own definition)."""
+        if not self.spec_decode_draft_tokens or self.spec_decode_accepted_tokens is None:
+            return None
+        return self.spec_decode_accepted_tokens / self.spec_decode_draft_tokens
+
+    @property
+    def spec_acceptance_length(self) -> float | None:
+        """Tokens per draft step: 1 + accepted per draft (vLLM's mean acceptance length)."""
+        if not self.spec_decode_drafts or self.spec_decode_accepted_tokens is None:
+            return None
+        return 1 + self.spec_decode_accepted_tokens / self.spec_decode_drafts
 
     @classmethod
     def of(cls, series: ServerSeries, percentiles: list[float]) -> ServerSideReport:
@@ -264,6 +293,11 @@ class ServerSideReport(BaseModel):
             prompt_tokens=count("prompt_tokens"),
             generation_tokens=count("generation_tokens"),
             preemptions=count("preemptions"),
+            prefix_cache_queries=count("prefix_cache_queries"),
+            prefix_cache_hits=count("prefix_cache_hits"),
+            spec_decode_drafts=count("spec_decode_drafts"),
+            spec_decode_draft_tokens=count("spec_decode_draft_tokens"),
+            spec_decode_accepted_tokens=count("spec_decode_accepted_tokens"),
             running=GaugeSummary.of(series.gauges.get("running")),
             waiting=GaugeSummary.of(series.gauges.get("waiting")),
             kv_cache_usage=GaugeSummary.of(series.gauges.get("kv_cache_usage")),
@@ -348,6 +382,19 @@ def render_server_side(reports: list[ServerSideReport]) -> str:
                 f"  requests {_count(r.requests)}, prompt tokens {_count(r.prompt_tokens)}, "
                 f"generation tokens {_count(r.generation_tokens)}, "
                 f"preemptions {_count(r.preemptions)}"
+            )
+        hit_rate = r.prefix_cache_hit_rate
+        if hit_rate is not None:
+            lines.append(
+                f"  prefix cache: {r.prefix_cache_hits} of {r.prefix_cache_queries} prompt "
+                f"tokens looked up were hits ({hit_rate:.1%})"
+            )
+        accepted = r.spec_acceptance_rate
+        if accepted is not None:
+            lines.append(
+                f"  speculative decoding: {r.spec_decode_accepted_tokens} of "
+                f"{r.spec_decode_draft_tokens} draft tokens accepted ({accepted:.1%}), "
+                f"{r.spec_acceptance_length or 0.0:.2f} tokens per draft step"
             )
         if r.gateway_ok is not None:
             lines.append(

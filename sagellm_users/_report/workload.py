@@ -24,6 +24,7 @@ __all__ = [
     "TurnReport",
     "curve_thresholds",
     "render_arrivals",
+    "render_prefix_groups",
     "render_sweep",
     "render_turns",
     "render_workload",
@@ -74,6 +75,12 @@ class TurnReport(MetricsBlock):
     """The metrics of every request that was turn ``turn`` of its conversation."""
 
     turn: int
+
+
+class PrefixGroupReport(MetricsBlock):
+    """The metrics of every request led by shared-prefix group ``group``'s system prompt."""
+
+    group: int
 
 
 class SweepStage(BaseModel):
@@ -226,20 +233,38 @@ def render_arrivals(report: ArrivalReport) -> str:
     return "\n".join(lines)
 
 
-def render_turns(turns: list[TurnReport]) -> str:
+def _cache_share(block: MetricsBlock) -> str:
+    share = block.cache_hit_share
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _slice_table(title: str, key: str, blocks: list[tuple[int, MetricsBlock]]) -> str:
+    """A turn's or a group's requests, prompt sizes, prompt-cache hits and latencies."""
+    cached = any(block.cache_reported for _, block in blocks)
     lines = [
-        "By conversation turn:",
-        f"  {'turn':>4} {'requests':>9} {'input tok':>10} {'TTFT p50':>9} {'TTFT p99':>9} "
-        f"{'E2E p50':>9}",
+        title,
+        f"  {key:>5} {'requests':>9} {'input tok':>10} "
+        + (f"{'cached':>7} " if cached else "")
+        + f"{'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>9}",
     ]
-    for t in turns:
+    for index, t in blocks:
         lines.append(
-            f"  {t.turn:>4} {t.requests:>9} {_ms(t.input_tokens.mean):>10} "
-            f"{_ms(t.ttft_ms.percentiles.get('p50')):>9} "
+            f"  {index:>5} {t.requests:>9} {_ms(t.input_tokens.mean):>10} "
+            + (f"{_cache_share(t):>7} " if cached else "")
+            + f"{_ms(t.ttft_ms.percentiles.get('p50')):>9} "
             f"{_ms(t.ttft_ms.percentiles.get('p99')):>9} "
             f"{_ms(t.e2el_ms.percentiles.get('p50')):>9}"
         )
     return "\n".join(lines)
+
+
+def render_turns(turns: list[TurnReport]) -> str:
+    return _slice_table("By conversation turn:", "turn", [(t.turn, t) for t in turns])
+
+
+def render_prefix_groups(groups: list[PrefixGroupReport]) -> str:
+    rows: list[tuple[int, MetricsBlock]] = [(g.group, g) for g in groups]
+    return _slice_table("By shared-prefix group:", "group", rows)
 
 
 def render_sweep(sweep: SweepReport) -> str:
@@ -278,6 +303,8 @@ def render_workload_parts(report: LLMReport) -> str:
         parts.append(render_arrivals(report.arrivals))
     if report.turns:
         parts.append(render_turns(report.turns))
+    if report.prefix_groups:
+        parts.append(render_prefix_groups(report.prefix_groups))
     if report.sweep is not None:
         parts.append(render_sweep(report.sweep))
     return "".join("\n" + part for part in parts)

@@ -42,8 +42,11 @@ __all__ = [
 _TIMING_FIELDS = (
     "ttft_ms",
     "ttst_ms",
+    "ttfo_ms",
     "tpot_ms",
     "itl_ms",
+    "itl_reasoning_ms",
+    "itl_answer_ms",
     "e2el_ms",
     "tbt_ms",
     "itl_per_token_ms",
@@ -93,7 +96,10 @@ def render_csv(report: LLMReport) -> bytes:
         name = block.name if isinstance(block, EndpointReport) else ""
         row: list[object] = [scope, user or "", name, *(getattr(block, f) for f in _SCALARS)]
         for metric in (*_TIMING_FIELDS, *_TOKEN_FIELDS):
-            summary: DistributionSummary = getattr(block, metric)
+            summary: DistributionSummary | None = getattr(block, metric)
+            if summary is None:  # a report written before this metric was measured
+                row += [""] * (len(stats) + len(labels))
+                continue
             row += [_cell(getattr(summary, s)) for s in stats]
             row += [_cell(summary.percentiles.get(label)) for label in labels]
         writer.writerow(row)
@@ -166,8 +172,8 @@ def render_markdown(report: LLMReport) -> bytes:
         "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in labels) + " | ---: |",
     ]
     for metric in _TIMING_FIELDS:
-        s: DistributionSummary = getattr(t, metric)
-        if not s.count:
+        s: DistributionSummary | None = getattr(t, metric)
+        if s is None or not s.count:
             continue
         cells = [_fmt(s.percentiles.get(label)) for label in labels]
         lines.append(
@@ -193,8 +199,35 @@ def render_markdown(report: LLMReport) -> bytes:
         f"estimated for {p.input_estimated}.",
         "",
     ]
+    lines += _reasoning_and_cache(t)
     lines += _warnings(t)
     return "\n".join(lines).encode()
+
+
+def _reasoning_and_cache(t: MetricsBlock) -> list[str]:
+    """What a reasoning model spent, and what the server's prefix cache served."""
+    lines = []
+    if t.reasoning_requests:
+        n = t.reasoning_requests
+        text = (
+            f"Reasoning: {n} of {t.completed} requests reasoned, {t.total_reasoning_tokens} "
+            f"of {t.total_output_tokens} output tokens ({t.total_reasoning_tokens / n:.1f} "
+            "per request)"
+        )
+        if t.reasoning_tokens_estimated:
+            text += (
+                f"; for {t.reasoning_tokens_estimated} of them counted as reasoning steps "
+                "(no reasoning_tokens in the server's usage)"
+            )
+        lines += [text + ".", ""]
+    if t.cache_reported:
+        lines += [
+            f"Prompt cache: {t.total_cached_tokens} prompt tokens served from the server's "
+            f"cache, {t.cache_hit_share or 0.0:.1%} of the prompts of the "
+            f"{t.cache_reported} requests whose usage said.",
+            "",
+        ]
+    return lines
 
 
 PHASE_TITLES = {

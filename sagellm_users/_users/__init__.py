@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sagellm_users._users.anthropic import AnthropicMessagesUser
 from sagellm_users._users.base import LLMUser
 from sagellm_users._users.lmdeploy import LMDeployGenerateUser, LMDeployUser
 from sagellm_users._users.local import (
@@ -12,14 +13,24 @@ from sagellm_users._users.local import (
     VLLMLocalCompletionsUser,
     VLLMLocalUser,
 )
-from sagellm_users._users.openai import OpenAIChatUser, OpenAICompletionsUser
+from sagellm_users._users.openai import (
+    OpenAIChatUser,
+    OpenAICompletionsUser,
+    OpenAIResponsesUser,
+)
 from sagellm_users._users.options import LLMOptions
 from sagellm_users._users.plugin import install
 from sagellm_users._users.runtime import LLMRuntime, runtime_of
 from sagellm_users._users.sagellm import SageLLMUser
-from sagellm_users._users.vllm import VLLMCompletionsUser, VLLMUser
+from sagellm_users._users.vllm import (
+    VLLMCompletionsUser,
+    VLLMMessagesUser,
+    VLLMResponsesUser,
+    VLLMUser,
+)
 
 __all__ = [
+    "AnthropicMessagesUser",
     "LLMOptions",
     "LLMRuntime",
     "LLMUser",
@@ -30,11 +41,14 @@ __all__ = [
     "LocalEngineUser",
     "OpenAIChatUser",
     "OpenAICompletionsUser",
+    "OpenAIResponsesUser",
     "SageLLMLocalUser",
     "SageLLMUser",
     "VLLMCompletionsUser",
     "VLLMLocalCompletionsUser",
     "VLLMLocalUser",
+    "VLLMMessagesUser",
+    "VLLMResponsesUser",
     "VLLMUser",
     "install",
     "runtime_of",

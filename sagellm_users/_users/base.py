@@ -41,8 +41,8 @@ class LLMUser(User):
     """Name of the backend client (see :data:`sagellm_users._backends.BACKENDS`); None
     takes ``--backend`` (default ``openai``)."""
     api: ClassVar[Api] = "chat"
-    """Which API the default task calls: ``"chat"``, ``"completions"``, or LMDeploy's
-    native ``"generate"``."""
+    """Which API the default task calls: ``"chat"``, ``"completions"``, OpenAI's
+    ``"responses"``, Anthropic's ``"messages"``, or LMDeploy's native ``"generate"``."""
     label: ClassVar[str] = ""
     """Put before the endpoint in every row name (``"vllm /v1/chat/completions"``), so
     users of several backends in one test are reported side by side."""
@@ -164,6 +164,7 @@ class LLMUser(User):
         if planned is not None:
             record.prompt_tokens = planned.prompt_tokens
             record.session, record.turn = planned.session, planned.turn
+            record.prefix_group = planned.prefix_group
         return record
 
     def _row_name(self, api: Api) -> str:

@@ -20,6 +20,7 @@ from locust.runners import (
 )
 
 from sagellm_users._backends import BACKENDS
+from sagellm_users._backends.api_fields import NOT_ACCEPTED
 from sagellm_users._backends.http import parse_base_url
 from sagellm_users._errors import ConfigError, EngineStartError
 from sagellm_users._metrics import RecordsWriter
@@ -225,6 +226,23 @@ def _check_user_classes(environment: Environment, options: LLMOptions) -> None:
                 f"--min-tokens: {cls.__name__} sends LMDeploy's native /generate, which has no "
                 "minimum-length field; drop --min-tokens or use LMDeployUser (its chat route "
                 "takes min_new_tokens)"
+            )
+        _check_api_fields(cls, options)
+
+
+_FLAGS = {"min_tokens": "--min-tokens", "ignore_eos": "--ignore-eos"}
+
+
+def _check_api_fields(cls: type[LLMUser], options: LLMOptions) -> None:
+    """An API that would drop an option's field (vLLM's Responses and Messages routes have
+    no ``min_tokens``, Messages no ``ignore_eos``) would measure answers of other lengths
+    than asked: refuse it, naming the API that has it."""
+    given = {"min_tokens": options.min_tokens is not None, "ignore_eos": options.ignore_eos}
+    for field, reason in NOT_ACCEPTED.get(cls.api, {}).items():
+        if given[field]:
+            _fail(
+                f"{_FLAGS[field]}: {cls.__name__} sends the {cls.api!r} API, and {reason}; "
+                f"drop {_FLAGS[field]}, or use a user of the chat API (VLLMUser) for it"
             )
 
 

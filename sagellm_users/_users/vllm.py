@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sagellm_users._users.base import LLMUser
 
-__all__ = ["VLLMCompletionsUser", "VLLMUser"]
+__all__ = ["VLLMCompletionsUser", "VLLMMessagesUser", "VLLMResponsesUser", "VLLMUser"]
 
 
 class VLLMUser(LLMUser):
@@ -20,3 +20,19 @@ class VLLMCompletionsUser(LLMUser):
 
     backend = "vllm"
     api = "completions"
+
+
+class VLLMResponsesUser(LLMUser):
+    """Streams vLLM's OpenAI Responses route (``/v1/responses``): ``--ignore-eos`` is sent,
+    ``--min-tokens`` refused (vLLM's ``ResponsesRequest`` has no such field)."""
+
+    backend = "vllm"
+    api = "responses"
+
+
+class VLLMMessagesUser(LLMUser):
+    """Streams vLLM's Anthropic Messages route (``/v1/messages``): neither ``--ignore-eos``
+    nor ``--min-tokens`` is accepted there, so both are refused before load."""
+
+    backend = "vllm"
+    api = "messages"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sagellm_users._backends import Api, GenerationRequest
+from sagellm_users._backends.base import MESSAGE_APIS
 from sagellm_users._workloads.calibration import WordCalibration, calibrate
 from sagellm_users._workloads.datasets import Conversation
 from sagellm_users._workloads.lengths import length_sampler
@@ -45,10 +46,11 @@ class RequestDefaults:
     def request(
         self, api: Api, messages: list[Message], max_tokens: int | None = None
     ) -> GenerationRequest:
-        """``messages`` as a request of ``api`` (a completion prompt joins their texts)."""
+        """``messages`` as a request of ``api`` (a completion prompt joins their texts; the
+        APIs that take a conversation, chat, Responses and Messages, keep them)."""
         max_tokens = self.max_tokens if max_tokens is None else max_tokens
         min_tokens = self.min_tokens
-        chat = api == "chat"
+        chat = api in MESSAGE_APIS
         return GenerationRequest(
             api=api,
             model=self.model,
@@ -73,6 +75,8 @@ class NextRequest:
     session: str | None = None
     turn: int | None = None
     """1 for a conversation's first request, then 2, 3...; None outside sessions."""
+    prefix_group: int | None = None
+    """The shared-prefix group whose system prompt leads the request (None: no prefix)."""
 
 
 class Workload:
@@ -197,7 +201,8 @@ class Workload:
         self._users += 1
         rng = random.Random(f"{self.spec.seed}/{self.process}/{user}")
         prefixes = self.prefixes()
-        prefix = prefixes[user % len(prefixes)] if prefixes else None
+        group = user % len(prefixes) if prefixes else None
+        prefix = None if group is None else (group, *prefixes[group])
         return UserTraffic(self, rng, prefix, f"{self.process}-{user}")
 
     def info(self) -> dict[str, Any]:
@@ -243,9 +248,10 @@ class UserTraffic:
         self,
         workload: Workload,
         rng: random.Random,
-        prefix: tuple[str, int] | None,
+        prefix: tuple[int, str, int] | None,
         name: str,
     ) -> None:
+        """``prefix``: the shared-prefix group's (index, system prompt, its tokens)."""
         spec = workload.spec
         self._workload = workload
         self._rng = rng
@@ -291,19 +297,21 @@ class UserTraffic:
         user: Message = {"role": "user", "content": text}
         messages: list[Message] = []
         if self._prefix is not None:
-            messages.append({"role": "system", "content": self._prefix[0]})
+            messages.append({"role": "system", "content": self._prefix[1]})
         messages += [*earlier, user]
         earlier_tokens = self._history_tokens if self._turns is not None else self._sum(earlier)
         user_tokens = tokens if tokens is not None else self._tokens(text)
-        prefix_tokens = self._prefix[1] if self._prefix is not None else 0
+        prefix_tokens = self._prefix[2] if self._prefix is not None else 0
+        group = self._prefix[0] if self._prefix is not None else None
         prompt_tokens = _add(_add(earlier_tokens, user_tokens), prefix_tokens)
         if self._turns is not None:
             self._history.append(user)
             self._history_tokens = _add(self._history_tokens, user_tokens)
         request = defaults.request(api, messages, max_tokens)
         if self._turns is None:
-            return NextRequest(request, prompt_tokens)
-        return NextRequest(request, prompt_tokens, f"{self._name}-{self._sessions}", turn + 1)
+            return NextRequest(request, prompt_tokens, prefix_group=group)
+        session = f"{self._name}-{self._sessions}"
+        return NextRequest(request, prompt_tokens, session, turn + 1, group)
 
     def finished(self, ok: bool, reply: str | None) -> None:
         """The request ended: a conversation goes on with the model's reply, and ends on a

@@ -1,6 +1,8 @@
 """Routes and request handling: what vLLM's OpenAI server would answer, and when.
 
-Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/models``,
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, OpenAI's Responses API
+(``POST /v1/responses``) and Anthropic's Messages API (``POST /v1/messages``) as vLLM serves
+them, ``GET /v1/models``,
 ``GET /health``, ``GET /metrics`` (Prometheus text with vLLM's metric names), vLLM's
 ``POST /tokenize`` and ``GET /version``, LMDeploy's native ``POST /generate`` and a sageLLM
 gateway's ``GET /info``. Like vLLM,
@@ -17,6 +19,7 @@ response (see :mod:`.generation`). Each injected fault is counted in ``/metrics`
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import os
 import sys
@@ -35,9 +38,13 @@ from .gateway_bodies import bad_gateway_body, echo_unauthorized_body
 from .generate_wire import GenerateStreamEncoder, generate_body, lmdeploy_error_body
 from .generation import BodyRenderer, BufferedGeneration, Engine, StreamingGeneration
 from .info_routes import info_body, tokenize_body, version_body
+from .messages_wire import MessagesStreamEncoder, anthropic_error_body, messages_body
 from .metrics import METRICS_CONTENT_TYPE, EngineHistograms, render_metrics
 from .pacer import Pacer
+from .prefix_cache import PrefixCache, prompt_pieces
 from .proxy_wire import INTERIM_RESPONSES, GzipChunks, gzip_stream_head, with_empty_data
+from .reasoning import ReasoningEncoder
+from .responses_wire import ResponsesStreamEncoder, responses_body
 from .sagellm_gateway import (
     STREAMED_COMPLETIONS_REFUSED,
     GatewayChatEncoder,
@@ -48,12 +55,16 @@ from .sagellm_gateway import (
 from .send_log import SendLog
 from .simulation import Plan, Planner
 from .validation import (
+    LAST_EVENT_KINDS,
     GenerationRequest,
     RequestError,
     parse_chat_request,
     parse_completion_request,
     parse_generate_request,
+    parse_messages_request,
+    parse_responses_request,
     resolve_max_tokens,
+    resolve_output_cap,
 )
 from .wire import (
     ChatStreamEncoder,
@@ -74,6 +85,7 @@ _NOT_ALLOWED = orjson.dumps({"detail": "Method Not Allowed"})
 _UNAUTHORIZED = orjson.dumps({"error": "Unauthorized"})
 
 Route = Callable[[HttpConnection, Request], None]
+_NOT_ON_THE_GATEWAY = (b"/tokenize", b"/version", b"/generate", b"/v1/responses", b"/v1/messages")
 _GATEWAY_FAULTS = frozenset({Fault.HUGE_ERROR, Fault.ENDLESS_ERROR, Fault.HUGE_HEADER})
 
 
@@ -108,6 +120,8 @@ class MockApp:
         self.injected: Counter[str] = Counter()
         """Faults injected so far, by kind (``Fault.value``)."""
         self.tokenize_requests = 0
+        blocks = self.config.prefix_cache_blocks
+        self.prefix_cache = PrefixCache(blocks) if blocks else None
         """``/tokenize`` requests answered so far (errors included), for ``/metrics``."""
         self.connections: set[HttpConnection] = set()
         self._model_json = orjson.dumps(config.model)
@@ -115,6 +129,8 @@ class MockApp:
         self._routes: dict[bytes, tuple[bytes, Route]] = {
             b"/v1/chat/completions": (b"POST", self._chat),
             b"/v1/completions": (b"POST", self._completions),
+            b"/v1/responses": (b"POST", self._responses),
+            b"/v1/messages": (b"POST", self._messages),
             b"/v1/models": (b"GET", self._models),
             b"/health": (b"GET", self._health),
             b"/metrics": (b"GET", self._metrics),
@@ -127,7 +143,7 @@ class MockApp:
         """``--dialect sagellm-gateway``: the gateway's own HTTP metrics (else None)."""
         if config.dialect == "sagellm-gateway":
             self.gateway = GatewayMetrics()
-            for path in (b"/tokenize", b"/version", b"/generate"):
+            for path in _NOT_ON_THE_GATEWAY:
                 del self._routes[path]  # the gateway has none of them
             self._routes[b"/"] = (b"GET", self._gateway_root)
 
@@ -175,6 +191,7 @@ class MockApp:
             self.config.model,
             self.injected,
             tokenize_requests=self.tokenize_requests,
+            prefix_cache=self.prefix_cache,
         )
         self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
 
@@ -239,6 +256,12 @@ class MockApp:
     def _lmdeploy_generate(self, conn: HttpConnection, request: Request) -> None:
         self._generate(conn, request, parse_generate_request)
 
+    def _responses(self, conn: HttpConnection, request: Request) -> None:
+        self._generate(conn, request, parse_responses_request)
+
+    def _messages(self, conn: HttpConnection, request: Request) -> None:
+        self._generate(conn, request, parse_messages_request)
+
     # generation ---------------------------------------------------------------------------
 
     def _generate(
@@ -248,7 +271,7 @@ class MockApp:
         parse: Callable[[bytes], GenerationRequest],
     ) -> None:
         c = self.config
-        lmdeploy = parse is parse_generate_request
+        errors = _ERROR_DIALECTS.get(parse, "openai")
         try:
             req = parse(request.body)
             if req.model is not None and req.model != c.model:
@@ -258,9 +281,14 @@ class MockApp:
                     err_type="NotFoundError",
                     param="model",
                 )
-            max_tokens = resolve_max_tokens(req, c)
+            if req.kind in LAST_EVENT_KINDS:
+                max_tokens = resolve_output_cap(req, c)
+                req = dataclasses.replace(req, max_tokens=max_tokens)  # echoed in the answer
+            else:
+                max_tokens = resolve_max_tokens(req, c)
         except RequestError as exc:
-            body = _error(lmdeploy, exc.message, exc.err_type, exc.status, exc.param)
+            dialect = "openai" if exc.schema else errors  # FastAPI's, before the route's
+            body = _error(dialect, exc.message, exc.err_type, exc.status, exc.param)
             self._reply(conn, request, exc.status, body)
             return
         if self.gateway is not None and req.stream and req.kind == "completion":
@@ -271,21 +299,24 @@ class MockApp:
             self._gateway_fault(conn, request, fault)
             return
         if fault in HTTP_FAULTS:
-            self._answer_at_once(conn, request, fault, lmdeploy)
+            self._answer_at_once(conn, request, fault, errors)
             return
         vendor = not c.drop_vendor_fields  # else: a proxy forwarding OpenAI's fields only
+        cached = None
+        if self.prefix_cache is not None:  # cached blocks are not prefilled again
+            cached = self.prefix_cache.lookup_and_insert(prompt_pieces(request.body))
         plan = self.planner.plan(
             max_tokens=max_tokens,
             ignore_eos=req.ignore_eos and vendor,
             min_tokens=req.min_tokens if vendor else 0,
-            prompt_tokens=req.prompt_tokens,
+            prompt_tokens=req.prompt_tokens - (cached or 0),
             fault=fault,
         )
         t_request = request.t_received if c.send_timestamps else None
         self.admission.prompt_tokens += req.prompt_tokens
         send_log = self.send_log if req.stream else None
         sent: list[float] | None = None if send_log is None else []
-        prefix = GenerateStreamEncoder.ID_PREFIX if lmdeploy else _encoder_class(req).ID_PREFIX
+        prefix = _id_prefix(req)
         response_id = prefix.decode() + plan.request_hex
 
         def done(status: int) -> None:
@@ -307,8 +338,9 @@ class MockApp:
                 done=done,
                 close=conn.close,
                 write=_start_stream(conn, request.keep_alive, fault),
-                encoder=self._stream_encoder(req, plan, t_request),
-                include_usage=req.include_usage and not c.stream_usage_null,
+                encoder=self._stream_encoder(req, plan, t_request, cached),
+                include_usage=req.include_usage
+                and (not c.stream_usage_null or req.kind in LAST_EVENT_KINDS),
                 sent=sent,
             )
         else:
@@ -319,21 +351,25 @@ class MockApp:
                 done=done,
                 close=conn.close,
                 write=conn.write,
-                render=self._body_renderer(req, plan, t_request),
+                render=self._body_renderer(req, plan, t_request, cached),
                 keep_alive=request.keep_alive,
             )
         conn.active = gen
         self.admission.submit(gen)
 
     def _stream_encoder(
-        self, req: GenerationRequest, plan: Plan, t_request: float | None
+        self, req: GenerationRequest, plan: Plan, t_request: float | None, cached: int | None
     ) -> TokenEncoder:
+        """The request's encoder; a reasoning model's first tokens go out as reasoning
+        (APIs that have it: not completions), and usage says what the cache served."""
         if req.kind == "generate":
             return GenerateStreamEncoder(prompt_tokens=req.prompt_tokens, t_request=t_request)
-        encoder = _encoder_class(req)
+        if req.kind in LAST_EVENT_KINDS:
+            return self._last_event_encoder(req, plan, t_request, cached)
+        encoder_class = _encoder_class(req)
         if self.gateway is not None:
-            encoder = GatewayChatEncoder  # completions never stream here (refused above)
-        return encoder(
+            encoder_class = GatewayChatEncoder  # completions never stream here (refused above)
+        encoder = encoder_class(
             request_hex=plan.request_hex,
             created=int(time.time()),
             model_json=self._model_json,
@@ -342,9 +378,45 @@ class MockApp:
             t_request=t_request,
             null_usage=self.config.stream_usage_null,
         )
+        if cached is not None:
+            encoder.cached_tokens = cached
+        reasoning = self.config.reasoning_tokens
+        if reasoning and hasattr(encoder, "reasoning_token"):
+            encoder.reasoning_tokens = reasoning
+            return ReasoningEncoder(encoder, reasoning, self.config.reasoning_field)
+        return encoder
+
+    def _last_event_encoder(
+        self, req: GenerationRequest, plan: Plan, t_request: float | None, cached: int | None
+    ) -> TokenEncoder:
+        """The encoder of a Responses or Messages stream; a reasoning model's first tokens
+        go out as their reasoning events."""
+        encoder: ResponsesStreamEncoder | MessagesStreamEncoder
+        if req.kind == "responses":
+            encoder = ResponsesStreamEncoder(
+                request_hex=plan.request_hex,
+                created=int(time.time()),
+                model_json=self._model_json,
+                prompt_tokens=req.prompt_tokens,
+                max_output_tokens=req.max_tokens or 0,
+                t_request=t_request,
+                cached_tokens=cached,
+            )
+        else:
+            encoder = MessagesStreamEncoder(
+                request_hex=plan.request_hex,
+                model_json=self._model_json,
+                prompt_tokens=req.prompt_tokens,
+                t_request=t_request,
+                cached_tokens=cached,
+            )
+        reasoning = self.config.reasoning_tokens
+        if reasoning:
+            return ReasoningEncoder(encoder, reasoning)
+        return encoder
 
     def _body_renderer(
-        self, req: GenerationRequest, plan: Plan, t_request: float | None
+        self, req: GenerationRequest, plan: Plan, t_request: float | None, cached: int | None
     ) -> BodyRenderer:
         created = int(time.time())
         model = self.config.model
@@ -358,6 +430,30 @@ class MockApp:
                     prompt_tokens=req.prompt_tokens,
                     timestamps=stamps,
                 )
+            if req.kind == "responses":
+                return responses_body(
+                    request_hex=plan.request_hex,
+                    created=created,
+                    model=model,
+                    text=text,
+                    finish_reason=plan.finish_reason,
+                    prompt_tokens=req.prompt_tokens,
+                    completion_tokens=n_tokens,
+                    max_output_tokens=req.max_tokens or 0,
+                    timestamps=stamps,
+                    cached_tokens=cached,
+                )
+            if req.kind == "messages":
+                return messages_body(
+                    request_hex=plan.request_hex,
+                    model=model,
+                    text=text,
+                    finish_reason=plan.finish_reason,
+                    prompt_tokens=req.prompt_tokens,
+                    completion_tokens=n_tokens,
+                    timestamps=stamps,
+                    cached_tokens=cached,
+                )
             build = chat_body if req.kind == "chat" else completion_body
             return build(
                 request_hex=plan.request_hex,
@@ -368,6 +464,7 @@ class MockApp:
                 prompt_tokens=req.prompt_tokens,
                 completion_tokens=n_tokens,
                 timestamps=stamps,
+                cached_tokens=cached,
             )
 
         return render
@@ -399,7 +496,7 @@ class MockApp:
         conn.response_done()
 
     def _answer_at_once(
-        self, conn: HttpConnection, request: Request, fault: Fault, lmdeploy: bool
+        self, conn: HttpConnection, request: Request, fault: Fault, errors: str
     ) -> None:
         """A fault answered before generation starts, without taking a capacity slot."""
         if fault is Fault.RESET:
@@ -410,13 +507,13 @@ class MockApp:
         if fault is Fault.HTTP_404:
             status = 404
             message = f"The model `{self.config.model}-injected-404` does not exist."
-            body = _error(lmdeploy, message, "NotFoundError", 404, "model")
+            body = _error(errors, message, "NotFoundError", 404, "model")
         elif fault is Fault.HTTP_500:
             status = 500
-            body = _error(lmdeploy, "Injected internal server error", "InternalServerError", 500)
+            body = _error(errors, "Injected internal server error", "InternalServerError", 500)
         elif fault is Fault.HTTP_429:
             status = 429
-            body = _error(lmdeploy, "Too many requests (injected)", "RateLimitError", 429)
+            body = _error(errors, "Too many requests (injected)", "RateLimitError", 429)
             extra = ((b"retry-after", str(self.config.retry_after_s).encode()),)
         elif fault is Fault.HTTP_502:
             status, body = 502, bad_gateway_body()
@@ -487,10 +584,31 @@ def _encoder_class(req: GenerationRequest) -> type[StreamEncoder]:
     return ChatStreamEncoder if req.kind == "chat" else CompletionStreamEncoder
 
 
+def _id_prefix(req: GenerationRequest) -> bytes:
+    """What the response's id starts with on the request's route."""
+    if req.kind == "generate":
+        return GenerateStreamEncoder.ID_PREFIX
+    if req.kind == "responses":
+        return ResponsesStreamEncoder.ID_PREFIX
+    if req.kind == "messages":
+        return MessagesStreamEncoder.ID_PREFIX
+    return _encoder_class(req).ID_PREFIX
+
+
+#: Each route's error body, by its request parser: vLLM's ``ErrorResponse`` elsewhere.
+_ERROR_DIALECTS: dict[Callable[[bytes], GenerationRequest], str] = {
+    parse_generate_request: "lmdeploy",
+    parse_messages_request: "anthropic",
+}
+
+
 def _error(
-    lmdeploy: bool, message: str, err_type: str, status: int, param: str | None = None
+    dialect: str, message: str, err_type: str, status: int, param: str | None = None
 ) -> bytes:
-    """The error body in the route's own dialect: LMDeploy's flat one on ``/generate``."""
-    if lmdeploy:
+    """The error body in the route's own dialect: LMDeploy's flat one on ``/generate``,
+    Anthropic's on ``/v1/messages``, vLLM's ``ErrorResponse`` on the others."""
+    if dialect == "lmdeploy":
         return lmdeploy_error_body(message, status)
+    if dialect == "anthropic":
+        return anthropic_error_body(message, err_type)
     return error_body(message, err_type, status, param)

@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from sagellm_users._errors import ConfigError
 
-from .config import DIALECTS, MockServerConfig, parse_token_range
+from .config import DIALECTS, REASONING_FIELDS, MockServerConfig, parse_token_range
 from .faults import FAULT_RATE_FIELDS
 
 __all__ = ["build_parser", "check_mock_args", "parse_config"]
@@ -102,6 +102,32 @@ def build_parser(
         default=d.held_back_rate,
         help="share of tokens sent with empty text, as vLLM holds back part of "
         "a multi-byte character (%(default)s)",
+    )
+    model.add_argument(
+        "--reasoning-tokens",
+        type=int,
+        default=d.reasoning_tokens,
+        metavar="N",
+        help="a reasoning model: the first N tokens of every chat answer stream as reasoning "
+        "deltas and usage counts them in completion_tokens_details.reasoning_tokens, as vLLM "
+        "with a --reasoning-parser does (0: none)",
+    )
+    model.add_argument(
+        "--reasoning-field",
+        choices=REASONING_FIELDS,
+        default=d.reasoning_field,
+        help="the delta field reasoning streams in: vLLM's 'reasoning', or "
+        "'reasoning_content' as servers before it did (%(default)s)",
+    )
+    model.add_argument(
+        "--prefix-cache-blocks",
+        type=int,
+        default=d.prefix_cache_blocks,
+        metavar="N",
+        help="simulate a prefix cache of N blocks of 16 prompt tokens (least recently used "
+        "out): a prompt's cached blocks skip --ttft-per-input-token-ms and usage reports "
+        "them as prompt_tokens_details.cached_tokens, as vLLM with "
+        "--enable-prompt-tokens-details does (0: off)",
     )
     timing = p.add_argument_group("timing (milliseconds)")
     timing.add_argument("--ttft-ms", type=float, default=d.ttft_ms)

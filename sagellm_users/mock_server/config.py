@@ -22,6 +22,10 @@ DIALECTS = ("vllm", "sagellm-gateway")
 gateway (see :mod:`.sagellm_gateway`)."""
 
 
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+"""The delta field of a reasoning token: vLLM's now, and the one servers used before."""
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -73,6 +77,9 @@ class MockServerConfig:
     default_max_tokens: int = 64
     natural_output_tokens: tuple[int, int] | None = (8, 64)
     held_back_rate: float = 0.02
+    reasoning_tokens: int = 0
+    reasoning_field: str = "reasoning"
+    prefix_cache_blocks: int = 0
     max_concurrency: int = 0
     error_rate_500: float = 0.0
     error_rate_429: float = 0.0
@@ -149,6 +156,13 @@ class MockServerConfig:
         nat = self.natural_output_tokens
         need(nat is None or 1 <= nat[0] <= nat[1], "natural_output_tokens", "needs 1 <= MIN <= MAX")
         need(0.0 <= self.held_back_rate <= 0.5, "held_back_rate", "must be within [0, 0.5]")
+        need(self.reasoning_tokens >= 0, "reasoning_tokens", "must be >= 0 (0 = no reasoning)")
+        need(
+            self.reasoning_field in REASONING_FIELDS,
+            "reasoning_field",
+            f"must be one of {', '.join(REASONING_FIELDS)}",
+        )
+        need(self.prefix_cache_blocks >= 0, "prefix_cache_blocks", "must be >= 0 (0 = off)")
         need(self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = unlimited)")
         for name in FAULT_RATE_FIELDS:
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be within [0, 1]")

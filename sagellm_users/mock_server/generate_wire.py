@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from .simulation import EMPTY_TOKEN, TOKEN_JSON, TOKEN_TEXT
-from .wire import http_chunk
+from .wire import DONE_AND_END, http_chunk
 
 __all__ = ["TOKEN_IDS", "GenerateStreamEncoder", "generate_body", "lmdeploy_error_body"]
 
@@ -48,6 +48,7 @@ class GenerateStreamEncoder:
     """Encodes one ``/generate`` stream; the interface of :class:`.wire.StreamEncoder`."""
 
     ID_PREFIX = b"generate-"
+    end_of_stream = DONE_AND_END
 
     __slots__ = ("_prompt_tokens", "_t_request")
 

@@ -291,7 +291,7 @@ class StreamingGeneration(_Timed):
                 data += enc.usage(n, t)
             if self._sent is not None:
                 self._sent.append(perf_counter())
-            self._write(data + DONE_AND_END)
+            self._write(data + enc.end_of_stream)
             self._admission.generated_tokens += 1
             self._finished_ok(n, t)
             self._complete(200)
@@ -319,7 +319,9 @@ class StreamingGeneration(_Timed):
         last = n == plan.n_tokens
         if fault is Fault.STREAM:
             self._write(
-                head + enc.error(ENGINE_ERROR_MESSAGE, "InternalServerError", 500, t) + DONE_AND_END
+                head
+                + enc.error(ENGINE_ERROR_MESSAGE, "InternalServerError", 500, t)
+                + enc.end_of_stream
             )
             self._complete(200)
         elif fault is Fault.STALL:
@@ -343,7 +345,7 @@ class StreamingGeneration(_Timed):
             self._write(head + event)
             self._admission.generated_tokens += 1
             if last:
-                self._write((enc.usage(n, t) if self._include_usage else b"") + DONE_AND_END)
+                self._write((enc.usage(n, t) if self._include_usage else b"") + enc.end_of_stream)
                 self._finished_ok(n, t)
                 self._complete(200)
                 return
@@ -362,7 +364,10 @@ class StreamingGeneration(_Timed):
         data = head + enc.final_token(plan.words[i], n, plan.finish_reason, t)
         if self._include_usage and fault is not Fault.NO_USAGE:
             data += enc.usage(n, t)
-        self._write(data + _BAD_ENDS[fault])
+        end = _BAD_ENDS[fault]
+        if end is DONE_AND_END:  # the stream's own end: no [DONE] where its API sends none
+            end = enc.end_of_stream
+        self._write(data + end)
         self._admission.generated_tokens += 1
         self._finished_ok(n, t)
         if fault in (Fault.NO_DONE, Fault.NO_USAGE):
@@ -394,7 +399,7 @@ class StreamingGeneration(_Timed):
         parts.append(enc.final_token(words[-1], n_tokens, plan.finish_reason, t))
         if self._include_usage:
             parts.append(enc.usage(n_tokens, t))
-        parts.append(DONE_AND_END)
+        parts.append(enc.end_of_stream)
         self._admission.generated_tokens += n_tokens
         return b"".join(parts)
 

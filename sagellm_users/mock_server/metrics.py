@@ -22,6 +22,7 @@ from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 
 from .capacity import Admission
+from .prefix_cache import PrefixCache
 
 __all__ = ["METRICS_CONTENT_TYPE", "EngineHistograms", "Histogram", "render_metrics"]
 
@@ -104,6 +105,11 @@ _COUNTERS = (
     ("vllm:generation_tokens", "Number of generation tokens processed."),
     ("vllm:request_success", "Count of successfully processed requests."),
 )
+_PREFIX_QUERIES = (
+    "vllm:prefix_cache_queries",
+    "Prefix cache queries, in terms of number of queried tokens.",
+)
+_PREFIX_HITS = ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
 _HISTOGRAMS = (
     ("vllm:time_to_first_token_seconds", "ttft", "Histogram of time to first token in seconds."),
     ("vllm:inter_token_latency_seconds", "itl", "Histogram of inter-token latency in seconds."),
@@ -126,7 +132,9 @@ def render_metrics(
     histograms: EngineHistograms,
     model: str,
     injected: Mapping[str, int] | None = None,
+    *,
     tokenize_requests: int = 0,
+    prefix_cache: PrefixCache | None = None,
 ) -> bytes:
     """The exposition text, families in vLLM's order and with its labels; then the mock's
     own counts: ``/tokenize`` requests (when any came) and injected faults by kind (when
@@ -143,6 +151,11 @@ def render_metrics(
     for (name, help_text), value in zip(_COUNTERS, counters, strict=True):
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
         lines.append(f"{name}_total{{{labels}}} {float(value)}")
+    if prefix_cache is not None:  # vLLM's counters, in tokens
+        counts = ((_PREFIX_QUERIES, prefix_cache.queries), (_PREFIX_HITS, prefix_cache.hits))
+        for (name, help_text), value in counts:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            lines.append(f"{name}_total{{{labels}}} {float(value)}")
     for name, attr, help_text in _HISTOGRAMS:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         lines += getattr(histograms, attr).lines(name, labels)

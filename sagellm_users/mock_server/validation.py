@@ -3,6 +3,12 @@
 Only the fields the mock acts on are checked; unknown fields are accepted and ignored, as
 vLLM does (it logs them). The checks and their order follow vLLM: body schema first (400),
 then the model name (404), then the context-length limits (400).
+
+The Responses and Messages routes follow vLLM 0.32's own request models: ``input`` (a
+string or a list of items) and ``max_output_tokens``; ``model``, ``messages`` (roles
+``user``, ``assistant``, ``system``) and a positive ``max_tokens``, all required. A schema
+error there is FastAPI's (``"type":"Bad Request"``, ``"param":"body.FIELD"``); on
+``/v1/messages`` the later errors are Anthropic's (see :func:`resolve_output_cap`).
 """
 
 from __future__ import annotations
@@ -22,10 +28,16 @@ __all__ = [
     "parse_chat_request",
     "parse_completion_request",
     "parse_generate_request",
+    "parse_messages_request",
+    "parse_responses_request",
     "resolve_max_tokens",
+    "resolve_output_cap",
 ]
 
-Kind = Literal["chat", "completion", "generate"]
+Kind = Literal["chat", "completion", "generate", "responses", "messages"]
+
+#: The routes whose stream ends at an event of its own, with no ``[DONE]``.
+LAST_EVENT_KINDS = frozenset({"responses", "messages"})
 
 #: LMDeploy's ``GenerateReqInput.max_tokens`` default.
 GENERATE_DEFAULT_MAX_TOKENS = 128
@@ -41,12 +53,16 @@ class RequestError(Exception):
         status: int = 400,
         err_type: str = "BadRequestError",
         param: str | None = None,
+        schema: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.err_type = err_type
         self.param = param
+        self.schema = schema
+        """The body does not fit the route's request model: FastAPI's answer, the same on
+        every vLLM route (Anthropic's error shape comes only after it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,3 +266,158 @@ def resolve_max_tokens(request: GenerationRequest, config: MockServerConfig) -> 
             param="max_tokens",
         )
     return request.max_tokens
+
+
+def _schema_error(field: str, kind: str, msg: str) -> RequestError:
+    """FastAPI's answer to a body that does not fit the request model, as vLLM gives it."""
+    return RequestError(
+        f"1 validation error:\n  {{'type': '{kind}', 'loc': 'body.{field}', 'msg': '{msg}'}}",
+        err_type="Bad Request",
+        param=f"body.{field}",
+        schema=True,
+    )
+
+
+def _item_messages(items: list[Any]) -> list[Any]:
+    """The messages of a Responses ``input`` list (its other items carry no prompt text)."""
+    messages = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _schema_error(f"input.{i}", "model_type", "Input should be an object")
+        if "role" in item:
+            if item["role"] not in ("user", "assistant", "system", "developer"):
+                raise _schema_error(f"input.{i}.role", "literal_error", "Input should be a role")
+            messages.append(item)
+    return messages
+
+
+def parse_responses_request(body: bytes) -> GenerationRequest:
+    """Validate a ``/v1/responses`` body (vLLM's ``ResponsesRequest``): ``input`` is
+    required; ``model`` may be left out (the served model answers)."""
+    doc = load_object(body)
+    if "input" not in doc:
+        raise _schema_error("input", "missing", "Field required")
+    given = doc["input"]
+    if isinstance(given, str):
+        tokens = count_chat_prompt_tokens([{"role": "user", "content": given}])
+    elif isinstance(given, list):
+        if not given:
+            raise RequestError(
+                "Cannot apply chat template to an empty conversation. Provide at least one message."
+            )
+        tokens = count_chat_prompt_tokens(_item_messages(given))
+    else:
+        raise _schema_error("input", "union_type", "Input should be a string or a list")
+    model = doc.get("model")
+    if model is not None and not isinstance(model, str):
+        raise _schema_error("model", "string_type", "Input should be a valid string")
+    try:
+        max_tokens = _optional_int(doc, "max_output_tokens")
+    except RequestError:
+        raise _schema_error(
+            "max_output_tokens", "int_type", "Input should be a valid integer"
+        ) from None
+    if max_tokens is not None and max_tokens < 1:
+        raise RequestError(
+            f"max_tokens must be at least 1, got {max_tokens}. "
+            f"(parameter=max_tokens, value={max_tokens})",
+            param="max_tokens",
+        )
+    return GenerationRequest(
+        kind="responses",
+        model=model,
+        prompt_tokens=tokens,
+        max_tokens=max_tokens,
+        min_tokens=0,  # ResponsesRequest has no min_tokens: vLLM drops it
+        ignore_eos=_bool(doc, "ignore_eos", False),
+        stream=_bool(doc, "stream", False),
+        include_usage=True,  # response.completed always carries it
+        continuous_usage=False,
+    )
+
+
+def parse_messages_request(body: bytes) -> GenerationRequest:
+    """Validate a ``/v1/messages`` body (vLLM's ``AnthropicMessagesRequest``). It has no
+    ``ignore_eos`` nor ``min_tokens``: vLLM drops both, and so does the mock."""
+    doc = load_object(body)
+    for field in ("model", "messages", "max_tokens"):
+        if field not in doc:
+            raise _schema_error(field, "missing", "Field required")
+    model = doc["model"]
+    if not isinstance(model, str):
+        raise _schema_error("model", "string_type", "Input should be a valid string")
+    messages = doc["messages"]
+    if not isinstance(messages, list):
+        raise _schema_error("messages", "list_type", "Input should be a valid list")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in (
+            "user",
+            "assistant",
+            "system",
+        ):
+            raise _schema_error(
+                f"messages.{i}.role",
+                "literal_error",
+                "Input should be 'user', 'assistant' or 'system'",
+            )
+        if not isinstance(message.get("content"), str | list):
+            raise _schema_error(
+                f"messages.{i}.content", "union_type", "Input should be a string or a list"
+            )
+    max_tokens = doc["max_tokens"]
+    if not _is_int(max_tokens):
+        raise _schema_error("max_tokens", "int_type", "Input should be a valid integer")
+    if max_tokens <= 0:
+        raise _schema_error("max_tokens", "value_error", "Value error, max_tokens must be positive")
+    if not messages:
+        raise RequestError(
+            "Cannot apply chat template to an empty conversation. Provide at least one message."
+        )
+    system = doc.get("system")
+    if system is not None and not isinstance(system, str | list):
+        raise _schema_error("system", "union_type", "Input should be a string or a list")
+    prompt = list(messages)
+    if system:
+        prompt.insert(0, {"role": "system", "content": system})
+    return GenerationRequest(
+        kind="messages",
+        model=model,
+        prompt_tokens=count_chat_prompt_tokens(prompt),
+        max_tokens=int(max_tokens),
+        min_tokens=0,
+        ignore_eos=False,
+        stream=_bool(doc, "stream", False),
+        include_usage=True,  # message_delta always carries it
+        continuous_usage=False,
+    )
+
+
+#: The name vLLM 0.32 gives the output cap in its errors, by route.
+_CAP_FIELDS = {"responses": "max_output_tokens", "messages": "max_completion_tokens"}
+
+
+def resolve_output_cap(request: GenerationRequest, config: MockServerConfig) -> int:
+    """The output cap on the Responses and Messages routes, as vLLM 0.32 decides it: a
+    prompt must leave room for a token, a cap may not pass ``max_model_len``, and a cap
+    the prompt leaves no room for is cut to what fits (these routes do not refuse it)."""
+    limit = config.max_model_len
+    prompt = request.prompt_tokens
+    if prompt >= limit:
+        raise RequestError(
+            f"This model's maximum context length is {limit} tokens. However, your prompt "
+            f"contains at least {limit + 1} input tokens, which exceeds this limit even "
+            "without any output tokens. Please reduce the length of the input prompt. "
+            f"(parameter=input_tokens, value={limit + 1})",
+            param="input_tokens",
+        )
+    cap = request.max_tokens
+    if cap is None:
+        return max(1, min(config.default_max_tokens, limit - prompt))
+    if cap > limit:
+        field = _CAP_FIELDS[request.kind]
+        raise RequestError(
+            f"{field}={cap} cannot be greater than max_model_len={limit}. Please request "
+            f"fewer output tokens. (parameter={field}, value={cap})",
+            param=field,
+        )
+    return min(cap, limit - prompt)

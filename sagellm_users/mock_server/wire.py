@@ -49,6 +49,7 @@ __all__ = [
     "response_head",
     "simple_response",
     "stream_head",
+    "typed_event",
 ]
 
 SERVER_HEADER = b"server: sagellm-mock\r\n"
@@ -60,6 +61,16 @@ END_OF_BODY = b"0\r\n\r\n"
 def http_chunk(sse_event: bytes) -> bytes:
     """Frame one payload as one HTTP/1.1 chunk."""
     return b"%x\r\n%b\r\n" % (len(sse_event), sse_event)
+
+
+def typed_event(name: bytes, payload_json: bytes) -> bytes:
+    """One SSE event with its name (``event: NAME`` then ``data: ...``), as the Responses
+    and Messages APIs send every event, framed as one HTTP/1.1 chunk."""
+    return b"%x\r\nevent: %b\ndata: %b\n\n\r\n" % (
+        len(name) + len(payload_json) + 16,
+        name,
+        payload_json,
+    )
 
 
 def _event_chunk(payload_json: bytes) -> bytes:
@@ -133,17 +144,36 @@ def _timestamps(t_request: float, t_send: float) -> bytes:
     return b',"mock_t_request":%r,"mock_t_send":%r' % (t_request, t_send)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> bytes:
-    return b',"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
+def usage_details(cached_tokens: int | None, reasoning_tokens: int | None) -> bytes:
+    """The usage object's details, as vLLM adds them: cached prompt tokens when started
+    with ``--enable-prompt-tokens-details``, reasoning tokens with a ``--reasoning-parser``."""
+    out = b""
+    if cached_tokens is not None:
+        out += b',"prompt_tokens_details":{"cached_tokens":%d}' % cached_tokens
+    if reasoning_tokens is not None:
+        out += b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens
+    return out
+
+
+def _usage(prompt_tokens: int, completion_tokens: int, details: bytes = b"") -> bytes:
+    return b',"usage":{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d%b}' % (
         prompt_tokens,
         prompt_tokens + completion_tokens,
         completion_tokens,
+        details,
     )
 
 
 class TokenEncoder(Protocol):
-    """What a streaming generation needs from its wire format (see :class:`StreamEncoder`
-    and the LMDeploy ``/generate`` encoder)."""
+    """What a streaming generation needs from its wire format (see :class:`StreamEncoder`,
+    the LMDeploy ``/generate`` encoder and the Responses and Messages encoders).
+
+    ``end_of_stream`` is what follows a stream's last event: ``data: [DONE]`` and the
+    body's end on OpenAI's and LMDeploy's routes, the body's end alone on the APIs whose
+    last event ends the stream (Responses, Messages)."""
+
+    @property
+    def end_of_stream(self) -> bytes: ...
 
     def token(self, word: bytes, n_done: int, t_send: float) -> bytes: ...
 
@@ -165,10 +195,13 @@ class StreamEncoder:
     ``mock_t_request`` and ``mock_t_send`` (the ``t_send`` passed to each call).
     ``null_usage`` means ``--stream-usage-null``: every event carries ``"usage":null``,
     as LMDeploy servers before 0.7 streamed, and no usage chunk follows.
+    ``cached_tokens`` and ``reasoning_tokens`` (of this request, when the server simulates a
+    prefix cache or a reasoning model) go into the final usage's details.
     """
 
     ID_PREFIX: ClassVar[bytes]
     OBJECT: ClassVar[bytes]
+    end_of_stream = DONE_AND_END
     #: JSON from the opening of ``choices[0]`` up to where the token's text goes.
     TEXT_OPEN: ClassVar[bytes]
     #: JSON after the token's text, up to and including the ``]`` closing ``choices``.
@@ -186,6 +219,8 @@ class StreamEncoder:
         "_prompt_tokens",
         "_t_request",
         "_tail",
+        "cached_tokens",
+        "reasoning_tokens",
     )
 
     def __init__(
@@ -215,6 +250,8 @@ class StreamEncoder:
         self._tail = self.MID_CLOSE + self._null + b"}\n\n"
         self._fast_len = len(self._head) + len(self._tail)
         self._chunks: dict[bytes, bytes] = {}  # word -> chunk, when chunks do not vary
+        self.cached_tokens: int | None = None
+        self.reasoning_tokens: int | None = None
 
     def _extras(self, n_done: int, t_send: float) -> bytes:
         out = _usage(self._prompt_tokens, n_done) if self._continuous else self._null
@@ -258,7 +295,11 @@ class StreamEncoder:
     def usage(self, completion_tokens: int, t_send: float) -> bytes:
         """The ``include_usage`` chunk: empty ``choices``, the totals, the fingerprint."""
         ts = b"" if self._t_request is None else _timestamps(self._t_request, t_send)
-        usage = _usage(self._prompt_tokens, completion_tokens)
+        reasoning = self.reasoning_tokens
+        if reasoning is not None:
+            reasoning = min(reasoning, completion_tokens)
+        details = usage_details(self.cached_tokens, reasoning)
+        usage = _usage(self._prompt_tokens, completion_tokens, details)
         return _event_chunk(self._pre + b"]" + usage + SYSTEM_FINGERPRINT + ts + b"}")
 
     def error(self, message: str, err_type: str, code: int, t_send: float) -> bytes:
@@ -284,8 +325,17 @@ class ChatStreamEncoder(StreamEncoder):
         b'{"index":0,"delta":{"role":"assistant","content":""},'
         b'"logprobs":null,"finish_reason":null}]'
     )
+    REASONING_OPEN = b'{"index":0,"delta":{"reasoning":'
 
     __slots__ = ()
+
+    def reasoning_token(self, word: bytes, n_done: int, t_send: float) -> bytes:
+        """A reasoning token: vLLM's delta names it ``reasoning`` (a server with a
+        reasoning parser), the answer's tokens ``content``."""
+        return _event_chunk(
+            self._pre + self.REASONING_OPEN + word + self.MID_CLOSE + self._extras(n_done, t_send)
+            + b"}"
+        )  # fmt: skip
 
     def preamble(self, t_send: float) -> bytes:
         usage = _usage(self._prompt_tokens, 0) if self._continuous else self._null
@@ -318,12 +368,16 @@ class CompletionStreamEncoder(StreamEncoder):
     __slots__ = ()
 
 
-def _usage_obj(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+def _usage_obj(
+    prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens": completion_tokens,
-        "prompt_tokens_details": None,
+        "prompt_tokens_details": None
+        if cached_tokens is None
+        else {"cached_tokens": cached_tokens},
     }
 
 
@@ -337,6 +391,7 @@ def chat_body(
     prompt_tokens: int,
     completion_tokens: int,
     timestamps: tuple[float, float] | None = None,
+    cached_tokens: int | None = None,
 ) -> bytes:
     """A non-streaming ``chat.completion`` body, fields in vLLM's order."""
     message: dict[str, Any] = {
@@ -365,7 +420,7 @@ def chat_body(
         "choices": [choice],
         "service_tier": None,
         "system_fingerprint": None,
-        "usage": _usage_obj(prompt_tokens, completion_tokens),
+        "usage": _usage_obj(prompt_tokens, completion_tokens, cached_tokens),
         "prompt_logprobs": None,
         "prompt_token_ids": None,
         "kv_transfer_params": None,
@@ -385,6 +440,7 @@ def completion_body(
     prompt_tokens: int,
     completion_tokens: int,
     timestamps: tuple[float, float] | None = None,
+    cached_tokens: int | None = None,
 ) -> bytes:
     """A non-streaming ``text_completion`` body, fields in vLLM's order."""
     choice = {
@@ -405,7 +461,7 @@ def completion_body(
         "choices": [choice],
         "service_tier": None,
         "system_fingerprint": None,
-        "usage": _usage_obj(prompt_tokens, completion_tokens),
+        "usage": _usage_obj(prompt_tokens, completion_tokens, cached_tokens),
         "kv_transfer_params": None,
     }
     if timestamps is not None:

@@ -28,6 +28,8 @@ PUBLIC = {
     "LMDeployUser", "OpenAIChatUser", "OpenAICompletionsUser", "SageLLMLocalUser",
     "SageLLMUser", "VLLMCompletionsUser", "VLLMLocalCompletionsUser", "VLLMLocalUser",
     "VLLMUser", "install", "runtime_of", "compare_users",
+    # the newer APIs: OpenAI's Responses, Anthropic's Messages
+    "OpenAIResponsesUser", "AnthropicMessagesUser", "VLLMResponsesUser", "VLLMMessagesUser",
     # a load test from Python, its options and its report
     "LLMOptions", "LLMReport", "run_load_test",
     # one error tree

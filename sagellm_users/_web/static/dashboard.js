@@ -135,7 +135,8 @@ const SageDash = (() => {
                                 value: (r) => num(pick(r[metric.key], p))});
     const TTFT = {key: "ttft_ms", title: "TTFT"}, ITL = {key: "itl_ms", title: "ITL"};
     const TPOT = {key: "tpot_ms", title: "TPOT"}, E2E = {key: "e2el_ms", title: "E2E"};
-    const TTST = {key: "ttst_ms", title: "TTST"};
+    const TTST = {key: "ttst_ms", title: "TTST"}, TTFO = {key: "ttfo_ms", title: "TTFO"};
+    const reasoned = rows.some((r) => r.reasoning_requests);
     return table([
       {title: "scope", value: (r) => r._label},
       {title: "requests", num: true, value: (r) => num(r.requests, 0)},
@@ -146,8 +147,9 @@ const SageDash = (() => {
       {title: "retried", num: true, value: (r) => num(r.retried, 0)},
       {title: "req/s", num: true, value: (r) => num(r.request_throughput)},
       {title: "output tok/s", num: true, value: (r) => num(r.output_throughput)},
-      ms(TTFT, "p50"), ms(TTFT, "p99"), ms(TTST, "p50"), ms(ITL, "p50"), ms(ITL, "p99"),
-      ms(TPOT, "p50"), ms(E2E, "p50"), ms(E2E, "p99"),
+      ms(TTFT, "p50"), ms(TTFT, "p99"), ms(TTST, "p50"),
+      ...(reasoned ? [ms(TTFO, "p50"), ms(TTFO, "p99")] : []),
+      ms(ITL, "p50"), ms(ITL, "p99"), ms(TPOT, "p50"), ms(E2E, "p50"), ms(E2E, "p99"),
     ], rows, {className: "data"});
   }
 
@@ -163,6 +165,7 @@ const SageDash = (() => {
     timing("ttft_ms", "TTFT", "mean"), timing("ttft_ms", "TTFT", "p50"),
     timing("ttft_ms", "TTFT", "p90"), timing("ttft_ms", "TTFT", "p99"),
     timing("ttst_ms", "TTST", "p50"), timing("ttst_ms", "TTST", "p99"),
+    timing("ttfo_ms", "TTFO", "p50"), timing("ttfo_ms", "TTFO", "p99"),
     timing("itl_ms", "ITL", "p50"), timing("itl_ms", "ITL", "p99"),
     timing("tpot_ms", "TPOT", "p50"), timing("tpot_ms", "TPOT", "p99"),
     timing("e2el_ms", "E2E", "p50"), timing("e2el_ms", "E2E", "p99"),
@@ -327,6 +330,14 @@ const SageDash = (() => {
           ["prompt / generation tokens", count(s.prompt_tokens) + " / " +
                                          count(s.generation_tokens)],
           ["preemptions", count(s.preemptions)],
+          ...(s.prefix_cache_queries ? [["prefix cache hits (tokens)",
+            count(s.prefix_cache_hits) + " of " + count(s.prefix_cache_queries) + " (" +
+            pct(s.prefix_cache_hits / s.prefix_cache_queries) + ")"]] : []),
+          ...(s.spec_decode_draft_tokens ? [["speculative decoding: accepted draft tokens",
+            count(s.spec_decode_accepted_tokens) + " of " + count(s.spec_decode_draft_tokens) +
+            " (" + pct(s.spec_decode_accepted_tokens / s.spec_decode_draft_tokens) + "), " +
+            num(1 + s.spec_decode_accepted_tokens / Math.max(1, s.spec_decode_drafts), 2) +
+            " tokens per draft step"]] : []),
           ["running requests", gauge(s.running, (v) => num(v, 1))],
           ["waiting requests", gauge(s.waiting, (v) => num(v, 1))],
           ["KV cache usage", gauge(s.kv_cache_usage, pct)],

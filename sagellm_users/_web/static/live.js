@@ -111,6 +111,16 @@
       {title: "TTFT p50", num: true, value: ms("ttft_ms", "p50")},
       {title: "TTFT p99", num: true, value: ms("ttft_ms", "p99")},
       {title: "TTST p50", num: true, value: ms("ttst_ms", "p50")},
+      ...(rows.some((r) => r.block && r.block.reasoning_requests) ? [
+        {title: "TTFO p50", num: true, value: ms("ttfo_ms", "p50")},
+        {title: "reasoning tok/req", num: true, value: (r) => r.block &&
+          r.block.reasoning_requests ? D.num(r.block.total_reasoning_tokens /
+                                             r.block.reasoning_requests, 1) : "-"},
+      ] : []),
+      ...(rows.some((r) => r.block && r.block.cache_reported) ? [
+        {title: "prompt cache hits", num: true, value: (r) => r.block &&
+          !D.missing(r.block.cache_hit_share) ? D.pct(r.block.cache_hit_share) : "-"},
+      ] : []),
       {title: "ITL p50", num: true, value: ms("itl_ms", "p50")},
       {title: "ITL p99", num: true, value: ms("itl_ms", "p99")},
       {title: "TPOT p50", num: true, value: ms("tpot_ms", "p50")},

@@ -137,16 +137,24 @@
                            ", max " + D.num(lag.max)],
       ]));
     }
-    if (report.turns && report.turns.length) {
-      parts.push(el("h3", {text: "By conversation turn"}), D.table([
-        {title: "turn", value: (r) => String(r.turn)},
+    /* A turn's or a shared-prefix group's requests, prompts, cache hits and latencies. */
+    const slices = (title, key, blocks) => {
+      const cached = blocks.some((r) => r.cache_reported);
+      parts.push(el("h3", {text: title}), D.table([
+        {title: key, value: (r) => String(r[key])},
         {title: "requests", num: true, value: (r) => D.num(r.requests, 0)},
         {title: "input tokens (mean)", num: true,
          value: (r) => D.num(D.pick(r.input_tokens, "mean"))},
+        ...(cached ? [{title: "prompt cache hits", num: true,
+                       value: (r) => D.pct(r.cache_hit_share)}] : []),
         {title: "TTFT p50", num: true, value: (r) => D.num(D.pick(r.ttft_ms, "p50"))},
         {title: "TTFT p99", num: true, value: (r) => D.num(D.pick(r.ttft_ms, "p99"))},
         {title: "E2E p50", num: true, value: (r) => D.num(D.pick(r.e2el_ms, "p50"))},
-      ], report.turns, {className: "data"}));
+      ], blocks, {className: "data"}));
+    };
+    if (report.turns && report.turns.length) slices("By conversation turn", "turn", report.turns);
+    if (report.prefix_groups && report.prefix_groups.length) {
+      slices("By shared-prefix group", "group", report.prefix_groups);
     }
     const sweep = report.sweep;
     if (sweep) {
@@ -246,6 +254,20 @@
         " prompts."}));
     }
     summary.append(...D.answerWarnings(t));
+    if (t.reasoning_requests) {
+      summary.append(el("p", {className: "note", text: "Reasoning: " +
+        D.num(t.reasoning_requests, 0) + " of " + D.num(t.completed, 0) + " requests reasoned, " +
+        D.num(t.total_reasoning_tokens, 0) + " of " + D.num(t.total_output_tokens, 0) +
+        " output tokens" + (t.reasoning_tokens_estimated ? " (" +
+        D.num(t.reasoning_tokens_estimated, 0) + " counted as reasoning steps: no " +
+        "reasoning_tokens in the server's usage)" : "") + "; TTFO is when their answers began."}));
+    }
+    if (t.cache_reported) {
+      summary.append(el("p", {className: "note", text: "Prompt cache: " +
+        D.num(t.total_cached_tokens, 0) + " prompt tokens served from the server's cache, " +
+        D.pct(t.cache_hit_share) + " of the prompts of the " + D.num(t.cache_reported, 0) +
+        " requests whose usage said."}));
+    }
     if (p && p.output_tokenized) {
       summary.append(el("p", {className: "note", text: "Output tokens of " +
         p.output_tokenized + " request(s) counted by the tokenizer in their text: the " +
