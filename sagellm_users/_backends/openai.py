@@ -187,6 +187,12 @@ def _read_streamed_choices(choices: list[Any], chunk: Chunk, data: bytes) -> Non
                 # for EOS)
             elif "role" not in delta or reason:
                 chunk.step = True
+                # empty reasoning: a reasoning token whose text is held back
+                chunk.reasoning = (
+                    delta.get("reasoning") == ""
+                    or delta.get("reasoning_content") == ""
+                    or chunk.reasoning
+                )
             # else chat's opening chunk: the role and no token. vLLM sends it as the first
             # token arrives, ahead of that token's own chunk, so it is neither TTFT nor a
             # decode step; a chunk naming the role beside output or a finish reason is a step.

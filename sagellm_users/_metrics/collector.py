@@ -68,9 +68,12 @@ _COUNTERS = (
     "reasoning_requests",
     "total_reasoning_tokens",
     "reasoning_tokens_estimated",
+    "reasoning_usage_zero",
     "cache_reported",
     "cache_prompt_tokens",
     "total_cached_tokens",
+    "decode_steps",
+    "step_tokens",
     "good",
     "retried",
     "retries",
@@ -137,12 +140,22 @@ class EndpointStats:
     total_reasoning_tokens: int = 0
     reasoning_tokens_estimated: int = 0
     """Requests that reasoned whose reasoning count is their reasoning steps: the server
-    gave no ``completion_tokens_details.reasoning_tokens``."""
+    gave no (believable) ``completion_tokens_details.reasoning_tokens``."""
+    reasoning_usage_zero: int = 0
+    """Requests that streamed reasoning while the server's usage counted none (see
+    :attr:`RequestRecord.reasoning_usage_contradicted`)."""
     cache_reported: int = 0
     """Successful requests whose usage said how many prompt tokens the cache served."""
     cache_prompt_tokens: int = 0
     """The prompt tokens of those requests (the base of the cache hit share)."""
     total_cached_tokens: int = 0
+    decode_steps: int = 0
+    """Decode steps of successful streamed requests (chunks that were steps)."""
+    step_tokens: int = 0
+    """Output tokens of those requests: over ``decode_steps``, the tokens a step carried."""
+    step_sizes: Counter[int] = field(default_factory=Counter)
+    """Steps by the tokens they carried, when usage came with every chunk: several tokens
+    a step is speculative decoding, or a server that fell behind its engine."""
     good: int = 0
     """Successful requests that met every per-request SLO (see _metrics.slo)."""
     retried: int = 0
@@ -204,10 +217,17 @@ class EndpointStats:
             n = record.reasoning_tokens
             self.total_reasoning_tokens += n
             self.reasoning_tokens.add(n)
-            if record.usage_reasoning_tokens is None:
+            if record.reasoning_tokens_source != "usage":
                 self.reasoning_tokens_estimated += 1
+            if record.reasoning_usage_contradicted:
+                self.reasoning_usage_zero += 1
             self.itl_reasoning.extend(record.itl_reasoning)
             self.itl_answer.extend(record.itl_answer)
+        if record.stream and record.t_out:
+            self.decode_steps += len(record.t_out)
+            self.step_tokens += record.output_tokens
+            if record.tokens_per_chunk is not None:
+                self.step_sizes.update(record.tokens_per_chunk)
         if record.usage_cached_tokens is not None:
             self.cache_reported += 1
             self.cache_prompt_tokens += record.input_tokens
@@ -252,6 +272,7 @@ class EndpointStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failures.update(other.failures)
         self.retry_failures.update(other.retry_failures)
+        self.step_sizes.update(other.step_sizes)
         self.models |= other.models
         self.backends |= other.backends
         for key, message in other.failure_examples.items():
@@ -276,6 +297,12 @@ class EndpointStats:
         return max(0.0, self.last_done - self.first_send)
 
     @property
+    def tokens_per_step(self) -> float | None:
+        """Output tokens per decode step of streamed requests (1 without speculative
+        decoding, when the client sees every step)."""
+        return self.step_tokens / self.decode_steps if self.decode_steps else None
+
+    @property
     def cache_hit_share(self) -> float | None:
         """Of the prompt tokens of requests whose usage said, the share the server's prefix
         cache served; None when no usage said."""
@@ -292,6 +319,7 @@ class EndpointStats:
         data: dict[str, Any] = {name: getattr(self, name) for name in _COUNTERS}
         data["failures"] = dict(self.failures)
         data["retry_failures"] = dict(self.retry_failures)
+        data["step_sizes"] = {str(size): n for size, n in self.step_sizes.items()}
         data["failure_examples"] = dict(self.failure_examples)
         data["length_mismatch_examples"] = list(self.length_mismatch_examples)
         data["models"] = sorted(self.models)
@@ -316,6 +344,8 @@ class EndpointStats:
         for table, name in ((self.failures, "failures"), (self.retry_failures, "retry_failures")):
             for error, count in data.get(name, {}).items():
                 table[str(error)] += int(count)
+        for size, n in data.get("step_sizes", {}).items():
+            self.step_sizes[int(size)] += int(n)
         self.models.update(map(str, data.get("models", ())))
         self.backends.update(map(str, data.get("backends", ())))
         for error, message in data["failure_examples"].items():

@@ -256,17 +256,34 @@ class RequestRecord:
         return self.reasoning_steps > 0 or bool(self.usage_reasoning_tokens)
 
     @property
+    def reasoning_usage_contradicted(self) -> bool:
+        """The server's usage says 0 reasoning tokens, yet reasoning streamed: vLLM counts
+        only tokens between a ``<think>`` and a ``</think>`` the model generated, so a model
+        whose template opens the reasoning in the prompt (DeepSeek R1's) always gets 0."""
+        return self.usage_reasoning_tokens == 0 and self.reasoning_steps > 0
+
+    @property
     def reasoning_tokens(self) -> int:
-        """The server's count of reasoning tokens, else the reasoning steps (one token
-        each, as vLLM streams them)."""
-        if self.usage_reasoning_tokens is not None:
-            return self.usage_reasoning_tokens
-        return self.reasoning_steps
+        """The server's count of reasoning tokens; else the tokens the reasoning steps
+        carried, when usage came with every chunk (``continuous_usage_stats``); else the
+        reasoning steps (one token each, as vLLM streams them unless it falls behind)."""
+        usage = self.usage_reasoning_tokens
+        if usage is not None and not self.reasoning_usage_contradicted:
+            return usage
+        counts, k = self.tokens_per_chunk, self.reasoning_steps
+        if counts is not None and self.first_answer_step in (None, k) and len(counts) >= k:
+            return sum(counts[:k])  # the reasoning is the stream's first k steps
+        return k
 
     @property
     def reasoning_tokens_source(self) -> TokenSource:
-        if self.usage_reasoning_tokens is not None:
+        if self.usage_reasoning_tokens is not None and not self.reasoning_usage_contradicted:
             return "usage"
+        if self.tokens_per_chunk is not None and self.first_answer_step in (
+            None,
+            self.reasoning_steps,
+        ):
+            return "usage" if self.reasoning_steps else "none"
         return "estimate" if self.reasoning_steps else "none"
 
     @property
@@ -409,9 +426,7 @@ class RequestRecord:
             prompt_tokens=data.get("prompt_tokens"),
             usage_completion_tokens=data.get("output_tokens") if source_out == "usage" else None,
             counted_output_tokens=data.get("output_tokens") if source_out == "tokenizer" else None,
-            usage_reasoning_tokens=data.get("reasoning_tokens")
-            if data.get("reasoning_tokens_source") == "usage"
-            else None,
+            usage_reasoning_tokens=data.get("usage_reasoning_tokens"),
             usage_cached_tokens=data.get("cached_tokens"),
             reasoning_steps=int(data.get("reasoning_steps") or 0),
             first_answer_step=data.get("first_answer_step"),
@@ -471,6 +486,7 @@ class RequestRecord:
             "output_tokens_source": self.output_tokens_source,
             "reasoning_tokens": self.reasoning_tokens,
             "reasoning_tokens_source": self.reasoning_tokens_source,
+            "usage_reasoning_tokens": self.usage_reasoning_tokens,
             "reasoning_steps": self.reasoning_steps,
             "first_answer_step": self.first_answer_step,
             "cached_tokens": self.usage_cached_tokens,

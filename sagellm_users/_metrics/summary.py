@@ -8,9 +8,18 @@ from sagellm_users._metrics.collector import EndpointStats
 from sagellm_users._metrics.distribution import Distribution
 from sagellm_users._metrics.record import PHASES
 
-__all__ = ["DEFAULT_PERCENTILES", "answer_warnings", "render_summary"]
+__all__ = ["DEFAULT_PERCENTILES", "REASONING_USAGE_ZERO", "answer_warnings", "render_summary"]
+
+REASONING_USAGE_ZERO = (
+    "counted from the stream instead (vLLM counts only the tokens between a <think> and a "
+    "</think> the model generates itself, so a model whose chat template opens the "
+    "reasoning, as DeepSeek R1's does, always gets 0)"
+)
 
 DEFAULT_PERCENTILES: tuple[float, ...] = (50, 90, 99)
+MULTI_TOKEN_STEPS = 1.05
+"""Tokens per step from which the summary says steps carried several tokens: a stream
+without speculative decoding has 1 (a merged chunk now and then moves it by less)."""
 
 _METRICS = (
     ("TTFT", "ttft"),
@@ -91,12 +100,33 @@ def _reasoning_line(stats: EndpointStats) -> str:
         f"{stats.total_reasoning_tokens} of {stats.total_output_tokens} output tokens "
         f"({stats.total_reasoning_tokens / n:.1f} per request)"
     )
+    if stats.reasoning_usage_zero:
+        line += (
+            f"; the server's usage said 0 reasoning tokens for {stats.reasoning_usage_zero} "
+            f"of them, which streamed reasoning: {REASONING_USAGE_ZERO}"
+        )
     if stats.reasoning_tokens_estimated:
         line += (
             f"; {stats.reasoning_tokens_estimated} counted as reasoning steps (the server sent "
             "no completion_tokens_details.reasoning_tokens)"
         )
     return line
+
+
+def steps_text(per_step: float, sizes: dict[int, int]) -> str:
+    """Tokens per decode step, and their spread when known (summary, Markdown)."""
+    text = f"decode steps carried {per_step:.2f} tokens each on average"
+    total = sum(sizes.values())
+    if total:
+        spread = ", ".join(
+            f"{k} token{'s' * (k > 1)} {n / total:.0%}" for k, n in sorted(sizes.items())
+        )
+        text += f" ({spread} of {total} steps)"
+    return text + " (speculative decoding, or a stream that fell behind its engine)"
+
+
+def _steps_line(stats: EndpointStats, per_step: float) -> str:
+    return "  " + steps_text(per_step, dict(stats.step_sizes))
 
 
 def _cache_line(stats: EndpointStats) -> str:
@@ -170,6 +200,9 @@ def _notes(stats: EndpointStats) -> list[str]:
         lines.append(_reasoning_line(stats))
     if stats.cache_reported:
         lines.append(_cache_line(stats))
+    per_step = stats.tokens_per_step
+    if per_step is not None and (per_step >= MULTI_TOKEN_STEPS or len(stats.step_sizes) > 1):
+        lines.append(_steps_line(stats, per_step))
     if stats.retries:
         lines.append(_retry_line(stats))
     if stats.backoffs:

@@ -145,6 +145,9 @@ class MetricsBlock(BaseModel):
     """Their reasoning tokens: the server's ``completion_tokens_details.reasoning_tokens``,
     else their reasoning steps (``reasoning_tokens_estimated`` requests)."""
     reasoning_tokens_estimated: int = 0
+    reasoning_usage_zero: int = 0
+    """Requests that streamed reasoning while the server's usage counted 0 reasoning
+    tokens: their count is the stream's."""
     reasoning_tokens: DistributionSummary | None = None
     """Reasoning tokens per request that reasoned."""
     cache_reported: int = 0
@@ -153,6 +156,12 @@ class MetricsBlock(BaseModel):
     total_cached_tokens: int = 0
     cache_hit_share: float | None = None
     """Cached prompt tokens over the prompt tokens of those requests."""
+    tokens_per_step: float | None = None
+    """Output tokens per decode step of streamed requests: above 1 when steps carry several
+    tokens (speculative decoding, or a server whose stream fell behind its engine)."""
+    step_sizes: dict[str, int] = Field(default_factory=dict)
+    """Decode steps by the tokens they carried (``"2": 310``), when usage came with every
+    chunk (vLLM's ``continuous_usage_stats``)."""
     http_phases_ms: dict[str, DistributionSummary] = Field(default_factory=dict)
     """Where successful requests' time went before their answers' first bytes (ms):
     ``connect`` and ``tls`` over the requests that opened a connection, then ``send``,
@@ -215,12 +224,15 @@ class MetricsBlock(BaseModel):
             reasoning_requests=stats.reasoning_requests,
             total_reasoning_tokens=stats.total_reasoning_tokens,
             reasoning_tokens_estimated=stats.reasoning_tokens_estimated,
+            reasoning_usage_zero=stats.reasoning_usage_zero,
             reasoning_tokens=DistributionSummary.of(stats.reasoning_tokens, percentiles, 1.0)
             if stats.reasoning_requests
             else None,
             cache_reported=stats.cache_reported,
             total_cached_tokens=stats.total_cached_tokens,
             cache_hit_share=stats.cache_hit_share,
+            tokens_per_step=stats.tokens_per_step,
+            step_sizes={str(k): v for k, v in sorted(stats.step_sizes.items())},
             http_phases_ms={
                 name: DistributionSummary.of(getattr(stats, f"phase_{name}"), percentiles, 1e3)
                 for name in PHASES

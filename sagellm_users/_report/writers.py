@@ -16,7 +16,12 @@ from pathlib import Path
 import orjson
 
 from sagellm_users._errors import ConfigError
-from sagellm_users._metrics.summary import answer_warnings
+from sagellm_users._metrics.summary import (
+    MULTI_TOKEN_STEPS,
+    REASONING_USAGE_ZERO,
+    answer_warnings,
+    steps_text,
+)
 from sagellm_users._report.html import render_html_report
 from sagellm_users._report.junit import render_junit
 from sagellm_users._report.load import load_text
@@ -214,12 +219,21 @@ def _reasoning_and_cache(t: MetricsBlock) -> list[str]:
             f"of {t.total_output_tokens} output tokens ({t.total_reasoning_tokens / n:.1f} "
             "per request)"
         )
+        if t.reasoning_usage_zero:
+            text += (
+                f"; the server's usage said 0 reasoning tokens for {t.reasoning_usage_zero} "
+                f"of them, which streamed reasoning: {REASONING_USAGE_ZERO}"
+            )
         if t.reasoning_tokens_estimated:
             text += (
                 f"; for {t.reasoning_tokens_estimated} of them counted as reasoning steps "
                 "(no reasoning_tokens in the server's usage)"
             )
         lines += [text + ".", ""]
+    per_step = t.tokens_per_step
+    if per_step is not None and (per_step >= MULTI_TOKEN_STEPS or len(t.step_sizes) > 1):
+        sizes = {int(k): v for k, v in t.step_sizes.items()}
+        lines += [f"Tokens per step: {steps_text(per_step, sizes)}.", ""]
     if t.cache_reported:
         lines += [
             f"Prompt cache: {t.total_cached_tokens} prompt tokens served from the server's "

@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import hmac
 import os
+import random
 import sys
 import time
 from collections import Counter
@@ -54,6 +55,7 @@ from .sagellm_gateway import (
 )
 from .send_log import SendLog
 from .simulation import Plan, Planner
+from .spec_decode import SpecDecodeCounters, StepEncoder, speculate
 from .validation import (
     LAST_EVENT_KINDS,
     GenerationRequest,
@@ -122,6 +124,8 @@ class MockApp:
         self.tokenize_requests = 0
         blocks = self.config.prefix_cache_blocks
         self.prefix_cache = PrefixCache(blocks) if blocks else None
+        self.spec_counters = SpecDecodeCounters() if self.config.spec_decode else None
+        self._spec_rng = random.Random(f"sagellm-mock:{self.config.seed}:spec")
         """``/tokenize`` requests answered so far (errors included), for ``/metrics``."""
         self.connections: set[HttpConnection] = set()
         self._model_json = orjson.dumps(config.model)
@@ -192,6 +196,7 @@ class MockApp:
             self.injected,
             tokenize_requests=self.tokenize_requests,
             prefix_cache=self.prefix_cache,
+            spec_decode=self.spec_counters,
         )
         self._reply(conn, request, 200, body, content_type=METRICS_CONTENT_TYPE)
 
@@ -301,17 +306,7 @@ class MockApp:
         if fault in HTTP_FAULTS:
             self._answer_at_once(conn, request, fault, errors)
             return
-        vendor = not c.drop_vendor_fields  # else: a proxy forwarding OpenAI's fields only
-        cached = None
-        if self.prefix_cache is not None:  # cached blocks are not prefilled again
-            cached = self.prefix_cache.lookup_and_insert(prompt_pieces(request.body))
-        plan = self.planner.plan(
-            max_tokens=max_tokens,
-            ignore_eos=req.ignore_eos and vendor,
-            min_tokens=req.min_tokens if vendor else 0,
-            prompt_tokens=req.prompt_tokens - (cached or 0),
-            fault=fault,
-        )
+        plan, cache = self._plan(req, request.body, max_tokens, fault)
         t_request = request.t_received if c.send_timestamps else None
         self.admission.prompt_tokens += req.prompt_tokens
         send_log = self.send_log if req.stream else None
@@ -338,7 +333,7 @@ class MockApp:
                 done=done,
                 close=conn.close,
                 write=_start_stream(conn, request.keep_alive, fault),
-                encoder=self._stream_encoder(req, plan, t_request, cached),
+                encoder=self._stream_encoder(req, plan, t_request, cache),
                 include_usage=req.include_usage
                 and (not c.stream_usage_null or req.kind in LAST_EVENT_KINDS),
                 sent=sent,
@@ -351,21 +346,60 @@ class MockApp:
                 done=done,
                 close=conn.close,
                 write=conn.write,
-                render=self._body_renderer(req, plan, t_request, cached),
+                render=self._body_renderer(req, plan, t_request, cache),
                 keep_alive=request.keep_alive,
             )
         conn.active = gen
         self.admission.submit(gen)
 
+    def _plan(
+        self, req: GenerationRequest, body: bytes, max_tokens: int, fault: Fault
+    ) -> tuple[Plan, tuple[int, int] | None]:
+        """The request's generation, and the prompt tokens the prefix cache served and
+        newly cached (None without a cache): cached blocks are not prefilled again, and
+        under speculative decoding a stream's tokens come in steps."""
+        c = self.config
+        vendor = not c.drop_vendor_fields  # else: a proxy forwarding OpenAI's fields only
+        cache = None
+        if self.prefix_cache is not None:
+            cache = self.prefix_cache.lookup_and_insert(prompt_pieces(body))
+        plan = self.planner.plan(
+            max_tokens=max_tokens,
+            ignore_eos=req.ignore_eos and vendor,
+            min_tokens=req.min_tokens if vendor else 0,
+            prompt_tokens=req.prompt_tokens - (cache[0] if cache else 0),
+            fault=fault,
+        )
+        spec, counters = c.spec_decode, self.spec_counters
+        if spec and counters and req.stream and fault is Fault.NONE and req.kind != "generate":
+            plan = speculate(plan, *spec, self._spec_rng, counters)
+        return plan, cache
+
     def _stream_encoder(
-        self, req: GenerationRequest, plan: Plan, t_request: float | None, cached: int | None
+        self,
+        req: GenerationRequest,
+        plan: Plan,
+        t_request: float | None,
+        cache: tuple[int, int] | None,
     ) -> TokenEncoder:
         """The request's encoder; a reasoning model's first tokens go out as reasoning
         (APIs that have it: not completions), and usage says what the cache served."""
+        encoder = self._token_encoder(req, plan, t_request, cache)
+        if plan.tokens_after is not None:  # speculative decoding: a word is a step
+            return StepEncoder(encoder, plan.tokens_after)
+        return encoder
+
+    def _token_encoder(
+        self,
+        req: GenerationRequest,
+        plan: Plan,
+        t_request: float | None,
+        cache: tuple[int, int] | None,
+    ) -> TokenEncoder:
         if req.kind == "generate":
             return GenerateStreamEncoder(prompt_tokens=req.prompt_tokens, t_request=t_request)
         if req.kind in LAST_EVENT_KINDS:
-            return self._last_event_encoder(req, plan, t_request, cached)
+            return self._last_event_encoder(req, plan, t_request, cache and cache[0])
         encoder_class = _encoder_class(req)
         if self.gateway is not None:
             encoder_class = GatewayChatEncoder  # completions never stream here (refused above)
@@ -378,8 +412,7 @@ class MockApp:
             t_request=t_request,
             null_usage=self.config.stream_usage_null,
         )
-        if cached is not None:
-            encoder.cached_tokens = cached
+        encoder.cache = cache
         reasoning = self.config.reasoning_tokens
         if reasoning and hasattr(encoder, "reasoning_token"):
             encoder.reasoning_tokens = reasoning
@@ -416,10 +449,15 @@ class MockApp:
         return encoder
 
     def _body_renderer(
-        self, req: GenerationRequest, plan: Plan, t_request: float | None, cached: int | None
+        self,
+        req: GenerationRequest,
+        plan: Plan,
+        t_request: float | None,
+        cache: tuple[int, int] | None,
     ) -> BodyRenderer:
         created = int(time.time())
         model = self.config.model
+        cached = cache and cache[0]
 
         def render(text: str, n_tokens: int, t_send: float) -> bytes:
             stamps = None if t_request is None else (t_request, t_send)
@@ -464,7 +502,7 @@ class MockApp:
                 prompt_tokens=req.prompt_tokens,
                 completion_tokens=n_tokens,
                 timestamps=stamps,
-                cached_tokens=cached,
+                cache=cache,
             )
 
         return render

@@ -14,7 +14,13 @@ from typing import NoReturn
 
 from sagellm_users._errors import ConfigError
 
-from .config import DIALECTS, REASONING_FIELDS, MockServerConfig, parse_token_range
+from .config import (
+    DIALECTS,
+    REASONING_FIELDS,
+    MockServerConfig,
+    parse_spec_decode,
+    parse_token_range,
+)
 from .faults import FAULT_RATE_FIELDS
 
 __all__ = ["build_parser", "check_mock_args", "parse_config"]
@@ -48,6 +54,13 @@ _FAULT_HELP = {
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _spec_decode(text: str) -> tuple[int, float] | None:
+    try:
+        return parse_spec_decode(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _token_range(text: str) -> tuple[int, int] | None:
@@ -128,6 +141,15 @@ def build_parser(
         "out): a prompt's cached blocks skip --ttft-per-input-token-ms and usage reports "
         "them as prompt_tokens_details.cached_tokens, as vLLM with "
         "--enable-prompt-tokens-details does (0: off)",
+    )
+    model.add_argument(
+        "--spec-decode",
+        type=_spec_decode,
+        default=d.spec_decode,
+        metavar="K:P|off",
+        help="speculative decoding: each step proposes K draft tokens, accepted in order with "
+        "probability P each until one is rejected, so a streamed chunk carries 1 to K+1 "
+        "tokens; vLLM's spec_decode counters in /metrics (off)",
     )
     timing = p.add_argument_group("timing (milliseconds)")
     timing.add_argument("--ttft-ms", type=float, default=d.ttft_ms)

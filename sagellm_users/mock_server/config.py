@@ -51,6 +51,23 @@ def parse_token_range(text: str) -> tuple[int, int] | None:
     return low, high
 
 
+def parse_spec_decode(text: str) -> tuple[int, float] | None:
+    """Parse ``K:P`` (for ``--spec-decode``: K draft tokens a step, each accepted with
+    probability P) or ``off``. Raises ``ValueError`` with a readable message."""
+    if text.strip().lower() == "off":
+        return None
+    k, sep, p = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        drafts, acceptance = int(k), float(p)
+    except ValueError:
+        raise ValueError(f"expected K:P (e.g. 3:0.7) or off, got {text!r}") from None
+    if not 1 <= drafts <= 16 or not 0.0 <= acceptance <= 1.0:
+        raise ValueError(f"need 1 <= K <= 16 and 0 <= P <= 1, got {text!r}")
+    return drafts, acceptance
+
+
 @dataclass(frozen=True, slots=True)
 class MockServerConfig:
     """Everything the mock server simulates, and where it listens.
@@ -80,6 +97,7 @@ class MockServerConfig:
     reasoning_tokens: int = 0
     reasoning_field: str = "reasoning"
     prefix_cache_blocks: int = 0
+    spec_decode: tuple[int, float] | None = None
     max_concurrency: int = 0
     error_rate_500: float = 0.0
     error_rate_429: float = 0.0
@@ -163,6 +181,12 @@ class MockServerConfig:
             f"must be one of {', '.join(REASONING_FIELDS)}",
         )
         need(self.prefix_cache_blocks >= 0, "prefix_cache_blocks", "must be >= 0 (0 = off)")
+        spec = self.spec_decode
+        need(
+            spec is None or (1 <= spec[0] <= 16 and 0.0 <= spec[1] <= 1.0),
+            "spec_decode",
+            "needs 1 <= K <= 16 draft tokens and an acceptance P within [0, 1]",
+        )
         need(self.max_concurrency >= 0, "max_concurrency", "must be >= 0 (0 = unlimited)")
         for name in FAULT_RATE_FIELDS:
             need(0.0 <= getattr(self, name) <= 1.0, name, "must be within [0, 1]")

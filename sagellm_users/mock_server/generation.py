@@ -214,9 +214,12 @@ class _Timed:
         self._complete(200)
 
     def _finished_ok(self, n_tokens: int, t: float) -> None:
-        """Count a response that generated ``n_tokens`` (the last at ``t``) as finished."""
+        """Count a response that generated ``n_tokens`` (the last at ``t``) as finished;
+        under speculative decoding ``n_tokens`` counts steps, each one or more tokens."""
         self._admission.finished += 1
-        self._hist.finished(self._t_received, self._t_first or t, t, n_tokens)
+        tokens = self._plan.tokens_done(n_tokens)
+        self._admission.generated_tokens += tokens - n_tokens  # each step counted one
+        self._hist.finished(self._t_received, self._t_first or t, t, tokens)
 
     def _tick(self) -> None:  # pragma: no cover - overridden
         raise NotImplementedError

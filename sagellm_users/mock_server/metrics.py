@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from .capacity import Admission
 from .prefix_cache import PrefixCache
+from .spec_decode import SpecDecodeCounters
 
 __all__ = ["METRICS_CONTENT_TYPE", "EngineHistograms", "Histogram", "render_metrics"]
 
@@ -110,6 +111,11 @@ _PREFIX_QUERIES = (
     "Prefix cache queries, in terms of number of queried tokens.",
 )
 _PREFIX_HITS = ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
+_SPEC_DECODE = (
+    ("vllm:spec_decode_num_drafts", "Number of spec decoding drafts."),
+    ("vllm:spec_decode_num_draft_tokens", "Number of draft tokens."),
+    ("vllm:spec_decode_num_accepted_tokens", "Number of accepted tokens."),
+)
 _HISTOGRAMS = (
     ("vllm:time_to_first_token_seconds", "ttft", "Histogram of time to first token in seconds."),
     ("vllm:inter_token_latency_seconds", "itl", "Histogram of inter-token latency in seconds."),
@@ -135,6 +141,7 @@ def render_metrics(
     *,
     tokenize_requests: int = 0,
     prefix_cache: PrefixCache | None = None,
+    spec_decode: SpecDecodeCounters | None = None,
 ) -> bytes:
     """The exposition text, families in vLLM's order and with its labels; then the mock's
     own counts: ``/tokenize`` requests (when any came) and injected faults by kind (when
@@ -154,6 +161,11 @@ def render_metrics(
     if prefix_cache is not None:  # vLLM's counters, in tokens
         counts = ((_PREFIX_QUERIES, prefix_cache.queries), (_PREFIX_HITS, prefix_cache.hits))
         for (name, help_text), value in counts:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            lines.append(f"{name}_total{{{labels}}} {float(value)}")
+    if spec_decode is not None:
+        values = (spec_decode.drafts, spec_decode.draft_tokens, spec_decode.accepted_tokens)
+        for (name, help_text), value in zip(_SPEC_DECODE, values, strict=True):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
             lines.append(f"{name}_total{{{labels}}} {float(value)}")
     for name, attr, help_text in _HISTOGRAMS:

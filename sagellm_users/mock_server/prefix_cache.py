@@ -36,28 +36,27 @@ class PrefixCache:
         self.hits = 0
         """Of them, those found (vLLM's ``prefix_cache_hits``)."""
 
-    def lookup_and_insert(self, tokens: Sequence[str]) -> int:
-        """How many leading tokens of ``tokens`` were cached; then the prompt's blocks are
-        cached (the most recently used). As vLLM, the last token is always computed (its
-        output starts the answer), so a prompt's last block counts only when a token
-        follows it."""
+    def lookup_and_insert(self, tokens: Sequence[str]) -> tuple[int, int]:
+        """How many leading tokens of ``tokens`` were cached, and how many this prompt
+        newly cached (vLLM's ``cached_tokens`` and ``created_cache_tokens``). As vLLM, the
+        last token is always computed (its output starts the answer), so a prompt's last
+        block is cached only when a token follows it."""
         blocks = self._blocks
-        cached = 0
+        cached = created = 0
         key = 0
-        missed = False
         for start in range(0, len(tokens) - BLOCK_TOKENS, BLOCK_TOKENS):
             key = hash((key, *tokens[start : start + BLOCK_TOKENS]))
-            if not missed and key in blocks:
+            if not created and key in blocks:
                 cached += BLOCK_TOKENS
                 blocks.move_to_end(key)
             else:
-                missed = True
+                created += BLOCK_TOKENS
                 blocks[key] = None
                 if len(blocks) > self.capacity:
                     blocks.popitem(last=False)
         self.queries += len(tokens)
         self.hits += cached
-        return cached
+        return cached, created
 
 
 def prompt_pieces(body: bytes) -> list[str]:

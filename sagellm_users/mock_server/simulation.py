@@ -159,6 +159,14 @@ class Plan:
     gaps_s: list[float] | None
     error_at: int
     fault: Fault = Fault.NONE
+    tokens_after: list[int] | None = None
+    """Speculative decoding: each word is a step of several tokens, and this holds the
+    tokens done after each step (see :mod:`.spec_decode`); None: a word is a token."""
+
+    def tokens_done(self, steps: int) -> int:
+        """Tokens generated once ``steps`` words are out."""
+        after = self.tokens_after
+        return steps if after is None or not steps else after[steps - 1]
 
     def base_gap(self, index: int) -> float:
         """Base gap in seconds between token ``index`` and token ``index + 1``."""

@@ -144,12 +144,13 @@ def _timestamps(t_request: float, t_send: float) -> bytes:
     return b',"mock_t_request":%r,"mock_t_send":%r' % (t_request, t_send)
 
 
-def usage_details(cached_tokens: int | None, reasoning_tokens: int | None) -> bytes:
-    """The usage object's details, as vLLM adds them: cached prompt tokens when started
-    with ``--enable-prompt-tokens-details``, reasoning tokens with a ``--reasoning-parser``."""
+def usage_details(cache: tuple[int, int] | None, reasoning_tokens: int | None) -> bytes:
+    """The usage object's details, as vLLM 0.32 adds them: the prompt tokens read from its
+    prefix cache and those it newly cached, when started with
+    ``--enable-prompt-tokens-details``; reasoning tokens with a ``--reasoning-parser``."""
     out = b""
-    if cached_tokens is not None:
-        out += b',"prompt_tokens_details":{"cached_tokens":%d}' % cached_tokens
+    if cache is not None:
+        out += b',"prompt_tokens_details":{"cached_tokens":%d,"created_cache_tokens":%d}' % cache
     if reasoning_tokens is not None:
         out += b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens
     return out
@@ -195,8 +196,9 @@ class StreamEncoder:
     ``mock_t_request`` and ``mock_t_send`` (the ``t_send`` passed to each call).
     ``null_usage`` means ``--stream-usage-null``: every event carries ``"usage":null``,
     as LMDeploy servers before 0.7 streamed, and no usage chunk follows.
-    ``cached_tokens`` and ``reasoning_tokens`` (of this request, when the server simulates a
-    prefix cache or a reasoning model) go into the final usage's details.
+    ``cache`` (prompt tokens read from the cache and newly cached) and ``reasoning_tokens``
+    (of this request, when the server simulates a prefix cache or a reasoning model) go into
+    the final usage's details.
     """
 
     ID_PREFIX: ClassVar[bytes]
@@ -219,7 +221,7 @@ class StreamEncoder:
         "_prompt_tokens",
         "_t_request",
         "_tail",
-        "cached_tokens",
+        "cache",
         "reasoning_tokens",
     )
 
@@ -250,7 +252,7 @@ class StreamEncoder:
         self._tail = self.MID_CLOSE + self._null + b"}\n\n"
         self._fast_len = len(self._head) + len(self._tail)
         self._chunks: dict[bytes, bytes] = {}  # word -> chunk, when chunks do not vary
-        self.cached_tokens: int | None = None
+        self.cache: tuple[int, int] | None = None
         self.reasoning_tokens: int | None = None
 
     def _extras(self, n_done: int, t_send: float) -> bytes:
@@ -298,7 +300,7 @@ class StreamEncoder:
         reasoning = self.reasoning_tokens
         if reasoning is not None:
             reasoning = min(reasoning, completion_tokens)
-        details = usage_details(self.cached_tokens, reasoning)
+        details = usage_details(self.cache, reasoning)
         usage = _usage(self._prompt_tokens, completion_tokens, details)
         return _event_chunk(self._pre + b"]" + usage + SYSTEM_FINGERPRINT + ts + b"}")
 
@@ -369,15 +371,20 @@ class CompletionStreamEncoder(StreamEncoder):
 
 
 def _usage_obj(
-    prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+    prompt_tokens: int, completion_tokens: int, cache: tuple[int, int] | None = None
 ) -> dict[str, Any]:
+    details = None
+    if cache is not None:
+        details = {
+            "cached_tokens": cache[0],
+            "created_cache_tokens": cache[1],
+            "multimodal_tokens": None,
+        }
     return {
         "prompt_tokens": prompt_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "completion_tokens": completion_tokens,
-        "prompt_tokens_details": None
-        if cached_tokens is None
-        else {"cached_tokens": cached_tokens},
+        "prompt_tokens_details": details,
     }
 
 
@@ -391,7 +398,7 @@ def chat_body(
     prompt_tokens: int,
     completion_tokens: int,
     timestamps: tuple[float, float] | None = None,
-    cached_tokens: int | None = None,
+    cache: tuple[int, int] | None = None,
 ) -> bytes:
     """A non-streaming ``chat.completion`` body, fields in vLLM's order."""
     message: dict[str, Any] = {
@@ -420,7 +427,7 @@ def chat_body(
         "choices": [choice],
         "service_tier": None,
         "system_fingerprint": None,
-        "usage": _usage_obj(prompt_tokens, completion_tokens, cached_tokens),
+        "usage": _usage_obj(prompt_tokens, completion_tokens, cache),
         "prompt_logprobs": None,
         "prompt_token_ids": None,
         "kv_transfer_params": None,
@@ -440,7 +447,7 @@ def completion_body(
     prompt_tokens: int,
     completion_tokens: int,
     timestamps: tuple[float, float] | None = None,
-    cached_tokens: int | None = None,
+    cache: tuple[int, int] | None = None,
 ) -> bytes:
     """A non-streaming ``text_completion`` body, fields in vLLM's order."""
     choice = {
@@ -461,7 +468,7 @@ def completion_body(
         "choices": [choice],
         "service_tier": None,
         "system_fingerprint": None,
-        "usage": _usage_obj(prompt_tokens, completion_tokens, cached_tokens),
+        "usage": _usage_obj(prompt_tokens, completion_tokens, cache),
         "kv_transfer_params": None,
     }
     if timestamps is not None:

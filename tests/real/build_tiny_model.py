@@ -47,7 +47,12 @@ paces what the engine produced. Tests that compare the client's timing with vLLM
 engine-side metrics use this size."""
 
 
-def build(out: str, paced: bool = False) -> None:
+THINK = ["<think>", "</think>"]
+"""``--reasoning``: the tags of DeepSeek R1's reasoning, as tokens of their own, so vLLM's
+``deepseek_r1`` reasoning parser can split a reply into reasoning and answer."""
+
+
+def build(out: str, paced: bool = False, reasoning: bool = False) -> None:
     os.makedirs(out, exist_ok=True)
     sources = sorted(glob.glob(os.path.join(sysconfig.get_paths()["stdlib"], "*.py")))
     tok = Tokenizer(models.BPE())
@@ -56,7 +61,7 @@ def build(out: str, paced: bool = False) -> None:
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=8000,
-        special_tokens=["<s>", "</s>"],
+        special_tokens=["<s>", "</s>", *(THINK if reasoning else [])],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -104,6 +109,6 @@ def write_weights(out: str) -> None:
 
 
 if __name__ == "__main__":
-    build(sys.argv[1], paced="--paced" in sys.argv[2:])
+    build(sys.argv[1], paced="--paced" in sys.argv[2:], reasoning="--reasoning" in sys.argv[2:])
     if "--weights" in sys.argv[2:]:
         write_weights(sys.argv[1])

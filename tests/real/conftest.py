@@ -164,6 +164,18 @@ def vllm_url(vllm_python: Path, tiny_model: Path) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def reasoning_vllm(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """vLLM as a reasoning model's server that reports prompt-cache use: the tiny model with
+    ``<think>`` and ``</think>`` as tokens of their own (ids 2 and 3), DeepSeek R1's
+    reasoning parser (the reply up to ``</think>`` is reasoning), and usage with
+    ``prompt_tokens_details``."""
+    model = _build(vllm_python, tmp_path_factory.mktemp("reasoning-llama"), "--reasoning")
+    flags = ("--reasoning-parser", "deepseek_r1", "--enable-prompt-tokens-details")
+    with vllm_server(vllm_python, model, None, *flags) as url:
+        yield url
+
+
 @dataclasses.dataclass(frozen=True)
 class PacedServer:
     """A vLLM server on the paced model, alone on ``server_cpus``; clients run on
@@ -230,10 +242,11 @@ def run_on(
 
 @contextlib.contextmanager
 def vllm_server(
-    vllm_python: Path, model: Path, cpus: frozenset[int] | None = None
+    vllm_python: Path, model: Path, cpus: frozenset[int] | None = None, *flags: str
 ) -> Iterator[str]:
     """vLLM's OpenAI server on ``model`` (random weights, served as ``tiny``) at a free
-    port; on ``cpus`` only when given (its CPU worker's threads bound to them)."""
+    port, with ``flags`` added; on ``cpus`` only when given (its CPU worker's threads bound
+    to them)."""
     port = _unused_port()
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
     if cpus is not None:
@@ -242,7 +255,7 @@ def vllm_server(
         str(vllm_python), "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model), "--served-model-name", "tiny",
         "--load-format", "dummy", "--dtype", "float32", "--max-model-len", "512",
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", str(port), *flags,
     ]  # fmt: skip
     with serve(command, env, _READY, "vLLM", cpus):
         yield f"http://127.0.0.1:{port}"

@@ -217,6 +217,11 @@ def test_every_choice_shape_reads_by_the_metric_definitions(
         assert chunk.has_output is bool(produced or token_ids or text), choice
         assert chunk.text == text, choice
         assert chunk.finish_reason == finish, choice
+        thought = d.get("reasoning") or d.get("reasoning_content")
+        held_back = "" in (d.get("reasoning"), d.get("reasoning_content"))
+        held_back = held_back and not token_ids and not d.get("tool_calls")
+        reasoning = chunk.step and not d.get("content") and bool(thought or held_back)
+        assert chunk.reasoning is reasoning, choice
 
 
 def test_the_end_alone_is_no_decode_step() -> None:

@@ -258,9 +258,23 @@
       summary.append(el("p", {className: "note", text: "Reasoning: " +
         D.num(t.reasoning_requests, 0) + " of " + D.num(t.completed, 0) + " requests reasoned, " +
         D.num(t.total_reasoning_tokens, 0) + " of " + D.num(t.total_output_tokens, 0) +
-        " output tokens" + (t.reasoning_tokens_estimated ? " (" +
+        " output tokens" + (t.reasoning_usage_zero ? "; the server's usage said 0 " +
+        "reasoning tokens for " + D.num(t.reasoning_usage_zero, 0) + " of them, which " +
+        "streamed reasoning: counted from the stream instead (vLLM counts only the tokens " +
+        "between a <think> and a </think> the model generates itself)" : "") +
+        (t.reasoning_tokens_estimated ? " (" +
         D.num(t.reasoning_tokens_estimated, 0) + " counted as reasoning steps: no " +
         "reasoning_tokens in the server's usage)" : "") + "; TTFO is when their answers began."}));
+    }
+    const sizes = Object.entries(t.step_sizes || {});
+    if (!D.missing(t.tokens_per_step) && (t.tokens_per_step >= 1.05 || sizes.length > 1)) {
+      const total = sizes.reduce((sum, [, n]) => sum + n, 0);
+      const spread = sizes.map(([k, n]) => k + " token" + (k === "1" ? "" : "s") + " " +
+                                           D.pct(n / total));
+      summary.append(el("p", {className: "note", text: "Decode steps carried " +
+        D.num(t.tokens_per_step) + " tokens each on average" + (total ? " (" +
+        spread.join(", ") + " of " + D.num(total, 0) + " steps)" : "") + ": speculative " +
+        "decoding, or a stream that fell behind its engine."}));
     }
     if (t.cache_reported) {
       summary.append(el("p", {className: "note", text: "Prompt cache: " +
