@@ -24,6 +24,7 @@ from sagellm_users._redact import scrub_secrets
 from sagellm_users._users.connect_backoff import ConnectBackoff
 from sagellm_users._users.retry import attempt_label
 from sagellm_users._users.runtime import RETRY_ROW, LLMRuntime, runtime_of
+from sagellm_users._workloads.trace import TraceExhausted, TraceRow, TraceSchedule
 from sagellm_users._workloads.traffic import NextRequest, UserTraffic
 
 __all__ = ["LLMUser"]
@@ -57,6 +58,8 @@ class LLMUser(User):
     """This user's share of the workload (``--workload`` and friends), if one is set."""
     _planned: NextRequest | None = None
     _arrival: float | None = None
+    _trace_row: TraceRow | None = None
+    """--trace: the line this user claimed with its arrival, to send next."""
     """Open loop: the arrival time the current wait ends at (claimed in the wait)."""
     _backoff: ConnectBackoff | None = None
 
@@ -102,9 +105,21 @@ class LLMUser(User):
 
         Waiting in Locust's wait (not inside the task) keeps Locust's stop semantics: a
         stopping test interrupts a waiting user, so nothing is sent after the test ends."""
-        assert self.llm.arrivals is not None
-        self._arrival = self.llm.arrivals.claim()
+        self._arrival = self._claim()
         return max(0.0, self._arrival - perf_counter())
+
+    def _claim(self) -> float:
+        """The next arrival's intended start (``perf_counter()``); in a trace replay the
+        line it starts too, and a user with no line left stops."""
+        arrivals = self.llm.arrivals
+        assert arrivals is not None
+        if not isinstance(arrivals, TraceSchedule):
+            return arrivals.claim()
+        try:
+            start, self._trace_row = arrivals.claim_line()
+        except TraceExhausted:
+            raise StopUser() from None
+        return start
 
     def _timed_sleep(self, seconds: float) -> None:
         self._intended_start = perf_counter() + max(0.0, seconds)
@@ -121,8 +136,19 @@ class LLMUser(User):
         self.send(self.build_request())
 
     def build_request(self) -> GenerationRequest:
-        """The next request: the workload's (prompt, lengths, conversation turn), else the
-        --prompt from the options."""
+        """The next request: the trace's line (--trace), the workload's (prompt, lengths,
+        conversation turn), else the --prompt from the options."""
+        prompts = self.llm.trace_prompts
+        if prompts is not None:
+            if self._arrival is None:  # the user's first request: no wait came before it
+                self._arrival = self._claim()
+            row, self._trace_row = self._trace_row, None
+            assert row is not None
+            messages, tokens = prompts.messages(row)
+            defaults = self.llm.request_defaults()
+            request = defaults.request(self.api, messages, prompts.max_tokens(row))
+            self._planned = NextRequest(request, tokens)
+            return request
         if self.traffic is not None:
             planned = self._planned = self.traffic.next(self.api, self.llm.request_defaults())
             return planned.request
@@ -138,10 +164,10 @@ class LLMUser(User):
         if arrivals is not None:
             intended, self._arrival = self._arrival, None
             if intended is None:  # the user's first request: no wait came before it
-                intended = arrivals.claim()
-                delay = intended - perf_counter()
-                if delay > 0:
-                    gevent.sleep(delay)
+                intended = self._claim()
+            delay = intended - perf_counter()
+            if delay > 0:  # a replay's first line is claimed as its request is built
+                gevent.sleep(delay)
         record = RequestRecord(
             request_id=self.llm.next_request_id(),
             user=type(self).__name__,

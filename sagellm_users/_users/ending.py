@@ -27,6 +27,7 @@ from sagellm_users._report.server import render_server_side
 from sagellm_users._report.workload import ServingCurve, curve_thresholds, render_workload_parts
 
 if TYPE_CHECKING:
+    from sagellm_users._users.options import LLMOptions
     from sagellm_users._users.runtime import LLMRuntime
 
 __all__ = [
@@ -215,9 +216,7 @@ def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
         server=None if runtime.server_watch is None else runtime.server_watch.series(),
         engines=list(runtime.engine_entries().values()),
         workload=runtime.workload_info,
-        arrivals=(options.arrival, options.request_rate, options.burstiness)
-        if options.request_rate > 0
-        else None,
+        arrivals=_arrivals(options),
         sweep=runtime.sweep,
         timeline=runtime.timeline if timeline else None,
         load=load_info(runtime),
@@ -229,3 +228,14 @@ def build_run_report(runtime: LLMRuntime, timeline: bool = True) -> LLMReport:
         report.partial = True
     report.records_lost, report.records_error = runtime.lost_records()
     return report
+
+
+def _arrivals(options: LLMOptions) -> tuple[str, float, float] | None:
+    """The open loop's kind, rate and burstiness for the report (None: closed loop); a
+    replay's rate is its trace's, at its speed."""
+    trace = options.trace_requests
+    if trace is not None:
+        return "trace", trace.rate(options.trace_speed), 1.0
+    if options.request_rate > 0:
+        return options.arrival, options.request_rate, options.burstiness
+    return None

@@ -15,6 +15,7 @@ docs/options.md).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import ssl
@@ -56,6 +57,7 @@ from sagellm_users._users.option_spec import (
 )
 from sagellm_users._workloads.arrivals import ARRIVAL_KINDS
 from sagellm_users._workloads.spec import WorkloadSpec, load_workload, validate_workload
+from sagellm_users._workloads.trace import Trace, load_trace
 
 __all__ = ["DEFAULT_PROMPT", "LLM_HELP_FLAG", "LLMOptions", "add_arguments", "flag_of"]
 
@@ -274,6 +276,28 @@ class LLMOptions(BaseModel):
             "Gamma arrivals' shape: < 1 burstier, > 1 smoother, 1 = Poisson",
             _O,
             metavar="B",
+        ),
+    ] = 1.0
+
+    trace: Annotated[
+        Path | None,
+        Opt(
+            "--trace",
+            "Replay a trace (JSON Lines: Mooncake's timestamp/input_length/output_length/"
+            "hash_ids, or timestamp/prompt/max_tokens): each request starts at its "
+            "timestamp (ms), open loop; -u caps requests in flight",
+            _O,
+            shown_default="",
+            metavar="FILE",
+        ),
+    ] = None
+    trace_speed: Annotated[
+        float,
+        Opt(
+            "--trace-speed",
+            "Replay the trace this many times as fast (2: twice the rate, half the time)",
+            _O,
+            metavar="X",
         ),
     ] = 1.0
 
@@ -636,6 +660,7 @@ class LLMOptions(BaseModel):
 
     _prompts: tuple[str, ...] = PrivateAttr(default=())
     _workload: WorkloadSpec | None = PrivateAttr(default=None)
+    _trace: Trace | None = PrivateAttr(default=None)
 
     # -- what the rest of the package reads ----------------------------------------------
     @property
@@ -647,6 +672,11 @@ class LLMOptions(BaseModel):
     def workload(self) -> WorkloadSpec | None:
         """What the traffic looks like; None sends --prompt (or --prompt-file) as before."""
         return self._workload
+
+    @property
+    def trace_requests(self) -> Trace | None:
+        """The trace to replay (--trace), read and checked whole before any load."""
+        return self._trace
 
     @property
     def tokenizer_choice(self) -> str:
@@ -684,6 +714,7 @@ class LLMOptions(BaseModel):
         data["prompt_count"] = len(self.prompts)
         data["reports"] = [str(path) for path in self.reports]
         data["workload"] = None if self.workload is None else self.workload.model_dump(mode="json")
+        data["trace"] = None if self.trace is None else str(self.trace)
         return data
 
     # -- the ways in ---------------------------------------------------------------------
@@ -726,7 +757,9 @@ class LLMOptions(BaseModel):
     def _prompt(cls, value: Any) -> Any:
         return "" if value is None else value
 
-    @field_validator("prompt_file", "workload_file", "llm_records", "llm_html", mode="before")
+    @field_validator(
+        "prompt_file", "workload_file", "llm_records", "llm_html", "trace", mode="before"
+    )
     @classmethod
     def _optional_path(cls, value: Any) -> Any:
         return None if value is None or str(value).strip() == "" else value
@@ -881,11 +914,21 @@ class LLMOptions(BaseModel):
             raise ConfigError(f"--arrival: unknown kind {kind!r}; choose one of {kinds}")
         return kind
 
-    @field_validator("burstiness", "request_rate", mode="before")
+    @field_validator("burstiness", "request_rate", "trace_speed", mode="before")
     @classmethod
     def _unset_number(cls, value: Any, info: Any) -> Any:
         if value is None or (isinstance(value, str) and not value.strip()):
-            return 1.0 if info.field_name == "burstiness" else 0.0
+            return 0.0 if info.field_name == "request_rate" else 1.0
+        return value
+
+    @field_validator("trace_speed")
+    @classmethod
+    def _trace_speed(cls, value: float) -> float:
+        if not value > 0 or not math.isfinite(value):
+            raise ConfigError(
+                f"--trace-speed: must be a number > 0 (1: as recorded, 2: twice as fast), "
+                f"got {value:g}"
+            )
         return value
 
     @field_validator("request_rate")
@@ -919,6 +962,7 @@ class LLMOptions(BaseModel):
             )
         self._check_arrivals()
         self._workload = self._workload_spec()
+        self._check_trace()
         if self.request_rate > 0 and self._workload is not None and self._workload.session:
             raise ConfigError(
                 "--request-rate: a multi-turn workload paces itself (think time between "
@@ -935,6 +979,28 @@ class LLMOptions(BaseModel):
                 "e.g. --slo 'ttft_p99<=500ms'"
             )
         return self
+
+    def _check_trace(self) -> None:
+        """A trace decides when requests start and what they are: what would contradict it
+        is refused, and the file is read whole (a bad line names itself) before any load."""
+        if self.trace is None:
+            if self.trace_speed != 1.0:
+                raise ConfigError(
+                    f"--trace-speed {self.trace_speed:g}: there is no trace to replay; add "
+                    "--trace FILE, or drop --trace-speed"
+                )
+            return
+        clashes = [
+            (self.request_rate > 0, "--request-rate (the trace's timestamps set the rate)"),
+            (self.workload_file is not None, "--workload (the trace sets prompts and lengths)"),
+            (bool(self.input_tokens), "--input-tokens (the trace sets the prompts' lengths)"),
+            (bool(self.output_tokens), "--output-tokens (the trace sets the answers' lengths)"),
+            (bool(self.dataset), "--dataset (the trace sets the prompts)"),
+        ]
+        for clash, what in clashes:
+            if clash:
+                raise ConfigError(f"--trace replays a trace: drop {what}")
+        self._trace = load_trace(self.trace)
 
     def _check_arrivals(self) -> None:
         # Closed-loop runs have no arrivals: shaping them would be silently ignored.

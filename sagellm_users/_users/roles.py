@@ -14,6 +14,7 @@ read the options again       yes    yes     yes
 measurement window           yes    yes     yes
 workload and arrivals        yes    yes     --
 rate split over workers      --     --      yes
+end of a trace replay        yes    --      yes
 host check                   yes    yes     --
 recorder                     yes    yes     --
 users' stopping (Shutdown)   yes    yes     --
@@ -64,6 +65,7 @@ from sagellm_users._users.start_form import take_start_form
 from sagellm_users._users.stopping import Shutdown, quit_workers_first, send_final_report
 from sagellm_users._users.strangers import refuse_strangers
 from sagellm_users._users.timeline_watch import TimelineWatch
+from sagellm_users._users.trace_end import TraceEnd
 from sagellm_users._users.traffic_setup import PLAN_MESSAGE, RatePlan, TrafficBuilder
 from sagellm_users._users.worker_watch import WorkerWatch
 from sagellm_users._users.worker_wire import WIRE_KEY, Merger, collect
@@ -266,6 +268,7 @@ class _ResultRole(Role):
             server,
             SLOWatch(self.environment, runtime, keep_ui=self.setup.web_ui is not None),
             TimelineWatch(runtime),
+            TraceEnd(self.environment, runtime),
         ]
         return services
 

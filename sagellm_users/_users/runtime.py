@@ -32,6 +32,7 @@ from sagellm_users._users.recorder import DeferredRecorder
 from sagellm_users._users.retry import RetryPolicy
 from sagellm_users._workloads.arrivals import ArrivalSchedule
 from sagellm_users._workloads.build import DatasetCache
+from sagellm_users._workloads.trace import TracePrompts, TraceSchedule
 from sagellm_users._workloads.traffic import RequestDefaults, Workload
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class LLMRuntime:
     _cancelled = 0
     """Requests this process's users handed over, by how they ended (see :meth:`ended`)."""
 
+    trace_prompts: TracePrompts | None = None
+    """--trace: the requests of the trace's lines (built at test start, as the workload)."""
+
     def __init__(
         self,
         environment: Environment,
@@ -145,8 +149,9 @@ class LLMRuntime:
         """The traffic users send when a workload is set (built at test start, where the
         load is generated; see _users.traffic_setup)."""
         self.datasets = datasets or DatasetCache()  # read once, before any load
-        self.arrivals: ArrivalSchedule | None = None
-        """Open loop (--request-rate): when each request of this process is meant to start."""
+        self.arrivals: ArrivalSchedule | TraceSchedule | None = None
+        """Open loop (--request-rate, --trace): when each request of this process is meant
+        to start."""
         self.sweep: SweepReport | None = None
         """What a sweep found, stage by stage."""
         self.workload_info: dict[str, Any] | None = None

@@ -23,6 +23,7 @@ from sagellm_users._users.runtime import LLMRuntime
 from sagellm_users._users.service import Service
 from sagellm_users._workloads.arrivals import ArrivalPlan, ArrivalSchedule
 from sagellm_users._workloads.build import build_workload, make_counter, output_counter
+from sagellm_users._workloads.trace import TracePrompts, TraceSchedule
 
 if TYPE_CHECKING:
     from locust.env import Environment
@@ -34,6 +35,9 @@ __all__ = ["PLAN_MESSAGE", "RatePlan", "TrafficBuilder", "set_request_rate"]
 log = logging.getLogger("sagellm_users")
 
 PLAN_MESSAGE = "sagellm_arrivals"
+TRACE_LEAD_S = 0.5
+"""A replay spread over workers starts this long after the master's start: time for each
+worker to get its plan and start its users, so the first lines are not late by design."""
 
 
 class TrafficBuilder(Service):
@@ -66,10 +70,13 @@ class RatePlan(Service):
         self._master = master
 
     def start(self) -> None:
-        self.broadcast()
+        _broadcast(self._runtime, self._master)
 
     def broadcast(self) -> None:
-        _broadcast(self._runtime, self._master)
+        """Again, when a worker joins; a trace replay's lines were dealt out at the start
+        (dealing them again would send some twice), so a worker joining it sends nothing."""
+        if self._runtime.options.trace_requests is None:
+            _broadcast(self._runtime, self._master)
 
 
 def set_request_rate(runtime: LLMRuntime, rate: float) -> None:
@@ -122,6 +129,16 @@ def _prepare(
         if runner is not None:
             gevent.spawn(runner.stop)
         return
+    if options.trace_requests is not None:
+        try:
+            _prepare_trace(environment, runtime, runner, plan)
+        except ConfigError as exc:
+            runtime.options_error = str(exc)
+            log.error("sagellm: --trace: %s; the test was stopped", exc)
+            if runner is not None:
+                gevent.spawn(runner.stop)
+        return
+    runtime.trace_prompts = None
     if options.request_rate <= 0:
         runtime.arrivals = None
         return
@@ -138,15 +155,55 @@ def _prepare(
         runtime.arrivals.set_plan(ArrivalPlan(options.request_rate))
 
 
+def _prepare_trace(
+    environment: Environment,
+    runtime: LLMRuntime,
+    runner: Runner | None,
+    plan: ArrivalPlan | None,
+) -> None:
+    """A replay's prompts (measured with the server's tokenizer first, when it counts them)
+    and its schedule: this process's share of the lines, from the master's start."""
+    options = runtime.options
+    trace = options.trace_requests
+    assert trace is not None
+    counter = make_counter(
+        options.tokenizer or "auto",
+        host=environment.host,
+        model_dirs=(options.vllm_model, options.lmdeploy_model, options.sagellm_model),
+        model=options.model,
+        api_key=options.api_key.get_secret_value() if options.api_key else None,
+        headers=options.headers,
+        verify=options.verify,
+    )
+    prompts = TracePrompts(counter, options.seed or 0)
+    prompts.prepare()
+    runtime.trace_prompts = prompts
+    runtime.workload_info = {
+        "name": "trace replay",
+        **trace.describe(options.trace_speed),
+        "token_counter": counter.description,
+    }
+    runtime.arrivals = schedule = TraceSchedule(trace, options.trace_speed)
+    if isinstance(runner, WorkerRunner):
+        if plan is not None:  # the master's plan came before the spawn message
+            schedule.set_plan(plan)
+    else:
+        schedule.set_plan(ArrivalPlan(trace.rate(options.trace_speed)))
+
+
 def _workers(master: MasterRunner) -> list[str]:
     nodes = [*master.clients.ready, *master.clients.spawning, *master.clients.running]
     return sorted(str(node.id) for node in nodes)
 
 
 def _broadcast(runtime: LLMRuntime, master: MasterRunner) -> None:
-    rate = runtime.options.request_rate
+    """The plan of each worker: its share of the rate, or of a trace's lines."""
+    options = runtime.options
+    trace = options.trace_requests
+    rate = options.request_rate if trace is None else trace.rate(options.trace_speed)
     if rate > 0:
-        data = {"rate": rate, "workers": _workers(master), "start_wall": time.time()}
+        start = time.time() + (TRACE_LEAD_S if trace is not None else 0.0)
+        data = {"rate": rate, "workers": _workers(master), "start_wall": start}
         master.send_message(PLAN_MESSAGE, data)
 
 

@@ -120,6 +120,35 @@ class PromptSynthesizer:
             return self._by_calibration(calibration, n_tokens)
         return self._by_rate(calibration.tokens_per_word, n_tokens)
 
+    def continuation(self, n_tokens: int) -> SyntheticPrompt:
+        """Text that adds ``n_tokens`` tokens to a text it follows after a space (exactly,
+        unless flagged otherwise): the blocks of a prompt built piece by piece."""
+        if n_tokens < 1:
+            raise ValueError(f"a continuation needs at least 1 token, not {n_tokens}")
+        counter = self.counter
+        if isinstance(counter, TokenizerCounter):
+            return self._continuation_by_tokens(counter, n_tokens)
+        calibration = self.calibration
+        if calibration is not None and calibration.exact:
+            return SyntheticPrompt(
+                " ".join(self._rng.choices(calibration.words, k=n_tokens)), n_tokens, exact=True
+            )
+        return self.make(n_tokens)
+
+    def _continuation_by_tokens(self, tokenizer: TokenizerCounter, n: int) -> SyntheticPrompt:
+        if self._costs_work and self._costs is None:
+            self._costs = _WordCosts.measure(tokenizer)
+            self._costs_work = self._costs is not None
+        lead = WORDS[0]
+        base = tokenizer.count(lead)
+        if self._costs_work and self._costs is not None:
+            text = self._costs.plan(n, self._rng, first=False)
+            if text is not None and tokenizer.count(f"{lead} {text}") - base == n:
+                return SyntheticPrompt(text, n, exact=True)
+        text = self.make(n).text
+        added = tokenizer.count(f"{lead} {text}") - base
+        return SyntheticPrompt(text, added, exact=added == n)
+
     def _words(self, k: int) -> list[str]:
         return self._rng.choices(WORDS, k=k)
 
@@ -213,16 +242,21 @@ class _WordCosts:
             return None
         return cls(first, after)
 
-    def plan(self, n: int, rng: random.Random) -> str | None:
-        """Random words whose costs add up to ``n``; None when no word fits the last gap."""
-        word = rng.choice(WORDS)
-        if self.first[word] > n:
-            fits = self.first_fits[min(n, len(self.first_fits) - 1)]
-            if not fits:
-                return None
-            word = rng.choice(fits)
-        words = [word]
-        left = n - self.first[word]
+    def plan(self, n: int, rng: random.Random, *, first: bool = True) -> str | None:
+        """Random words whose costs add up to ``n`` (``first``: at a text's start, else
+        after a space, to be appended to another text); None when no word fits the last
+        gap."""
+        words: list[str] = []
+        left = n
+        if first:
+            word = rng.choice(WORDS)
+            if self.first[word] > n:
+                fits = self.first_fits[min(n, len(self.first_fits) - 1)]
+                if not fits:
+                    return None
+                word = rng.choice(fits)
+            words.append(word)
+            left -= self.first[word]
         while left > 0:
             for drawn in rng.choices(WORDS, k=math.ceil(left / self.mean_after) + 2):
                 word = drawn

@@ -28,7 +28,7 @@ LOAD = [
     "FrozenHeap",
     "HealthProbe",
 ]
-RESULTS = ["ServerWatch", "SLOWatch", "TimelineWatch"]
+RESULTS = ["ServerWatch", "SLOWatch", "TimelineWatch", "TraceEnd"]
 
 
 def _names(services: list[Service]) -> list[str]:

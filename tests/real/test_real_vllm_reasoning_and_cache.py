@@ -108,9 +108,7 @@ def test_the_responses_api_streams_reasoning_events(reasoning_vllm: str) -> None
         assert 0 < r.reasoning_tokens <= MAX_TOKENS
 
 
-def test_cached_prompt_tokens_add_up_to_vllms_own_hits(
-    reasoning_vllm: str, tmp_path: Path
-) -> None:
+def test_cached_prompt_tokens_add_up_to_vllms_own_hits(reasoning_vllm: str, tmp_path: Path) -> None:
     """Two shared 300-token system prompts: after each group's first request, their first
     two blocks come from the cache; the client's sums equal vLLM's counters exactly."""
     workload = tmp_path / "workload.toml"

@@ -75,6 +75,9 @@ def test_every_shipped_profile_validates(path: Path, monkeypatch: pytest.MonkeyP
     options = LLMOptions.from_namespace(parse_args(["--config", str(path)]))
     if path.stem in ("smoke", "default"):
         assert options.workload is None
+    elif path.stem == "trace-replay":
+        assert options.workload is None and options.trace_requests is not None
+        assert len(options.trace_requests.rows) == 80
     else:
         assert options.workload is not None
 
