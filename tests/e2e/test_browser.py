@@ -381,3 +381,48 @@ def test_answers_of_another_length_than_asked_are_warned_of_live_and_in_the_repo
         wait_for(driver, "document.body.dataset.ready === '1'")
         assert warning in driver.find_element(By.ID, "summary").text
         assert console_errors(driver) == []
+
+
+def test_reasoning_cache_steps_and_http_phases_show_live_and_in_the_report(
+    tmp_path: Path,
+) -> None:
+    """A reasoning model behind a prefix cache with speculative decoding (the mock's
+    --reasoning-tokens, --prefix-cache-blocks, --spec-decode) under a shared-prefix
+    workload: the live page's table grows TTFO, prompt-cache and tokens-per-step columns,
+    its notes say what the model and the cache did, and its HTTP phases panel fills; the
+    HTML report has the same notes and an HTTP phases section."""
+    report = tmp_path / "model.html"
+    workload = tmp_path / "shared.toml"
+    workload.write_text(
+        'name = "shared"\ninput_tokens = "8:8"\noutput_tokens = 24\n'
+        "[shared_prefix]\ngroups = 2\ntokens = 64\n"
+    )
+    extra = '{"stream_options": {"include_usage": true, "continuous_usage_stats": true}}'
+    process = start_locust(
+        "-f", str(CHAT), "--web-host", "127.0.0.1", "--web-port", "0", "--autostart",
+        "--autoquit", "3", "-u", "2", "-r", "2", "-t", "6s", "--ignore-eos",
+        "--workload", str(workload), "--extra-body", extra, "--llm-html", str(report),
+        "--mock-args", "--ttft-ms 5 --tbt-ms 2 --reasoning-tokens 6 --prefix-cache-blocks 512 "
+        "--spec-decode 2:0.5",
+    )  # fmt: skip
+    with reading(process) as run, chromium() as driver:
+        url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+        driver.get(url)
+        wait_for(driver, "!document.getElementById('phases').hidden", timeout=30)
+        wait_for(driver, "document.getElementById('endpoints').innerText.includes('Prompt cache')")
+        endpoints = driver.find_element(By.ID, "endpoints").text
+        for column in ("TTFO p50", "reasoning tok/req", "prompt cache hits", "tokens/step"):
+            assert column in endpoints, column
+        assert re.search(r"Reasoning: \d+ of \d+ requests reasoned", endpoints), endpoints
+        assert "Decode steps carried" in endpoints
+        phases = driver.find_element(By.ID, "phases").text
+        assert "wait for headers" in phases and "headers to first byte" in phases
+        _shot(driver, "live-reasoning-cache-steps.png")
+        assert console_errors(driver) == []
+        run.wait_line(r"Report: ")
+        driver.get(report.as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        summary = driver.find_element(By.ID, "summary").text
+        assert "requests reasoned" in summary and "Prompt cache:" in summary
+        assert "headers to first byte" in driver.find_element(By.ID, "phases").text
+        assert console_errors(driver) == []

@@ -268,6 +268,67 @@ const SageDash = (() => {
     return notes;
   }
 
+  /** What the model and the server did beyond timings: reasoning, steps of several
+   *  tokens, prompt-cache hits (the summary's lines), as notes. */
+  function modelNotes(t) {
+    const notes = [];
+    if (!t) return notes;
+    const note = (text) => notes.push(el("p", {className: "note", text: text}));
+    if (t.reasoning_requests) {
+      note("Reasoning: " + num(t.reasoning_requests, 0) + " of " + num(t.completed, 0) +
+        " requests reasoned, " + num(t.total_reasoning_tokens, 0) + " of " +
+        num(t.total_output_tokens, 0) + " output tokens" + (t.reasoning_usage_zero ?
+        "; the server's usage said 0 reasoning tokens for " + num(t.reasoning_usage_zero, 0) +
+        " of them, which streamed reasoning: counted from the stream instead (vLLM counts " +
+        "only the tokens between a <think> and a </think> the model generates itself)" : "") +
+        (t.reasoning_tokens_estimated ? " (" + num(t.reasoning_tokens_estimated, 0) +
+        " counted as reasoning steps: no reasoning_tokens in the server's usage)" : "") +
+        "; TTFO is when their answers began.");
+    }
+    const sizes = Object.entries(t.step_sizes || {});
+    if (!missing(t.tokens_per_step) && (t.tokens_per_step >= 1.05 || sizes.length > 1)) {
+      const total = sizes.reduce((sum, [, n]) => sum + n, 0);
+      const spread = sizes.map(([k, n]) => k + " token" + (k === "1" ? "" : "s") + " " +
+                                           pct(n / total));
+      note("Decode steps carried " + num(t.tokens_per_step) + " tokens each on average" +
+        (total ? " (" + spread.join(", ") + " of " + num(total, 0) + " steps)" : "") +
+        ": speculative decoding, or a stream that fell behind its engine.");
+    }
+    if (t.cache_reported) {
+      note("Prompt cache: " + num(t.total_cached_tokens, 0) + " prompt tokens served from " +
+        "the server's cache, " + pct(t.cache_hit_share) + " of the prompts of the " +
+        num(t.cache_reported, 0) + " requests whose usage said.");
+    }
+    return notes;
+  }
+
+  const PHASE_TITLES = {connect: "connect (new connections)", tls: "TLS handshake",
+                        send: "send request", wait: "wait for headers",
+                        first_byte: "headers to first byte"};
+  const PHASES_NOTE = "Milliseconds before each successful answer's first byte: a new " +
+    "connection's TCP connect and TLS handshake, writing the request, waiting for the " +
+    "response's headers, and from the headers to the body. A server that sends its headers " +
+    "at once (vLLM) spends its queue and prefill in the last.";
+
+  /** Where successful requests' time went before their answers' first bytes; null with
+   *  no HTTP (in-process engines) or no request yet. */
+  function phaseTable(block) {
+    const phases = (block || {}).http_phases_ms || {};
+    const names = [...Object.keys(PHASE_TITLES), ...Object.keys(phases)];
+    const rows = [...new Set(names)].filter((name) => phases[name] && phases[name].count)
+      .map((name) => [name, phases[name]]);
+    if (!rows.length) return null;
+    const at = (label) => ([, s]) => num(pick(s, label));
+    return table([
+      {title: "phase", value: ([name]) => PHASE_TITLES[name] || name},
+      {title: "count", num: true, value: ([, s]) => num(s.count, 0)},
+      {title: "mean", num: true, value: at("mean")},
+      {title: "p50", num: true, value: at("p50")},
+      {title: "p99", num: true, value: at("p99")},
+      {title: "max", num: true, value: at("max")},
+    ], rows, {className: "data"});
+  }
+
   function errorTable(block) {
     const failures = (block && block.failures) || [];
     if (!failures.length) return noData("no failures");
@@ -754,6 +815,7 @@ const SageDash = (() => {
   return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
           servingCurve, withGaps,
           summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
-          answerWarnings, figure, serverPercentile, serverTables,
+          answerWarnings, modelNotes, phaseTable, PHASES_NOTE, figure, serverPercentile,
+          serverTables,
           chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
 })();

@@ -121,11 +121,16 @@
         {title: "prompt cache hits", num: true, value: (r) => r.block &&
           !D.missing(r.block.cache_hit_share) ? D.pct(r.block.cache_hit_share) : "-"},
       ] : []),
+      ...(rows.some((r) => r.block && r.block.tokens_per_step >= 1.05) ? [
+        {title: "tokens/step", num: true,
+         value: (r) => r.block ? D.num(r.block.tokens_per_step) : "-"},
+      ] : []),
       {title: "ITL p50", num: true, value: ms("itl_ms", "p50")},
       {title: "ITL p99", num: true, value: ms("itl_ms", "p99")},
       {title: "TPOT p50", num: true, value: ms("tpot_ms", "p50")},
       {title: "E2E p99", num: true, value: ms("e2el_ms", "p99")},
-    ], rows, {className: "data endpoints"}) : D.noData("no requests yet"));
+    ], rows, {className: "data endpoints"}) : D.noData("no requests yet"),
+    ...D.modelNotes((stats.cumulative || {}).total));
   }
 
   /** Fill the panel ``id`` with ``parts``; hidden when there are none. */
@@ -186,6 +191,9 @@
     }
     const servers = cumulative.server || [];
     showPanel("server", servers.length ? D.serverTables(servers) : null);
+    const phases = D.phaseTable(cumulative.total);
+    showPanel("phases", phases ? [el("p", {className: "note", text: D.PHASES_NOTE}), phases]
+                               : null);
     body("errors").replaceChildren(D.errorTable(cumulative.total),
                                    ...D.answerWarnings(cumulative.total));
     // The CDFs only move when new requests ended: skip the redraw otherwise.

@@ -192,32 +192,6 @@
     return box;
   }
 
-  const PHASE_TITLES = {connect: "connect (new connections)", tls: "TLS handshake",
-                        send: "send request", wait: "wait for headers",
-                        first_byte: "headers to first byte"};
-
-  /** Where successful requests' time went before their answers' first bytes. */
-  function phases(report, suffix) {
-    const rows = Object.entries((report.total || {}).http_phases_ms || {})
-      .filter(([, s]) => s && s.count);
-    if (!rows.length) return null;
-    const box = D.section("phases" + suffix, "HTTP phases",
-      "Milliseconds before each successful answer's first byte: a new connection's TCP " +
-      "connect and TLS handshake, writing the request, waiting for the response's headers, " +
-      "and from the headers to the body. A server that sends its headers at once (vLLM) " +
-      "spends its queue and prefill in the last.");
-    const at = (label) => ([, s]) => D.num(D.pick(s, label));
-    box.append(D.table([
-      {title: "phase", value: ([name]) => PHASE_TITLES[name] || name},
-      {title: "count", num: true, value: ([, s]) => D.num(s.count, 0)},
-      {title: "mean", num: true, value: at("mean")},
-      {title: "p50", num: true, value: at("p50")},
-      {title: "p99", num: true, value: at("p99")},
-      {title: "max", num: true, value: at("max")},
-    ], rows, {className: "data"}));
-    return box;
-  }
-
   function single(report, suffix) {
     const id = (name) => name + suffix;
     const parts = [config(report, suffix)];
@@ -254,34 +228,7 @@
         " prompts."}));
     }
     summary.append(...D.answerWarnings(t));
-    if (t.reasoning_requests) {
-      summary.append(el("p", {className: "note", text: "Reasoning: " +
-        D.num(t.reasoning_requests, 0) + " of " + D.num(t.completed, 0) + " requests reasoned, " +
-        D.num(t.total_reasoning_tokens, 0) + " of " + D.num(t.total_output_tokens, 0) +
-        " output tokens" + (t.reasoning_usage_zero ? "; the server's usage said 0 " +
-        "reasoning tokens for " + D.num(t.reasoning_usage_zero, 0) + " of them, which " +
-        "streamed reasoning: counted from the stream instead (vLLM counts only the tokens " +
-        "between a <think> and a </think> the model generates itself)" : "") +
-        (t.reasoning_tokens_estimated ? " (" +
-        D.num(t.reasoning_tokens_estimated, 0) + " counted as reasoning steps: no " +
-        "reasoning_tokens in the server's usage)" : "") + "; TTFO is when their answers began."}));
-    }
-    const sizes = Object.entries(t.step_sizes || {});
-    if (!D.missing(t.tokens_per_step) && (t.tokens_per_step >= 1.05 || sizes.length > 1)) {
-      const total = sizes.reduce((sum, [, n]) => sum + n, 0);
-      const spread = sizes.map(([k, n]) => k + " token" + (k === "1" ? "" : "s") + " " +
-                                           D.pct(n / total));
-      summary.append(el("p", {className: "note", text: "Decode steps carried " +
-        D.num(t.tokens_per_step) + " tokens each on average" + (total ? " (" +
-        spread.join(", ") + " of " + D.num(total, 0) + " steps)" : "") + ": speculative " +
-        "decoding, or a stream that fell behind its engine."}));
-    }
-    if (t.cache_reported) {
-      summary.append(el("p", {className: "note", text: "Prompt cache: " +
-        D.num(t.total_cached_tokens, 0) + " prompt tokens served from the server's cache, " +
-        D.pct(t.cache_hit_share) + " of the prompts of the " + D.num(t.cache_reported, 0) +
-        " requests whose usage said."}));
-    }
+    summary.append(...D.modelNotes(t));
     if (p && p.output_tokenized) {
       summary.append(el("p", {className: "note", text: "Output tokens of " +
         p.output_tokenized + " request(s) counted by the tokenizer in their text: the " +
@@ -332,8 +279,12 @@
 
     const b = backends(report, suffix);
     if (b) parts.push(b);
-    const phaseBox = phases(report, suffix);
-    if (phaseBox) parts.push(phaseBox);
+    const phaseTable = D.phaseTable(report.total);
+    if (phaseTable) {
+      const box = D.section("phases" + suffix, "HTTP phases", D.PHASES_NOTE);
+      box.append(phaseTable);
+      parts.push(box);
+    }
 
     const errors = D.section(id("errors"), "Failures");
     errors.append(D.errorTable(report.total));
