@@ -386,18 +386,13 @@ class MetricsCollector:
         is_good = good is not None and record.status == "ok" and good(record)
         if is_good:
             stats.good += 1
-        if record.turn is not None:
-            turn = self._turns.get(record.turn)
-            if turn is None:
-                turn = self._turns[record.turn] = EndpointStats()
-            turn.add(record)
-            turn.good += is_good
-        if record.prefix_group is not None:
-            group = self._groups.get(record.prefix_group)
-            if group is None:
-                group = self._groups[record.prefix_group] = EndpointStats()
-            group.add(record)
-            group.good += is_good
+        for table, index in ((self._turns, record.turn), (self._groups, record.prefix_group)):
+            if index is not None:  # a turn of a conversation, a shared-prefix group
+                part = table.get(index)
+                if part is None:
+                    part = table[index] = EndpointStats()
+                part.add(record)
+                part.good += is_good
         if record.intended_wall is not None:
             self.arrivals.add(record)
 

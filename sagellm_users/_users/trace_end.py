@@ -3,8 +3,9 @@
 A replay is as long as its trace (at ``--trace-speed``): each user stops when no line is
 left for it (see ``LLMUser._claim``), and this service, on the process that owns the test
 (a local runner or the master), ends the test once the trace's last line is due and no user
-is left: headless, Locust quits and reports as at the end of ``--run-time``; with the web UI
-the test stops and the page stays. ``--run-time`` still bounds it.
+is left, as Locust ends a run at its ``--run-time`` (headless: quit and report; with the web
+UI: stop, and quit after ``--autoquit`` when ``--autostart`` began it). ``--run-time`` still
+bounds it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sagellm_users._users.service import Service
 
 if TYPE_CHECKING:
     from locust.env import Environment
+    from locust.runners import Runner
 
     from sagellm_users._users.runtime import LLMRuntime
 
@@ -65,7 +67,20 @@ class TraceEnd(Service):
             return
         self._watch = None
         log.info("sagellm: --trace: every line of the trace was sent and answered; stopping")
-        if getattr(self._environment.parsed_options, "headless", False):
+        self._end(runner)
+
+    def _end(self, runner: Runner) -> None:
+        """As Locust ends a run at its ``--run-time``: headless, quit; with the web UI, stop,
+        then quit ``--autoquit`` seconds later when the test was started by ``--autostart``."""
+        options = self._environment.parsed_options
+        if getattr(options, "headless", False):
             runner.quit()
-        else:
-            runner.stop()
+            return
+        runner.stop()
+        autoquit = getattr(options, "autoquit", -1)
+        if getattr(options, "autostart", False) and autoquit != -1:
+            gevent.sleep(autoquit)
+            runner.quit()
+            web_ui = self._environment.web_ui
+            if web_ui is not None:
+                web_ui.stop()

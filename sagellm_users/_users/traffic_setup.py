@@ -23,6 +23,7 @@ from sagellm_users._users.runtime import LLMRuntime
 from sagellm_users._users.service import Service
 from sagellm_users._workloads.arrivals import ArrivalPlan, ArrivalSchedule
 from sagellm_users._workloads.build import build_workload, make_counter, output_counter
+from sagellm_users._workloads.tokens import TokenCounter
 from sagellm_users._workloads.trace import TracePrompts, TraceSchedule
 
 if TYPE_CHECKING:
@@ -110,33 +111,19 @@ def _prepare(
     counter = None
     try:
         if spec is not None:
-            counter = make_counter(
-                spec.tokenizer,
-                host=environment.host,
-                model_dirs=model_dirs,
-                model=options.model,
-                api_key=options.api_key.get_secret_value() if options.api_key else None,
-                headers=options.headers,
-                verify=options.verify,
-            )
+            counter = _counter(environment, runtime, spec.tokenizer)
             conversations = runtime.datasets.get(spec)
             runtime.workload = build_workload(spec, counter, conversations, process)
             runtime.workload_info = runtime.workload.info()
         runtime.output_counter = output_counter(options.tokenizer_choice, model_dirs, counter)
     except ConfigError as exc:
-        runtime.options_error = str(exc)
-        log.error("sagellm: workload: %s; the test was stopped", exc)
-        if runner is not None:
-            gevent.spawn(runner.stop)
+        _stop_for(runtime, runner, "workload", exc)
         return
     if options.trace_requests is not None:
         try:
             _prepare_trace(environment, runtime, runner, plan)
         except ConfigError as exc:
-            runtime.options_error = str(exc)
-            log.error("sagellm: --trace: %s; the test was stopped", exc)
-            if runner is not None:
-                gevent.spawn(runner.stop)
+            _stop_for(runtime, runner, "--trace", exc)
         return
     runtime.trace_prompts = None
     if options.request_rate <= 0:
@@ -155,6 +142,28 @@ def _prepare(
         runtime.arrivals.set_plan(ArrivalPlan(options.request_rate))
 
 
+def _counter(environment: Environment, runtime: LLMRuntime, choice: str) -> TokenCounter:
+    """The token counter ``choice`` names, asking the host under test when it counts."""
+    options = runtime.options
+    return make_counter(
+        choice,
+        host=environment.host,
+        model_dirs=(options.vllm_model, options.lmdeploy_model, options.sagellm_model),
+        model=options.model,
+        api_key=options.api_key.get_secret_value() if options.api_key else None,
+        headers=options.headers,
+        verify=options.verify,
+    )
+
+
+def _stop_for(runtime: LLMRuntime, runner: Runner | None, what: str, exc: ConfigError) -> None:
+    """What the traffic needs could not be made: users send nothing, the test stops."""
+    runtime.options_error = str(exc)
+    log.error("sagellm: %s: %s; the test was stopped", what, exc)
+    if runner is not None:
+        gevent.spawn(runner.stop)
+
+
 def _prepare_trace(
     environment: Environment,
     runtime: LLMRuntime,
@@ -166,15 +175,7 @@ def _prepare_trace(
     options = runtime.options
     trace = options.trace_requests
     assert trace is not None
-    counter = make_counter(
-        options.tokenizer or "auto",
-        host=environment.host,
-        model_dirs=(options.vllm_model, options.lmdeploy_model, options.sagellm_model),
-        model=options.model,
-        api_key=options.api_key.get_secret_value() if options.api_key else None,
-        headers=options.headers,
-        verify=options.verify,
-    )
+    counter = _counter(environment, runtime, options.tokenizer or "auto")
     prompts = TracePrompts(counter, options.seed or 0)
     prompts.prepare()
     runtime.trace_prompts = prompts

@@ -426,3 +426,36 @@ def test_reasoning_cache_steps_and_http_phases_show_live_and_in_the_report(
         assert "requests reasoned" in summary and "Prompt cache:" in summary
         assert "headers to first byte" in driver.find_element(By.ID, "phases").text
         assert console_errors(driver) == []
+
+
+def test_a_trace_replay_shows_its_progress_live_and_ends_the_test(tmp_path: Path) -> None:
+    """The shipped sample trace at 8x: the live page's arrivals panel counts the lines
+    started out of the trace's 80 and their lag; the test stops itself with the trace and
+    the report lists it as the workload."""
+    report = tmp_path / "trace.html"
+    trace = ROOT / "configs" / "traces" / "mooncake-sample.jsonl"
+    process = start_locust(
+        "-f", str(CHAT), "--web-host", "127.0.0.1", "--web-port", "0", "--autostart",
+        "--autoquit", "2", "-u", "16", "-r", "16", "-t", "60s", "--ignore-eos",
+        "--trace", str(trace), "--trace-speed", "8", "--llm-html", str(report),
+        "--mock-args", "--ttft-ms 5 --tbt-ms 1 --prefix-cache-blocks 4096",
+    )  # fmt: skip
+    with reading(process) as run, chromium() as driver:
+        url = run.wait_line(r"LLM live charts at (http://\S+/llm/)").group(1)
+        driver.get(url)
+        wait_for(driver, "!document.getElementById('arrivals').hidden", timeout=30)
+        assert "mooncake-sample.jsonl (80 lines over" in driver.find_element(By.ID, "arrivals").text
+        run.wait_line(r"every line of the trace was sent and answered; stopping")
+        wait_for(
+            driver,
+            "document.getElementById('arrivals').innerText.includes('80 of 80')",
+            timeout=15,
+        )
+        _shot(driver, "live-trace-replay.png")
+        assert console_errors(driver) == []
+        run.wait_line(r"Report: ")
+        driver.get(report.as_uri())
+        wait_for(driver, "document.body.dataset.ready === '1'")
+        workload = driver.find_element(By.ID, "workload").text
+        assert "lines started" in workload and "80 of 80" in workload
+        assert console_errors(driver) == []

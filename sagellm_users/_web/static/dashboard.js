@@ -329,6 +329,27 @@ const SageDash = (() => {
     ], rows, {className: "data"});
   }
 
+  /** An open loop's arrivals: the rate asked, drawn and achieved, and the start lag; a
+   *  trace replay's progress through its lines. */
+  function arrivalValues(a, workload) {
+    const lag = a.lag_ms || {};
+    const trace = workload && workload.trace_requests;
+    return keyValues([
+      ["arrival process", a.kind + (a.kind === "gamma" ? ", burstiness " +
+                                    num(a.burstiness) : "")],
+      ...(trace ? [["trace", workload.trace + " (" + num(trace, 0) + " lines over " +
+                   num(workload.trace_seconds) + " s, at " + num(workload.trace_speed) + "x)"],
+                  ["lines started", num(a.requests, 0) + " of " + num(trace, 0)]] : []),
+      ["target rate", num(a.target_rate) + " req/s"],
+      ["schedule's rate", num(a.intended_rate) + " req/s"],
+      ["achieved rate", num(a.achieved_rate) + " req/s"],
+      ["requests", num(a.requests, 0)],
+      ["started late", num(a.late, 0) + " (more than " + num(a.late_after_ms, 0) + " ms)"],
+      ["start lag (ms)", "mean " + num(lag.mean) + ", p99 " + num(pick(lag, "p99")) +
+                         ", max " + num(lag.max)],
+    ]);
+  }
+
   function errorTable(block) {
     const failures = (block && block.failures) || [];
     if (!failures.length) return noData("no failures");
@@ -815,7 +836,7 @@ const SageDash = (() => {
   return {el, section, noData, missing, num, pct, when, text, pick, table, keyValues, blockLabel,
           servingCurve, withGaps,
           summaryTable, metricsTable, KEY_METRICS, delta, badge, sloTable, errorTable,
-          answerWarnings, modelNotes, phaseTable, PHASES_NOTE, figure, serverPercentile,
+          answerWarnings, modelNotes, phaseTable, PHASES_NOTE, arrivalValues, figure, serverPercentile,
           serverTables,
           chart, timeSeries, distributions, cdfChart, METRICS, prune, resizeAll};
 })();

@@ -191,6 +191,8 @@
     }
     const servers = cumulative.server || [];
     showPanel("server", servers.length ? D.serverTables(servers) : null);
+    const arrivals = cumulative.arrivals;
+    showPanel("arrivals", arrivals ? [D.arrivalValues(arrivals, cumulative.workload)] : null);
     const phases = D.phaseTable(cumulative.total);
     showPanel("phases", phases ? [el("p", {className: "note", text: D.PHASES_NOTE}), phases]
                                : null);

@@ -122,20 +122,9 @@
       }
       parts.push(el("h3", {text: "Workload"}), D.keyValues(Object.entries(report.workload)));
     }
-    const a = report.arrivals;
-    if (a) {
-      const lag = a.lag_ms || {};
-      parts.push(el("h3", {text: "Open-loop arrivals"}), D.keyValues([
-        ["arrival process", a.kind + (a.kind === "gamma" ? ", burstiness " +
-                                      D.num(a.burstiness) : "")],
-        ["target rate", D.num(a.target_rate) + " req/s"],
-        ["schedule's rate", D.num(a.intended_rate) + " req/s"],
-        ["achieved rate", D.num(a.achieved_rate) + " req/s"],
-        ["requests", D.num(a.requests, 0)],
-        ["started late", D.num(a.late, 0) + " (more than " + D.num(a.late_after_ms, 0) + " ms)"],
-        ["start lag (ms)", "mean " + D.num(lag.mean) + ", p99 " + D.num(D.pick(lag, "p99")) +
-                           ", max " + D.num(lag.max)],
-      ]));
+    if (report.arrivals) {
+      parts.push(el("h3", {text: "Open-loop arrivals"}),
+                 D.arrivalValues(report.arrivals, report.workload));
     }
     /* A turn's or a shared-prefix group's requests, prompts, cache hits and latencies. */
     const slices = (title, key, blocks) => {
