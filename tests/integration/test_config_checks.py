@@ -45,9 +45,10 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "bad.toml").write_text("input_tokens = 64\n[session]\nturns = 2\nthink_time = '-1'\n")
     (tmp / "bad.jsonl").write_text('{"prompt": "hi"}\n{oops\n')
     (tmp / "blank.txt").write_text("\n \n")
+    (tmp / "trace.jsonl").write_text('{"timestamp": 0, "prompt": "hi"}\n')
     (tmp / "model").mkdir()
     (tmp / "dir.json").mkdir()
-    names = ("not-a-pem", "bad.toml", "bad.jsonl", "blank.txt", "model", "dir.json")
+    names = ("not-a-pem", "bad.toml", "bad.jsonl", "blank.txt", "model", "dir.json", "trace.jsonl")
     return {name: str(tmp / name) for name in names}
 
 
@@ -127,6 +128,11 @@ CASES: list[tuple[list[str], int, str]] = [
     (["--sweep", "2:2:8"], 1, "--sweep: no load shape runs"),
     (["--stage-time", "10s"], 1, "--stage-time: no load shape runs"),
     (["--sweep-settle", "2s"], 1, "--sweep-settle: no load shape runs"),
+    (["--trace", "/nonexistent/t.jsonl"], 1, "--trace /nonexistent/t.jsonl: cannot read it"),
+    (["--trace", "{bad.jsonl}"], 1, "line 1: 'timestamp' must be a number of milliseconds"),
+    (["--trace", "{trace.jsonl}", "--request-rate", "5"], 1, "--trace replays a trace: drop"),
+    (["--trace-speed", "2"], 1, "--trace-speed 2: there is no trace to replay; add --trace"),
+    (["--trace", "{trace.jsonl}", "--trace-speed", "-1"], 1, "--trace-speed: must be a number"),
 ]
 
 
