@@ -59,7 +59,9 @@ def test_reasoning_and_answer_split_as_vllms_parser_splits_them(reasoning_vllm: 
     assert len(ok) == len(run.records) >= 24, "none failed or cancelled"
     reasoned = [r for r in ok if r.reasoning_steps]
     answered = [r for r in reasoned if r.first_answer_step is not None]
-    assert len(reasoned) >= len(ok) // 2 and answered, "the bias ends most reasoning early"
+    # About 2 in 3 replies reason (measured: 18 and 19 of 27) before the biased </think>
+    # ends the reasoning; a quarter is far below what sampling can fall to.
+    assert len(reasoned) >= len(ok) // 4 and answered, "the bias ends the reasoning early"
     for r in ok:
         counts = r.tokens_per_chunk
         assert counts is not None and sum(counts) == r.output_tokens == MAX_TOKENS, r
@@ -74,7 +76,10 @@ def test_reasoning_and_answer_split_as_vllms_parser_splits_them(reasoning_vllm: 
         assert r.tokens_per_chunk is not None and r.tokens_per_chunk[k] >= 2, (
             "</think> has no event: it comes with the answer's first token"
         )
-        assert r.ttfo is not None and r.ttft is not None and r.ttfo > r.ttft
+        # events read together share their read's stamp: the tiny model's steps are quicker
+        # than vLLM's API server streams them, so reasoning and answer may come in one read
+        assert r.ttfo is not None and r.ttft is not None and r.ttfo >= r.ttft
+        assert r.ttfo - r.ttft == pytest.approx(r.t_out[k] - r.t_out[0])
         assert len(r.itl_reasoning) == k - 1
         assert len(r.itl_answer) == len(r.t_out) - k - 1
     report = run.runtime.final_report
