@@ -67,7 +67,8 @@ def _check_schedule(rows: list[dict[str, Any]]) -> None:
     for line, row in by_line.items():
         offset_ms = (row["intended_wall"] - first) * 1e3
         assert offset_ms == pytest.approx(line * SPACING_MS / SPEED, abs=1.0), line
-    assert max(row["start_lag_ms"] for row in rows) < 50
+    lags = sorted(row["start_lag_ms"] for row in rows)
+    assert lags[len(lags) // 2] < 10, "on time (one stall of the machine may delay a few)"
 
 
 def test_a_trace_is_replayed_at_its_times_and_ends_the_run(tmp_path: Path) -> None:

@@ -55,7 +55,9 @@ def test_shared_prefixes_hit_the_cache_and_the_server_agrees(tmp_path: Path) -> 
         r.ttft or 0 for r in hits
     )
     cached = statistics.median(r.usage_cached_tokens or 0 for r in hits)
-    assert saved * 1e3 == pytest.approx(cached * PREFILL_MS_PER_TOKEN, rel=0.3)
+    # the prefill of the cached tokens is skipped (a loose bound: few requests miss, so one
+    # stall of the machine moves their median)
+    assert saved * 1e3 == pytest.approx(cached * PREFILL_MS_PER_TOKEN, rel=0.5)
 
     report = run.runtime.final_report
     assert report is not None
