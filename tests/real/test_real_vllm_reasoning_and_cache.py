@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from sagellm_users import OpenAIChatUser, VLLMResponsesUser
+from sagellm_users import OpenAIChatUser, VLLMMessagesUser, VLLMResponsesUser
 from tests.locust_harness import LocalRun
 from tests.real.conftest import TIER_TIMEOUT_S
 
@@ -111,6 +111,29 @@ def test_the_responses_api_streams_reasoning_events(reasoning_vllm: str) -> None
         assert r.first_answer_step in (None, r.reasoning_steps)
         assert r.reasoning_usage_contradicted, "usage says 0 here too"
         assert 0 < r.reasoning_tokens <= MAX_TOKENS
+
+
+def test_the_messages_api_streams_thinking(reasoning_vllm: str) -> None:
+    """/v1/messages streams the reasoning as ``thinking_delta`` in a thinking block. Its
+    request model has no logit_bias, so nothing but chance ends the random model's
+    reasoning: nearly every reply is all thinking, and Anthropic's usage has no reasoning
+    count, so the client counts the reasoning steps (and says so)."""
+    run = _run(VLLMMessagesUser, reasoning_vllm, "--max-tokens", "8", requests=12)
+    ok = [r for r in run.records if r.ok]
+    assert len(ok) == len(run.records) >= 12
+    for r in ok:
+        assert r.output_tokens <= 8 and r.output_tokens_source == "usage"  # EOS may come
+        assert r.reasoning_steps >= 1 and r.first_answer_step in (None, r.reasoning_steps)
+        assert r.usage_reasoning_tokens is None and r.reasoning_tokens_source == "estimate"
+        assert r.reasoning_tokens == r.reasoning_steps <= 8
+    # a random </think> (1 token in 8,000) may end one reply's thinking; hardly two
+    thinking_only = [r for r in ok if r.first_answer_step is None]
+    assert len(thinking_only) >= len(ok) - 2
+    report = run.runtime.final_report
+    assert report is not None
+    t = report.total
+    assert t.reasoning_requests == t.reasoning_tokens_estimated == len(ok)
+    assert (t.ttfo_ms.count if t.ttfo_ms else 0) == len(ok) - len(thinking_only)
 
 
 def test_cached_prompt_tokens_add_up_to_vllms_own_hits(reasoning_vllm: str, tmp_path: Path) -> None:
