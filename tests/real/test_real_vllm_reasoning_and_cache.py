@@ -119,8 +119,11 @@ def test_the_messages_api_streams_thinking(reasoning_vllm: str) -> None:
     reasoning: nearly every reply is all thinking, and Anthropic's usage has no reasoning
     count, so the client counts the reasoning steps (and says so)."""
     run = _run(VLLMMessagesUser, reasoning_vllm, "--max-tokens", "8", requests=12)
-    ok = [r for r in run.records if r.ok]
-    assert len(ok) == len(run.records) >= 12
+    done = [r for r in run.records if r.ok]
+    assert len(done) == len(run.records) >= 12
+    # a reply whose first token is EOS (1 in 8,000) has no event here: nothing to split
+    ok = [r for r in done if r.t_out]
+    assert all(r.output_tokens == 1 for r in done if not r.t_out) and len(ok) >= 10
     for r in ok:
         assert r.output_tokens <= 8 and r.output_tokens_source == "usage"  # EOS may come
         assert r.reasoning_steps >= 1 and r.first_answer_step in (None, r.reasoning_steps)
